@@ -1,0 +1,171 @@
+//! Client-side pacing so that our own traffic never earns a 429.
+//!
+//! Lambda documents one request per second for the API and one launch per 12 seconds. The
+//! limiter hands out time slots: each call reserves the earliest slot that keeps both
+//! intervals, then sleeps until it. Clones of one [`Client`](crate::Client) share it.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The spacing the client keeps between its own requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// The least time between the starts of any two requests.
+    pub min_request_interval: Duration,
+    /// The least time between the starts of two launch requests.
+    pub min_launch_interval: Duration,
+}
+
+impl RateLimits {
+    /// The limits Lambda documents: 1 request per second, 1 launch per 12 seconds.
+    pub const DOCUMENTED: RateLimits = RateLimits {
+        min_request_interval: Duration::from_secs(1),
+        min_launch_interval: Duration::from_secs(12),
+    };
+
+    /// No pacing at all, for servers that do not limit (tests, simulators without limits).
+    pub const UNLIMITED: RateLimits = RateLimits {
+        min_request_interval: Duration::ZERO,
+        min_launch_interval: Duration::ZERO,
+    };
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits::DOCUMENTED
+    }
+}
+
+/// Which budget a request draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Budget {
+    /// Any request.
+    Request,
+    /// A launch: it counts as a request and against the launch interval.
+    Launch,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    next_request: Option<Instant>,
+    next_launch: Option<Instant>,
+}
+
+/// Shared slot book-keeping. The mutex is never held across an await.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    limits: RateLimits,
+    slots: Mutex<Slots>,
+}
+
+impl Limiter {
+    pub(crate) fn new(limits: RateLimits) -> Self {
+        Limiter {
+            limits,
+            slots: Mutex::new(Slots::default()),
+        }
+    }
+
+    /// Reserves the earliest slot the limits allow for `budget`, and returns when it has come.
+    pub(crate) async fn acquire(&self, budget: Budget) {
+        let slot = self.reserve(budget, Instant::now());
+        tokio::time::sleep_until(slot).await;
+    }
+
+    fn reserve(&self, budget: Budget, now: Instant) -> Instant {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = slots.next_request.map_or(now, |next| next.max(now));
+        if budget == Budget::Launch {
+            slot = slots.next_launch.map_or(slot, |next| next.max(slot));
+            slots.next_launch = Some(slot + self.limits.min_launch_interval);
+        }
+        slots.next_request = Some(slot + self.limits.min_request_interval);
+        slot
+    }
+
+    /// Pushes every later request back by `wait` from now, after the server said to wait.
+    pub(crate) fn back_off(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.next_request = Some(slots.next_request.map_or(until, |next| next.max(until)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_are_spaced_by_the_request_interval() {
+        let limiter = Limiter::new(RateLimits::DOCUMENTED);
+        let start = Instant::now();
+        let mut starts = Vec::new();
+        for _ in 0..4 {
+            limiter.acquire(Budget::Request).await;
+            starts.push(start.elapsed());
+        }
+        assert_eq!(
+            starts,
+            [0, 1, 2, 3].map(Duration::from_secs).to_vec(),
+            "first request immediately, then one per second"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn launches_are_spaced_by_twelve_seconds_and_other_calls_fit_between() {
+        let limiter = Limiter::new(RateLimits::DOCUMENTED);
+        let start = Instant::now();
+        limiter.acquire(Budget::Launch).await;
+        let first_launch = start.elapsed();
+        limiter.acquire(Budget::Request).await;
+        let list_between = start.elapsed();
+        limiter.acquire(Budget::Launch).await;
+        let second_launch = start.elapsed();
+        assert_eq!(first_launch, Duration::ZERO);
+        assert_eq!(list_between, Duration::from_secs(1));
+        assert_eq!(second_launch, Duration::from_secs(12));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_share_one_budget() {
+        let limiter = std::sync::Arc::new(Limiter::new(RateLimits::DOCUMENTED));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move {
+                    limiter.acquire(Budget::Launch).await;
+                    start.elapsed()
+                })
+            })
+            .collect();
+        let mut times = Vec::new();
+        for task in tasks {
+            times.push(task.await.unwrap());
+        }
+        times.sort();
+        assert_eq!(times, [0, 12, 24].map(Duration::from_secs).to_vec());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn back_off_delays_the_next_request() {
+        let limiter = Limiter::new(RateLimits::DOCUMENTED);
+        let start = Instant::now();
+        limiter.acquire(Budget::Request).await;
+        limiter.back_off(Duration::from_secs(5));
+        limiter.acquire(Budget::Request).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlimited_never_waits() {
+        let limiter = Limiter::new(RateLimits::UNLIMITED);
+        let start = Instant::now();
+        for _ in 0..10 {
+            limiter.acquire(Budget::Launch).await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+}

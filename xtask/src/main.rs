@@ -1,0 +1,219 @@
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! `ci` is the one command that proves a tree green: it installs the system tools the tests
+//! need, then runs formatting, lints, every test, the end-to-end suite and a package check,
+//! and prints a summary. `.ci/run` calls it; so should you before pushing.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci     install missing system tools, then fmt, clippy, all tests, e2e and package checks
+  e2e    run the workspace end-to-end suite (tests/)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("e2e") => e2e(),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(true)
+        }
+        Some(other) => {
+            eprint!("unknown command `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        None => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    // xtask/ sits at the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// One step of a run: its name, how it went, how long it took.
+struct Step {
+    name: &'static str,
+    ok: bool,
+    took: Duration,
+}
+
+struct Run {
+    steps: Vec<Step>,
+}
+
+impl Run {
+    fn new() -> Self {
+        Run { steps: Vec::new() }
+    }
+
+    /// Runs `cargo <args>` at the workspace root as a named step.
+    fn cargo(&mut self, name: &'static str, args: &[&str]) -> bool {
+        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        command.args(args).current_dir(workspace_root());
+        self.command(name, &mut command)
+    }
+
+    fn command(&mut self, name: &'static str, command: &mut Command) -> bool {
+        println!("\n==> {name}");
+        let started = Instant::now();
+        let ok = match command.status() {
+            Ok(status) => status.success(),
+            Err(error) => {
+                eprintln!("could not start {command:?}: {error}");
+                false
+            }
+        };
+        self.steps.push(Step {
+            name,
+            ok,
+            took: started.elapsed(),
+        });
+        ok
+    }
+
+    fn summary(&self) -> bool {
+        println!("\n==> summary");
+        for step in &self.steps {
+            let mark = if step.ok { "ok    " } else { "FAILED" };
+            println!(
+                "  {mark} {:<40} {:>7.1}s",
+                step.name,
+                step.took.as_secs_f64()
+            );
+        }
+        let failed = self.steps.iter().filter(|step| !step.ok).count();
+        let total: Duration = self.steps.iter().map(|step| step.took).sum();
+        if failed == 0 {
+            println!(
+                "ci: all {} steps passed in {:.0}s",
+                self.steps.len(),
+                total.as_secs_f64()
+            );
+        } else {
+            println!("ci: {failed} of {} steps FAILED", self.steps.len());
+        }
+        failed == 0
+    }
+}
+
+fn ci() -> Result<bool> {
+    let started = Instant::now();
+    install_system_tools()?;
+    let mut run = Run::new();
+    run.cargo("cargo fmt --check", &["fmt", "--all", "--check"]);
+    run.cargo(
+        "cargo clippy (all targets, -D warnings)",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    );
+    run.cargo(
+        "unit and integration tests (nextest)",
+        &[
+            "nextest",
+            "run",
+            "--workspace",
+            "--exclude",
+            "lambda-gha-tests",
+            "--locked",
+            "--profile",
+            "ci",
+        ],
+    );
+    run.cargo(
+        "doc tests",
+        &["test", "--workspace", "--doc", "--locked", "--quiet"],
+    );
+    e2e_step(&mut run);
+    run.cargo(
+        "cargo doc (no broken links)",
+        &["doc", "--workspace", "--no-deps", "--locked", "--quiet"],
+    );
+    run.cargo(
+        "cargo package -p lambda-cloud",
+        &[
+            "package",
+            "-p",
+            "lambda-cloud",
+            "--locked",
+            "--allow-dirty",
+            "--quiet",
+        ],
+    );
+    let ok = run.summary();
+    println!("ci: wall time {:.0}s", started.elapsed().as_secs_f64());
+    Ok(ok)
+}
+
+fn e2e() -> Result<bool> {
+    let mut run = Run::new();
+    e2e_step(&mut run);
+    Ok(run.summary())
+}
+
+fn e2e_step(run: &mut Run) {
+    run.cargo(
+        "end-to-end suite (tests/)",
+        &[
+            "nextest",
+            "run",
+            "-p",
+            "lambda-gha-tests",
+            "--locked",
+            "--profile",
+            "ci",
+        ],
+    );
+}
+
+/// Installs what the tests need that cargo does not provide. Only what is missing, so a
+/// warm machine pays nothing.
+fn install_system_tools() -> Result<()> {
+    if !has_command("cargo-nextest") {
+        println!("==> installing cargo-nextest");
+        let status = Command::new("cargo")
+            .args(["install", "cargo-nextest", "--locked"])
+            .status()
+            .context("running cargo install")?;
+        if !status.success() {
+            bail!("could not install cargo-nextest: run `cargo install cargo-nextest --locked`");
+        }
+    }
+    Ok(())
+}
+
+fn has_command(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+}
