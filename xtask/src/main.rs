@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("e2e") => e2e(),
+        Some("e2e") => Ok(e2e()),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(true)
@@ -73,8 +73,13 @@ impl Run {
 
     /// Runs `cargo <args>` at the workspace root as a named step.
     fn cargo(&mut self, name: &'static str, args: &[&str]) -> bool {
+        self.cargo_with_env(name, args, &[])
+    }
+
+    fn cargo_with_env(&mut self, name: &'static str, args: &[&str], env: &[(&str, &str)]) -> bool {
         let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         command.args(args).current_dir(workspace_root());
+        command.envs(env.iter().copied());
         self.command(name, &mut command)
     }
 
@@ -156,9 +161,10 @@ fn ci() -> Result<bool> {
         &["test", "--workspace", "--doc", "--locked", "--quiet"],
     );
     e2e_step(&mut run);
-    run.cargo(
-        "cargo doc (no broken links)",
+    run.cargo_with_env(
+        "cargo doc (no warnings, no broken links)",
         &["doc", "--workspace", "--no-deps", "--locked", "--quiet"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
     );
     run.cargo(
         "cargo package -p lambda-cloud",
@@ -176,10 +182,10 @@ fn ci() -> Result<bool> {
     Ok(ok)
 }
 
-fn e2e() -> Result<bool> {
+fn e2e() -> bool {
     let mut run = Run::new();
     e2e_step(&mut run);
-    Ok(run.summary())
+    run.summary()
 }
 
 fn e2e_step(run: &mut Run) {

@@ -69,6 +69,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     retry: RetryPolicy,
     rate_limits: RateLimits,
+    http: Option<reqwest::Client>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -81,6 +82,7 @@ impl fmt::Debug for ClientBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("retry", &self.retry)
             .field("rate_limits", &self.rate_limits)
+            .field("custom_http_client", &self.http.is_some())
             .finish()
     }
 }
@@ -95,6 +97,7 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             rate_limits: RateLimits::DOCUMENTED,
+            http: None,
         }
     }
 }
@@ -143,6 +146,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Sends through this `reqwest` client (for proxies, extra root certificates, or other
+    /// transport settings). Its own timeouts and user agent then apply instead of
+    /// [`timeout`](Self::timeout), [`connect_timeout`](Self::connect_timeout) and
+    /// [`user_agent`](Self::user_agent). Call [`install_default_crypto_provider`] before
+    /// building it.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
     /// Builds the client, reading the environment for what was not given.
     pub fn build(self) -> Result<Client> {
         let config = |message: String| Error::new(ErrorKind::Config(message), "");
@@ -178,13 +191,16 @@ impl ClientBuilder {
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
         let base_url = parse_base_url(&base_url).map_err(config)?;
 
-        install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .user_agent(self.user_agent)
-            .timeout(self.timeout)
-            .connect_timeout(self.connect_timeout)
-            .build()
-            .map_err(|error| config(format!("could not set up HTTP: {error}")))?;
+        install_default_crypto_provider();
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .user_agent(self.user_agent)
+                .timeout(self.timeout)
+                .connect_timeout(self.connect_timeout)
+                .build()
+                .map_err(|error| config(format!("could not set up HTTP: {error}")))?,
+        };
 
         Ok(Client {
             inner: Arc::new(Inner {
@@ -227,9 +243,12 @@ fn parse_base_url(text: &str) -> std::result::Result<Url, String> {
     Ok(url)
 }
 
-/// reqwest is built without a bundled crypto provider so that the whole tree uses `ring`;
-/// install it as the process default unless the application already chose one.
-fn install_crypto_provider() {
+/// Installs `ring` as the process's default TLS crypto provider, unless one is installed.
+///
+/// This crate builds `reqwest` without a bundled provider so that a whole application shares
+/// one (`ring`). [`ClientBuilder::build`] calls this itself; call it before building your own
+/// `reqwest::Client` for [`ClientBuilder::http_client`], or `reqwest` panics.
+pub fn install_default_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Err only means another thread installed one first, which is just as good.
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -76,7 +76,10 @@ mod tickets;
 mod validation;
 
 pub use audit_events::{AuditEvent, AuditEventPage, AuditEvents, AuditEventsQuery};
-pub use client::{API_KEY_ENV, API_URL_ENV, Client, ClientBuilder, DEFAULT_BASE_URL};
+pub use client::{
+    API_KEY_ENV, API_URL_ENV, Client, ClientBuilder, DEFAULT_BASE_URL,
+    install_default_crypto_provider,
+};
 pub use error::{
     ApiError, Error, ErrorBody, ErrorCode, ErrorEnvelope, ErrorKind, Result, ValidationError,
 };

@@ -6,17 +6,13 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("-V" | "--version") => {
-            println!("lambda-gha-action {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!(
-                "lambda-gha-action {}: no commands are available in this build yet (see ARCHITECTURE.md)",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::from(2)
-        }
+    if let Some("-V" | "--version") = std::env::args().nth(1).as_deref() {
+        println!("lambda-gha-action {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
     }
+    eprintln!(
+        "lambda-gha-action {}: no commands are available in this build yet (see ARCHITECTURE.md)",
+        env!("CARGO_PKG_VERSION")
+    );
+    ExitCode::from(2)
 }

@@ -9,9 +9,9 @@ use serde_json::{Map, Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-pub const TEST_KEY: &str = "test-api-key-0123456789";
+pub(crate) const TEST_KEY: &str = "test-api-key-0123456789";
 
-pub fn spec() -> &'static Value {
+pub(crate) fn spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();
     SPEC.get_or_init(|| {
         let text = include_str!("../../spec/lambda-cloud-openapi.json");
@@ -20,7 +20,7 @@ pub fn spec() -> &'static Value {
 }
 
 /// (method, path template, operation) for every operation of the spec.
-pub fn spec_operations() -> Vec<(String, String, &'static Value)> {
+pub(crate) fn spec_operations() -> Vec<(String, String, &'static Value)> {
     let mut operations = Vec::new();
     for (path, item) in spec()["paths"].as_object().expect("paths") {
         for (method, operation) in item.as_object().expect("path item") {
@@ -32,14 +32,14 @@ pub fn spec_operations() -> Vec<(String, String, &'static Value)> {
     operations
 }
 
-pub fn spec_operation(id: &str) -> (String, String, &'static Value) {
+pub(crate) fn spec_operation(id: &str) -> (String, String, &'static Value) {
     spec_operations()
         .into_iter()
         .find(|(_, _, op)| op["operationId"] == id)
         .unwrap_or_else(|| panic!("no operation {id} in the spec"))
 }
 
-pub fn resolve(schema: &Value) -> &Value {
+pub(crate) fn resolve(schema: &Value) -> &Value {
     match schema.get("$ref").and_then(Value::as_str) {
         Some(reference) => {
             let name = reference.rsplit('/').next().expect("ref name");
@@ -49,12 +49,12 @@ pub fn resolve(schema: &Value) -> &Value {
     }
 }
 
-pub fn response_schema(op: &Value, status: &str) -> &'static Value {
+pub(crate) fn response_schema(op: &Value, status: &str) -> &'static Value {
     let op: &'static Value = spec_operation(op["operationId"].as_str().expect("id")).2;
     &op["responses"][status]["content"]["application/json"]["schema"]
 }
 
-pub fn success_status(op: &Value) -> String {
+pub(crate) fn success_status(op: &Value) -> String {
     op["responses"]
         .as_object()
         .expect("responses")
@@ -66,7 +66,7 @@ pub fn success_status(op: &Value) -> String {
 
 /// A value for `schema` built from the spec's examples, falling back to the simplest value of
 /// the right type. Every property is filled, optional ones too, so decoding is fully exercised.
-pub fn example(schema: &Value) -> Value {
+pub(crate) fn example(schema: &Value) -> Value {
     if let Some(first) = schema.get("examples").and_then(|e| e.get(0)) {
         return first.clone();
     }
@@ -114,7 +114,7 @@ pub fn example(schema: &Value) -> Value {
 /// unknown properties, enums, consts, lengths, ranges, item counts, `anyOf`. Returns every
 /// violation with its path. `strict` refuses properties the schema does not define even where
 /// JSON Schema would allow them: right for what we send, too strict for what servers answer.
-pub fn violations(value: &Value, schema: &Value, at: &str, strict: bool) -> Vec<String> {
+pub(crate) fn violations(value: &Value, schema: &Value, at: &str, strict: bool) -> Vec<String> {
     let schema = resolve(schema);
     let mut found = Vec::new();
     if let Some(options) = schema.get("anyOf").and_then(Value::as_array) {
@@ -212,7 +212,7 @@ pub fn violations(value: &Value, schema: &Value, at: &str, strict: bool) -> Vec<
         for (name, item) in object {
             match properties.and_then(|p| p.get(name)) {
                 Some(property) => {
-                    found.extend(violations(item, property, &format!("{at}.{name}"), strict))
+                    found.extend(violations(item, property, &format!("{at}.{name}"), strict));
                 }
                 None => match schema.get("additionalProperties") {
                     Some(Value::Bool(true)) => {}
@@ -232,7 +232,7 @@ pub fn violations(value: &Value, schema: &Value, at: &str, strict: bool) -> Vec<
 }
 
 /// A client for a mock server: no pacing, no retries, a known key.
-pub fn client_for(server: &MockServer) -> Client {
+pub(crate) fn client_for(server: &MockServer) -> Client {
     Client::builder()
         .api_key(TEST_KEY)
         .base_url(server.uri())
@@ -245,15 +245,15 @@ pub fn client_for(server: &MockServer) -> Client {
 
 /// A mock server answering one operation with the spec's example answer, checking the method,
 /// path and `Authorization` header the spec requires.
-pub struct Harness {
-    pub server: MockServer,
-    pub client: Client,
+pub(crate) struct Harness {
+    pub(crate) server: MockServer,
+    pub(crate) client: Client,
     operation: &'static Value,
 }
 
 impl Harness {
     /// `concrete_path` is the operation's path with example parameters filled in.
-    pub async fn new(operation_id: &str, concrete_path: &str) -> Harness {
+    pub(crate) async fn new(operation_id: &str, concrete_path: &str) -> Harness {
         let (http_method, template, operation) = spec_operation(operation_id);
         assert!(
             path_matches(&template, concrete_path),
@@ -293,14 +293,14 @@ impl Harness {
     }
 
     /// The answer the server gives, for comparing with what the client decoded.
-    pub fn answer(&self) -> Value {
+    pub(crate) fn answer(&self) -> Value {
         let status = success_status(self.operation);
         example(response_schema(self.operation, &status))["data"].clone()
     }
 
     /// The one request received: its body checked against the spec's request schema (or
     /// checked to be absent when the operation takes none), its query returned.
-    pub async fn request(&self) -> (Value, Vec<(String, String)>) {
+    pub(crate) async fn request(&self) -> (Value, Vec<(String, String)>) {
         let requests = self.server.received_requests().await.expect("recording");
         assert_eq!(requests.len(), 1, "exactly one request");
         let request = &requests[0];

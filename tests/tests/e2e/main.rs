@@ -1,0 +1,6 @@
+//! Workspace end-to-end tests: repository invariants and whole programs run as users run them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod examples;
+mod repository;
