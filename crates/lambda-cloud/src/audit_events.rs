@@ -104,16 +104,10 @@ impl AuditEvents<'_> {
     /// # Ok(()) }
     /// ```
     pub async fn list_all(&self, query: &AuditEventsQuery) -> Result<Vec<AuditEvent>> {
-        let mut events = Vec::new();
-        let mut token: Option<PageToken> = None;
-        loop {
+        crate::paging::collect_pages(|token| async move {
             let page = self.list(query, token.as_ref()).await?;
-            events.extend(page.events);
-            match page.next_page_token {
-                // A server that hands back the token it was given would page forever.
-                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                _ => return Ok(events),
-            }
-        }
+            Ok((page.events, page.next_page_token))
+        })
+        .await
     }
 }

@@ -524,13 +524,7 @@ impl<'c> Instances<'c> {
         I: IntoIterator,
         I::Item: Into<InstanceId>,
     {
-        let body = InstanceIdsRequest {
-            instance_ids: ids.into_iter().map(Into::into).collect(),
-        };
-        self.client
-            .data::<InstanceRestartResponse>(
-                Call::new(&operations::INSTANCE_RESTART).validated_json(&body),
-            )
+        self.on_instances::<InstanceRestartResponse, _>(&operations::INSTANCE_RESTART, ids)
             .await
             .map(|response| response.restarted_instances)
     }
@@ -548,15 +542,22 @@ impl<'c> Instances<'c> {
         I: IntoIterator,
         I::Item: Into<InstanceId>,
     {
+        self.on_instances::<InstanceTerminateResponse, _>(&operations::INSTANCE_TERMINATE, ids)
+            .await
+            .map(|response| response.terminated_instances)
+    }
+
+    /// Sends an instance operation that takes a list of instance ids.
+    async fn on_instances<R, I>(&self, op: &'static operations::Operation, ids: I) -> Result<R>
+    where
+        R: serde::de::DeserializeOwned,
+        I: IntoIterator,
+        I::Item: Into<InstanceId>,
+    {
         let body = InstanceIdsRequest {
             instance_ids: ids.into_iter().map(Into::into).collect(),
         };
-        self.client
-            .data::<InstanceTerminateResponse>(
-                Call::new(&operations::INSTANCE_TERMINATE).validated_json(&body),
-            )
-            .await
-            .map(|response| response.terminated_instances)
+        self.client.data(Call::new(op).validated_json(&body)).await
     }
 }
 

@@ -67,6 +67,7 @@ mod images;
 mod instance_types;
 mod instances;
 pub mod operations;
+mod paging;
 mod rate_limit;
 mod redacted;
 mod regions;

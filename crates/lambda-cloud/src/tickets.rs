@@ -402,16 +402,11 @@ impl Tickets<'_> {
     /// # Ok(()) }
     /// ```
     pub async fn list_all(&self, query: &TicketsQuery) -> Result<Vec<Ticket>> {
-        let mut tickets = Vec::new();
-        let mut token: Option<PageToken> = None;
-        loop {
+        crate::paging::collect_pages(|token| async move {
             let page = self.list(query, token.as_ref()).await?;
-            tickets.extend(page.tickets);
-            match page.page_token {
-                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                _ => return Ok(tickets),
-            }
-        }
+            Ok((page.tickets, page.page_token))
+        })
+        .await
     }
 
     /// Opens a ticket (`POST /api/v1/tickets`).

@@ -1,6 +1,6 @@
 //! The published examples work as their docs say, against a server that speaks the spec.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use lambda_gha_tests::workspace_root;
 use serde_json::json;
@@ -21,6 +21,25 @@ fn item(name: &str, gpus: u32, cents: u32, regions: &[(&str, &str)]) -> serde_js
     })
 }
 
+/// Runs the `list_types` example as its docs say, with `env` set and `LAMBDA_API_KEY` unset
+/// unless `env` sets it.
+fn run_list_types(env: &[(&str, &str)]) -> Output {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "lambda-cloud",
+            "--example",
+            "list_types",
+        ])
+        .current_dir(workspace_root())
+        .env_remove("LAMBDA_API_KEY")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn list_types_prints_prices_and_regions_with_capacity_from_lambda_api_url() {
     let server = MockServer::start().await;
@@ -37,20 +56,7 @@ async fn list_types_prints_prices_and_regions_with_capacity_from_lambda_api_url(
 
     let uri = server.uri();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "run",
-                "--quiet",
-                "-p",
-                "lambda-cloud",
-                "--example",
-                "list_types",
-            ])
-            .current_dir(workspace_root())
-            .env("LAMBDA_API_URL", uri)
-            .env("LAMBDA_API_KEY", "example-key")
-            .output()
-            .unwrap()
+        run_list_types(&[("LAMBDA_API_URL", &uri), ("LAMBDA_API_KEY", "example-key")])
     })
     .await
     .unwrap();
@@ -83,20 +89,7 @@ async fn list_types_prints_prices_and_regions_with_capacity_from_lambda_api_url(
 
 #[test]
 fn list_types_without_a_key_says_how_to_get_one() {
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "lambda-cloud",
-            "--example",
-            "list_types",
-        ])
-        .current_dir(workspace_root())
-        .env_remove("LAMBDA_API_KEY")
-        .env("LAMBDA_API_URL", "http://127.0.0.1:9")
-        .output()
-        .unwrap();
+    let output = run_list_types(&[("LAMBDA_API_URL", "http://127.0.0.1:9")]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("set `LAMBDA_API_KEY`"), "{stderr}");

@@ -7,6 +7,7 @@ mod coverage;
 mod errors;
 mod models;
 mod operations;
+mod paging;
 mod retries;
 mod secrets;
 mod support;

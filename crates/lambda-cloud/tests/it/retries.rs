@@ -44,22 +44,52 @@ fn launched() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({"data": {"instance_ids": ["i1"]}}))
 }
 
+/// A server answering `route` with `first` for the first `times` requests, then with `then`.
+async fn answering(
+    route: &str,
+    first: ResponseTemplate,
+    times: u64,
+    then: ResponseTemplate,
+) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(path(route))
+        .respond_with(first)
+        .up_to_n_times(times)
+        .mount(&server)
+        .await;
+    Mock::given(path(route))
+        .respond_with(then)
+        .mount(&server)
+        .await;
+    server
+}
+
+/// A server answering `route` with `template`, always.
+async fn always(route: &str, template: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(path(route))
+        .respond_with(template)
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn launch(server: &MockServer, policy: RetryPolicy) -> lambda_cloud::Result<Vec<InstanceId>> {
+    client(server, policy)
+        .instances()
+        .launch("gpu_1x_a10", "us-east-1", "k")
+        .send()
+        .await
+}
+
 async fn requests(server: &MockServer) -> usize {
     server.received_requests().await.unwrap().len()
 }
 
 #[tokio::test]
 async fn a_429_is_retried_then_succeeds() {
-    let server = MockServer::start().await;
-    Mock::given(path("/api/v1/regions"))
-        .respond_with(ResponseTemplate::new(429).set_body_json(error_body("global/rate-limited")))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/api/v1/regions"))
-        .respond_with(regions_ok())
-        .mount(&server)
-        .await;
+    let rate_limited = ResponseTemplate::new(429).set_body_json(error_body("global/rate-limited"));
+    let server = answering("/api/v1/regions", rate_limited, 1, regions_ok()).await;
     let regions = client(&server, fast_retries(3))
         .regions()
         .list()
@@ -71,11 +101,11 @@ async fn a_429_is_retried_then_succeeds() {
 
 #[tokio::test]
 async fn server_errors_are_retried_until_the_retries_run_out() {
-    let server = MockServer::start().await;
-    Mock::given(path("/api/v1/regions"))
-        .respond_with(ResponseTemplate::new(503).set_body_json(error_body("global/internal-error")))
-        .mount(&server)
-        .await;
+    let server = always(
+        "/api/v1/regions",
+        ResponseTemplate::new(503).set_body_json(error_body("global/internal-error")),
+    )
+    .await;
     let error = client(&server, fast_retries(3))
         .regions()
         .list()
@@ -92,19 +122,14 @@ async fn server_errors_are_retried_until_the_retries_run_out() {
 
 #[tokio::test]
 async fn insufficient_capacity_is_returned_at_once() {
-    let server = MockServer::start().await;
-    Mock::given(path("/api/v1/instance-operations/launch"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(error_body(
+    let server = always(
+        "/api/v1/instance-operations/launch",
+        ResponseTemplate::new(400).set_body_json(error_body(
             "instance-operations/launch/insufficient-capacity",
-        )))
-        .mount(&server)
-        .await;
-    let error = client(&server, fast_retries(5))
-        .instances()
-        .launch("gpu_1x_h100", "us-east-1", "k")
-        .send()
-        .await
-        .unwrap_err();
+        )),
+    )
+    .await;
+    let error = launch(&server, fast_retries(5)).await.unwrap_err();
     assert!(error.is_insufficient_capacity());
     assert_eq!(error.retries(), 0);
     assert_eq!(requests(&server).await, 1);
@@ -113,17 +138,12 @@ async fn insufficient_capacity_is_returned_at_once() {
 #[tokio::test]
 async fn a_launch_is_never_resent_after_an_ambiguous_failure() {
     // A 500 may have launched the machine; sending again could launch a second one.
-    let server = MockServer::start().await;
-    Mock::given(path("/api/v1/instance-operations/launch"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(error_body("global/internal-error")))
-        .mount(&server)
-        .await;
-    let error = client(&server, fast_retries(5))
-        .instances()
-        .launch("gpu_1x_a10", "us-east-1", "k")
-        .send()
-        .await
-        .unwrap_err();
+    let server = always(
+        "/api/v1/instance-operations/launch",
+        ResponseTemplate::new(500).set_body_json(error_body("global/internal-error")),
+    )
+    .await;
+    let error = launch(&server, fast_retries(5)).await.unwrap_err();
     assert!(error.is_retryable(), "retryable in general…");
     assert_eq!(requests(&server).await, 1, "…but a launch is not re-sent");
 }
@@ -134,16 +154,8 @@ async fn a_launch_is_resent_when_the_failure_proves_nothing_was_launched() {
         (429, "global/rate-limited"),
         (503, "provider/internal-unavailable"),
     ] {
-        let server = MockServer::start().await;
-        Mock::given(path("/api/v1/instance-operations/launch"))
-            .respond_with(ResponseTemplate::new(status).set_body_json(error_body(code)))
-            .up_to_n_times(1)
-            .mount(&server)
-            .await;
-        Mock::given(path("/api/v1/instance-operations/launch"))
-            .respond_with(launched())
-            .mount(&server)
-            .await;
+        let refused = ResponseTemplate::new(status).set_body_json(error_body(code));
+        let server = answering("/api/v1/instance-operations/launch", refused, 1, launched()).await;
         let ids = client(&server, fast_retries(2))
             .instances()
             .launch("gpu_1x_a10", "us-east-1", "k")
@@ -157,18 +169,10 @@ async fn a_launch_is_resent_when_the_failure_proves_nothing_was_launched() {
 
 #[tokio::test]
 async fn terminate_is_retried_on_server_errors() {
-    let server = MockServer::start().await;
-    Mock::given(path("/api/v1/instance-operations/terminate"))
-        .respond_with(ResponseTemplate::new(502))
-        .up_to_n_times(2)
-        .mount(&server)
-        .await;
-    Mock::given(path("/api/v1/instance-operations/terminate"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"data": {"terminated_instances": []}})),
-        )
-        .mount(&server)
-        .await;
+    let terminated =
+        ResponseTemplate::new(200).set_body_json(json!({"data": {"terminated_instances": []}}));
+    let route = "/api/v1/instance-operations/terminate";
+    let server = answering(route, ResponseTemplate::new(502), 2, terminated).await;
     client(&server, fast_retries(3))
         .instances()
         .terminate(["i1"])
@@ -179,20 +183,10 @@ async fn terminate_is_retried_on_server_errors() {
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
-    let server = MockServer::start().await;
-    Mock::given(path("/api/v1/regions"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "1")
-                .set_body_json(error_body("global/rate-limited")),
-        )
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/api/v1/regions"))
-        .respond_with(regions_ok())
-        .mount(&server)
-        .await;
+    let wait_a_second = ResponseTemplate::new(429)
+        .insert_header("retry-after", "1")
+        .set_body_json(error_body("global/rate-limited"));
+    let server = answering("/api/v1/regions", wait_a_second, 1, regions_ok()).await;
     let started = std::time::Instant::now();
     client(&server, fast_retries(3))
         .regions()
@@ -208,15 +202,13 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test]
 async fn no_retry_starts_past_the_total_deadline() {
-    let server = MockServer::start().await;
-    Mock::given(path("/api/v1/regions"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "60")
-                .set_body_json(error_body("global/rate-limited")),
-        )
-        .mount(&server)
-        .await;
+    let server = always(
+        "/api/v1/regions",
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "60")
+            .set_body_json(error_body("global/rate-limited")),
+    )
+    .await;
     let policy = RetryPolicy {
         max_elapsed: Duration::from_secs(5),
         ..fast_retries(5)
@@ -306,11 +298,7 @@ async fn launches_are_paced_twelve_seconds_apart() {
 
 #[tokio::test(start_paused = true)]
 async fn clones_share_one_launch_budget() {
-    let server = MockServer::start().await;
-    Mock::given(path("/api/v1/instance-operations/launch"))
-        .respond_with(launched())
-        .mount(&server)
-        .await;
+    let server = always("/api/v1/instance-operations/launch", launched()).await;
     let client = paced_client(&server);
     let start = Instant::now();
     let tasks: Vec<_> = (0..3)
