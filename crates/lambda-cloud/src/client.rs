@@ -308,17 +308,25 @@ impl<'a> Call<'a> {
     }
 
     pub(crate) fn json(mut self, body: &impl Serialize) -> Self {
-        // Our request types serialize infallibly (strings, numbers, vectors, derived structs).
-        self.body = Some(serde_json::to_vec(body).unwrap_or_default());
+        match serde_json::to_vec(body) {
+            Ok(bytes) => self.body = Some(bytes),
+            Err(error) => {
+                self.invalid = Some(crate::error::ValidationError::new(
+                    "body",
+                    format!("cannot be encoded as JSON: {error}"),
+                ));
+            }
+        }
         self
     }
 
     /// A body whose fields the spec constrains: checked here, and nothing is sent if it fails.
-    pub(crate) fn validated_json(mut self, body: &(impl Serialize + Validate)) -> Self {
+    pub(crate) fn validated_json(self, body: &(impl Serialize + Validate)) -> Self {
+        let mut call = self.json(body);
         if let Err(error) = body.validate() {
-            self.invalid = Some(error);
+            call.invalid = Some(error);
         }
-        self.json(body)
+        call
     }
 }
 
@@ -373,21 +381,21 @@ impl Client {
             .await;
         let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         span.record("duration_ms", elapsed);
-        match &result {
-            Ok(_) => {
+        match result {
+            Ok((value, retries)) => {
                 span.record("status", "ok");
+                span.record("retries", retries);
+                Ok(value)
             }
             Err(error) => {
                 span.record("retries", error.retries());
-                span.record(
-                    "status",
-                    error
-                        .status()
-                        .map_or_else(|| "error".to_owned(), |s| s.to_string()),
-                );
+                let status = error
+                    .status()
+                    .map_or_else(|| "error".to_owned(), |s| s.to_string());
+                span.record("status", status);
+                Err(error)
             }
         }
-        result
     }
 
     async fn send_with_retries<T: DeserializeOwned>(
@@ -396,7 +404,7 @@ impl Client {
         url: &Url,
         query: &[(&'static str, String)],
         body: Option<&[u8]>,
-    ) -> Result<T> {
+    ) -> Result<(T, u32)> {
         let inner = &self.inner;
         let budget = if op.is_launch() {
             Budget::Launch
@@ -409,7 +417,7 @@ impl Client {
         loop {
             inner.limiter.acquire(budget).await;
             let error = match self.attempt::<T>(op, url, query, body).await {
-                Ok(value) => return Ok(value),
+                Ok(value) => return Ok((value, retries)),
                 Err(error) => error,
             };
             let may_retry = error.is_retryable() && (!op.creates || error.is_safe_to_resend());
@@ -450,7 +458,7 @@ impl Client {
                     after: inner.timeout,
                 }
             } else {
-                ErrorKind::Transport(error.without_url())
+                ErrorKind::Transport(error)
             };
             Error::new(kind, op.id)
         };

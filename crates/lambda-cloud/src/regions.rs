@@ -10,35 +10,33 @@ open_enum! {
     /// A region code such as `us-east-1`. Open: regions Lambda adds later decode as
     /// [`RegionName::Unknown`] and work everywhere a region is accepted.
     pub enum RegionName {
-        /// Texas, USA.
-        UsSouth1 = "us-south-1",
-        /// Texas, USA.
-        UsSouth2 = "us-south-2",
-        /// Texas, USA.
-        UsSouth3 = "us-south-3",
-        /// California, USA.
-        UsWest1 = "us-west-1",
-        /// Arizona, USA.
-        UsWest2 = "us-west-2",
-        /// Utah, USA.
-        UsWest3 = "us-west-3",
-        /// Virginia, USA.
+        /// `us-east-1` (Virginia, USA).
         UsEast1 = "us-east-1",
-        /// Washington DC, USA.
+        /// `us-east-2`.
         UsEast2 = "us-east-2",
-        /// Georgia, USA.
-        UsEast3 = "us-east-3",
-        /// Illinois, USA.
+        /// `us-west-1` (California, USA).
+        UsWest1 = "us-west-1",
+        /// `us-west-2` (Arizona, USA).
+        UsWest2 = "us-west-2",
+        /// `us-west-3` (Utah, USA).
+        UsWest3 = "us-west-3",
+        /// `us-south-1` (Texas, USA).
+        UsSouth1 = "us-south-1",
+        /// `us-south-2`.
+        UsSouth2 = "us-south-2",
+        /// `us-south-3`.
+        UsSouth3 = "us-south-3",
+        /// `us-midwest-1` (Illinois, USA).
         UsMidwest1 = "us-midwest-1",
-        /// Germany.
+        /// `europe-central-1` (Germany).
         EuropeCentral1 = "europe-central-1",
-        /// India.
+        /// `asia-south-1` (India).
         AsiaSouth1 = "asia-south-1",
-        /// Japan (Tokyo).
+        /// `asia-northeast-1` (Tokyo, Japan).
         AsiaNortheast1 = "asia-northeast-1",
-        /// Japan (Osaka).
+        /// `asia-northeast-2` (Osaka, Japan).
         AsiaNortheast2 = "asia-northeast-2",
-        /// Israel.
+        /// `me-west-1` (Israel).
         MeWest1 = "me-west-1",
     }
 }

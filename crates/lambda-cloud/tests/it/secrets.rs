@@ -1,5 +1,5 @@
 //! Secrets stay secret: the API key and user data appear in no error, `Debug` output or trace,
-//! even when requests fail and are retried.
+//! even when requests fail and are retried. And the traces say what happened.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -25,17 +25,57 @@ impl Write for Captured {
     }
 }
 
+impl Captured {
+    /// Routes this thread's traces here until the guard drops.
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn each_call_has_a_span_with_operation_status_retries_and_duration() {
+    let captured = Captured::default();
+    let _guard = captured.install();
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"data": []})))
+        .mount(&server)
+        .await;
+    crate::support::client_for(&server)
+        .ssh_keys()
+        .list()
+        .await
+        .unwrap();
+    let traces = captured.text();
+    let close = traces
+        .lines()
+        .find(|line| line.contains("lambda_cloud.request") && line.contains("close"))
+        .unwrap_or_else(|| panic!("no closed span in:\n{traces}"));
+    for field in [
+        "operation=\"listSSHKeys\"",
+        "status=\"ok\"",
+        "retries=0",
+        "duration_ms=",
+    ] {
+        assert!(close.contains(field), "`{field}` missing from {close}");
+    }
+}
+
 #[tokio::test]
 async fn no_secret_reaches_errors_debug_output_or_traces() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.install();
 
     let server = MockServer::start().await;
     Mock::given(header("authorization", format!("Bearer {KEY}").as_str()))
@@ -75,7 +115,7 @@ async fn no_secret_reaches_errors_debug_output_or_traces() {
     );
     assert_eq!(error.retries(), 2);
 
-    let traces = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let traces = captured.text();
     assert!(
         traces.contains("lambda_cloud.request"),
         "spans were recorded:\n{traces}"
