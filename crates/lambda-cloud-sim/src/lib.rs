@@ -1,7 +1,333 @@
-//! A faithful, stateful local Lambda Cloud: the embedded default that lets everything run and
-//! be tested offline.
+//! A faithful, stateful local Lambda Cloud: the same HTTP API as the real service, with
+//! instance lifecycles, capacity that changes over time, the documented rate limits, injected
+//! faults, a billing ledger, and user data run as a local process. It is what lets everything
+//! above the `lambda-cloud` client run and be tested offline, over real HTTP.
 //!
-//! This crate is being built (see `ARCHITECTURE.md`); today it only fixes its place in the
-//! workspace: it depends on `lambda-cloud` for the API's models and nothing else of ours.
+//! ```no_run
+//! use lambda_cloud_sim::{Scenario, Sim};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let sim = Sim::builder()
+//!     .scenario(Scenario::default().with_capacity("gpu_1x_a10", "us-east-1", &[(0, 0), (90, 2)]))
+//!     .time_scale(100.0) // a 4-minute boot takes 2.4 s
+//!     .api_key("test-key")
+//!     .start()
+//!     .await?;
+//! let client = lambda_cloud::Client::builder()
+//!     .base_url(sim.base_url())
+//!     .api_key("test-key")
+//!     .rate_limits(sim.client_rate_limits())
+//!     .build()?;
+//! client.ssh_keys().add("me", "ssh-ed25519 AAAA me").await?;
+//! // ... launch, wait, terminate ...
+//! assert!(sim.ledger().still_billing.is_empty(), "nothing left billing");
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Time is simulated: [`SimBuilder::time_scale`] runs it faster than real time, keeping every
+//! ratio. Durations in a [`Scenario`] and in the [`Ledger`] are simulated seconds.
 
 #![deny(missing_docs)]
+
+mod audit;
+mod catalog;
+mod clock;
+mod error;
+mod fabric;
+mod failure;
+mod faults;
+mod filesystems;
+mod firewall;
+mod instances;
+mod ledger;
+mod rate_limit;
+mod scenario;
+mod server;
+mod sim_routes;
+mod ssh_keys;
+mod tickets;
+mod user_data;
+mod world;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_cloud::{InstanceId, RateLimits};
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use error::SimError;
+pub use ledger::{Ledger, LedgerEntry};
+pub use scenario::{
+    CapacitySpec, CapacityStep, FaultSpec, InstanceBehavior, InstanceBehaviorSpec,
+    InstanceTypeSpec, RateLimitSpec, RegionSpec, Scenario, SecondsRange,
+};
+pub use user_data::{LOG_FILE, SCRIPT_FILE};
+
+use crate::clock::SimClock;
+use crate::server::Shared;
+use crate::user_data::UserDataRunner;
+use crate::world::World;
+
+/// Configures a simulator. Every setting has a default: an ephemeral port on 127.0.0.1, the
+/// default scenario, real time, any non-empty API key, user data not run.
+#[derive(Debug)]
+pub struct SimBuilder {
+    scenario: Scenario,
+    api_key: Option<SecretString>,
+    time_scale: f64,
+    listen: SocketAddr,
+    sandbox: Option<PathBuf>,
+    run_user_data: bool,
+}
+
+impl Default for SimBuilder {
+    fn default() -> Self {
+        SimBuilder {
+            scenario: Scenario::default(),
+            api_key: None,
+            time_scale: 1.0,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            sandbox: None,
+            run_user_data: false,
+        }
+    }
+}
+
+impl SimBuilder {
+    /// The cloud to simulate.
+    pub fn scenario(mut self, scenario: Scenario) -> Self {
+        self.scenario = scenario;
+        self
+    }
+
+    /// The only API key accepted. Without one, any non-empty key is.
+    pub fn api_key(mut self, key: impl Into<SecretString>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Simulated seconds per real second: 100 makes a 240 s boot take 2.4 s.
+    pub fn time_scale(mut self, scale: f64) -> Self {
+        self.time_scale = scale;
+        self
+    }
+
+    /// The address to listen on (default `127.0.0.1:0`, an ephemeral port).
+    pub fn listen(mut self, address: SocketAddr) -> Self {
+        self.listen = address;
+        self
+    }
+
+    /// Whether the server answers 429 above the documented limits (default: the scenario's,
+    /// which is on).
+    pub fn rate_limits(mut self, enabled: bool) -> Self {
+        self.scenario.rate_limits.enabled = enabled;
+        self
+    }
+
+    /// Runs each instance's user data when it becomes active, in a sandbox directory per
+    /// instance under a fresh temporary root.
+    pub fn run_user_data(mut self) -> Self {
+        self.run_user_data = true;
+        self
+    }
+
+    /// Runs user data with sandboxes under `root` (created if missing).
+    pub fn user_data_sandbox(mut self, root: impl Into<PathBuf>) -> Self {
+        self.run_user_data = true;
+        self.sandbox = Some(root.into());
+        self
+    }
+
+    /// Starts serving; returns once the listener is bound.
+    pub async fn start(self) -> Result<Sim, SimError> {
+        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
+            return Err(SimError::TimeScale(self.time_scale));
+        }
+        self.scenario.check()?;
+        let runner = if self.run_user_data {
+            let root = self.sandbox.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!(
+                    "lambda-cloud-sim-{}-{}",
+                    std::process::id(),
+                    fastrand::u64(..)
+                ))
+            });
+            std::fs::create_dir_all(&root).map_err(|source| SimError::Sandbox {
+                path: root.display().to_string(),
+                source,
+            })?;
+            Some(UserDataRunner::new(root))
+        } else {
+            None
+        };
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .map_err(|source| SimError::Bind {
+                address: self.listen.to_string(),
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| SimError::Bind {
+            address: self.listen.to_string(),
+            source,
+        })?;
+        let base_url = format!("http://{address}");
+        let clock = SimClock::new(self.time_scale);
+        let shared = Arc::new(Shared::new(
+            World::new(self.scenario, clock),
+            self.api_key,
+            runner,
+        ));
+        let _ = shared.base_url.set(base_url.clone());
+
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = server::router(shared.clone());
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "simulator server stopped");
+            }
+        });
+        // Time moves without requests too: instances become active and start their user data.
+        let ticking = shared.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticking.with_world(|_| ());
+            }
+        });
+        Ok(Sim {
+            base_url,
+            shared,
+            stop: Some(stop),
+            server: Some(server),
+            ticker,
+        })
+    }
+}
+
+/// A running simulator. Dropping it stops the server and kills every user-data process.
+pub struct Sim {
+    base_url: String,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    ticker: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sim {
+    /// Starts configuring a simulator.
+    pub fn builder() -> SimBuilder {
+        SimBuilder::default()
+    }
+
+    /// The URL to point a client at (`LAMBDA_API_URL`), e.g. `http://127.0.0.1:40123`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Simulated seconds since the start.
+    pub fn now(&self) -> f64 {
+        self.shared.with_world(|world| world.now)
+    }
+
+    /// Simulated seconds per real second.
+    pub fn time_scale(&self) -> f64 {
+        self.shared.with_world(|world| world.clock.scale())
+    }
+
+    /// How long `seconds` of simulated time take in real time.
+    pub fn real_duration(&self, seconds: f64) -> Duration {
+        self.shared.with_world(|world| world.clock.real(seconds))
+    }
+
+    /// The documented client-side limits scaled to this simulator's clock: a client paced by
+    /// them sends exactly as fast as the simulated limits allow.
+    pub fn client_rate_limits(&self) -> RateLimits {
+        RateLimits::DOCUMENTED.time_scaled(self.time_scale())
+    }
+
+    /// How many requests the simulator refused with 429 so far.
+    pub fn rate_limited_requests(&self) -> u64 {
+        self.shared
+            .rate_limited
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What every instance has cost so far.
+    pub fn ledger(&self) -> Ledger {
+        self.shared.with_world(|world| world.ledger())
+    }
+
+    /// Replaces the capacity timeline of one (type, region) pair; `at` is in simulated
+    /// seconds since the start.
+    pub fn set_capacity(&self, instance_type: &str, region: &str, timeline: &[(u32, u32)]) {
+        self.shared.with_world(|world| {
+            world.scenario =
+                std::mem::take(&mut world.scenario).with_capacity(instance_type, region, timeline);
+        });
+    }
+
+    /// The sandbox root of user-data processes, when user data runs.
+    pub fn sandbox_root(&self) -> Option<&Path> {
+        self.shared.runner.as_ref().map(UserDataRunner::root)
+    }
+
+    /// The sandbox directory of one instance, when user data runs.
+    pub fn sandbox_dir(&self, id: &InstanceId) -> Option<PathBuf> {
+        self.shared.runner.as_ref().map(|runner| runner.sandbox(id))
+    }
+
+    /// The output of an instance's user data so far.
+    pub fn user_data_log(&self, id: &InstanceId) -> Option<String> {
+        std::fs::read_to_string(self.sandbox_dir(id)?.join(LOG_FILE)).ok()
+    }
+
+    /// Instances whose user data is still running.
+    pub fn user_data_running(&self) -> Vec<InstanceId> {
+        self.shared
+            .runner
+            .as_ref()
+            .map(UserDataRunner::running)
+            .unwrap_or_default()
+    }
+
+    /// Stops serving, waits for the server to finish, and kills every user-data process.
+    pub async fn shutdown(mut self) {
+        self.stop_now();
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    fn stop_now(&mut self) {
+        self.ticker.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(runner) = &self.shared.runner {
+            runner.stop_all();
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}

@@ -32,6 +32,22 @@ impl RateLimits {
     };
 }
 
+impl RateLimits {
+    /// These limits for a server whose clock runs `time_scale` times faster than real time
+    /// (a simulator): every interval divided by the scale.
+    pub fn time_scaled(self, time_scale: f64) -> RateLimits {
+        let scale = if time_scale.is_finite() && time_scale > 0.0 {
+            time_scale
+        } else {
+            1.0
+        };
+        RateLimits {
+            min_request_interval: self.min_request_interval.div_f64(scale),
+            min_launch_interval: self.min_launch_interval.div_f64(scale),
+        }
+    }
+}
+
 impl Default for RateLimits {
     fn default() -> Self {
         RateLimits::DOCUMENTED
@@ -157,6 +173,17 @@ mod tests {
         limiter.back_off(Duration::from_secs(5));
         limiter.acquire(Budget::Request).await;
         assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn time_scaling_divides_every_interval() {
+        let scaled = RateLimits::DOCUMENTED.time_scaled(100.0);
+        assert_eq!(scaled.min_request_interval, Duration::from_millis(10));
+        assert_eq!(scaled.min_launch_interval, Duration::from_millis(120));
+        assert_eq!(
+            RateLimits::DOCUMENTED.time_scaled(0.0),
+            RateLimits::DOCUMENTED
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,374 @@
+//! The HTTP surface: routing, authentication, rate limiting and fault injection in front of
+//! the per-area handlers, all keyed by the API's own operation table.
+
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use lambda_cloud::{ErrorCode, OPERATIONS, Operation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::failure::ApiFailure;
+use crate::faults::FaultCounters;
+use crate::rate_limit::ServerLimiter;
+use crate::user_data::UserDataRunner;
+use crate::world::{Effect, World};
+use crate::{
+    audit, catalog, fabric, filesystems, firewall, instances, sim_routes, ssh_keys, tickets,
+};
+
+/// What every handler shares.
+pub(crate) struct Shared {
+    world: Mutex<World>,
+    api_key: Option<SecretString>,
+    limiter: Mutex<ServerLimiter>,
+    faults: Mutex<FaultCounters>,
+    pub(crate) runner: Option<UserDataRunner>,
+    pub(crate) base_url: OnceLock<String>,
+    /// How many requests were refused with 429.
+    pub(crate) rate_limited: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        world: World,
+        api_key: Option<SecretString>,
+        runner: Option<UserDataRunner>,
+    ) -> Self {
+        Shared {
+            world: Mutex::new(world),
+            api_key,
+            limiter: Mutex::new(ServerLimiter::default()),
+            faults: Mutex::new(FaultCounters::default()),
+            runner,
+            base_url: OnceLock::new(),
+            rate_limited: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the world brought up to now, then carries out the effects it caused
+    /// (starting and stopping user-data processes) outside the lock.
+    pub(crate) fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
+        let (result, effects) = {
+            let mut world = self.lock();
+            world.advance();
+            let result = f(&mut world);
+            (result, std::mem::take(&mut world.effects))
+        };
+        for effect in effects {
+            match (&self.runner, effect) {
+                (Some(runner), Effect::StartUserData { id, script }) => {
+                    runner.start(
+                        &id,
+                        script.expose(),
+                        self.base_url.get().map_or("", String::as_str),
+                    );
+                }
+                (Some(runner), Effect::StopUserData { id }) => runner.stop(&id),
+                (None, _) => {}
+            }
+        }
+        result
+    }
+
+    fn authorized(&self, header: Option<&str>) -> bool {
+        let Some(presented) = header.and_then(presented_key) else {
+            return false;
+        };
+        match &self.api_key {
+            Some(key) => presented == key.expose_secret(),
+            None => !presented.is_empty(),
+        }
+    }
+}
+
+/// The key in a `Bearer <key>`, `Basic base64(<key>:)` or `Basic <key>` header.
+fn presented_key(header: &str) -> Option<String> {
+    let (scheme, value) = header.trim().split_once(' ')?;
+    let value = value.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(value.to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        return Some(match decoded {
+            Some(pair) => pair.split(':').next().unwrap_or_default().to_owned(),
+            None => value.to_owned(),
+        });
+    }
+    None
+}
+
+/// The success envelope.
+#[derive(Debug, Serialize)]
+pub(crate) struct Envelope<T> {
+    data: T,
+}
+
+/// A `{"data": T}` answer.
+pub(crate) type Data<T> = Json<Envelope<T>>;
+
+pub(crate) fn data<T>(value: T) -> Data<T> {
+    Json(Envelope { data: value })
+}
+
+/// A JSON body; a malformed one is a 400 `global/invalid-parameters` in the API's envelope.
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiFailure;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|error| ApiFailure::invalid(format!("Invalid request body: {error}")))?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|error| ApiFailure::invalid(format!("Invalid request body: {error}")))
+    }
+}
+
+/// The operation a request is for, matched against the spec's path templates (a literal
+/// segment beats a parameter: `/firewall-rulesets/global` is not `/firewall-rulesets/{id}`).
+pub(crate) fn operation_for(method: &str, path: &str) -> Option<&'static Operation> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    OPERATIONS
+        .iter()
+        .filter(|op| op.method.as_str() == method)
+        .filter_map(|op| {
+            let template: Vec<&str> = op.path.split('/').collect();
+            if template.len() != segments.len() {
+                return None;
+            }
+            let mut params = 0;
+            for (t, s) in template.iter().zip(&segments) {
+                if t.starts_with('{') {
+                    params += 1;
+                } else if t != s {
+                    return None;
+                }
+            }
+            Some((params, op))
+        })
+        .min_by_key(|(params, _)| *params)
+        .map(|(_, op)| op)
+}
+
+/// Logs every API request with its outcome.
+async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let Some(op) = operation_for(request.method().as_str(), request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let response = admit(&shared, op, request, next).await;
+    let status = response.status().as_u16();
+    if status == 429 {
+        shared
+            .rate_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    tracing::info!(operation = op.id, status, "{} {}", op.method, op.path);
+    response
+}
+
+/// Authentication, rate limiting and injected faults, in the order the real service applies
+/// the first two.
+async fn admit(shared: &Shared, op: &'static Operation, request: Request, next: Next) -> Response {
+    let header = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !shared.authorized(header) {
+        return ApiFailure::unauthorized().into_response();
+    }
+    let (limits, now) = shared.with_world(|world| (world.scenario.rate_limits, world.now));
+    let admitted = shared
+        .limiter
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit(&limits, now, op.is_launch());
+    if let Err(wait) = admitted {
+        let real_wait = shared.with_world(|world| world.clock.real(wait));
+        let mut failure = ApiFailure::new(
+            429,
+            ErrorCode::Unknown("global/rate-limited".into()),
+            "Too many requests.",
+        )
+        .suggest("Send at most one request per second and one launch per 12 seconds.");
+        // Retry-After has whole seconds; below one real second the client's backoff is finer.
+        if real_wait >= std::time::Duration::from_secs(1) {
+            let whole = real_wait.as_secs() + u64::from(real_wait.subsec_nanos() > 0);
+            failure.retry_after_seconds = Some(whole);
+        }
+        return failure.into_response();
+    }
+    let injection = shared.with_world(|world| {
+        shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .on_call(&world.scenario.faults, op.id, &mut world.rng)
+    });
+    if !injection.latency.is_zero() {
+        tokio::time::sleep(injection.latency).await;
+    }
+    if let Some((status, code, message)) = injection.failure {
+        return ApiFailure::new(status, ErrorCode::parse(&code), message).into_response();
+    }
+    next.run(request).await
+}
+
+async fn not_found() -> ApiFailure {
+    ApiFailure::not_found("The requested resource was not found.")
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let api = Router::new()
+        .route("/api/v1/audit-events", get(audit::list))
+        .route("/api/v1/fabric", post(fabric::create))
+        .route(
+            "/api/v1/fabric/{id}",
+            post(fabric::update).delete(fabric::delete),
+        )
+        .route("/api/v1/file-systems", get(filesystems::list))
+        .route("/api/v1/filesystems", post(filesystems::create))
+        .route(
+            "/api/v1/filesystems/{id}",
+            axum::routing::delete(filesystems::delete),
+        )
+        .route(
+            "/api/v1/firewall-rules",
+            get(firewall::list_rules).put(firewall::set_rules),
+        )
+        .route(
+            "/api/v1/firewall-rulesets",
+            get(firewall::list_rulesets).post(firewall::create_ruleset),
+        )
+        .route(
+            "/api/v1/firewall-rulesets/global",
+            get(firewall::get_global).patch(firewall::update_global),
+        )
+        .route(
+            "/api/v1/firewall-rulesets/{id}",
+            get(firewall::get_ruleset)
+                .patch(firewall::update_ruleset)
+                .delete(firewall::delete_ruleset),
+        )
+        .route("/api/v1/images", get(catalog::list_images))
+        .route(
+            "/api/v1/instance-operations/launch",
+            post(instances::launch),
+        )
+        .route(
+            "/api/v1/instance-operations/restart",
+            post(instances::restart),
+        )
+        .route(
+            "/api/v1/instance-operations/terminate",
+            post(instances::terminate),
+        )
+        .route("/api/v1/instance-types", get(catalog::list_instance_types))
+        .route("/api/v1/instances", get(instances::list))
+        .route(
+            "/api/v1/instances/{id}",
+            get(instances::get).post(instances::rename),
+        )
+        .route("/api/v1/regions", get(catalog::list_regions))
+        .route("/api/v1/ssh-keys", get(ssh_keys::list).post(ssh_keys::add))
+        .route(
+            "/api/v1/ssh-keys/{id}",
+            axum::routing::delete(ssh_keys::delete),
+        )
+        .route("/api/v1/tickets", get(tickets::list).post(tickets::create))
+        .route(
+            "/api/v1/tickets/{ticket_id}",
+            get(tickets::get).patch(tickets::update),
+        )
+        .route(
+            "/api/v1/tickets/{ticket_id}/attachments",
+            get(tickets::list_attachments).post(tickets::initiate_upload),
+        )
+        .route(
+            "/api/v1/tickets/{ticket_id}/attachments/{attachment_id}",
+            axum::routing::delete(tickets::delete_attachment),
+        )
+        .route(
+            "/api/v1/tickets/{ticket_id}/attachments/{attachment_id}/complete",
+            post(tickets::complete_upload),
+        )
+        .route(
+            "/api/v1/tickets/{ticket_id}/attachments/{attachment_id}/download",
+            get(tickets::download_url),
+        )
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), gate));
+    let simulator = Router::new()
+        .route("/_sim/ledger", get(sim_routes::ledger))
+        .route("/_sim/clock", get(sim_routes::clock))
+        .route(
+            "/_sim/uploads/{attachment_id}",
+            put(sim_routes::upload).get(sim_routes::download),
+        );
+    api.merge(simulator)
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .with_state(shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_segments_win_over_parameters() {
+        assert_eq!(
+            operation_for("GET", "/api/v1/firewall-rulesets/global")
+                .unwrap()
+                .id,
+            "getGlobalFirewallRuleset"
+        );
+        assert_eq!(
+            operation_for("GET", "/api/v1/firewall-rulesets/abc")
+                .unwrap()
+                .id,
+            "getFirewallRuleset"
+        );
+        assert_eq!(
+            operation_for("GET", "/api/v1/file-systems").unwrap().id,
+            "listFilesystems"
+        );
+        assert_eq!(
+            operation_for("POST", "/api/v1/instance-operations/launch")
+                .unwrap()
+                .id,
+            "launchInstance"
+        );
+        assert!(operation_for("GET", "/api/v1/nothing").is_none());
+        assert!(operation_for("DELETE", "/api/v1/instances").is_none());
+    }
+
+    #[test]
+    fn bearer_and_both_basic_forms_carry_the_key() {
+        assert_eq!(presented_key("Bearer abc").as_deref(), Some("abc"));
+        let encoded = base64::engine::general_purpose::STANDARD.encode("abc:");
+        assert_eq!(
+            presented_key(&format!("Basic {encoded}")).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(presented_key("Basic abc").as_deref(), Some("abc"));
+        assert_eq!(presented_key("Token abc"), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! Running an instance's user data as a local process when it becomes active, the way
+//! cloud-init would run a script part on a real machine: with bash, in a per-instance sandbox
+//! directory, in its own process group so that termination kills everything it started.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
+
+use lambda_cloud::InstanceId;
+
+/// File names inside an instance's sandbox.
+pub const SCRIPT_FILE: &str = "user-data.sh";
+/// The log of the user data's output (stdout and stderr).
+pub const LOG_FILE: &str = "user-data.log";
+
+/// Starts and stops user-data processes under one sandbox root.
+#[derive(Debug)]
+pub(crate) struct UserDataRunner {
+    root: PathBuf,
+    children: Mutex<HashMap<InstanceId, Child>>,
+}
+
+impl UserDataRunner {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        UserDataRunner {
+            root,
+            children: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn sandbox(&self, id: &InstanceId) -> PathBuf {
+        self.root.join(id.as_str())
+    }
+
+    /// Runs the shell script in `user_data` for instance `id`; anything else is noted in the
+    /// log and not run.
+    pub(crate) fn start(&self, id: &InstanceId, user_data: &str, api_url: &str) {
+        let dir = self.sandbox(id);
+        if let Err(error) = self.spawn(id, &dir, user_data, api_url) {
+            tracing::warn!(instance = id.as_str(), %error, "could not run user data");
+            if let Ok(mut log) = File::options()
+                .create(true)
+                .append(true)
+                .open(dir.join(LOG_FILE))
+            {
+                let _ = writeln!(log, "lambda-cloud-sim: could not run user data: {error}");
+            }
+        }
+    }
+
+    fn spawn(
+        &self,
+        id: &InstanceId,
+        dir: &Path,
+        user_data: &str,
+        api_url: &str,
+    ) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut log = File::create(dir.join(LOG_FILE))?;
+        let Some(script) = shell_script(user_data) else {
+            writeln!(
+                log,
+                "lambda-cloud-sim: user data not run: it is neither a `#!` script nor a multipart \
+                 message with a text/x-shellscript part (cloud-config is not simulated)"
+            )?;
+            return Ok(());
+        };
+        let script_path = dir.join(SCRIPT_FILE);
+        std::fs::write(&script_path, script)?;
+        let child = Command::new("bash")
+            .arg(&script_path)
+            .current_dir(dir)
+            .env("HOME", dir)
+            .env("LAMBDA_SIM", "1")
+            .env("LAMBDA_SIM_INSTANCE_ID", id.as_str())
+            .env("LAMBDA_SIM_API_URL", api_url)
+            .env("LAMBDA_SIM_SANDBOX", dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: terminating the instance kills everything it started.
+            .process_group(0)
+            .spawn()?;
+        tracing::info!(
+            instance = id.as_str(),
+            pid = child.id(),
+            "user data started"
+        );
+        self.children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), child);
+        Ok(())
+    }
+
+    /// Kills the instance's user data and every process it started.
+    pub(crate) fn stop(&self, id: &InstanceId) {
+        let child = self
+            .children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        if let Some(child) = child {
+            kill_group(child);
+            tracing::info!(instance = id.as_str(), "user data stopped");
+        }
+    }
+
+    /// Kills every user-data process.
+    pub(crate) fn stop_all(&self) {
+        let children: Vec<Child> = self
+            .children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(_, child)| child)
+            .collect();
+        for child in children {
+            kill_group(child);
+        }
+    }
+
+    /// Ids of instances whose user data is still running.
+    pub(crate) fn running(&self) -> Vec<InstanceId> {
+        let mut children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
+        children
+            .iter_mut()
+            .filter_map(|(id, child)| matches!(child.try_wait(), Ok(None)).then(|| id.clone()))
+            .collect()
+    }
+}
+
+fn kill_group(mut child: Child) {
+    // The group id is the child's pid (process_group(0)); `kill -KILL -- -PGID` reaches all.
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The shell script in user data: the whole text when it starts with `#!`, or the first
+/// `text/x-shellscript` part of a MIME multipart message.
+pub(crate) fn shell_script(user_data: &str) -> Option<String> {
+    if user_data.starts_with("#!") {
+        return Some(user_data.to_owned());
+    }
+    let header_end = user_data
+        .find("\n\n")
+        .or_else(|| user_data.find("\r\n\r\n"))?;
+    let headers = &user_data[..header_end];
+    if !headers.to_ascii_lowercase().contains("multipart/") {
+        return None;
+    }
+    let boundary = headers
+        .split([';', '\n'])
+        .find_map(|part| part.trim().strip_prefix("boundary="))?
+        .trim()
+        .trim_matches('"')
+        .to_owned();
+    let delimiter = format!("--{boundary}");
+    for part in user_data.split(&delimiter).skip(1) {
+        let part = part.trim_start_matches(['\r', '\n']);
+        let Some(split) = part
+            .find("\n\n")
+            .map(|i| (i, 2))
+            .or_else(|| part.find("\r\n\r\n").map(|i| (i, 4)))
+        else {
+            continue;
+        };
+        let (part_headers, body) = (&part[..split.0], &part[split.0 + split.1..]);
+        if part_headers
+            .to_ascii_lowercase()
+            .contains("text/x-shellscript")
+        {
+            return Some(body.trim_end_matches(['\r', '\n', '-']).to_owned() + "\n");
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_are_found_plain_or_in_multipart_messages() {
+        assert_eq!(
+            shell_script("#!/bin/bash\necho hi\n").as_deref(),
+            Some("#!/bin/bash\necho hi\n")
+        );
+        assert_eq!(shell_script("#cloud-config\npackages: [jq]\n"), None);
+        let multipart = "Content-Type: multipart/mixed; boundary=\"XX\"\nMIME-Version: 1.0\n\n\
+            --XX\nContent-Type: text/cloud-config\n\npackages: [jq]\n\
+            --XX\nContent-Type: text/x-shellscript\n\n#!/bin/bash\necho from-part\n\
+            --XX--\n";
+        assert_eq!(
+            shell_script(multipart).as_deref(),
+            Some("#!/bin/bash\necho from-part\n")
+        );
+    }
+}
