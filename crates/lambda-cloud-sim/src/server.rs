@@ -195,12 +195,13 @@ async fn admit(shared: &Shared, op: &'static Operation, request: Request, next: 
     if !shared.authorized(header) {
         return ApiFailure::unauthorized().into_response();
     }
-    let (limits, now) = shared.with_world(|world| (world.scenario.rate_limits, world.now));
+    let (limits, now, scale) =
+        shared.with_world(|world| (world.scenario.rate_limits, world.now, world.clock.scale()));
     let admitted = shared
         .limiter
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .admit(&limits, now, op.is_launch());
+        .admit(&limits, now, op.is_launch(), scale);
     if let Err(wait) = admitted {
         let real_wait = shared.with_world(|world| world.clock.real(wait));
         let mut failure = ApiFailure::new(

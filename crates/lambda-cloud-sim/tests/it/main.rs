@@ -1,1 +1,7 @@
-//! Integration tests of the simulator.
+//! Integration tests of the simulator over real HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod client;
+mod schema;
+mod support;
