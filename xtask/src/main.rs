@@ -203,9 +203,37 @@ fn e2e_step(run: &mut Run) {
     );
 }
 
+/// System packages the tests need: (a command they run, the Debian package providing it).
+const SYSTEM_TOOLS: &[(&str, &str)] = &[
+    // The simulator generates SSH key pairs with ssh-keygen, as Lambda hands out real ones.
+    ("ssh-keygen", "openssh-client"),
+];
+
 /// Installs what the tests need that cargo does not provide. Only what is missing, so a
 /// warm machine pays nothing.
 fn install_system_tools() -> Result<()> {
+    let missing: Vec<&str> = SYSTEM_TOOLS
+        .iter()
+        .filter(|(command, _)| !has_command(command))
+        .map(|(_, package)| *package)
+        .collect();
+    if !missing.is_empty() {
+        println!("==> installing {}", missing.join(", "));
+        let updated = Command::new("apt-get").args(["update", "-qq"]).status();
+        let installed = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+        match (updated, installed) {
+            (Ok(_), Ok(status)) if status.success() => {}
+            _ => bail!(
+                "could not install {}: run `apt-get install -y {}` as root",
+                missing.join(", "),
+                missing.join(" ")
+            ),
+        }
+    }
     if !has_command("cargo-nextest") {
         println!("==> installing cargo-nextest");
         let status = Command::new("cargo")

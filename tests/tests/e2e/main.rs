@@ -4,3 +4,4 @@
 
 mod examples;
 mod repository;
+mod simulator;

@@ -517,3 +517,21 @@ fn the_checker_rejects_answers_the_spec_does_not_allow() {
             .is_empty()
     );
 }
+
+#[test]
+fn the_shipped_example_scenarios_load() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let scenario =
+            lambda_cloud_sim::Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !scenario.capacity.is_empty() || !scenario.faults.is_empty(),
+            "{} changes nothing",
+            path.display()
+        );
+        loaded += 1;
+    }
+    assert!(loaded >= 1, "no scenarios in {}", dir.display());
+}
