@@ -26,6 +26,12 @@ impl World {
             })
     }
 
+    /// The region `name`, or the 400 that creating something in an unknown region earns.
+    pub(crate) fn known_region(&self, name: &str) -> Result<Region, ApiFailure> {
+        self.region(name)
+            .ok_or_else(|| ApiFailure::invalid(format!("Region {name:?} does not exist.")))
+    }
+
     pub(crate) fn instance_type_spec(&self, name: &str) -> Option<&InstanceTypeSpec> {
         self.scenario.instance_types.iter().find(|t| t.name == name)
     }

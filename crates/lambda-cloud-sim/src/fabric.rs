@@ -21,12 +21,7 @@ pub(crate) async fn create(
 ) -> Result<Data<FabricPartition>, ApiFailure> {
     request.validate()?;
     shared.with_world(|world| {
-        let Some(region) = world.region(request.region.as_str()) else {
-            return Err(ApiFailure::invalid(format!(
-                "Region {:?} does not exist.",
-                request.region.as_str()
-            )));
-        };
+        let region = world.known_region(request.region.as_str())?;
         let partition = FabricPartition {
             id: world.new_id().into(),
             created: world.timestamp(),

@@ -46,12 +46,7 @@ pub(crate) async fn create(
 ) -> Result<Data<Filesystem>, ApiFailure> {
     request.validate()?;
     shared.with_world(|world| {
-        let Some(region) = world.region(request.region.as_str()) else {
-            return Err(ApiFailure::invalid(format!(
-                "Region {:?} does not exist.",
-                request.region.as_str()
-            )));
-        };
+        let region = world.known_region(request.region.as_str())?;
         if world.filesystems.iter().any(|f| f.name == request.name) {
             return Err(ApiFailure::new(
                 400,

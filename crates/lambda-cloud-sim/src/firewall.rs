@@ -88,12 +88,7 @@ pub(crate) async fn create_ruleset(
 ) -> Result<Data<FirewallRuleset>, ApiFailure> {
     request.validate()?;
     shared.with_world(|world| {
-        let Some(region) = world.region(request.region.as_str()) else {
-            return Err(ApiFailure::invalid(format!(
-                "Region {:?} does not exist.",
-                request.region.as_str()
-            )));
-        };
+        let region = world.known_region(request.region.as_str())?;
         let ruleset = FirewallRuleset {
             id: world.new_id().into(),
             name: request.name,

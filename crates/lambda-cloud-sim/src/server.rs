@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
-use lambda_cloud::{ErrorCode, OPERATIONS, Operation};
+use lambda_cloud::{ErrorCode, Operation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -143,35 +143,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// The operation a request is for, matched against the spec's path templates (a literal
-/// segment beats a parameter: `/firewall-rulesets/global` is not `/firewall-rulesets/{id}`).
-pub(crate) fn operation_for(method: &str, path: &str) -> Option<&'static Operation> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    OPERATIONS
-        .iter()
-        .filter(|op| op.method.as_str() == method)
-        .filter_map(|op| {
-            let template: Vec<&str> = op.path.split('/').collect();
-            if template.len() != segments.len() {
-                return None;
-            }
-            let mut params = 0;
-            for (t, s) in template.iter().zip(&segments) {
-                if t.starts_with('{') {
-                    params += 1;
-                } else if t != s {
-                    return None;
-                }
-            }
-            Some((params, op))
-        })
-        .min_by_key(|(params, _)| *params)
-        .map(|(_, op)| op)
-}
-
 /// Logs every API request with its outcome.
 async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let Some(op) = operation_for(request.method().as_str(), request.uri().path()) else {
+    let Some(op) = lambda_cloud::operations::find(request.method().as_str(), request.uri().path())
+    else {
         return next.run(request).await;
     };
     let response = admit(&shared, op, request, next).await;
@@ -332,34 +307,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn literal_segments_win_over_parameters() {
-        assert_eq!(
-            operation_for("GET", "/api/v1/firewall-rulesets/global")
-                .unwrap()
-                .id,
-            "getGlobalFirewallRuleset"
-        );
-        assert_eq!(
-            operation_for("GET", "/api/v1/firewall-rulesets/abc")
-                .unwrap()
-                .id,
-            "getFirewallRuleset"
-        );
-        assert_eq!(
-            operation_for("GET", "/api/v1/file-systems").unwrap().id,
-            "listFilesystems"
-        );
-        assert_eq!(
-            operation_for("POST", "/api/v1/instance-operations/launch")
-                .unwrap()
-                .id,
-            "launchInstance"
-        );
-        assert!(operation_for("GET", "/api/v1/nothing").is_none());
-        assert!(operation_for("DELETE", "/api/v1/instances").is_none());
-    }
 
     #[test]
     fn bearer_and_both_basic_forms_carry_the_key() {

@@ -404,6 +404,33 @@ pub const ATTACHMENT_DOWNLOAD_URL: Operation = Operation {
     creates: false,
 };
 
+/// The operation that `method` and `path` (e.g. `GET`, `/api/v1/instances/abc`) call, for
+/// servers and proxies that speak the API. A literal path segment beats a parameter:
+/// `/api/v1/firewall-rulesets/global` is the global ruleset, not a ruleset with id `global`.
+pub fn find(method: &str, path: &str) -> Option<&'static Operation> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    OPERATIONS
+        .iter()
+        .filter(|op| op.method.as_str().eq_ignore_ascii_case(method))
+        .filter_map(|op| {
+            let template: Vec<&str> = op.path.split('/').collect();
+            if template.len() != segments.len() {
+                return None;
+            }
+            let mut parameters = 0;
+            for (expected, actual) in template.iter().zip(&segments) {
+                if expected.starts_with('{') {
+                    parameters += 1;
+                } else if expected != actual {
+                    return None;
+                }
+            }
+            Some((parameters, op))
+        })
+        .min_by_key(|(parameters, _)| *parameters)
+        .map(|(_, op)| op)
+}
+
 /// Every operation of the spec, in the spec's order.
 pub const OPERATIONS: &[Operation] = &[
     AUDIT_EVENTS_LIST,
@@ -444,3 +471,40 @@ pub const OPERATIONS: &[Operation] = &[
     ATTACHMENT_UPLOAD_COMPLETE,
     ATTACHMENT_DOWNLOAD_URL,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_find_their_operation_and_literal_segments_win() {
+        let id = |method, path| find(method, path).map(|op| op.id);
+        assert_eq!(
+            id("GET", "/api/v1/firewall-rulesets/global"),
+            Some("getGlobalFirewallRuleset")
+        );
+        assert_eq!(
+            id("GET", "/api/v1/firewall-rulesets/abc"),
+            Some("getFirewallRuleset")
+        );
+        assert_eq!(id("get", "/api/v1/file-systems/"), Some("listFilesystems"));
+        assert_eq!(
+            id("POST", "/api/v1/instance-operations/launch"),
+            Some("launchInstance")
+        );
+        assert_eq!(id("GET", "/api/v1/nothing"), None);
+        assert_eq!(id("DELETE", "/api/v1/instances"), None);
+    }
+
+    #[test]
+    fn every_operation_finds_itself() {
+        for op in OPERATIONS {
+            let path = op
+                .path
+                .replace("{id}", "x")
+                .replace("{ticket_id}", "t")
+                .replace("{attachment_id}", "a");
+            assert_eq!(find(op.method.as_str(), &path), Some(op), "{}", op.id);
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use lambda_cloud::{Client, OPERATIONS, Operation, RetryPolicy};
+use lambda_cloud::{Client, RetryPolicy};
 use lambda_cloud_sim::Sim;
 use serde_json::Value;
 
@@ -19,29 +19,6 @@ pub(crate) fn spec() -> &'static Value {
     })
 }
 
-/// The operation a (method, path) is for; a literal segment beats a parameter.
-pub(crate) fn operation_for(method: &str, path: &str) -> Option<&'static Operation> {
-    let segments: Vec<&str> = path.split('/').collect();
-    OPERATIONS
-        .iter()
-        .filter(|op| op.method.as_str() == method)
-        .filter_map(|op| {
-            let template: Vec<&str> = op.path.split('/').collect();
-            (template.len() == segments.len()).then_some(())?;
-            let mut params = 0;
-            for (t, s) in template.iter().zip(&segments) {
-                if t.starts_with('{') {
-                    params += 1;
-                } else if t != s {
-                    return None;
-                }
-            }
-            Some((params, op))
-        })
-        .min_by_key(|(params, _)| *params)
-        .map(|(_, op)| op)
-}
-
 /// Validates answers against the response schemas the spec declares, with a real JSON Schema
 /// validator, and remembers which (operation, status) pairs were seen.
 #[derive(Default)]
@@ -53,7 +30,7 @@ pub(crate) struct SchemaChecker {
 impl SchemaChecker {
     pub(crate) fn check(&mut self, method: &str, path: &str, status: u16, body: &Value) {
         let errors = self.errors(method, path, status, body);
-        let op = operation_for(method, path).unwrap();
+        let op = lambda_cloud::operations::find(method, path).unwrap();
         assert!(
             errors.is_empty(),
             "{} answered {status} with a body the spec does not allow:\n{errors:#?}\n{body:#}",
@@ -70,7 +47,7 @@ impl SchemaChecker {
         status: u16,
         body: &Value,
     ) -> Vec<String> {
-        let op = operation_for(method, path)
+        let op = lambda_cloud::operations::find(method, path)
             .unwrap_or_else(|| panic!("{method} {path} is no API operation"));
         let pointer = format!(
             "/paths/{}/{}/responses/{status}/content/application~1json/schema",
