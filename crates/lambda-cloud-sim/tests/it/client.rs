@@ -99,6 +99,19 @@ async fn three_launches_at_real_limits_and_100x_time_leave_nothing_billing() {
         0,
         "a client paced to the limits never earns a 429"
     );
+    let over_http: lambda_cloud_sim::Ledger =
+        reqwest::get(format!("{}/_sim/ledger", sim.base_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert!(over_http.still_billing.is_empty());
+    assert_eq!(over_http.entries.len(), 3);
+    assert!(
+        (over_http.total_cost_cents - ledger.total_cost_cents).abs() < 1e-6,
+        "billing stopped, so the totals are final"
+    );
     println!(
         "3 instances billed {:.0} simulated s, {:.2} cents in total",
         ledger.total_billable_seconds, ledger.total_cost_cents
