@@ -1,0 +1,239 @@
+//! The Lambda Cloud provider: [`CloudProvider`] over the `lambda-cloud` client, whose
+//! limiter already paces launches to one per 12 s and other calls to one per second.
+
+use async_trait::async_trait;
+use lambda_cloud::{
+    Client, ErrorCode, ErrorKind, ImageSpecification, Instance, InstanceStatus,
+    LaunchInstanceRequest, Redacted, RequestedTagEntry,
+};
+use secrecy::ExposeSecret;
+
+use crate::provider::{
+    CapacityHint, CloudProvider, Machine, MachineId, MachineSpec, MachineState, ProviderError,
+    ProviderErrorKind,
+};
+
+/// Lambda Cloud as a [`CloudProvider`].
+#[derive(Debug, Clone)]
+pub struct LambdaProvider {
+    client: Client,
+}
+
+impl LambdaProvider {
+    /// A provider over a configured client.
+    pub fn new(client: Client) -> Self {
+        LambdaProvider { client }
+    }
+
+    /// The client underneath, for Lambda-specific calls (SSH keys, filesystems).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// Maps the client's failures onto the kinds the core acts on.
+pub fn provider_error(error: &lambda_cloud::Error) -> ProviderError {
+    let kind = match (error.kind(), error.code()) {
+        (_, Some(ErrorCode::InsufficientCapacity)) => ProviderErrorKind::Capacity,
+        (_, Some(ErrorCode::QuotaExceeded)) => ProviderErrorKind::Quota,
+        (ErrorKind::Validation(_), _)
+        | (_, Some(ErrorCode::InvalidParameters | ErrorCode::FileSystemInWrongRegion)) => {
+            ProviderErrorKind::InvalidRequest
+        }
+        (_, Some(ErrorCode::ObjectDoesNotExist | ErrorCode::NotFound)) => {
+            ProviderErrorKind::NotFound
+        }
+        (
+            _,
+            Some(
+                ErrorCode::InvalidApiKey
+                | ErrorCode::Forbidden
+                | ErrorCode::AccountInactive
+                | ErrorCode::InvalidBillingAddress,
+            ),
+        ) => ProviderErrorKind::Unauthorized,
+        (ErrorKind::Config(_), _) => ProviderErrorKind::InvalidRequest,
+        _ if error.is_retryable() => ProviderErrorKind::Unavailable,
+        _ => ProviderErrorKind::Other,
+    };
+    ProviderError::new(kind, error.to_string())
+}
+
+fn machine(instance: Instance) -> Machine {
+    let state = match &instance.status {
+        InstanceStatus::Booting => MachineState::Pending,
+        InstanceStatus::Active => MachineState::Running,
+        InstanceStatus::Unhealthy => MachineState::Unhealthy,
+        InstanceStatus::Terminating => MachineState::Stopping,
+        InstanceStatus::Terminated | InstanceStatus::Preempted => MachineState::Gone,
+        other @ InstanceStatus::Unknown(_) => MachineState::Other(other.to_string()),
+    };
+    Machine {
+        id: MachineId::new(instance.id.as_str()),
+        name: instance.name,
+        instance_type: instance.instance_type.name.into_string(),
+        region: instance.region.name.to_string(),
+        state,
+        ip: instance.ip,
+        tags: instance
+            .tags
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect(),
+        price_cents_per_hour: Some(instance.instance_type.price_cents_per_hour),
+    }
+}
+
+#[async_trait]
+impl CloudProvider for LambdaProvider {
+    fn name(&self) -> &'static str {
+        "lambda"
+    }
+
+    async fn launch(&self, spec: &MachineSpec) -> Result<MachineId, ProviderError> {
+        let Some(ssh_key) = &spec.ssh_key else {
+            return Err(ProviderError::new(
+                ProviderErrorKind::InvalidRequest,
+                "Lambda needs exactly one SSH key per launch: name one (e.g. `ssh_key_name`)",
+            ));
+        };
+        let mut request = LaunchInstanceRequest::new(
+            spec.instance_type.as_str(),
+            spec.region.as_str(),
+            ssh_key.as_str(),
+        );
+        request.name.clone_from(&spec.name);
+        request.user_data = spec
+            .user_data
+            .as_ref()
+            .map(|data| Redacted::new(data.expose_secret()));
+        request.tags = spec
+            .tags
+            .iter()
+            .map(|(k, v)| RequestedTagEntry::new(k, v))
+            .collect();
+        request.file_system_names.clone_from(&spec.filesystems);
+        request.firewall_rulesets = spec
+            .firewall_rulesets
+            .iter()
+            .map(|id| lambda_cloud::FirewallRulesetEntry {
+                id: id.as_str().into(),
+            })
+            .collect();
+        request.image = spec.image.as_ref().map(|image| {
+            // Lambda image ids are 32 hex digits; anything else is a family name.
+            if image.len() == 32 && image.chars().all(|c| c.is_ascii_hexdigit()) {
+                ImageSpecification::id(image.as_str())
+            } else {
+                ImageSpecification::family(image.as_str())
+            }
+        });
+        let ids = self
+            .client
+            .instances()
+            .launch_request(&request)
+            .await
+            .map_err(|e| provider_error(&e))?;
+        let mut ids = ids.into_iter();
+        let first = ids.next().ok_or_else(|| {
+            ProviderError::new(
+                ProviderErrorKind::Other,
+                "Lambda launched nothing and said so",
+            )
+        })?;
+        let extra: Vec<_> = ids.collect();
+        if !extra.is_empty() {
+            // One launch makes one instance; anything more is terminated rather than leaked.
+            tracing::warn!(
+                count = extra.len(),
+                "Lambda launched more than one instance; terminating the extras"
+            );
+            self.client
+                .instances()
+                .terminate(extra)
+                .await
+                .map_err(|e| provider_error(&e))?;
+        }
+        Ok(MachineId::new(first.as_str()))
+    }
+
+    async fn describe(&self, id: &MachineId) -> Result<Machine, ProviderError> {
+        self.client
+            .instances()
+            .get(&id.as_str().into())
+            .await
+            .map(machine)
+            .map_err(|e| provider_error(&e))
+    }
+
+    async fn list_tagged(
+        &self,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<Machine>, ProviderError> {
+        let instances = self
+            .client
+            .instances()
+            .list()
+            .await
+            .map_err(|e| provider_error(&e))?;
+        Ok(instances
+            .into_iter()
+            .filter(|i| {
+                i.tag(key)
+                    .is_some_and(|v| value.is_none_or(|wanted| v == wanted))
+            })
+            .map(machine)
+            .collect())
+    }
+
+    async fn terminate(&self, ids: &[MachineId]) -> Result<(), ProviderError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let result = self
+            .client
+            .instances()
+            .terminate(ids.iter().map(MachineId::as_str))
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Already gone (possibly terminated by its own agent): the goal is reached. With
+            // several ids, terminate the ones that still exist one by one.
+            Err(error) if error.is_not_found() && ids.len() > 1 => {
+                for id in ids {
+                    self.terminate(std::slice::from_ref(id)).await?;
+                }
+                Ok(())
+            }
+            Err(error) if error.is_not_found() => Ok(()),
+            Err(error) => Err(provider_error(&error)),
+        }
+    }
+
+    async fn capacity_hints(&self) -> Result<Vec<CapacityHint>, ProviderError> {
+        let types = self
+            .client
+            .instance_types()
+            .list()
+            .await
+            .map_err(|e| provider_error(&e))?;
+        let regions = self
+            .client
+            .regions()
+            .list()
+            .await
+            .map_err(|e| provider_error(&e))?;
+        let mut hints = Vec::new();
+        for item in types.iter() {
+            for region in &regions {
+                hints.push(CapacityHint {
+                    instance_type: item.instance_type.name.to_string(),
+                    region: region.name.to_string(),
+                    available: item.has_capacity_in(&region.name),
+                });
+            }
+        }
+        Ok(hints)
+    }
+}

@@ -1,0 +1,541 @@
+//! Launch plans: N machines from an ordered list of (type, region) candidates, paced by the
+//! provider, falling back on capacity errors, optionally waiting for capacity, and never more
+//! than N. On any failure after a launch, everything the plan launched is terminated.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::duration::{format_duration, parse_duration};
+use crate::error::InputError;
+use crate::provider::{CapacityHint, CloudProvider, MachineId, MachineSpec, ProviderError};
+
+/// One (type, region) pair to try.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The machine type.
+    pub instance_type: String,
+    /// The region.
+    pub region: String,
+}
+
+impl fmt::Display for Candidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} in {}", self.instance_type, self.region)
+    }
+}
+
+/// Splits a comma-separated input (`"gpu_1x_a10, gpu_1x_a100"`) into its items, refusing
+/// empty items and repeats.
+pub fn parse_list(input: &str, field: &str) -> Result<Vec<String>, InputError> {
+    let mut items: Vec<String> = Vec::new();
+    for item in input.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(InputError::new(
+                field,
+                format!("{input:?} has an empty item; write e.g. `a,b`"),
+            ));
+        }
+        if item.chars().any(char::is_whitespace) {
+            return Err(InputError::new(
+                field,
+                format!("{item:?} contains a space; separate items with commas"),
+            ));
+        }
+        if items.iter().any(|seen| seen == item) {
+            return Err(InputError::new(field, format!("{item:?} is listed twice")));
+        }
+        items.push(item.to_owned());
+    }
+    Ok(items)
+}
+
+/// Every (type, region) pair in preference order: each type in every region before the next
+/// type, so the first type listed is preferred wherever it is available.
+pub fn candidates(instance_types: &str, regions: &str) -> Result<Vec<Candidate>, InputError> {
+    let types = parse_list(instance_types, "instance_type")?;
+    let regions = parse_list(regions, "region")?;
+    Ok(types
+        .iter()
+        .flat_map(|t| {
+            regions.iter().map(move |r| Candidate {
+                instance_type: t.clone(),
+                region: r.clone(),
+            })
+        })
+        .collect())
+}
+
+/// What to do when no candidate has capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapacityPolicy {
+    /// Fail after one round over every candidate.
+    FailFast,
+    /// Keep polling availability and retrying until this long after the start.
+    WaitUntil(Duration),
+}
+
+impl CapacityPolicy {
+    /// Reads `fail-fast`, `wait-until=10m`, or a bare duration (`0` is fail-fast).
+    pub fn parse(input: &str) -> Result<CapacityPolicy, InputError> {
+        let text = input.trim();
+        if text == "fail-fast" {
+            return Ok(CapacityPolicy::FailFast);
+        }
+        let duration = parse_duration(
+            text.strip_prefix("wait-until=").unwrap_or(text),
+            "capacity_wait",
+        )?;
+        Ok(if duration.is_zero() {
+            CapacityPolicy::FailFast
+        } else {
+            CapacityPolicy::WaitUntil(duration)
+        })
+    }
+}
+
+impl fmt::Display for CapacityPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CapacityPolicy::FailFast => f.write_str("fail-fast"),
+            CapacityPolicy::WaitUntil(d) => write!(f, "wait-until={}", format_duration(*d)),
+        }
+    }
+}
+
+/// How one launch attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "outcome", content = "detail")]
+pub enum AttemptOutcome {
+    /// Launched this machine.
+    Launched(MachineId),
+    /// No capacity.
+    NoCapacity(String),
+    /// Any other failure, which ends the plan.
+    Failed(String),
+}
+
+/// One launch attempt, for the summary of what the plan tried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Which of the N machines this was for (0-based).
+    pub instance_index: usize,
+    /// Where it was tried.
+    pub candidate: Candidate,
+    /// Seconds since the plan started.
+    pub at_seconds: f64,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{:>6.1}s] machine {} on {}: ",
+            self.at_seconds, self.instance_index, self.candidate
+        )?;
+        match &self.outcome {
+            AttemptOutcome::Launched(id) => write!(f, "launched {id}"),
+            AttemptOutcome::NoCapacity(why) => write!(f, "no capacity ({why})"),
+            AttemptOutcome::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+/// A machine the plan launched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Launched {
+    /// Which of the N machines (0-based).
+    pub instance_index: usize,
+    /// Its id.
+    pub machine: MachineId,
+    /// Where it runs.
+    pub candidate: Candidate,
+}
+
+/// What a plan needs from the caller for each machine: its spec (with the boot script and
+/// whatever registrations that needs), and a chance to undo them when the launch did not
+/// happen.
+#[async_trait]
+pub trait LaunchSetup: Send {
+    /// Prepares machine `instance_index` for `candidate` and returns what to launch.
+    async fn prepare(
+        &mut self,
+        instance_index: usize,
+        candidate: &Candidate,
+    ) -> Result<MachineSpec, String>;
+
+    /// The prepared machine was not launched: undo what `prepare` did for it.
+    async fn abandon(&mut self, instance_index: usize);
+}
+
+/// Why a plan ended without its N machines. Everything it launched was terminated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct PlanFailure {
+    /// What ended it.
+    pub reason: String,
+    /// Every attempt, in order.
+    pub attempts: Vec<Attempt>,
+    /// Machines launched and then terminated by the cleanup.
+    pub terminated: Vec<MachineId>,
+    /// Machines the cleanup could not terminate (they may be billing: say so loudly).
+    pub not_terminated: Vec<(MachineId, String)>,
+}
+
+impl fmt::Display for PlanFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.reason)?;
+        for attempt in &self.attempts {
+            writeln!(f, "  {attempt}")?;
+        }
+        if !self.terminated.is_empty() {
+            writeln!(
+                f,
+                "  terminated what this plan launched: {}",
+                join(&self.terminated)
+            )?;
+        }
+        for (id, why) in &self.not_terminated {
+            writeln!(
+                f,
+                "  COULD NOT TERMINATE {id} ({why}); terminate it by hand, it may be billing"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn join(ids: &[MachineId]) -> String {
+    ids.iter()
+        .map(MachineId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How to get N machines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchPlan {
+    /// Where to try, in preference order.
+    pub candidates: Vec<Candidate>,
+    /// How many machines.
+    pub count: usize,
+    /// What to do when nothing has capacity.
+    pub capacity: CapacityPolicy,
+    /// How often to poll availability while waiting.
+    pub poll_interval: Duration,
+}
+
+impl LaunchPlan {
+    /// A plan, checked: at least one candidate, 1 ≤ N ≤ 100.
+    pub fn new(
+        candidates: Vec<Candidate>,
+        count: usize,
+        capacity: CapacityPolicy,
+    ) -> Result<LaunchPlan, InputError> {
+        if candidates.is_empty() {
+            return Err(InputError::new(
+                "instance_type",
+                "name at least one instance type and one region",
+            ));
+        }
+        if !(1..=100).contains(&count) {
+            return Err(InputError::new(
+                "instance_count",
+                format!("must be 1 to 100 (got {count})"),
+            ));
+        }
+        Ok(LaunchPlan {
+            candidates,
+            count,
+            capacity,
+            poll_interval: Duration::from_secs(30),
+        })
+    }
+
+    /// Sets how often availability is polled while waiting for capacity.
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Launches the N machines. The first round tries every candidate in order (availability
+    /// lists go stale both ways); while waiting, availability is polled once per interval and
+    /// only candidates shown available are tried. Any failure other than capacity ends the
+    /// plan, and every machine it launched is terminated before it returns.
+    pub async fn execute(
+        &self,
+        provider: &dyn CloudProvider,
+        setup: &mut dyn LaunchSetup,
+    ) -> Result<(Vec<Launched>, Vec<Attempt>), PlanFailure> {
+        let started = Instant::now();
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut launched: Vec<Launched> = Vec::new();
+        let record = |attempts: &mut Vec<Attempt>,
+                      index: usize,
+                      candidate: &Candidate,
+                      outcome: AttemptOutcome| {
+            attempts.push(Attempt {
+                instance_index: index,
+                candidate: candidate.clone(),
+                at_seconds: started.elapsed().as_secs_f64(),
+                outcome,
+            });
+        };
+        let deadline = match self.capacity {
+            CapacityPolicy::FailFast => None,
+            CapacityPolicy::WaitUntil(wait) => Some(started + wait),
+        };
+        let mut shown_available: Option<Vec<CapacityHint>> = None;
+        while launched.len() < self.count {
+            let index = launched.len();
+            let round: Vec<&Candidate> = match &shown_available {
+                None => self.candidates.iter().collect(),
+                Some(hints) => self
+                    .candidates
+                    .iter()
+                    .filter(|c| {
+                        hints.iter().any(|h| {
+                            h.available
+                                && h.instance_type == c.instance_type
+                                && h.region == c.region
+                        })
+                    })
+                    .collect(),
+            };
+            let mut got = None;
+            for candidate in round {
+                let spec = match setup.prepare(index, candidate).await {
+                    Ok(spec) => spec,
+                    Err(why) => {
+                        record(
+                            &mut attempts,
+                            index,
+                            candidate,
+                            AttemptOutcome::Failed(why.clone()),
+                        );
+                        return Err(fail(
+                            provider,
+                            format!("preparing machine {index} failed: {why}"),
+                            attempts,
+                            launched,
+                        )
+                        .await);
+                    }
+                };
+                match provider.launch(&spec).await {
+                    Ok(id) => {
+                        record(
+                            &mut attempts,
+                            index,
+                            candidate,
+                            AttemptOutcome::Launched(id.clone()),
+                        );
+                        tracing::info!(machine = %id, %candidate, index, "launched");
+                        got = Some(Launched {
+                            instance_index: index,
+                            machine: id,
+                            candidate: candidate.clone(),
+                        });
+                        break;
+                    }
+                    Err(error) if error.is_capacity() => {
+                        setup.abandon(index).await;
+                        record(
+                            &mut attempts,
+                            index,
+                            candidate,
+                            AttemptOutcome::NoCapacity(error.message.clone()),
+                        );
+                        tracing::info!(%candidate, index, "no capacity");
+                    }
+                    Err(error) => {
+                        setup.abandon(index).await;
+                        record(
+                            &mut attempts,
+                            index,
+                            candidate,
+                            AttemptOutcome::Failed(error.message.clone()),
+                        );
+                        let reason =
+                            format!("launching machine {index} on {candidate} failed: {error}");
+                        return Err(fail(provider, reason, attempts, launched).await);
+                    }
+                }
+            }
+            if let Some(machine) = got {
+                launched.push(machine);
+                continue;
+            }
+            // Nothing had capacity this round: wait for availability, or give up.
+            let Some(deadline) = deadline else {
+                let reason = format!(
+                    "no capacity for machine {index} of {} in any of the {} candidates (capacity policy {})",
+                    self.count,
+                    self.candidates.len(),
+                    self.capacity
+                );
+                return Err(fail(provider, reason, attempts, launched).await);
+            };
+            shown_available = loop {
+                if Instant::now() + self.poll_interval > deadline {
+                    let reason = format!(
+                        "no capacity for machine {index} of {} within {} ({} attempts)",
+                        self.count,
+                        self.capacity,
+                        attempts.len()
+                    );
+                    return Err(fail(provider, reason, attempts, launched).await);
+                }
+                tokio::time::sleep(self.poll_interval).await;
+                match provider.capacity_hints().await {
+                    Ok(hints)
+                        if self.candidates.iter().any(|c| {
+                            hints.iter().any(|h| {
+                                h.available
+                                    && h.instance_type == c.instance_type
+                                    && h.region == c.region
+                            })
+                        }) =>
+                    {
+                        break Some(hints);
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "could not read availability; still waiting");
+                    }
+                }
+            };
+        }
+        Ok((launched, attempts))
+    }
+}
+
+/// Terminates what the plan launched and builds the failure report.
+async fn fail(
+    provider: &dyn CloudProvider,
+    reason: String,
+    attempts: Vec<Attempt>,
+    launched: Vec<Launched>,
+) -> PlanFailure {
+    let ids: Vec<MachineId> = launched.into_iter().map(|l| l.machine).collect();
+    let (terminated, not_terminated) = terminate_all(provider, &ids).await;
+    PlanFailure {
+        reason,
+        attempts,
+        terminated,
+        not_terminated,
+    }
+}
+
+/// Terminates `ids`, retrying each that fails a few times; returns what was terminated and
+/// what could not be, with why.
+pub async fn terminate_all(
+    provider: &dyn CloudProvider,
+    ids: &[MachineId],
+) -> (Vec<MachineId>, Vec<(MachineId, String)>) {
+    let mut terminated = Vec::new();
+    let mut failed = Vec::new();
+    for id in ids {
+        let mut last: Option<ProviderError> = None;
+        for attempt in 0..3u32 {
+            match provider.terminate(std::slice::from_ref(id)).await {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(machine = %id, %error, attempt, "terminate failed");
+                    last = Some(error);
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+                }
+            }
+        }
+        match last {
+            None => terminated.push(id.clone()),
+            Some(error) => failed.push((id.clone(), error.message)),
+        }
+    }
+    (terminated, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_prefer_the_first_type_everywhere() {
+        let list = candidates("gpu_1x_a10, gpu_1x_a100", "us-east-1,us-west-1").unwrap();
+        let pairs: Vec<String> = list.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            pairs,
+            [
+                "gpu_1x_a10 in us-east-1",
+                "gpu_1x_a10 in us-west-1",
+                "gpu_1x_a100 in us-east-1",
+                "gpu_1x_a100 in us-west-1"
+            ]
+        );
+    }
+
+    #[test]
+    fn lists_refuse_empty_items_spaces_and_repeats() {
+        assert!(
+            candidates("gpu_1x_a10,", "us-east-1")
+                .unwrap_err()
+                .to_string()
+                .contains("empty item")
+        );
+        assert!(
+            candidates("gpu_1x_a10 gpu_1x_a100", "us-east-1")
+                .unwrap_err()
+                .to_string()
+                .contains("commas")
+        );
+        let error = candidates("a", "us-east-1,us-east-1").unwrap_err();
+        assert_eq!(error.field, "region");
+        assert!(error.problem.contains("twice"));
+    }
+
+    #[test]
+    fn capacity_policies_parse() {
+        assert_eq!(
+            CapacityPolicy::parse("fail-fast").unwrap(),
+            CapacityPolicy::FailFast
+        );
+        assert_eq!(
+            CapacityPolicy::parse("0").unwrap(),
+            CapacityPolicy::FailFast
+        );
+        assert_eq!(
+            CapacityPolicy::parse("10m").unwrap(),
+            CapacityPolicy::WaitUntil(Duration::from_secs(600))
+        );
+        assert_eq!(
+            CapacityPolicy::parse("wait-until=1h").unwrap().to_string(),
+            "wait-until=1h"
+        );
+        assert!(
+            CapacityPolicy::parse("forever")
+                .unwrap_err()
+                .to_string()
+                .contains("capacity_wait")
+        );
+    }
+
+    #[test]
+    fn plans_need_candidates_and_a_sane_count() {
+        let c = candidates("a", "r").unwrap();
+        assert!(LaunchPlan::new(Vec::new(), 1, CapacityPolicy::FailFast).is_err());
+        assert_eq!(
+            LaunchPlan::new(c.clone(), 0, CapacityPolicy::FailFast)
+                .unwrap_err()
+                .field,
+            "instance_count"
+        );
+        assert!(LaunchPlan::new(c, 101, CapacityPolicy::FailFast).is_err());
+    }
+}

@@ -1,0 +1,218 @@
+//! What a cloud must do for runners: launch one machine, describe it, list the machines we
+//! own, terminate, and hint at capacity. Lambda is the first implementation; the table in the
+//! crate docs shows how RunPod and EC2 map onto the same trait.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// A machine's id at its provider.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MachineId(String);
+
+impl MachineId {
+    /// Wraps a provider's id.
+    pub fn new(id: impl Into<String>) -> Self {
+        MachineId(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MachineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A machine to launch.
+#[derive(Clone)]
+pub struct MachineSpec {
+    /// The provider's machine type, e.g. `gpu_1x_a10`.
+    pub instance_type: String,
+    /// The provider's region, e.g. `us-east-1`.
+    pub region: String,
+    /// An image (family or id; the provider decides), or the provider's default.
+    pub image: Option<String>,
+    /// The boot script. It carries runner tokens, so it is secret.
+    pub user_data: Option<SecretString>,
+    /// A human-readable name.
+    pub name: Option<String>,
+    /// Tags, used to find our machines again.
+    pub tags: BTreeMap<String, String>,
+    /// The SSH key to install, by the provider's name for it.
+    pub ssh_key: Option<String>,
+    /// Filesystems to mount, by name.
+    pub filesystems: Vec<String>,
+    /// Firewall rulesets to apply, by id.
+    pub firewall_rulesets: Vec<String>,
+}
+
+impl fmt::Debug for MachineSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MachineSpec")
+            .field("instance_type", &self.instance_type)
+            .field("region", &self.region)
+            .field("image", &self.image)
+            .field("user_data", &self.user_data.as_ref().map(|_| "[redacted]"))
+            .field("name", &self.name)
+            .field("tags", &self.tags)
+            .field("ssh_key", &self.ssh_key)
+            .field("filesystems", &self.filesystems)
+            .field("firewall_rulesets", &self.firewall_rulesets)
+            .finish()
+    }
+}
+
+impl MachineSpec {
+    /// A spec with only a type and region.
+    pub fn new(instance_type: impl Into<String>, region: impl Into<String>) -> Self {
+        MachineSpec {
+            instance_type: instance_type.into(),
+            region: region.into(),
+            image: None,
+            user_data: None,
+            name: None,
+            tags: BTreeMap::new(),
+            ssh_key: None,
+            filesystems: Vec::new(),
+            firewall_rulesets: Vec::new(),
+        }
+    }
+}
+
+/// Where a machine is in its life, in provider-neutral terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MachineState {
+    /// Launched, not yet usable (and usually already billing).
+    Pending,
+    /// Up and usable.
+    Running,
+    /// Up but failing health checks.
+    Unhealthy,
+    /// Shutting down.
+    Stopping,
+    /// Gone for good; no longer billing.
+    Gone,
+    /// A state this crate does not know; the provider's word for it.
+    Other(String),
+}
+
+impl MachineState {
+    /// Whether the machine may still be billing (anything but gone).
+    pub fn may_bill(&self) -> bool {
+        !matches!(self, MachineState::Gone)
+    }
+}
+
+/// A machine as the provider describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    /// Its id.
+    pub id: MachineId,
+    /// Its name.
+    pub name: Option<String>,
+    /// Its type.
+    pub instance_type: String,
+    /// Its region.
+    pub region: String,
+    /// Its state.
+    pub state: MachineState,
+    /// Its public IP, once it has one.
+    pub ip: Option<String>,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
+    /// Its price in US cents per hour, when the provider says.
+    pub price_cents_per_hour: Option<u32>,
+}
+
+/// Whether a (type, region) pair has capacity now. A hint: it can be stale both ways.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CapacityHint {
+    /// The machine type.
+    pub instance_type: String,
+    /// The region.
+    pub region: String,
+    /// Whether the provider lists it as available.
+    pub available: bool,
+}
+
+/// The kinds of provider failure the core acts on differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderErrorKind {
+    /// No capacity for this type in this region now: try the next candidate or wait.
+    Capacity,
+    /// An account quota is exhausted.
+    Quota,
+    /// The request is wrong (unknown type or region, bad image, missing SSH key…).
+    InvalidRequest,
+    /// The machine or resource does not exist.
+    NotFound,
+    /// The credentials are wrong or lack permission.
+    Unauthorized,
+    /// The provider is unreachable or failing; the client's own retries were exhausted.
+    Unavailable,
+    /// Anything else.
+    Other,
+}
+
+/// A provider failure: a kind to act on and the provider's own words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    /// What kind of failure.
+    pub kind: ProviderErrorKind,
+    /// The provider's explanation, with its codes.
+    pub message: String,
+}
+
+impl ProviderError {
+    /// A failure of `kind`.
+    pub fn new(kind: ProviderErrorKind, message: impl Into<String>) -> Self {
+        ProviderError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Whether this is a capacity failure.
+    pub fn is_capacity(&self) -> bool {
+        self.kind == ProviderErrorKind::Capacity
+    }
+}
+
+/// A cloud that can run ephemeral runners. Implementations pace and retry their own API
+/// calls; the core decides what to do with the failures that remain.
+#[async_trait]
+pub trait CloudProvider: Send + Sync {
+    /// The provider's name, for messages (`lambda`, `runpod`, `ec2`).
+    fn name(&self) -> &'static str;
+
+    /// Launches exactly one machine.
+    async fn launch(&self, spec: &MachineSpec) -> Result<MachineId, ProviderError>;
+
+    /// Describes one machine; `NotFound` once it is gone from the provider's listing.
+    async fn describe(&self, id: &MachineId) -> Result<Machine, ProviderError>;
+
+    /// Every machine carrying tag `key` (with `value`, when given): what we launched.
+    async fn list_tagged(
+        &self,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<Machine>, ProviderError>;
+
+    /// Terminates machines; terminating one that is already gone is not an error.
+    async fn terminate(&self, ids: &[MachineId]) -> Result<(), ProviderError>;
+
+    /// Which (type, region) pairs have capacity now, for every pair the provider lists.
+    async fn capacity_hints(&self) -> Result<Vec<CapacityHint>, ProviderError>;
+}

@@ -1,0 +1,207 @@
+//! An in-memory provider whose launches follow a script, for testing the core's decisions
+//! without HTTP.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use gha_runner_core::{
+    Candidate, CapacityHint, CloudProvider, LaunchSetup, Machine, MachineId, MachineSpec,
+    MachineState, ProviderError, ProviderErrorKind,
+};
+
+/// What one launch call does.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outcome {
+    Launch,
+    NoCapacity,
+    Fail(ProviderErrorKind),
+}
+
+#[derive(Default)]
+struct State {
+    outcomes: VecDeque<Outcome>,
+    hints: VecDeque<bool>,
+    machines: BTreeMap<MachineId, Machine>,
+    launched: usize,
+    max_alive: usize,
+    terminate_failures: usize,
+}
+
+/// Launch calls follow `outcomes` (then always launch); each capacity poll shows everything
+/// available or nothing, following `hints` (then nothing).
+#[derive(Default)]
+pub(crate) struct FakeProvider {
+    state: Mutex<State>,
+}
+
+impl FakeProvider {
+    pub(crate) fn new(outcomes: Vec<Outcome>, hints: Vec<bool>) -> Self {
+        FakeProvider {
+            state: Mutex::new(State {
+                outcomes: outcomes.into(),
+                hints: hints.into(),
+                ..State::default()
+            }),
+        }
+    }
+
+    pub(crate) fn failing_terminations(self, count: usize) -> Self {
+        self.state.lock().unwrap().terminate_failures = count;
+        self
+    }
+
+    pub(crate) fn alive(&self) -> Vec<MachineId> {
+        let state = self.state.lock().unwrap();
+        state
+            .machines
+            .values()
+            .filter(|m| m.state.may_bill())
+            .map(|m| m.id.clone())
+            .collect()
+    }
+
+    pub(crate) fn max_alive(&self) -> usize {
+        self.state.lock().unwrap().max_alive
+    }
+
+    pub(crate) fn launched(&self) -> usize {
+        self.state.lock().unwrap().launched
+    }
+}
+
+#[async_trait]
+impl CloudProvider for FakeProvider {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    async fn launch(&self, spec: &MachineSpec) -> Result<MachineId, ProviderError> {
+        let mut state = self.state.lock().unwrap();
+        match state.outcomes.pop_front().unwrap_or(Outcome::Launch) {
+            Outcome::Launch => {
+                state.launched += 1;
+                let id = MachineId::new(format!("m{}", state.launched));
+                state.machines.insert(
+                    id.clone(),
+                    Machine {
+                        id: id.clone(),
+                        name: spec.name.clone(),
+                        instance_type: spec.instance_type.clone(),
+                        region: spec.region.clone(),
+                        state: MachineState::Pending,
+                        ip: None,
+                        tags: spec.tags.clone(),
+                        price_cents_per_hour: Some(100),
+                    },
+                );
+                let alive = state
+                    .machines
+                    .values()
+                    .filter(|m| m.state.may_bill())
+                    .count();
+                state.max_alive = state.max_alive.max(alive);
+                Ok(id)
+            }
+            Outcome::NoCapacity => Err(ProviderError::new(
+                ProviderErrorKind::Capacity,
+                "no capacity",
+            )),
+            Outcome::Fail(kind) => Err(ProviderError::new(kind, format!("scripted {kind:?}"))),
+        }
+    }
+
+    async fn describe(&self, id: &MachineId) -> Result<Machine, ProviderError> {
+        self.state
+            .lock()
+            .unwrap()
+            .machines
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ProviderError::new(ProviderErrorKind::NotFound, "no such machine"))
+    }
+
+    async fn list_tagged(
+        &self,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<Machine>, ProviderError> {
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .machines
+            .values()
+            .filter(|m| {
+                m.tags
+                    .get(key)
+                    .is_some_and(|v| value.is_none_or(|w| v == w))
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn terminate(&self, ids: &[MachineId]) -> Result<(), ProviderError> {
+        let mut state = self.state.lock().unwrap();
+        if state.terminate_failures > 0 {
+            state.terminate_failures -= 1;
+            return Err(ProviderError::new(
+                ProviderErrorKind::Unavailable,
+                "scripted outage",
+            ));
+        }
+        for id in ids {
+            if let Some(machine) = state.machines.get_mut(id) {
+                machine.state = MachineState::Gone;
+            }
+        }
+        Ok(())
+    }
+
+    async fn capacity_hints(&self) -> Result<Vec<CapacityHint>, ProviderError> {
+        let available = self
+            .state
+            .lock()
+            .unwrap()
+            .hints
+            .pop_front()
+            .unwrap_or(false);
+        Ok(["a", "b", "c"]
+            .iter()
+            .flat_map(|t| {
+                ["r1", "r2"].iter().map(move |r| CapacityHint {
+                    instance_type: (*t).into(),
+                    region: (*r).into(),
+                    available,
+                })
+            })
+            .collect())
+    }
+}
+
+/// A setup that counts what it prepared and abandoned.
+#[derive(Default)]
+pub(crate) struct CountingSetup {
+    pub(crate) prepared: Vec<(usize, Candidate)>,
+    pub(crate) abandoned: Vec<usize>,
+    pub(crate) fail_on_prepare: Option<usize>,
+}
+
+#[async_trait]
+impl LaunchSetup for CountingSetup {
+    async fn prepare(
+        &mut self,
+        instance_index: usize,
+        candidate: &Candidate,
+    ) -> Result<MachineSpec, String> {
+        if self.fail_on_prepare == Some(self.prepared.len()) {
+            return Err("GitHub refused the registration".into());
+        }
+        self.prepared.push((instance_index, candidate.clone()));
+        let mut spec = MachineSpec::new(&candidate.instance_type, &candidate.region);
+        spec.tags.insert("lambda-gha:run".into(), "test".into());
+        Ok(spec)
+    }
+
+    async fn abandon(&mut self, instance_index: usize) {
+        self.abandoned.push(instance_index);
+    }
+}

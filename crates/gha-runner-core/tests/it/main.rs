@@ -1,0 +1,6 @@
+//! Integration tests of the runner core.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod fake;
+mod plan;

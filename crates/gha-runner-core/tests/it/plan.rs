@@ -1,0 +1,196 @@
+//! Launch plans against the fake provider: fallback order, waiting, failure cleanup, and the
+//! property that a plan never exceeds N and ends with N machines or none.
+
+use std::time::Duration;
+
+use gha_runner_core::{AttemptOutcome, CapacityPolicy, LaunchPlan, ProviderErrorKind, candidates};
+use proptest::prelude::*;
+
+use crate::fake::{CountingSetup, FakeProvider, Outcome};
+
+fn plan(count: usize, policy: CapacityPolicy) -> LaunchPlan {
+    LaunchPlan::new(candidates("a,b,c", "r1").unwrap(), count, policy)
+        .unwrap()
+        .with_poll_interval(Duration::from_secs(30))
+}
+
+fn paused<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+#[test]
+fn capacity_errors_fall_back_to_the_next_candidate_in_order() {
+    let provider = FakeProvider::new(vec![Outcome::NoCapacity, Outcome::NoCapacity], vec![]);
+    let mut setup = CountingSetup::default();
+    let (launched, attempts) =
+        paused(plan(1, CapacityPolicy::FailFast).execute(&provider, &mut setup)).unwrap();
+    assert_eq!(launched[0].candidate.instance_type, "c");
+    let tried: Vec<&str> = attempts
+        .iter()
+        .map(|a| a.candidate.instance_type.as_str())
+        .collect();
+    assert_eq!(tried, ["a", "b", "c"]);
+    assert_eq!(
+        setup.abandoned,
+        [0, 0],
+        "each capacity miss undoes its preparation"
+    );
+}
+
+#[test]
+fn fail_fast_with_no_capacity_anywhere_reports_every_attempt_and_launches_nothing() {
+    let provider = FakeProvider::new(vec![Outcome::NoCapacity; 3], vec![]);
+    let failure =
+        paused(plan(2, CapacityPolicy::FailFast).execute(&provider, &mut CountingSetup::default()))
+            .unwrap_err();
+    assert_eq!(failure.attempts.len(), 3);
+    assert!(
+        failure
+            .attempts
+            .iter()
+            .all(|a| matches!(a.outcome, AttemptOutcome::NoCapacity(_)))
+    );
+    let text = failure.to_string();
+    assert!(
+        text.contains("no capacity for machine 0 of 2 in any of the 3 candidates"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a in r1") && text.contains("c in r1"),
+        "{text}"
+    );
+    assert_eq!(provider.launched(), 0);
+}
+
+#[test]
+fn waiting_polls_availability_and_retries_only_what_is_shown_available() {
+    // Nothing the first round; the 3rd poll shows capacity.
+    let provider = FakeProvider::new(vec![Outcome::NoCapacity; 3], vec![false, false, true]);
+    let started = paused(async {
+        let start = tokio::time::Instant::now();
+        let result = plan(1, CapacityPolicy::WaitUntil(Duration::from_secs(600)))
+            .execute(&provider, &mut CountingSetup::default())
+            .await;
+        (result, start.elapsed())
+    });
+    let ((launched, attempts), elapsed) = (started.0.unwrap(), started.1);
+    assert_eq!(launched.len(), 1);
+    assert_eq!(
+        elapsed,
+        Duration::from_secs(90),
+        "launched right after the poll that showed capacity"
+    );
+    assert_eq!(
+        attempts.len(),
+        4,
+        "three misses in the first round, then one launch"
+    );
+}
+
+#[test]
+fn waiting_gives_up_at_the_deadline() {
+    let provider = FakeProvider::new(vec![Outcome::NoCapacity; 3], vec![]);
+    let failure = paused(
+        plan(1, CapacityPolicy::WaitUntil(Duration::from_secs(120)))
+            .execute(&provider, &mut CountingSetup::default()),
+    )
+    .unwrap_err();
+    assert!(
+        failure.reason.contains("within wait-until=2m"),
+        "{}",
+        failure.reason
+    );
+}
+
+#[test]
+fn a_later_failure_terminates_what_was_launched() {
+    let provider = FakeProvider::new(
+        vec![Outcome::Launch, Outcome::Fail(ProviderErrorKind::Quota)],
+        vec![],
+    );
+    let failure =
+        paused(plan(3, CapacityPolicy::FailFast).execute(&provider, &mut CountingSetup::default()))
+            .unwrap_err();
+    assert_eq!(failure.terminated.len(), 1);
+    assert!(provider.alive().is_empty(), "nothing left billing");
+    assert!(
+        failure
+            .reason
+            .contains("launching machine 1 on a in r1 failed"),
+        "{}",
+        failure.reason
+    );
+}
+
+#[test]
+fn a_setup_failure_also_cleans_up() {
+    let provider = FakeProvider::new(vec![], vec![]);
+    let mut setup = CountingSetup {
+        fail_on_prepare: Some(1),
+        ..CountingSetup::default()
+    };
+    let failure =
+        paused(plan(2, CapacityPolicy::FailFast).execute(&provider, &mut setup)).unwrap_err();
+    assert!(failure.reason.contains("preparing machine 1 failed"));
+    assert!(provider.alive().is_empty());
+}
+
+#[test]
+fn machines_that_cannot_be_terminated_are_named_loudly() {
+    let provider = FakeProvider::new(
+        vec![Outcome::Launch, Outcome::Fail(ProviderErrorKind::Other)],
+        vec![],
+    )
+    .failing_terminations(10);
+    let failure =
+        paused(plan(2, CapacityPolicy::FailFast).execute(&provider, &mut CountingSetup::default()))
+            .unwrap_err();
+    assert_eq!(failure.not_terminated.len(), 1);
+    assert!(
+        failure.to_string().contains("COULD NOT TERMINATE m1"),
+        "{failure}"
+    );
+}
+
+fn outcome() -> impl Strategy<Value = Outcome> {
+    prop_oneof![
+        4 => Just(Outcome::Launch),
+        4 => Just(Outcome::NoCapacity),
+        1 => Just(Outcome::Fail(ProviderErrorKind::Quota)),
+        1 => Just(Outcome::Fail(ProviderErrorKind::Unavailable)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn never_more_than_n_and_ends_with_n_or_none(
+        outcomes in proptest::collection::vec(outcome(), 0..30),
+        hints in proptest::collection::vec(any::<bool>(), 0..10),
+        count in 1usize..5,
+        wait in prop_oneof![Just(None), (60u64..600).prop_map(Some)],
+        flaky_terminations in 0usize..3,
+    ) {
+        let provider = FakeProvider::new(outcomes, hints).failing_terminations(flaky_terminations);
+        let policy = wait.map_or(CapacityPolicy::FailFast, |s| CapacityPolicy::WaitUntil(Duration::from_secs(s)));
+        let result = paused(plan(count, policy).execute(&provider, &mut CountingSetup::default()));
+        prop_assert!(provider.max_alive() <= count, "{} alive at once, N = {count}", provider.max_alive());
+        match result {
+            Ok((launched, _)) => {
+                prop_assert_eq!(launched.len(), count);
+                prop_assert_eq!(provider.alive().len(), count);
+            }
+            Err(failure) => {
+                // Termination is retried 3 times; fewer scripted outages than that always clear.
+                prop_assert!(failure.not_terminated.is_empty());
+                prop_assert!(provider.alive().is_empty(), "left alive: {:?}", provider.alive());
+            }
+        }
+    }
+}
