@@ -4,3 +4,4 @@
 
 mod fake;
 mod plan;
+mod plan_sim;

@@ -1,0 +1,197 @@
+//! Launch plans with the Lambda provider against the simulator over HTTP, on a 100x clock.
+
+use std::time::Duration;
+
+use gha_runner_core::{
+    AttemptOutcome, CapacityPolicy, CloudProvider, LambdaProvider, LaunchPlan, LaunchSetup,
+    MachineSpec, candidates,
+};
+use lambda_cloud_sim::{FaultSpec, Scenario, Sim};
+
+use crate::fake::CountingSetup;
+
+const SCALE: f64 = 100.0;
+
+/// A setup that launches with the simulator's SSH key.
+struct SimSetup(CountingSetup);
+
+#[async_trait::async_trait]
+impl LaunchSetup for SimSetup {
+    async fn prepare(
+        &mut self,
+        index: usize,
+        candidate: &gha_runner_core::Candidate,
+    ) -> Result<MachineSpec, String> {
+        let mut spec = self.0.prepare(index, candidate).await?;
+        spec.ssh_key = Some("ci".into());
+        Ok(spec)
+    }
+
+    async fn abandon(&mut self, index: usize) {
+        self.0.abandon(index).await;
+    }
+}
+
+async fn start(scenario: Scenario) -> (Sim, LambdaProvider) {
+    let sim = Sim::builder()
+        .scenario(scenario)
+        .time_scale(SCALE)
+        .api_key("k")
+        .start()
+        .await
+        .unwrap();
+    let client = lambda_cloud::Client::builder()
+        .base_url(sim.base_url())
+        .api_key("k")
+        .rate_limits(sim.client_rate_limits())
+        .retry_policy(lambda_cloud::RetryPolicy {
+            max_retries: 3,
+            min_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            max_elapsed: Duration::from_secs(10),
+            jitter: true,
+        })
+        .build()
+        .unwrap();
+    client
+        .ssh_keys()
+        .add("ci", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI ci")
+        .await
+        .unwrap();
+    (sim, LambdaProvider::new(client))
+}
+
+/// Simulated seconds as real time on this clock.
+fn sim_seconds(seconds: u64) -> Duration {
+    Duration::from_secs(seconds).div_f64(SCALE)
+}
+
+fn setup() -> SimSetup {
+    SimSetup(CountingSetup::default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn capacity_only_in_the_third_candidate_is_found_after_two_misses() {
+    let scenario = Scenario::default()
+        .with_capacity("gpu_1x_a10", "us-east-1", &[(0, 0)])
+        .with_capacity("gpu_1x_a10", "us-west-1", &[(0, 0)]);
+    let (sim, provider) = start(scenario).await;
+    let plan = LaunchPlan::new(
+        candidates("gpu_1x_a10,gpu_1x_a100_sxm4", "us-east-1,us-west-1").unwrap(),
+        1,
+        CapacityPolicy::FailFast,
+    )
+    .unwrap();
+    let (launched, attempts) = plan.execute(&provider, &mut setup()).await.unwrap();
+    assert_eq!(
+        launched[0].candidate.to_string(),
+        "gpu_1x_a100_sxm4 in us-east-1"
+    );
+    let outcomes: Vec<bool> = attempts
+        .iter()
+        .map(|a| matches!(a.outcome, AttemptOutcome::NoCapacity(_)))
+        .collect();
+    assert_eq!(outcomes, [true, true, false]);
+    assert_eq!(sim.ledger().entries.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn capacity_that_appears_while_waiting_is_taken_within_one_poll() {
+    let scenario =
+        Scenario::default().with_capacity("gpu_1x_h100_pcie", "us-east-1", &[(0, 0), (90, 1)]);
+    let (sim, provider) = start(scenario).await;
+    let poll = sim_seconds(30);
+    let plan = LaunchPlan::new(
+        candidates("gpu_1x_h100_pcie", "us-east-1").unwrap(),
+        1,
+        CapacityPolicy::WaitUntil(sim_seconds(300)),
+    )
+    .unwrap()
+    .with_poll_interval(poll);
+    let (launched, _) = plan.execute(&provider, &mut setup()).await.unwrap();
+    assert_eq!(launched.len(), 1);
+    let launched_at = sim.ledger().entries[0].launched_at;
+    // One poll interval after capacity appeared, plus the launch spacing and a little slack.
+    assert!(
+        (90.0..=90.0 + 30.0 + 12.0 + 5.0).contains(&launched_at),
+        "launched at simulated second {launched_at:.1}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn capacity_that_never_appears_ends_with_every_attempt_listed_and_nothing_launched() {
+    let scenario = Scenario::default().with_capacity("gpu_1x_h100_pcie", "us-east-1", &[(0, 0)]);
+    let (sim, provider) = start(scenario).await;
+    let plan = LaunchPlan::new(
+        candidates("gpu_1x_h100_pcie", "us-east-1").unwrap(),
+        1,
+        CapacityPolicy::WaitUntil(sim_seconds(120)),
+    )
+    .unwrap()
+    .with_poll_interval(sim_seconds(30));
+    let failure = plan.execute(&provider, &mut setup()).await.unwrap_err();
+    assert!(
+        failure
+            .reason
+            .contains("no capacity for machine 0 of 1 within"),
+        "{failure}"
+    );
+    assert!(!failure.attempts.is_empty());
+    assert!(
+        failure
+            .to_string()
+            .contains("gpu_1x_h100_pcie in us-east-1: no capacity")
+    );
+    assert!(sim.ledger().entries.is_empty(), "nothing launched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_the_second_of_three_launches_fails_the_first_is_terminated() {
+    let quota = FaultSpec {
+        operation: "launchInstance".into(),
+        status: Some(400),
+        code: "global/quota-exceeded".into(),
+        message: "Quota exceeded.".into(),
+        on_calls: vec![2],
+        probability: None,
+        latency_ms: 0,
+    };
+    let (sim, provider) = start(Scenario::default().with_fault(quota)).await;
+    let plan = LaunchPlan::new(
+        candidates("gpu_1x_a10", "us-east-1").unwrap(),
+        3,
+        CapacityPolicy::FailFast,
+    )
+    .unwrap();
+    let failure = plan.execute(&provider, &mut setup()).await.unwrap_err();
+    assert_eq!(failure.terminated.len(), 1);
+    assert!(failure.reason.contains("Quota exceeded"), "{failure}");
+    let ledger = sim.ledger();
+    assert_eq!(ledger.entries.len(), 1);
+    assert!(
+        ledger.still_billing.is_empty(),
+        "the first machine was terminated"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_launches_are_paced_twelve_seconds_apart_without_a_single_429() {
+    let (sim, provider) = start(Scenario::default()).await;
+    let plan = LaunchPlan::new(
+        candidates("gpu_1x_a10", "us-east-1,us-west-1").unwrap(),
+        4,
+        CapacityPolicy::FailFast,
+    )
+    .unwrap();
+    let (launched, _) = plan.execute(&provider, &mut setup()).await.unwrap();
+    assert_eq!(launched.len(), 4);
+    let starts: Vec<f64> = sim.ledger().entries.iter().map(|e| e.launched_at).collect();
+    assert!(
+        starts.windows(2).all(|w| w[1] - w[0] >= 11.5),
+        "launch spacing: {starts:?}"
+    );
+    assert_eq!(sim.rate_limited_requests(), 0);
+    let ids: Vec<_> = launched.into_iter().map(|l| l.machine).collect();
+    provider.terminate(&ids).await.unwrap();
+    assert!(sim.ledger().still_billing.is_empty());
+}
