@@ -43,15 +43,21 @@
 
 mod duration;
 mod error;
+mod github;
 #[cfg(feature = "lambda")]
 mod lambda;
+mod naming;
+mod outputs;
 mod plan;
 mod provider;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::{CoreError, GitHubError, InputError};
+pub use github::{GitHub, JitRunner, RunnerInfo, RunnerScope};
 #[cfg(feature = "lambda")]
 pub use lambda::{LambdaProvider, provider_error};
+pub use naming::{MAX_LABELS, MAX_RUNNER_NAME, RunnerNaming, parse_labels};
+pub use outputs::{MatrixEntry, Outputs};
 pub use plan::{
     Attempt, AttemptOutcome, Candidate, CapacityPolicy, LaunchPlan, LaunchSetup, Launched,
     PlanFailure, candidates, parse_list, terminate_all,

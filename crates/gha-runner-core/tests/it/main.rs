@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fake;
+mod github;
 mod plan;
 mod plan_sim;

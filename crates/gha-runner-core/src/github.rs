@@ -1,0 +1,310 @@
+//! GitHub's self-hosted runner API: registration and remove tokens, JIT configurations,
+//! listing (paged past 100) and deleting runners, for a repository or an organization (with a
+//! runner group). `GITHUB_API_URL` is honoured, so GitHub Enterprise Server works.
+
+use octocrab::Octocrab;
+use octocrab::models::RunnerGroupId;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GitHubError, InputError};
+
+/// Where runners are registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "scope")]
+pub enum RunnerScope {
+    /// One repository.
+    Repo {
+        /// Its owner.
+        owner: String,
+        /// Its name.
+        repo: String,
+    },
+    /// A whole organization, optionally in a runner group.
+    Org {
+        /// The organization.
+        org: String,
+        /// The runner group id (the default group is 1).
+        group_id: Option<u64>,
+    },
+}
+
+impl RunnerScope {
+    /// Reads `owner/repo` (from `GITHUB_REPOSITORY`) for repo scope, or the owner for org scope.
+    pub fn parse(
+        scope: &str,
+        repository: &str,
+        group_id: Option<u64>,
+    ) -> Result<RunnerScope, InputError> {
+        let Some((owner, repo)) = repository
+            .split_once('/')
+            .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
+        else {
+            return Err(InputError::new(
+                "repository",
+                format!("{repository:?} is not `owner/repo`"),
+            ));
+        };
+        match scope {
+            "repo" => Ok(RunnerScope::Repo {
+                owner: owner.to_owned(),
+                repo: repo.to_owned(),
+            }),
+            "org" => Ok(RunnerScope::Org {
+                org: owner.to_owned(),
+                group_id,
+            }),
+            other => Err(InputError::new(
+                "scope",
+                format!("{other:?} must be `repo` or `org`"),
+            )),
+        }
+    }
+
+    fn group(&self) -> RunnerGroupId {
+        match self {
+            RunnerScope::Org {
+                group_id: Some(id), ..
+            } => RunnerGroupId(*id),
+            _ => RunnerGroupId(1),
+        }
+    }
+}
+
+/// A runner as GitHub lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerInfo {
+    /// Its id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// `online` or `offline`.
+    pub status: String,
+    /// Whether it runs a job.
+    pub busy: bool,
+    /// Its labels.
+    pub labels: Vec<String>,
+}
+
+impl RunnerInfo {
+    /// Whether the runner is connected to GitHub.
+    pub fn is_online(&self) -> bool {
+        self.status == "online"
+    }
+}
+
+/// A just-in-time runner: registered at creation, configured by its one-use config.
+pub struct JitRunner {
+    /// Its id, for deleting it.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// The encoded configuration for `run.sh --jitconfig`. Secret.
+    pub config: SecretString,
+}
+
+impl std::fmt::Debug for JitRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JitRunner")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("config", &"[redacted]")
+            .finish()
+    }
+}
+
+/// The runner API for one scope.
+#[derive(Clone)]
+pub struct GitHub {
+    octocrab: Octocrab,
+    scope: RunnerScope,
+    server_url: String,
+}
+
+impl std::fmt::Debug for GitHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHub")
+            .field("scope", &self.scope)
+            .field("server_url", &self.server_url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn failure(action: &str, error: &octocrab::Error) -> GitHubError {
+    match error {
+        octocrab::Error::GitHub { source, .. } => GitHubError {
+            action: action.to_owned(),
+            message: format!("HTTP {}: {}", source.status_code.as_u16(), source.message),
+            status: Some(source.status_code.as_u16()),
+        },
+        other => GitHubError {
+            action: action.to_owned(),
+            message: other.to_string(),
+            status: None,
+        },
+    }
+}
+
+impl GitHub {
+    /// A client for `scope`, authenticated with `token` (a PAT or the workflow token),
+    /// talking to `api_url` (`GITHUB_API_URL`, default `https://api.github.com`) for a server
+    /// at `server_url` (`GITHUB_SERVER_URL`, default `https://github.com`). Call it inside a
+    /// Tokio runtime.
+    pub fn new(
+        token: &SecretString,
+        api_url: Option<&str>,
+        server_url: Option<&str>,
+        scope: RunnerScope,
+    ) -> Result<GitHub, GitHubError> {
+        let setup = |message: String| GitHubError {
+            action: "set up the GitHub client".into(),
+            message,
+            status: None,
+        };
+        #[cfg(feature = "lambda")]
+        lambda_cloud::install_default_crypto_provider();
+        let mut builder = Octocrab::builder().personal_token(token.expose_secret().to_owned());
+        if let Some(url) = api_url {
+            builder = builder
+                .base_uri(url)
+                .map_err(|e| setup(format!("invalid GITHUB_API_URL {url:?}: {e}")))?;
+        }
+        let octocrab = builder.build().map_err(|e| setup(e.to_string()))?;
+        Ok(GitHub {
+            octocrab,
+            scope,
+            server_url: server_url
+                .unwrap_or("https://github.com")
+                .trim_end_matches('/')
+                .to_owned(),
+        })
+    }
+
+    /// The scope.
+    pub fn scope(&self) -> &RunnerScope {
+        &self.scope
+    }
+
+    /// The URL a runner registers against (`config.sh --url`).
+    pub fn registration_url(&self) -> String {
+        match &self.scope {
+            RunnerScope::Repo { owner, repo } => format!("{}/{owner}/{repo}", self.server_url),
+            RunnerScope::Org { org, .. } => format!("{}/{org}", self.server_url),
+        }
+    }
+
+    /// A registration token (valid one hour) for `config.sh --token`.
+    pub async fn registration_token(&self) -> Result<SecretString, GitHubError> {
+        let actions = self.octocrab.actions();
+        let token = match &self.scope {
+            RunnerScope::Repo { owner, repo } => {
+                actions
+                    .create_repo_runner_registration_token(owner, repo)
+                    .await
+            }
+            RunnerScope::Org { org, .. } => actions.create_org_runner_registration_token(org).await,
+        }
+        .map_err(|e| failure("create a registration token", &e))?;
+        Ok(SecretString::from(token.token))
+    }
+
+    /// A remove token (valid one hour) for `config.sh remove --token`.
+    pub async fn remove_token(&self) -> Result<SecretString, GitHubError> {
+        let actions = self.octocrab.actions();
+        let token = match &self.scope {
+            RunnerScope::Repo { owner, repo } => {
+                actions.create_repo_runner_remove_token(owner, repo).await
+            }
+            RunnerScope::Org { org, .. } => actions.create_org_runner_remove_token(org).await,
+        }
+        .map_err(|e| failure("create a remove token", &e))?;
+        Ok(SecretString::from(token.token))
+    }
+
+    /// Registers a just-in-time runner and returns its one-use configuration.
+    pub async fn jit_config(
+        &self,
+        name: &str,
+        labels: &[String],
+    ) -> Result<JitRunner, GitHubError> {
+        let actions = self.octocrab.actions();
+        let labels = labels.to_vec();
+        let config = match &self.scope {
+            RunnerScope::Repo { owner, repo } => {
+                actions
+                    .create_repo_jit_runner_config(owner, repo, name, self.scope.group(), labels)
+                    .send()
+                    .await
+            }
+            RunnerScope::Org { org, .. } => {
+                actions
+                    .create_org_jit_runner_config(org, name, self.scope.group(), labels)
+                    .send()
+                    .await
+            }
+        }
+        .map_err(|e| failure(&format!("register the JIT runner {name}"), &e))?;
+        Ok(JitRunner {
+            id: config.runner.id.0,
+            name: config.runner.name,
+            config: SecretString::from(config.encoded_jit_config),
+        })
+    }
+
+    /// Every runner of the scope, following pages of 100.
+    pub async fn list_runners(&self) -> Result<Vec<RunnerInfo>, GitHubError> {
+        let actions = self.octocrab.actions();
+        let mut runners = Vec::new();
+        for page in 1u32.. {
+            let result = match &self.scope {
+                RunnerScope::Repo { owner, repo } => {
+                    actions
+                        .list_repo_self_hosted_runners(owner, repo)
+                        .per_page(100)
+                        .page(page)
+                        .send()
+                        .await
+                }
+                RunnerScope::Org { org, .. } => {
+                    actions
+                        .list_org_self_hosted_runners(org)
+                        .per_page(100)
+                        .page(page)
+                        .send()
+                        .await
+                }
+            }
+            .map_err(|e| failure("list runners", &e))?;
+            let count = result.items.len();
+            runners.extend(result.items.into_iter().map(|r| RunnerInfo {
+                id: r.id.0,
+                name: r.name,
+                status: r.status,
+                busy: r.busy,
+                labels: r.labels.into_iter().map(|l| l.name).collect(),
+            }));
+            if count < 100 || result.next.is_none() {
+                break;
+            }
+        }
+        Ok(runners)
+    }
+
+    /// Deletes a runner; one that is already gone is not an error.
+    pub async fn delete_runner(&self, id: u64) -> Result<(), GitHubError> {
+        let actions = self.octocrab.actions();
+        let result = match &self.scope {
+            RunnerScope::Repo { owner, repo } => {
+                actions.delete_repo_runner(owner, repo, id.into()).await
+            }
+            RunnerScope::Org { org, .. } => actions.delete_org_runner(org, id.into()).await,
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 404 => {
+                Ok(())
+            }
+            Err(error) => Err(failure(&format!("delete runner {id}"), &error)),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The GitHub runner API against wiremock: request shapes, scopes, paging, deletes.
+
+use gha_runner_core::{GitHub, RunnerScope};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use wiremock::matchers::{body_json, header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN: &str = "ghp_test_secret_token_value";
+
+fn repo() -> RunnerScope {
+    RunnerScope::Repo {
+        owner: "octo".into(),
+        repo: "gpu".into(),
+    }
+}
+
+fn org(group: Option<u64>) -> RunnerScope {
+    RunnerScope::Org {
+        org: "octo".into(),
+        group_id: group,
+    }
+}
+
+fn github(server: &MockServer, scope: RunnerScope) -> GitHub {
+    GitHub::new(
+        &SecretString::from(TOKEN),
+        Some(&server.uri()),
+        Some("https://ghes.example.com/"),
+        scope,
+    )
+    .unwrap()
+}
+
+fn runner(id: u64, name: &str, status: &str) -> Value {
+    json!({"id": id, "name": name, "os": "Linux", "status": status, "busy": false,
+           "labels": [{"id": 1, "name": "self-hosted", "type": "read-only"}, {"id": 2, "name": name, "type": "custom"}]})
+}
+
+#[tokio::test]
+async fn tokens_are_requested_for_the_scope_and_kept_secret() {
+    let server = MockServer::start().await;
+    let answer = ResponseTemplate::new(201).set_body_json(
+        json!({"token": "AABBCC-registration", "expires_at": "2030-01-01T00:00:00Z"}),
+    );
+    Mock::given(method("POST"))
+        .and(path("/repos/octo/gpu/actions/runners/registration-token"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(answer.clone())
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/orgs/octo/actions/runners/remove-token"))
+        .respond_with(answer)
+        .expect(1)
+        .mount(&server)
+        .await;
+    let token = github(&server, repo()).registration_token().await.unwrap();
+    assert_eq!(token.expose_secret(), "AABBCC-registration");
+    github(&server, org(None)).remove_token().await.unwrap();
+    let shown = format!("{:?} {token:?}", github(&server, repo()));
+    assert!(
+        !shown.contains(TOKEN) && !shown.contains("AABBCC"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn jit_configs_carry_name_group_and_labels() {
+    let server = MockServer::start().await;
+    let labels = vec!["lambda-1-abc".to_owned(), "gpu".to_owned()];
+    for (route, group) in [
+        ("/repos/octo/gpu/actions/runners/generate-jitconfig", 1),
+        ("/orgs/octo/actions/runners/generate-jitconfig", 7),
+    ] {
+        Mock::given(method("POST"))
+            .and(path(route))
+            .and(body_json(
+                json!({"name": "lambda-1-abc-0-0", "runner_group_id": group, "labels": labels}),
+            ))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+                "runner": runner(42, "lambda-1-abc-0-0", "offline"),
+                "encoded_jit_config": "ZW5jb2RlZC1qaXQ="
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let jit = github(&server, repo())
+        .jit_config("lambda-1-abc-0-0", &labels)
+        .await
+        .unwrap();
+    assert_eq!((jit.id, jit.name.as_str()), (42, "lambda-1-abc-0-0"));
+    assert_eq!(jit.config.expose_secret(), "ZW5jb2RlZC1qaXQ=");
+    assert!(!format!("{jit:?}").contains("ZW5jb2Rl"));
+    github(&server, org(Some(7)))
+        .jit_config("lambda-1-abc-0-0", &labels)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn runner_lists_are_followed_past_one_hundred() {
+    let server = MockServer::start().await;
+    let first: Vec<Value> = (0..100)
+        .map(|i| runner(i, &format!("r{i}"), "online"))
+        .collect();
+    let second: Vec<Value> = (100..105)
+        .map(|i| runner(i, &format!("r{i}"), "offline"))
+        .collect();
+    let next = format!(
+        "<{}/repos/octo/gpu/actions/runners?per_page=100&page=2>; rel=\"next\"",
+        server.uri()
+    );
+    Mock::given(method("GET"))
+        .and(path("/repos/octo/gpu/actions/runners"))
+        .and(query_param("page", "1"))
+        .and(query_param("per_page", "100"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("link", next.as_str())
+                .set_body_json(json!({"total_count": 105, "runners": first})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/octo/gpu/actions/runners"))
+        .and(query_param("page", "2"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"total_count": 105, "runners": second})),
+        )
+        .mount(&server)
+        .await;
+    let runners = github(&server, repo()).list_runners().await.unwrap();
+    assert_eq!(runners.len(), 105);
+    assert!(runners[0].is_online() && !runners[104].is_online());
+    assert_eq!(runners[7].labels, ["self-hosted", "r7"]);
+}
+
+#[tokio::test]
+async fn deleting_a_runner_that_is_gone_is_fine_and_other_failures_are_named() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .and(path("/orgs/octo/actions/runners/1"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/orgs/octo/actions/runners/2"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/orgs/octo/actions/runners/3"))
+        .respond_with(
+            ResponseTemplate::new(403).set_body_json(json!({"message": "Must have admin rights"})),
+        )
+        .mount(&server)
+        .await;
+    let github = github(&server, org(None));
+    github.delete_runner(1).await.unwrap();
+    github.delete_runner(2).await.unwrap();
+    let error = github.delete_runner(3).await.unwrap_err();
+    assert_eq!(error.status, Some(403));
+    assert_eq!(
+        error.to_string(),
+        "GitHub: delete runner 3 failed: HTTP 403: Must have admin rights"
+    );
+}
+
+#[tokio::test]
+async fn scopes_and_registration_urls() {
+    assert_eq!(
+        RunnerScope::parse("repo", "octo/gpu", None).unwrap(),
+        repo()
+    );
+    assert_eq!(
+        RunnerScope::parse("org", "octo/gpu", Some(3)).unwrap(),
+        org(Some(3))
+    );
+    assert!(RunnerScope::parse("repo", "octo", None).is_err());
+    assert!(
+        RunnerScope::parse("enterprise", "octo/gpu", None)
+            .unwrap_err()
+            .to_string()
+            .contains("`repo` or `org`")
+    );
+    let github = GitHub::new(
+        &SecretString::from(TOKEN),
+        None,
+        Some("https://ghes.example.com/"),
+        org(None),
+    )
+    .unwrap();
+    assert_eq!(github.registration_url(), "https://ghes.example.com/octo");
+}
