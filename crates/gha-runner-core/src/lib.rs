@@ -41,6 +41,7 @@
 
 #![deny(missing_docs)]
 
+mod boot_script;
 mod duration;
 mod error;
 mod github;
@@ -51,6 +52,10 @@ mod outputs;
 mod plan;
 mod provider;
 
+pub use boot_script::{
+    AgentDownload, BootScript, MAX_USER_DATA_BYTES, RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API,
+    RunnerBoot, RunnerCredential, RunnerPrivileges, shell_quote,
+};
 pub use duration::{format_duration, parse_duration};
 pub use error::{CoreError, GitHubError, InputError};
 pub use github::{GitHub, JitRunner, RunnerInfo, RunnerScope};

@@ -1,0 +1,267 @@
+//! The per-machine boot script (cloud-init user data), rendered from `templates/boot.sh`.
+//!
+//! Every value is shell-quoted; secrets go only into quoted heredocs that write root-only
+//! files; the result is checked against Lambda's 1 MB limit. A placeholder left unfilled, or a
+//! value no placeholder takes, is an error, so the template and the renderer cannot drift.
+
+use std::fmt::Write as _;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use crate::error::CoreError;
+
+const TEMPLATE: &str = include_str!("../templates/boot.sh");
+/// The most bytes of user data a provider accepts (Lambda: 1 MB).
+pub const MAX_USER_DATA_BYTES: usize = 1_000_000;
+/// Where the GitHub runner's latest release is described.
+pub const RUNNER_RELEASES_API: &str = "https://api.github.com/repos/actions/runner/releases/latest";
+/// Where GitHub runner releases are downloaded from.
+pub const RUNNER_DOWNLOAD_BASE: &str = "https://github.com/actions/runner/releases/download";
+const SECRET_DELIMITER: &str = "LAMBDA_GHA_SECRET";
+const USER_SCRIPT_DELIMITER: &str = "LAMBDA_GHA_USER_SCRIPT";
+
+/// Where the agent binary comes from, with its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentDownload {
+    /// The download URL of the `lambda-gha` binary for the machine.
+    pub url: String,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+}
+
+/// How a runner proves itself to GitHub.
+pub enum RunnerCredential {
+    /// A just-in-time configuration (one runner, one job).
+    Jit(SecretString),
+    /// A registration token shared by the machine's runners (reusable runners).
+    RegistrationToken(SecretString),
+}
+
+/// One runner on the machine.
+pub struct RunnerBoot {
+    /// Its name.
+    pub name: String,
+    /// Its labels.
+    pub labels: Vec<String>,
+    /// Its credential.
+    pub credential: RunnerCredential,
+}
+
+/// Privileges of the runner user, each of which exposes the agent's API key to job code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RunnerPrivileges {
+    /// Passwordless sudo.
+    pub sudo: bool,
+    /// Membership of the `docker` group.
+    pub docker: bool,
+}
+
+/// Everything one machine's boot script needs.
+pub struct BootScript {
+    /// This project's version, pinned for everything the script fetches.
+    pub version: String,
+    /// The launch's label.
+    pub run_label: String,
+    /// The machine's tag value.
+    pub machine_tag: String,
+    /// `config.sh --url`.
+    pub registration_url: String,
+    /// The runner release description (GitHub's API, or a mirror).
+    pub runner_releases_api: String,
+    /// The runner download base URL.
+    pub runner_download_base: String,
+    /// The agent binary.
+    pub agent: AgentDownload,
+    /// The agent's configuration (JSON); it may hold the provider API key, so it is secret.
+    pub agent_config: SecretString,
+    /// The runners.
+    pub runners: Vec<RunnerBoot>,
+    /// Extra privileges for the runner user.
+    pub privileges: RunnerPrivileges,
+    /// A script of the user's, run as root before the runners start.
+    pub user_script: Option<String>,
+}
+
+/// Quotes `value` for bash: single quotes, with embedded single quotes closed and escaped.
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+fn heredoc(secret_text: &str, path: &str, out: &mut String) -> Result<(), CoreError> {
+    if secret_text
+        .lines()
+        .any(|line| line.trim() == SECRET_DELIMITER)
+    {
+        return Err(CoreError::BootScript(
+            "a secret contains the heredoc delimiter".into(),
+        ));
+    }
+    let _ = writeln!(out, "cat > \"$ETC/{path}\" <<'{SECRET_DELIMITER}'");
+    out.push_str(secret_text.trim_end_matches('\n'));
+    let _ = writeln!(out, "\n{SECRET_DELIMITER}");
+    let _ = writeln!(out, "chmod 0600 \"$ETC/{path}\"");
+    Ok(())
+}
+
+impl BootScript {
+    /// Renders the script as user data, or says why it cannot be sent.
+    pub fn render(&self) -> Result<SecretString, CoreError> {
+        if self.runners.is_empty() {
+            return Err(CoreError::BootScript(
+                "a machine needs at least one runner".into(),
+            ));
+        }
+        let jit = matches!(self.runners[0].credential, RunnerCredential::Jit(_));
+        if self
+            .runners
+            .iter()
+            .any(|r| matches!(r.credential, RunnerCredential::Jit(_)) != jit)
+        {
+            return Err(CoreError::BootScript(
+                "all runners of a machine use the same kind of credential".into(),
+            ));
+        }
+        let mut secrets = String::new();
+        for (index, runner) in self.runners.iter().enumerate() {
+            match &runner.credential {
+                RunnerCredential::Jit(config) => heredoc(
+                    config.expose_secret(),
+                    &format!("runner-{index}.jit"),
+                    &mut secrets,
+                )?,
+                RunnerCredential::RegistrationToken(token) if index == 0 => {
+                    heredoc(token.expose_secret(), "registration.token", &mut secrets)?;
+                }
+                RunnerCredential::RegistrationToken(_) => {}
+            }
+        }
+        heredoc(
+            self.agent_config.expose_secret(),
+            "agent.json",
+            &mut secrets,
+        )?;
+        let user_script = match &self.user_script {
+            Some(script) if script.lines().any(|l| l.trim() == USER_SCRIPT_DELIMITER) => {
+                return Err(CoreError::BootScript(
+                    "the user script contains the heredoc delimiter".into(),
+                ));
+            }
+            Some(script) => format!(
+                "# --- the user's script, as root, before the runners start ---------------------------------\n\
+                 step \"running the user's script\"\n\
+                 cat > \"$ETC/user-script.sh\" <<'{USER_SCRIPT_DELIMITER}'\n{}\n{USER_SCRIPT_DELIMITER}\n\
+                 bash \"$ETC/user-script.sh\" || fail \"the user's script failed\"",
+                script.trim_end_matches('\n')
+            ),
+            None => "# (no user script)".to_owned(),
+        };
+        let list = |values: Vec<String>| {
+            values
+                .iter()
+                .map(|v| shell_quote(v))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
+        let values: Vec<(&str, String)> = vec![
+            ("version", shell_quote(&self.version)),
+            ("runner_count", self.runners.len().to_string()),
+            ("run_label", shell_quote(&self.run_label)),
+            ("machine_tag", shell_quote(&self.machine_tag)),
+            (
+                "runner_mode",
+                if jit { "jit" } else { "reusable" }.to_owned(),
+            ),
+            ("registration_url", shell_quote(&self.registration_url)),
+            (
+                "runner_releases_api",
+                shell_quote(&self.runner_releases_api),
+            ),
+            (
+                "runner_download_base",
+                shell_quote(&self.runner_download_base),
+            ),
+            ("agent_url", shell_quote(&self.agent.url)),
+            ("agent_sha256", shell_quote(&self.agent.sha256)),
+            ("grant_sudo", flag(self.privileges.sudo)),
+            ("grant_docker", flag(self.privileges.docker)),
+            (
+                "runner_names",
+                list(self.runners.iter().map(|r| r.name.clone()).collect()),
+            ),
+            (
+                "runner_labels",
+                list(self.runners.iter().map(|r| r.labels.join(",")).collect()),
+            ),
+            ("secrets", secrets.trim_end().to_owned()),
+            ("user_script", user_script),
+        ];
+        let script = fill(TEMPLATE, &values)?;
+        if script.len() > MAX_USER_DATA_BYTES {
+            return Err(CoreError::BootScript(format!(
+                "the boot script is {} bytes, over the {MAX_USER_DATA_BYTES}-byte limit; shorten the user script",
+                script.len()
+            )));
+        }
+        Ok(SecretString::from(script))
+    }
+}
+
+/// Replaces every `{{name}}`; an unknown name or an unused value is an error.
+fn fill(template: &str, values: &[(&str, String)]) -> Result<String, CoreError> {
+    let mut out = String::with_capacity(template.len() * 2);
+    let mut used = vec![false; values.len()];
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| CoreError::BootScript("unclosed placeholder in the template".into()))?;
+        let name = &after[..end];
+        let (index, (_, value)) = values
+            .iter()
+            .enumerate()
+            .find(|(_, (key, _))| *key == name)
+            .ok_or_else(|| {
+                CoreError::BootScript(format!(
+                    "the template names {{{{{name}}}}}, which has no value"
+                ))
+            })?;
+        used[index] = true;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    if let Some((name, _)) = values
+        .iter()
+        .zip(&used)
+        .find(|(_, used)| !**used)
+        .map(|(v, _)| v)
+    {
+        return Err(CoreError::BootScript(format!(
+            "the template does not use {name}"
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_quotes_and_expansions() {
+        assert_eq!(shell_quote("plain"), "'plain'");
+        assert_eq!(shell_quote("it's $HOME `x`"), r"'it'\''s $HOME `x`'");
+    }
+
+    #[test]
+    fn placeholders_and_values_must_match() {
+        assert_eq!(fill("a {{x}} b", &[("x", "1".into())]).unwrap(), "a 1 b");
+        assert!(fill("a {{y}}", &[("x", "1".into())]).is_err());
+        assert!(fill("a", &[("x", "1".into())]).is_err());
+        assert!(fill("a {{x", &[("x", "1".into())]).is_err());
+    }
+}

@@ -1,0 +1,176 @@
+//! The boot script: snapshot of what a machine runs, valid bash, secrets only in their
+//! heredocs, and the size limit.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use gha_runner_core::{
+    AgentDownload, BootScript, Candidate, MAX_USER_DATA_BYTES, Outputs, RUNNER_DOWNLOAD_BASE,
+    RUNNER_RELEASES_API, RunnerBoot, RunnerCredential, RunnerNaming, RunnerPrivileges,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+const SECRETS: [&str; 3] = [
+    "JIT-CONFIG-SECRET-0",
+    "JIT-CONFIG-SECRET-1",
+    "LAMBDA-API-KEY-SECRET",
+];
+
+fn script(credentials: [RunnerCredential; 2], user_script: Option<&str>) -> BootScript {
+    let naming = RunnerNaming::with_label("lambda-42-abc123").unwrap();
+    let candidate = Candidate {
+        instance_type: "gpu_1x_a10".into(),
+        region: "us-east-1".into(),
+    };
+    let runners = credentials
+        .into_iter()
+        .enumerate()
+        .map(|(i, credential)| RunnerBoot {
+            name: naming.runner_name(0, i),
+            labels: naming.labels(0, i, &candidate, &["cuda".into()]),
+            credential,
+        })
+        .collect();
+    BootScript {
+        version: "0.1.0".into(),
+        run_label: naming.label().into(),
+        machine_tag: naming.machine_tag(0),
+        registration_url: "https://github.com/octo/gpu".into(),
+        runner_releases_api: RUNNER_RELEASES_API.into(),
+        runner_download_base: RUNNER_DOWNLOAD_BASE.into(),
+        agent: AgentDownload {
+            url: "https://github.com/lambda-gha/lambda-gha/releases/download/v0.1.0/lambda-gha-x86_64-unknown-linux-gnu".into(),
+            sha256: "0".repeat(64),
+        },
+        agent_config: SecretString::from(r#"{"provider":"lambda","api_key":"LAMBDA-API-KEY-SECRET"}"#),
+        runners,
+        privileges: RunnerPrivileges::default(),
+        user_script: user_script.map(str::to_owned),
+    }
+}
+
+fn jit() -> [RunnerCredential; 2] {
+    [
+        RunnerCredential::Jit(SecretString::from(SECRETS[0])),
+        RunnerCredential::Jit(SecretString::from(SECRETS[1])),
+    ]
+}
+
+fn bash_syntax_ok(script: &str) {
+    let mut bash = Command::new("bash")
+        .arg("-n")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    bash.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let output = bash.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_jit_machine_boot_script() {
+    let rendered = script(jit(), Some("apt-get install -y jq\necho 'ready'"))
+        .render()
+        .unwrap();
+    let text = rendered.expose_secret();
+    bash_syntax_ok(text);
+    insta::assert_snapshot!("boot_script_jit", text);
+}
+
+#[test]
+fn secrets_appear_only_inside_their_heredocs_and_tracing_is_never_on() {
+    let rendered = script(jit(), None).render().unwrap();
+    let text = rendered.expose_secret();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.ends_with("<<'LAMBDA_GHA_SECRET'") {
+            inside = true;
+            continue;
+        }
+        if line == "LAMBDA_GHA_SECRET" {
+            inside = false;
+            continue;
+        }
+        for secret in SECRETS {
+            assert!(
+                !line.contains(secret) || inside,
+                "secret outside a heredoc: {line}"
+            );
+        }
+    }
+    for secret in SECRETS {
+        assert_eq!(text.matches(secret).count(), 1, "{secret} is written once");
+    }
+    let code = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'));
+    assert!(
+        code.clone()
+            .all(|line| !line.contains("set -x") && !line.contains("xtrace")),
+        "tracing would echo secrets"
+    );
+}
+
+#[test]
+fn reusable_runners_share_one_registration_token() {
+    let token = || RunnerCredential::RegistrationToken(SecretString::from("AABB-REGISTRATION"));
+    let rendered = script([token(), token()], None).render().unwrap();
+    let text = rendered.expose_secret();
+    bash_syntax_ok(text);
+    assert_eq!(text.matches("AABB-REGISTRATION").count(), 1);
+    assert!(text.contains("RUNNER_MODE=reusable"));
+    assert!(text.contains(
+        "RUNNER_LABELS=('lambda-42-abc123,lambda-42-abc123-0-0,gpu_1x_a10,us-east-1,gpu,cuda' "
+    ));
+}
+
+#[test]
+fn mixed_credentials_oversized_scripts_and_delimiters_are_refused() {
+    let mixed = [
+        RunnerCredential::Jit(SecretString::from("a")),
+        RunnerCredential::RegistrationToken(SecretString::from("b")),
+    ];
+    assert!(script(mixed, None).render().is_err());
+    let huge = "x".repeat(MAX_USER_DATA_BYTES);
+    let error = script(jit(), Some(&huge)).render().unwrap_err().to_string();
+    assert!(error.contains("over the 1000000-byte limit"), "{error}");
+    let sneaky = script(jit(), Some("echo hi\nLAMBDA_GHA_USER_SCRIPT\nrm -rf /")).render();
+    assert!(
+        sneaky.is_err(),
+        "a user script cannot close its heredoc early"
+    );
+}
+
+#[test]
+fn outputs_for_two_machines_with_two_runners_each() {
+    let naming = RunnerNaming::with_label("lambda-42-abc123").unwrap();
+    let launched: Vec<gha_runner_core::Launched> = ["0920582c7ff041399e34823a0be62549", "1a2b3c"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| gha_runner_core::Launched {
+            instance_index: i,
+            machine: gha_runner_core::MachineId::new(*id),
+            candidate: Candidate {
+                instance_type: "gpu_1x_a10".into(),
+                region: ["us-east-1", "us-west-1"][i].into(),
+            },
+        })
+        .collect();
+    let outputs = Outputs::new(&naming, &launched, 2);
+    insta::assert_snapshot!("outputs_two_machines", outputs.github_output());
+    assert_eq!(
+        Outputs::new(&naming, &launched[..1], 1)
+            .instance_id
+            .as_deref(),
+        Some("0920582c7ff041399e34823a0be62549")
+    );
+}
