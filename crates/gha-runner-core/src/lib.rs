@@ -41,6 +41,7 @@
 
 #![deny(missing_docs)]
 
+mod agent_config;
 mod boot_script;
 mod duration;
 mod error;
@@ -51,7 +52,9 @@ mod naming;
 mod outputs;
 mod plan;
 mod provider;
+mod provisioner;
 
+pub use agent_config::{AgentConfig, AgentTimings};
 pub use boot_script::{
     AgentDownload, BootScript, MAX_USER_DATA_BYTES, RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API,
     RunnerBoot, RunnerCredential, RunnerPrivileges, shell_quote,
@@ -70,4 +73,8 @@ pub use plan::{
 pub use provider::{
     CapacityHint, CloudProvider, Machine, MachineId, MachineSpec, MachineState, ProviderError,
     ProviderErrorKind,
+};
+pub use provisioner::{
+    BootSettings, CleanupReport, MACHINE_TAG, MachineTemplate, ProvisionFailure, ProvisionRequest,
+    Provisioned, Provisioner, RUN_TAG, RunnerMode,
 };

@@ -7,3 +7,4 @@ mod fake;
 mod github;
 mod plan;
 mod plan_sim;
+mod provision;

@@ -1,0 +1,480 @@
+//! Provisioning: a launch plan whose machines boot registered runners, then waiting until
+//! every runner is online. Any failure after the first launch terminates every machine this
+//! provisioning launched and deletes every runner it registered, before it is reported.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::agent_config::{AgentConfig, AgentTimings};
+use crate::boot_script::{
+    AgentDownload, BootScript, RunnerBoot, RunnerCredential, RunnerPrivileges,
+};
+use crate::error::InputError;
+use crate::github::GitHub;
+use crate::naming::RunnerNaming;
+use crate::outputs::Outputs;
+use crate::plan::{Attempt, Candidate, LaunchPlan, LaunchSetup, Launched, terminate_all};
+use crate::provider::{CloudProvider, MachineId, MachineSpec, MachineState};
+
+/// The tag every machine carries with its launch's label.
+pub const RUN_TAG: &str = "lambda-gha:run";
+/// The tag that identifies one machine of a launch (its agent finds itself by it).
+pub const MACHINE_TAG: &str = "lambda-gha:machine";
+
+/// How runners register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunnerMode {
+    /// Just-in-time: one job per runner, no token on the machine that could register more.
+    Jit,
+    /// Registered with a token; runs jobs until the machine ends.
+    Reusable,
+}
+
+impl RunnerMode {
+    /// Reads `jit` or `reusable`.
+    pub fn parse(input: &str) -> Result<RunnerMode, InputError> {
+        match input.trim() {
+            "jit" => Ok(RunnerMode::Jit),
+            "reusable" => Ok(RunnerMode::Reusable),
+            other => Err(InputError::new(
+                "runner_mode",
+                format!("{other:?} must be `jit` or `reusable`"),
+            )),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RunnerMode::Jit => "jit",
+            RunnerMode::Reusable => "reusable",
+        }
+    }
+}
+
+/// What every machine is launched with, besides its type, region and boot script.
+#[derive(Debug, Clone, Default)]
+pub struct MachineTemplate {
+    /// Image family or id.
+    pub image: Option<String>,
+    /// The SSH key to install.
+    pub ssh_key: Option<String>,
+    /// Filesystems to mount.
+    pub filesystems: Vec<String>,
+    /// Firewall rulesets.
+    pub firewall_rulesets: Vec<String>,
+    /// A name prefix; the machine index is appended.
+    pub name_prefix: Option<String>,
+    /// Extra tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What goes into each machine's boot script.
+pub struct BootSettings {
+    /// This project's version.
+    pub version: String,
+    /// The agent binary.
+    pub agent: AgentDownload,
+    /// Where the runner release is described and downloaded.
+    pub runner_releases_api: String,
+    /// Where runner releases are downloaded from.
+    pub runner_download_base: String,
+    /// Extra privileges for the runner user.
+    pub privileges: RunnerPrivileges,
+    /// The user's own boot script.
+    pub user_script: Option<String>,
+    /// The provider API the agent terminates through, and its key.
+    pub agent_api_url: Option<String>,
+    /// The provider API key for self-termination.
+    pub agent_api_key: Option<SecretString>,
+    /// The agent's timings.
+    pub timings: AgentTimings,
+}
+
+/// A complete request.
+pub struct ProvisionRequest {
+    /// Where and how many.
+    pub plan: LaunchPlan,
+    /// The launch's label and names.
+    pub naming: RunnerNaming,
+    /// Runners per machine.
+    pub runners_per_instance: usize,
+    /// How runners register.
+    pub mode: RunnerMode,
+    /// Labels added to every runner.
+    pub extra_labels: Vec<String>,
+    /// Machine settings.
+    pub machine: MachineTemplate,
+    /// Boot script settings.
+    pub boot: BootSettings,
+    /// How often to check that runners came online.
+    pub online_poll: Duration,
+}
+
+/// A provisioning that succeeded: every runner is online.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    /// What later jobs need.
+    pub outputs: Outputs,
+    /// The machines.
+    pub launched: Vec<Launched>,
+    /// Every launch attempt.
+    pub attempts: Vec<Attempt>,
+}
+
+/// What a cleanup did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupReport {
+    /// Machines terminated.
+    pub terminated: Vec<MachineId>,
+    /// Machines that could not be terminated, with why: they may be billing.
+    pub not_terminated: Vec<(MachineId, String)>,
+    /// Runner registrations deleted.
+    pub runners_deleted: Vec<u64>,
+    /// Runner registrations that could not be deleted, with why.
+    pub runners_not_deleted: Vec<(u64, String)>,
+}
+
+impl CleanupReport {
+    /// Whether everything was cleaned up.
+    pub fn is_complete(&self) -> bool {
+        self.not_terminated.is_empty() && self.runners_not_deleted.is_empty()
+    }
+}
+
+/// A provisioning that failed, after cleaning up.
+#[derive(Debug, Clone)]
+pub struct ProvisionFailure {
+    /// What went wrong.
+    pub reason: String,
+    /// Every launch attempt.
+    pub attempts: Vec<Attempt>,
+    /// What the cleanup did.
+    pub cleanup: CleanupReport,
+}
+
+impl fmt::Display for ProvisionFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.reason)?;
+        for attempt in &self.attempts {
+            writeln!(f, "  {attempt}")?;
+        }
+        let c = &self.cleanup;
+        if !c.terminated.is_empty() {
+            let ids: Vec<&str> = c.terminated.iter().map(MachineId::as_str).collect();
+            writeln!(f, "  terminated: {}", ids.join(", "))?;
+        }
+        if !c.runners_deleted.is_empty() {
+            writeln!(
+                f,
+                "  deleted {} runner registration(s)",
+                c.runners_deleted.len()
+            )?;
+        }
+        for (id, why) in &c.not_terminated {
+            writeln!(
+                f,
+                "  COULD NOT TERMINATE {id} ({why}); terminate it by hand, it may be billing"
+            )?;
+        }
+        for (id, why) in &c.runners_not_deleted {
+            writeln!(
+                f,
+                "  could not delete runner {id} ({why}); remove it in the repository settings"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ProvisionFailure {}
+
+/// Prepares each machine: registrations, boot script, spec. Remembers the JIT runners it
+/// registered, per machine, so that a machine that was not launched can be undone.
+struct Registrar<'a> {
+    provider: &'static str,
+    github: &'a GitHub,
+    request: &'a ProvisionRequest,
+    registered: BTreeMap<usize, Vec<u64>>,
+    token: Option<SecretString>,
+}
+
+impl Registrar<'_> {
+    async fn credentials(
+        &mut self,
+        index: usize,
+        names: &[String],
+        labels: &[Vec<String>],
+    ) -> Result<Vec<RunnerCredential>, String> {
+        match self.request.mode {
+            RunnerMode::Jit => {
+                let mut credentials = Vec::new();
+                for (name, labels) in names.iter().zip(labels) {
+                    let runner = self
+                        .github
+                        .jit_config(name, labels)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    self.registered.entry(index).or_default().push(runner.id);
+                    credentials.push(RunnerCredential::Jit(runner.config));
+                }
+                Ok(credentials)
+            }
+            RunnerMode::Reusable => {
+                if self.token.is_none() {
+                    self.token = Some(
+                        self.github
+                            .registration_token()
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                let token = self
+                    .token
+                    .clone()
+                    .unwrap_or_else(|| SecretString::from(String::new()));
+                Ok(names
+                    .iter()
+                    .map(|_| RunnerCredential::RegistrationToken(token.clone()))
+                    .collect())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl LaunchSetup for Registrar<'_> {
+    async fn prepare(
+        &mut self,
+        index: usize,
+        candidate: &Candidate,
+    ) -> Result<MachineSpec, String> {
+        let request = self.request;
+        let naming = &request.naming;
+        let names: Vec<String> = (0..request.runners_per_instance)
+            .map(|r| naming.runner_name(index, r))
+            .collect();
+        let labels: Vec<Vec<String>> = (0..request.runners_per_instance)
+            .map(|r| naming.labels(index, r, candidate, &request.extra_labels))
+            .collect();
+        let credentials = self.credentials(index, &names, &labels).await?;
+        let boot = &request.boot;
+        let agent_config = AgentConfig {
+            version: boot.version.clone(),
+            provider: self.provider.to_owned(),
+            api_url: boot.agent_api_url.clone(),
+            api_key: boot.agent_api_key.clone(),
+            machine_tag: (MACHINE_TAG.to_owned(), naming.machine_tag(index)),
+            run_label: naming.label().to_owned(),
+            runner_count: request.runners_per_instance,
+            runner_mode: request.mode.as_str().to_owned(),
+            timings: boot.timings,
+        };
+        let script = BootScript {
+            version: boot.version.clone(),
+            run_label: naming.label().to_owned(),
+            machine_tag: naming.machine_tag(index),
+            registration_url: self.github.registration_url(),
+            runner_releases_api: boot.runner_releases_api.clone(),
+            runner_download_base: boot.runner_download_base.clone(),
+            agent: boot.agent.clone(),
+            agent_config: agent_config.to_json(),
+            runners: names
+                .into_iter()
+                .zip(labels)
+                .zip(credentials)
+                .map(|((name, labels), credential)| RunnerBoot {
+                    name,
+                    labels,
+                    credential,
+                })
+                .collect(),
+            privileges: boot.privileges,
+            user_script: boot.user_script.clone(),
+        };
+        let user_data = script.render().map_err(|e| e.to_string())?;
+        let template = &request.machine;
+        let mut spec = MachineSpec::new(&candidate.instance_type, &candidate.region);
+        spec.image.clone_from(&template.image);
+        spec.ssh_key.clone_from(&template.ssh_key);
+        spec.filesystems.clone_from(&template.filesystems);
+        spec.firewall_rulesets
+            .clone_from(&template.firewall_rulesets);
+        spec.name = Some(match &template.name_prefix {
+            Some(prefix) => format!("{prefix}-{index}"),
+            None => naming.machine_tag(index),
+        });
+        spec.tags.clone_from(&template.tags);
+        spec.tags
+            .insert(RUN_TAG.to_owned(), naming.label().to_owned());
+        spec.tags
+            .insert(MACHINE_TAG.to_owned(), naming.machine_tag(index));
+        spec.user_data = Some(user_data);
+        Ok(spec)
+    }
+
+    async fn abandon(&mut self, index: usize) {
+        for id in self.registered.remove(&index).unwrap_or_default() {
+            if let Err(error) = self.github.delete_runner(id).await {
+                tracing::warn!(runner = id, %error, "could not delete an unused JIT runner");
+            }
+        }
+    }
+}
+
+/// Runs provisionings for one provider and one GitHub scope.
+pub struct Provisioner<'a> {
+    provider: &'a dyn CloudProvider,
+    github: &'a GitHub,
+}
+
+impl<'a> Provisioner<'a> {
+    /// A provisioner.
+    pub fn new(provider: &'a dyn CloudProvider, github: &'a GitHub) -> Self {
+        Provisioner { provider, github }
+    }
+
+    /// Launches the machines, waits until every runner is online (up to the registration
+    /// timeout), and returns the outputs; or cleans up everything and says why not.
+    pub async fn provision(
+        &self,
+        request: &ProvisionRequest,
+    ) -> Result<Provisioned, ProvisionFailure> {
+        let mut registrar = Registrar {
+            provider: self.provider.name(),
+            github: self.github,
+            request,
+            registered: BTreeMap::new(),
+            token: None,
+        };
+        let (launched, attempts) = match request.plan.execute(self.provider, &mut registrar).await {
+            Ok(result) => result,
+            Err(failure) => {
+                let mut cleanup = self.cleanup(&request.naming, &[]).await;
+                cleanup.terminated.extend(failure.terminated);
+                cleanup.not_terminated.extend(failure.not_terminated);
+                return Err(ProvisionFailure {
+                    reason: failure.reason,
+                    attempts: failure.attempts,
+                    cleanup,
+                });
+            }
+        };
+        if let Err(reason) = self.wait_online(request, &launched).await {
+            let machines: Vec<MachineId> = launched.iter().map(|l| l.machine.clone()).collect();
+            let cleanup = self.cleanup(&request.naming, &machines).await;
+            return Err(ProvisionFailure {
+                reason,
+                attempts,
+                cleanup,
+            });
+        }
+        let outputs = Outputs::new(&request.naming, &launched, request.runners_per_instance);
+        Ok(Provisioned {
+            outputs,
+            launched,
+            attempts,
+        })
+    }
+
+    async fn wait_online(
+        &self,
+        request: &ProvisionRequest,
+        launched: &[Launched],
+    ) -> Result<(), String> {
+        let timeout = request.boot.timings.registration_timeout();
+        let deadline = Instant::now() + timeout;
+        let expected: Vec<String> = launched
+            .iter()
+            .flat_map(|l| {
+                (0..request.runners_per_instance)
+                    .map(|r| request.naming.runner_name(l.instance_index, r))
+            })
+            .collect();
+        loop {
+            for machine in launched {
+                match self.provider.describe(&machine.machine).await {
+                    Ok(m)
+                        if matches!(
+                            m.state,
+                            MachineState::Gone | MachineState::Unhealthy | MachineState::Stopping
+                        ) =>
+                    {
+                        return Err(format!(
+                            "machine {} ({}) became {:?} before its runners came online",
+                            m.id, machine.candidate, m.state
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(error) if error.kind == crate::provider::ProviderErrorKind::NotFound => {
+                        return Err(format!(
+                            "machine {} disappeared before its runners came online",
+                            machine.machine
+                        ));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not describe a machine; still waiting");
+                    }
+                }
+            }
+            match self.github.list_runners().await {
+                Ok(runners) => {
+                    let missing: Vec<&String> = expected
+                        .iter()
+                        .filter(|name| !runners.iter().any(|r| &r.name == *name && r.is_online()))
+                        .collect();
+                    if missing.is_empty() {
+                        return Ok(());
+                    }
+                    if Instant::now() >= deadline {
+                        let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+                        return Err(format!(
+                            "{} of {} runner(s) did not come online within {}s: {}",
+                            missing.len(),
+                            expected.len(),
+                            timeout.as_secs(),
+                            names.join(", ")
+                        ));
+                    }
+                }
+                Err(error) if Instant::now() >= deadline => return Err(error.to_string()),
+                Err(error) => tracing::warn!(%error, "could not list runners; still waiting"),
+            }
+            tokio::time::sleep(request.online_poll).await;
+        }
+    }
+
+    /// Terminates `machines` and deletes every runner registered under the launch's label.
+    /// Idempotent: what is already gone counts as done.
+    pub async fn cleanup(&self, naming: &RunnerNaming, machines: &[MachineId]) -> CleanupReport {
+        let (terminated, not_terminated) = terminate_all(self.provider, machines).await;
+        let mut report = CleanupReport {
+            terminated,
+            not_terminated,
+            ..CleanupReport::default()
+        };
+        let prefix = format!("{}-", naming.label());
+        match self.github.list_runners().await {
+            Ok(runners) => {
+                for runner in runners.into_iter().filter(|r| r.name.starts_with(&prefix)) {
+                    match self.github.delete_runner(runner.id).await {
+                        Ok(()) => report.runners_deleted.push(runner.id),
+                        Err(error) => report
+                            .runners_not_deleted
+                            .push((runner.id, error.to_string())),
+                    }
+                }
+            }
+            Err(error) => report
+                .runners_not_deleted
+                .push((0, format!("could not list runners to delete: {error}"))),
+        }
+        report
+    }
+}
