@@ -8,3 +8,4 @@ mod github;
 mod plan;
 mod plan_sim;
 mod provision;
+mod sim;

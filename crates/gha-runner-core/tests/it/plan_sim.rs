@@ -10,7 +10,7 @@ use lambda_cloud_sim::{FaultSpec, Scenario, Sim};
 
 use crate::fake::CountingSetup;
 
-const SCALE: f64 = 100.0;
+use crate::sim::SCALE;
 
 /// A setup that launches with the simulator's SSH key.
 struct SimSetup(CountingSetup);
@@ -33,32 +33,7 @@ impl LaunchSetup for SimSetup {
 }
 
 async fn start(scenario: Scenario) -> (Sim, LambdaProvider) {
-    let sim = Sim::builder()
-        .scenario(scenario)
-        .time_scale(SCALE)
-        .api_key("k")
-        .start()
-        .await
-        .unwrap();
-    let client = lambda_cloud::Client::builder()
-        .base_url(sim.base_url())
-        .api_key("k")
-        .rate_limits(sim.client_rate_limits())
-        .retry_policy(lambda_cloud::RetryPolicy {
-            max_retries: 3,
-            min_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-            max_elapsed: Duration::from_secs(10),
-            jitter: true,
-        })
-        .build()
-        .unwrap();
-    client
-        .ssh_keys()
-        .add("ci", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI ci")
-        .await
-        .unwrap();
-    (sim, LambdaProvider::new(client))
+    crate::sim::lambda_on_sim(scenario).await
 }
 
 /// Simulated seconds as real time on this clock.

@@ -134,24 +134,7 @@ struct World {
 }
 
 async fn world(scenario: Scenario, online_on_register: bool) -> World {
-    let sim = Sim::builder()
-        .scenario(scenario)
-        .time_scale(100.0)
-        .api_key("k")
-        .start()
-        .await
-        .unwrap();
-    let client = lambda_cloud::Client::builder()
-        .base_url(sim.base_url())
-        .api_key("k")
-        .rate_limits(sim.client_rate_limits())
-        .build()
-        .unwrap();
-    client
-        .ssh_keys()
-        .add("ci", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI ci")
-        .await
-        .unwrap();
+    let (sim, provider) = crate::sim::lambda_on_sim(scenario).await;
     let (server, fake) = FakeGitHub::start(online_on_register).await;
     let scope = RunnerScope::Repo {
         owner: "octo".into(),
@@ -166,7 +149,7 @@ async fn world(scenario: Scenario, online_on_register: bool) -> World {
     .unwrap();
     World {
         sim,
-        provider: LambdaProvider::new(client),
+        provider,
         github,
         fake,
         _server: server,
