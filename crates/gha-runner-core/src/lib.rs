@@ -53,6 +53,7 @@ mod outputs;
 mod plan;
 mod provider;
 mod provisioner;
+mod termination;
 
 pub use agent_config::{AgentConfig, AgentTimings};
 pub use boot_script::{
@@ -78,3 +79,4 @@ pub use provisioner::{
     BootSettings, CleanupReport, MACHINE_TAG, MachineTemplate, ProvisionFailure, ProvisionRequest,
     Provisioned, Provisioner, RUN_TAG, RunnerMode,
 };
+pub use termination::{Decision, Event, PolicyConfig, Reason, TerminationPolicy};

@@ -9,3 +9,4 @@ mod plan;
 mod plan_sim;
 mod provision;
 mod sim;
+mod termination;
