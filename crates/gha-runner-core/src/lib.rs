@@ -41,6 +41,7 @@
 
 #![deny(missing_docs)]
 
+mod agent;
 mod agent_config;
 mod boot_script;
 mod duration;
@@ -55,6 +56,10 @@ mod provider;
 mod provisioner;
 mod termination;
 
+pub use agent::{
+    Agent, AgentClock, AgentOutcome, AgentPaths, HookKind, RunnerProcesses, TERMINATE_MARGIN,
+    scan_processes, send_hook,
+};
 pub use agent_config::{AgentConfig, AgentTimings};
 pub use boot_script::{
     AgentDownload, BootScript, MAX_USER_DATA_BYTES, RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API,

@@ -218,6 +218,30 @@ impl TerminationPolicy {
         })
     }
 
+    /// The earliest time after `now` at which the decision can change without a new event: the
+    /// agent sleeps until then (or the next event) instead of discovering it a poll later.
+    pub fn next_deadline(&self, now: Duration) -> Option<Duration> {
+        let c = self.config;
+        let mut deadlines = vec![c.max_lifetime];
+        match self.first_registered {
+            None => deadlines.push(c.registration_timeout),
+            Some(at) if self.jobs_seen == 0 => deadlines.push(at + c.initial_grace),
+            Some(_) => {}
+        }
+        if let Some(end) = self.last_job_end {
+            deadlines.push(end + c.grace);
+        }
+        for runner in &self.runners {
+            if let Some((_, seen)) = runner.job {
+                deadlines.push(seen + c.heartbeat_staleness + Duration::from_millis(1));
+            }
+            if let Some(since) = runner.listener_gone_since {
+                deadlines.push(since + c.heartbeat_staleness);
+            }
+        }
+        deadlines.into_iter().filter(|d| *d > now).min()
+    }
+
     /// The decision at `now`. Once it is `Terminate`, it stays the same `Terminate`.
     pub fn decide(&mut self, now: Duration) -> Decision {
         if let Some(reason) = self.decided {
@@ -289,6 +313,11 @@ mod tests {
             assert_eq!(p.decide(s(t)), Decision::Keep);
         }
         p.observe(Event::JobCompleted { runner: 0 }, s(100));
+        assert_eq!(
+            p.next_deadline(s(100)),
+            Some(s(160)),
+            "the agent wakes exactly at the grace's end"
+        );
         assert_eq!(p.decide(s(159)), Decision::Keep);
         assert_eq!(p.decide(s(160)), Decision::Terminate(Reason::Idle));
         assert_eq!(

@@ -1,0 +1,462 @@
+//! The on-machine agent: feeds job hooks (over a unix socket, the moment they happen) and
+//! runner process state (polled as a backstop) into the [`TerminationPolicy`], logs every
+//! decision as a JSON line, and when the policy says so stops the runners and terminates the
+//! machine through its provider, retrying until the maximum lifetime plus a margin.
+//!
+//! Paths live under a root (empty on a real machine; the sandbox under the simulator), and the
+//! clock can run faster than real time (the simulator's time scale), so the same code runs on
+//! a GPU machine and in the end-to-end tests.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::time::Instant;
+
+use crate::agent_config::AgentConfig;
+use crate::provider::{CloudProvider, MachineId};
+use crate::termination::{Decision, Event, PolicyConfig, Reason, TerminationPolicy};
+
+/// Extra time past the maximum lifetime during which termination is still retried.
+pub const TERMINATE_MARGIN: Duration = Duration::from_secs(600);
+
+/// Where the agent's files are, under a root directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPaths {
+    root: PathBuf,
+}
+
+impl AgentPaths {
+    /// Paths under `root` (`/` on a machine).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        AgentPaths { root: root.into() }
+    }
+
+    fn under(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    /// The socket hooks talk to.
+    pub fn socket(&self) -> PathBuf {
+        self.under("/run/lambda-gha/agent.sock")
+    }
+
+    /// The JSON-lines decision log.
+    pub fn log(&self) -> PathBuf {
+        self.under("/var/log/lambda-gha-agent.jsonl")
+    }
+
+    /// Runner `index`'s directory.
+    pub fn runner_dir(&self, index: usize) -> PathBuf {
+        self.under(&format!("/home/runner/runner-{index}"))
+    }
+}
+
+/// A job hook's message to the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookKind {
+    /// `ACTIONS_RUNNER_HOOK_JOB_STARTED`.
+    JobStarted,
+    /// `ACTIONS_RUNNER_HOOK_JOB_COMPLETED`.
+    JobCompleted,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct HookMessage {
+    hook: HookKind,
+    runner: usize,
+}
+
+/// Tells the running agent that a job started or completed on `runner`. A missing agent is
+/// not the job's problem: the error is returned for the caller to print, never to fail on.
+pub async fn send_hook(paths: &AgentPaths, hook: HookKind, runner: usize) -> std::io::Result<()> {
+    let mut stream = UnixStream::connect(paths.socket()).await?;
+    let mut line =
+        serde_json::to_vec(&HookMessage { hook, runner }).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line).await?;
+    stream.shutdown().await
+}
+
+/// Which of a runner's processes are alive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunnerProcesses {
+    /// `Runner.Listener`: the runner takes jobs.
+    pub listener: bool,
+    /// `Runner.Worker`: a job is executing.
+    pub worker: bool,
+}
+
+/// Scans `/proc` for each runner's Listener and Worker, recognised by their executable under
+/// the runner's directory.
+pub fn scan_processes(paths: &AgentPaths, runners: usize) -> Vec<RunnerProcesses> {
+    let mut found = vec![RunnerProcesses::default(); runners];
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    let dirs: Vec<String> = (0..runners)
+        .map(|i| format!("{}/", paths.runner_dir(i).display()))
+        .collect();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        for (index, dir) in dirs.iter().enumerate() {
+            if cmdline.contains(dir.as_str()) {
+                found[index].listener |= cmdline.contains("Runner.Listener");
+                found[index].worker |= cmdline.contains("Runner.Worker");
+            }
+        }
+    }
+    found
+}
+
+/// A monotonic clock since the agent started, optionally running `scale` times real time.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentClock {
+    started: Instant,
+    scale: f64,
+}
+
+impl AgentClock {
+    /// A clock from now, at `scale` (1 on a real machine).
+    pub fn new(scale: f64) -> Self {
+        AgentClock {
+            started: Instant::now(),
+            scale: if scale > 0.0 { scale } else { 1.0 },
+        }
+    }
+
+    /// (Simulated) time since start.
+    pub fn now(&self) -> Duration {
+        self.started.elapsed().mul_f64(self.scale)
+    }
+
+    /// The real time `duration` of (simulated) time takes.
+    pub fn real(&self, duration: Duration) -> Duration {
+        duration.div_f64(self.scale)
+    }
+}
+
+/// How the agent's run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentOutcome {
+    /// The machine was terminated through the provider.
+    Terminated {
+        /// Why.
+        reason: Reason,
+        /// The machine.
+        machine: MachineId,
+    },
+    /// Key-less mode: runners stopped, termination left to the action's `stop` and the reaper.
+    StoppedWithoutKey {
+        /// Why.
+        reason: Reason,
+    },
+    /// Termination kept failing until the deadline: the machine may still be billing.
+    TerminationFailed {
+        /// Why it was to end.
+        reason: Reason,
+        /// The last failure.
+        error: String,
+    },
+}
+
+/// Appends JSON lines to the decision log (and mirrors them on stderr).
+struct DecisionLog {
+    file: Option<std::fs::File>,
+}
+
+impl DecisionLog {
+    fn open(path: &Path) -> Self {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok();
+        DecisionLog { file }
+    }
+
+    fn write(&mut self, now: Duration, record: serde_json::Value) {
+        let mut line = serde_json::json!({"t": (now.as_secs_f64() * 1000.0).round() / 1000.0});
+        if let (Some(map), serde_json::Value::Object(fields)) = (line.as_object_mut(), record) {
+            map.extend(fields);
+        }
+        let text = line.to_string();
+        if let Some(file) = &mut self.file {
+            let _ = writeln!(file, "{text}");
+        }
+        tracing::info!(target: "lambda_gha_agent", "{text}");
+    }
+}
+
+/// The agent for one machine.
+pub struct Agent<'a> {
+    config: AgentConfig,
+    provider: Option<&'a dyn CloudProvider>,
+    paths: AgentPaths,
+    clock: AgentClock,
+}
+
+impl<'a> Agent<'a> {
+    /// An agent. Without a provider (no key on the machine) it stops the runners but cannot
+    /// terminate the machine.
+    pub fn new(
+        config: AgentConfig,
+        provider: Option<&'a dyn CloudProvider>,
+        paths: AgentPaths,
+        clock: AgentClock,
+    ) -> Self {
+        Agent {
+            config,
+            provider,
+            paths,
+            clock,
+        }
+    }
+
+    /// Runs until the machine is to end, then ends it.
+    pub async fn run(self) -> std::io::Result<AgentOutcome> {
+        let runners = self.config.runner_count.max(1);
+        let policy_config = PolicyConfig::from(self.config.timings);
+        let mut policy = TerminationPolicy::new(policy_config, runners);
+        let mut log = DecisionLog::open(&self.paths.log());
+        let socket = self.paths.socket();
+        if let Some(dir) = socket.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)?;
+        // The runner user's hooks connect; the directory and socket carry no secrets.
+        set_mode(&socket, 0o666);
+        log.write(self.clock.now(), serde_json::json!({"agent": "started", "runners": runners, "label": self.config.run_label}));
+
+        let mut seen = vec![RunnerProcesses::default(); runners];
+        let mut tick = tokio::time::interval(self.clock.real(policy_config.poll_interval));
+        let reason = loop {
+            // Wake at the policy's next deadline, not a poll later.
+            let deadline = policy
+                .next_deadline(self.clock.now())
+                .unwrap_or(policy_config.max_lifetime);
+            let until_deadline = self.clock.real(deadline.saturating_sub(self.clock.now()));
+            tokio::select! {
+                () = tokio::time::sleep(until_deadline) => {}
+                accepted = listener.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        let mut lines = BufReader::new(stream).lines();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            let Ok(message) = serde_json::from_str::<HookMessage>(&line) else { continue };
+                            let event = match message.hook {
+                                HookKind::JobStarted => Event::JobStarted { runner: message.runner },
+                                HookKind::JobCompleted => Event::JobCompleted { runner: message.runner },
+                            };
+                            let now = self.clock.now();
+                            policy.observe(event, now);
+                            log.write(now, serde_json::json!({"hook": message.hook, "runner": message.runner}));
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = self.clock.now();
+                    let current = scan_processes(&self.paths, runners);
+                    for (runner, (before, now_seen)) in seen.iter().zip(&current).enumerate() {
+                        for event in process_events(runner, *before, *now_seen) {
+                            policy.observe(event, now);
+                            if !matches!(event, Event::Heartbeat { .. }) {
+                                log.write(now, serde_json::to_value(event).unwrap_or_default());
+                            }
+                        }
+                    }
+                    seen = current;
+                }
+            }
+            let now = self.clock.now();
+            if let Decision::Terminate(reason) = policy.decide(now) {
+                log.write(now, serde_json::json!({"decision": "terminate", "reason": reason, "why": reason.to_string()}));
+                break reason;
+            }
+        };
+        drop(listener);
+        let _ = std::fs::remove_file(&socket);
+        let paths = self.paths.clone();
+        let _ = tokio::task::spawn_blocking(move || stop_runners(&paths, runners)).await;
+        log.write(self.clock.now(), serde_json::json!({"runners": "stopped"}));
+        Ok(self.terminate(reason, &mut log).await)
+    }
+
+    async fn terminate(&self, reason: Reason, log: &mut DecisionLog) -> AgentOutcome {
+        let Some(provider) = self.provider else {
+            log.write(self.clock.now(), serde_json::json!({"terminate": "skipped", "why": "no API key on this machine: the action's stop mode or the reaper terminates it"}));
+            return AgentOutcome::StoppedWithoutKey { reason };
+        };
+        let deadline =
+            Duration::from_secs(self.config.timings.max_lifetime_seconds) + TERMINATE_MARGIN;
+        let (key, value) = &self.config.machine_tag;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = match provider.list_tagged(key, Some(value)).await {
+                Ok(machines) => match machines.into_iter().find(|m| m.state.may_bill()) {
+                    Some(machine) => provider
+                        .terminate(std::slice::from_ref(&machine.id))
+                        .await
+                        .map(|()| machine.id),
+                    None => Err(crate::provider::ProviderError::new(
+                        crate::provider::ProviderErrorKind::NotFound,
+                        format!("no running machine tagged {key}={value}"),
+                    )),
+                },
+                Err(error) => Err(error),
+            };
+            let now = self.clock.now();
+            match result {
+                Ok(machine) => {
+                    log.write(now, serde_json::json!({"terminate": "called", "machine": machine, "attempt": attempt}));
+                    return AgentOutcome::Terminated { reason, machine };
+                }
+                Err(error) if now >= deadline => {
+                    log.write(now, serde_json::json!({"terminate": "gave-up", "attempt": attempt, "error": error.message, "warning": "THIS MACHINE MAY STILL BE BILLING"}));
+                    return AgentOutcome::TerminationFailed {
+                        reason,
+                        error: error.message,
+                    };
+                }
+                Err(error) => {
+                    log.write(now, serde_json::json!({"terminate": "failed", "attempt": attempt, "error": error.message}));
+                    let backoff = Duration::from_secs(u64::from(attempt.min(6)) * 5);
+                    tokio::time::sleep(self.clock.real(backoff)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Events implied by a runner's processes changing between two scans.
+fn process_events(runner: usize, before: RunnerProcesses, now: RunnerProcesses) -> Vec<Event> {
+    let mut events = Vec::new();
+    if now.listener {
+        events.push(Event::ListenerAlive { runner });
+    } else if before.listener {
+        events.push(Event::ListenerGone { runner });
+    }
+    if now.worker {
+        events.push(Event::Heartbeat { runner });
+    } else if before.worker {
+        events.push(Event::WorkerGone { runner });
+    }
+    events
+}
+
+/// The pids of the runners' processes (`Runner.*` and `run.sh` under a runner directory).
+fn runner_pids(paths: &AgentPaths, runners: usize) -> Vec<String> {
+    let dirs: Vec<String> = (0..runners)
+        .map(|i| format!("{}/", paths.runner_dir(i).display()))
+        .collect();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let ours = dirs.iter().any(|dir| cmdline.contains(dir.as_str()));
+            (ours && (cmdline.contains("Runner.") || cmdline.contains("run.sh"))).then_some(pid)
+        })
+        .collect()
+}
+
+/// Stops every runner process: SIGTERM, then SIGKILL for whatever is left after 10 s.
+fn stop_runners(paths: &AgentPaths, runners: usize) {
+    let signal = |name: &str, pids: &[String]| {
+        for pid in pids {
+            let _ = std::process::Command::new("kill")
+                .args([name, pid])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    };
+    signal("-TERM", &runner_pids(paths, runners));
+    for _ in 0..200 {
+        if runner_pids(paths, runners).is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal("-KILL", &runner_pids(paths, runners));
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_changes_become_events() {
+        let up = RunnerProcesses {
+            listener: true,
+            worker: true,
+        };
+        let idle = RunnerProcesses {
+            listener: true,
+            worker: false,
+        };
+        let none = RunnerProcesses::default();
+        assert_eq!(
+            process_events(0, none, up),
+            [
+                Event::ListenerAlive { runner: 0 },
+                Event::Heartbeat { runner: 0 }
+            ]
+        );
+        assert_eq!(
+            process_events(1, up, idle),
+            [
+                Event::ListenerAlive { runner: 1 },
+                Event::WorkerGone { runner: 1 }
+            ]
+        );
+        assert_eq!(
+            process_events(2, idle, none),
+            [Event::ListenerGone { runner: 2 }]
+        );
+        assert!(process_events(0, none, none).is_empty());
+    }
+
+    #[test]
+    fn paths_live_under_the_root() {
+        let paths = AgentPaths::new("/tmp/sandbox");
+        assert_eq!(
+            paths.socket(),
+            PathBuf::from("/tmp/sandbox/run/lambda-gha/agent.sock")
+        );
+        assert_eq!(
+            paths.runner_dir(2),
+            PathBuf::from("/tmp/sandbox/home/runner/runner-2")
+        );
+        assert_eq!(
+            AgentPaths::new("/").log(),
+            PathBuf::from("/var/log/lambda-gha-agent.jsonl")
+        );
+    }
+}
