@@ -17,3 +17,30 @@ pub fn read_repo_file(relative: &str) -> String {
     std::fs::read_to_string(&path)
         .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
 }
+
+/// A `cargo` command at the workspace root, without the per-crate `CARGO_*` variables a test
+/// process inherits. Build scripts track some of them (`ring`'s tracks `CARGO_MANIFEST_DIR`),
+/// so passing them on would rebuild the dependency tree for every spawned cargo, and again for
+/// the next ordinary build.
+pub fn cargo() -> std::process::Command {
+    const PER_CRATE: [&str; 6] = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+    ];
+    let mut command =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(workspace_root());
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| PER_CRATE.iter().any(|prefix| n.starts_with(prefix)))
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+}

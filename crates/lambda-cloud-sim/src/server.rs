@@ -61,11 +61,15 @@ impl Shared {
     /// Runs `f` on the world brought up to now, then carries out the effects it caused
     /// (starting and stopping user-data processes) outside the lock.
     pub(crate) fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
-        let (result, effects) = {
+        let (result, effects, time_scale) = {
             let mut world = self.lock();
             world.advance();
             let result = f(&mut world);
-            (result, std::mem::take(&mut world.effects))
+            (
+                result,
+                std::mem::take(&mut world.effects),
+                world.clock.scale(),
+            )
         };
         for effect in effects {
             match (&self.runner, effect) {
@@ -74,6 +78,7 @@ impl Shared {
                         &id,
                         script.expose(),
                         self.base_url.get().map_or("", String::as_str),
+                        time_scale,
                     );
                 }
                 (Some(runner), Effect::StopUserData { id }) => runner.stop(&id),

@@ -42,9 +42,9 @@ impl UserDataRunner {
 
     /// Runs the shell script in `user_data` for instance `id`; anything else is noted in the
     /// log and not run.
-    pub(crate) fn start(&self, id: &InstanceId, user_data: &str, api_url: &str) {
+    pub(crate) fn start(&self, id: &InstanceId, user_data: &str, api_url: &str, time_scale: f64) {
         let dir = self.sandbox(id);
-        if let Err(error) = self.spawn(id, &dir, user_data, api_url) {
+        if let Err(error) = self.spawn(id, &dir, user_data, api_url, time_scale) {
             tracing::warn!(instance = id.as_str(), %error, "could not run user data");
             if let Ok(mut log) = File::options()
                 .create(true)
@@ -62,6 +62,7 @@ impl UserDataRunner {
         dir: &Path,
         user_data: &str,
         api_url: &str,
+        time_scale: f64,
     ) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let mut log = File::create(dir.join(LOG_FILE))?;
@@ -83,6 +84,8 @@ impl UserDataRunner {
             .env("LAMBDA_SIM_INSTANCE_ID", id.as_str())
             .env("LAMBDA_SIM_API_URL", api_url)
             .env("LAMBDA_SIM_SANDBOX", dir)
+            // Programs that keep time (the lambda-gha agent) run on the simulator's clock.
+            .env("LAMBDA_SIM_TIME_SCALE", time_scale.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -1,18 +1,157 @@
-//! The `lambda-gha` binary. Its commands are composed from the workspace libraries as they land;
-//! today it answers `--version` and says plainly that it has no commands yet.
+//! The `lambda-gha` command. It parses, calls the libraries, and prints; the logic lives in
+//! `gha-runner-core` and `lambda-cloud`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
-    if let Some("-V" | "--version") = std::env::args().nth(1).as_deref() {
-        println!("lambda-gha {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
-    }
-    eprintln!(
-        "lambda-gha {}: no commands are available in this build yet (see ARCHITECTURE.md)",
-        env!("CARGO_PKG_VERSION")
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gha_runner_core::{
+    Agent, AgentClock, AgentConfig, AgentOutcome, AgentPaths, CloudProvider, HookKind,
+    LambdaProvider, send_hook,
+};
+
+/// Ephemeral GitHub Actions runners and GPU runs on Lambda Cloud.
+#[derive(Parser)]
+#[command(name = "lambda-gha", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The on-machine agent that ends a runner machine when its work is done.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Run the agent until the machine is to end, then end it.
+    Run(AgentRun),
+    /// Tell the running agent that a job started or completed (the runner's job hooks).
+    Hook(AgentHook),
+}
+
+#[derive(Args)]
+struct AgentRun {
+    /// The agent's configuration, written by the boot script.
+    #[arg(long, default_value = "/etc/lambda-gha/agent.json")]
+    config: PathBuf,
+    #[command(flatten)]
+    root: Root,
+}
+
+#[derive(Args)]
+struct AgentHook {
+    /// Which hook.
+    event: HookEvent,
+    /// The runner's index on this machine.
+    #[arg(long, default_value_t = 0)]
+    runner: usize,
+    #[command(flatten)]
+    root: Root,
+}
+
+#[derive(Args)]
+struct Root {
+    /// The root the agent's files live under (`/` on a machine; the simulator's sandbox).
+    #[arg(long, env = "LAMBDA_SIM_SANDBOX", default_value = "/")]
+    root: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum HookEvent {
+    /// `ACTIONS_RUNNER_HOOK_JOB_STARTED`.
+    JobStarted,
+    /// `ACTIONS_RUNNER_HOOK_JOB_COMPLETED`.
+    JobCompleted,
+}
+
+/// The simulator's time scale, when the agent runs under it.
+fn time_scale() -> f64 {
+    std::env::var("LAMBDA_SIM_TIME_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s: &f64| *s > 0.0)
+        .unwrap_or(1.0)
+}
+
+async fn agent_run(args: AgentRun) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let config: AgentConfig = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an agent configuration", args.config.display()))?;
+    let scale = time_scale();
+    let provider = match (config.provider.as_str(), &config.api_key) {
+        ("lambda", Some(key)) => {
+            let mut builder = lambda_cloud::Client::builder()
+                .api_key(key.clone())
+                .rate_limits(lambda_cloud::RateLimits::DOCUMENTED.time_scaled(scale));
+            if let Some(url) = &config.api_url {
+                builder = builder.base_url(url);
+            }
+            Some(LambdaProvider::new(builder.build()?))
+        }
+        _ => None,
+    };
+    let agent = Agent::new(
+        config,
+        provider.as_ref().map(|p| p as &dyn CloudProvider),
+        AgentPaths::new(args.root.root),
+        AgentClock::new(scale),
     );
-    ExitCode::from(2)
+    match agent.run().await? {
+        AgentOutcome::Terminated { reason, machine } => {
+            eprintln!("lambda-gha agent: terminated {machine}: {reason}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentOutcome::StoppedWithoutKey { reason } => {
+            eprintln!(
+                "lambda-gha agent: runners stopped ({reason}); no API key here, so the action's stop job or the reaper terminates this machine"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentOutcome::TerminationFailed { reason, error } => {
+            eprintln!(
+                "lambda-gha agent: COULD NOT TERMINATE this machine ({reason}): {error}; it may still be billing"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn agent_hook(args: AgentHook) -> ExitCode {
+    let kind = match args.event {
+        HookEvent::JobStarted => HookKind::JobStarted,
+        HookEvent::JobCompleted => HookKind::JobCompleted,
+    };
+    if let Err(error) = send_hook(&AgentPaths::new(args.root.root), kind, args.runner).await {
+        // A hook must never fail the job; the agent's process polling is the backstop.
+        eprintln!("lambda-gha agent hook: could not reach the agent ({error}); continuing");
+    }
+    ExitCode::SUCCESS
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Agent(AgentCommand::Run(args)) => agent_run(args).await,
+        Command::Agent(AgentCommand::Hook(args)) => Ok(agent_hook(args).await),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("lambda-gha: {error:#}");
+        ExitCode::FAILURE
+    })
 }

@@ -1,8 +1,7 @@
 //! The published examples work as their docs say, against a server that speaks the spec.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use lambda_gha_tests::workspace_root;
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -24,7 +23,7 @@ fn item(name: &str, gpus: u32, cents: u32, regions: &[(&str, &str)]) -> serde_js
 /// Runs the `list_types` example as its docs say, with `env` set and `LAMBDA_API_KEY` unset
 /// unless `env` sets it.
 fn run_list_types(env: &[(&str, &str)]) -> Output {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    lambda_gha_tests::cargo()
         .args([
             "run",
             "--quiet",
@@ -33,7 +32,6 @@ fn run_list_types(env: &[(&str, &str)]) -> Output {
             "--example",
             "list_types",
         ])
-        .current_dir(workspace_root())
         .env_remove("LAMBDA_API_KEY")
         .envs(env.iter().copied())
         .output()

@@ -5,11 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lambda_gha_tests::workspace_root;
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_serves_a_scenario_and_stops_on_ctrl_c() {
-    let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut child = lambda_gha_tests::cargo()
         .args([
             "run",
             "--quiet",
@@ -24,7 +22,6 @@ async fn the_binary_serves_a_scenario_and_stops_on_ctrl_c() {
             "crates/lambda-cloud-sim/scenarios/capacity-crunch.toml",
         ])
         .args(["--time-scale", "100", "--api-key", "e2e-key"])
-        .current_dir(workspace_root())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -306,6 +306,7 @@ async fn user_data_runs_in_its_sandbox_and_dies_with_the_instance() {
         echo \"instance=$LAMBDA_SIM_INSTANCE_ID\"\n\
         echo \"api=$LAMBDA_SIM_API_URL\"\n\
         echo \"pwd=$PWD\"\n\
+        echo \"scale=$LAMBDA_SIM_TIME_SCALE\"\n\
         sleep 1000 &\n\
         echo $! > worker.pid\n\
         echo started\n\
@@ -333,6 +334,10 @@ async fn user_data_runs_in_its_sandbox_and_dies_with_the_instance() {
     assert!(log.contains(&format!("instance={id}")), "{log}");
     assert!(log.contains(&format!("api={}", sim.base_url())), "{log}");
     assert!(log.contains(&format!("pwd={}", sandbox.display())), "{log}");
+    assert!(
+        log.contains("scale=200"),
+        "the script knows the clock's scale: {log}"
+    );
     let worker: u32 = std::fs::read_to_string(sandbox.join("worker.pid"))
         .unwrap()
         .trim()
