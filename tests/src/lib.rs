@@ -44,3 +44,22 @@ pub fn cargo() -> std::process::Command {
     }
     command
 }
+
+/// Waits up to `timeout` for `child` to exit, polling; panics naming `what` if it does not.
+pub fn wait_for_exit(
+    child: &mut std::process::Child,
+    timeout: std::time::Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap_or(None) {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not exit within {timeout:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -269,6 +269,20 @@ impl Sim {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// A client of this simulator: its URL, its key (any key when none is configured), and
+    /// the documented limits scaled to its clock.
+    pub fn client(&self) -> Result<lambda_cloud::Client, lambda_cloud::Error> {
+        let key = self
+            .shared
+            .api_key()
+            .unwrap_or_else(|| SecretString::from("lambda-cloud-sim"));
+        lambda_cloud::Client::builder()
+            .base_url(self.base_url())
+            .api_key(key)
+            .rate_limits(self.client_rate_limits())
+            .build()
+    }
+
     /// What every instance has cost so far.
     pub fn ledger(&self) -> Ledger {
         self.shared.with_world(|world| world.ledger())

@@ -88,6 +88,11 @@ impl Shared {
         result
     }
 
+    /// The configured API key, if any.
+    pub(crate) fn api_key(&self) -> Option<SecretString> {
+        self.api_key.clone()
+    }
+
     fn authorized(&self, header: Option<&str>) -> bool {
         let Some(presented) = header.and_then(presented_key) else {
             return false;

@@ -48,12 +48,7 @@ async fn the_agent_binary_terminates_its_own_instance_after_the_last_job() {
         .start()
         .await
         .unwrap();
-    let client = lambda_cloud::Client::builder()
-        .base_url(sim.base_url())
-        .api_key("agent-key")
-        .rate_limits(sim.client_rate_limits())
-        .build()
-        .unwrap();
+    let client = sim.client().unwrap();
     client
         .ssh_keys()
         .add("ci", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI ci")
@@ -108,17 +103,7 @@ async fn the_agent_binary_terminates_its_own_instance_after_the_last_job() {
     );
 
     let status = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = agent.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the agent did not finish"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        lambda_gha_tests::wait_for_exit(&mut agent, Duration::from_secs(60), "the agent")
     })
     .await
     .unwrap();

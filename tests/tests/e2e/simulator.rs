@@ -73,17 +73,11 @@ async fn the_binary_serves_a_scenario_and_stops_on_ctrl_c() {
         .unwrap();
     assert!(stopped.success());
     let status = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "did not stop on Ctrl-C"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        lambda_gha_tests::wait_for_exit(
+            &mut child,
+            Duration::from_secs(20),
+            "the simulator after Ctrl-C",
+        )
     })
     .await
     .unwrap();

@@ -1,7 +1,5 @@
 //! The Lambda provider on a simulator: a 100x clock, a client paced to it, an SSH key `ci`.
 
-use std::time::Duration;
-
 use gha_runner_core::LambdaProvider;
 use lambda_cloud_sim::{Scenario, Sim};
 
@@ -16,19 +14,7 @@ pub(crate) async fn lambda_on_sim(scenario: Scenario) -> (Sim, LambdaProvider) {
         .start()
         .await
         .unwrap();
-    let client = lambda_cloud::Client::builder()
-        .base_url(sim.base_url())
-        .api_key("k")
-        .rate_limits(sim.client_rate_limits())
-        .retry_policy(lambda_cloud::RetryPolicy {
-            max_retries: 3,
-            min_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-            max_elapsed: Duration::from_secs(10),
-            jitter: true,
-        })
-        .build()
-        .unwrap();
+    let client = sim.client().unwrap();
     client
         .ssh_keys()
         .add("ci", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI ci")
