@@ -113,6 +113,7 @@ impl UserDataRunner {
             .remove(id);
         if let Some(child) = child {
             kill_group(child);
+            kill_sandboxed(&self.sandbox(id));
             tracing::info!(instance = id.as_str(), "user data stopped");
         }
     }
@@ -129,6 +130,7 @@ impl UserDataRunner {
         for child in children {
             kill_group(child);
         }
+        kill_sandboxed(&self.root);
     }
 
     /// Ids of instances whose user data is still running.
@@ -150,6 +152,30 @@ fn kill_group(mut child: Child) {
         .status();
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Kills every process whose environment places it in a sandbox under `dir`: what user data
+/// started in a new session or process group (a daemonized agent, say) escapes the group kill
+/// but still inherits `LAMBDA_SIM_SANDBOX`.
+fn kill_sandboxed(dir: &Path) {
+    let marker = format!("LAMBDA_SIM_SANDBOX={}", dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if pid.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(environ) = std::fs::read(entry.path().join("environ"))
+            && environ
+                .split(|b| *b == 0)
+                .any(|var| var.starts_with(marker.as_bytes()))
+        {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 /// The shell script in user data: the whole text when it starts with `#!`, or the first

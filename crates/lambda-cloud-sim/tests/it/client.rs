@@ -309,6 +309,8 @@ async fn user_data_runs_in_its_sandbox_and_dies_with_the_instance() {
         echo \"scale=$LAMBDA_SIM_TIME_SCALE\"\n\
         sleep 1000 &\n\
         echo $! > worker.pid\n\
+        setsid sleep 1000 < /dev/null > /dev/null 2>&1 &\n\
+        echo $! > daemon.pid\n\
         echo started\n\
         wait\n";
     let id = client
@@ -343,12 +345,18 @@ async fn user_data_runs_in_its_sandbox_and_dies_with_the_instance() {
         .trim()
         .parse()
         .unwrap();
-    assert!(std::path::Path::new(&format!("/proc/{worker}")).exists());
+    let daemon: u32 = std::fs::read_to_string(sandbox.join("daemon.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    assert!(alive(worker) && alive(daemon));
     assert_eq!(sim.user_data_running(), std::slice::from_ref(&id));
 
     client.instances().terminate([id.clone()]).await.unwrap();
     eventually(Duration::from_secs(10), || async {
-        !std::path::Path::new(&format!("/proc/{worker}")).exists()
+        !alive(worker) && !alive(daemon)
     })
     .await;
     assert!(sim.user_data_running().is_empty());
