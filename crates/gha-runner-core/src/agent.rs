@@ -274,7 +274,13 @@ impl<'a> Agent<'a> {
                     for (runner, (before, now_seen)) in seen.iter().zip(&current).enumerate() {
                         for event in process_events(runner, *before, *now_seen) {
                             policy.observe(event, now);
-                            if !matches!(event, Event::Heartbeat { .. }) {
+                            // Log changes, not every tick's confirmation.
+                            let change = match event {
+                                Event::Heartbeat { .. } => false,
+                                Event::ListenerAlive { .. } => !before.listener,
+                                _ => true,
+                            };
+                            if change {
                                 log.write(now, serde_json::to_value(event).unwrap_or_default());
                             }
                         }
@@ -307,6 +313,12 @@ impl<'a> Agent<'a> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            // Logged before the call: a successful terminate may end this process with the
+            // machine before the answer arrives.
+            log.write(
+                self.clock.now(),
+                serde_json::json!({"terminate": "calling", "attempt": attempt}),
+            );
             let result = match provider.list_tagged(key, Some(value)).await {
                 Ok(machines) => match machines.into_iter().find(|m| m.state.may_bill()) {
                     Some(machine) => provider

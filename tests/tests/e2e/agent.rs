@@ -134,7 +134,7 @@ async fn the_agent_binary_terminates_its_own_instance_after_the_last_job() {
         .into_iter()
         .flatten()
         .fold(f64::MAX, f64::min);
-    let latency = at("terminate", "called").unwrap() - ended;
+    let latency = at("terminate", "calling").unwrap() - ended;
     println!("agent binary: last job end -> terminate call {latency:.1} simulated s (grace 60 s)");
     assert!((60.0..=62.0).contains(&latency), "{latency}");
     let _ = listener.kill();

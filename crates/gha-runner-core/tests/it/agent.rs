@@ -164,7 +164,7 @@ async fn one_job_then_idle_stops_the_runner_and_terminates_after_the_grace() {
     );
     assert_eq!(sandbox.alive(), 0, "the listener was stopped");
     let log = sandbox.log();
-    let latency = at(&log, "terminate", "called") - at(&log, "hook", "job-completed");
+    let latency = at(&log, "terminate", "calling") - at(&log, "hook", "job-completed");
     println!("last job end -> terminate call: {latency:.1} simulated s (grace 60 s, poll 10 s)");
     assert!(
         (60.0..=60.0 + 2.0).contains(&latency),

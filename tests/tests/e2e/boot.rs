@@ -1,0 +1,262 @@
+//! The whole life of a runner machine on one computer: the rendered boot script runs under the
+//! simulator, fetches a fake GitHub runner (release notes checksum) and the real `lambda-gha`
+//! agent (pinned checksum) from a test server, the runner takes a scripted job through its
+//! Worker with the real job hooks, and the agent terminates the instance after the grace.
+
+use std::time::Duration;
+
+use gha_runner_core::{
+    AgentConfig, AgentDownload, AgentTimings, BootScript, MACHINE_TAG, RunnerBoot,
+    RunnerCredential, RunnerNaming, RunnerPrivileges,
+};
+use lambda_cloud::InstanceStatus;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const SCALE: f64 = 20.0;
+const RUNNER_VERSION: &str = "2.330.0";
+
+/// A fake GitHub runner laid out like the real one: `config.sh`, `run.sh`, and
+/// `bin/Runner.Listener` running the jobs in `$LAMBDA_SIM_SANDBOX/fake-jobs` (`gap length`
+/// per line, simulated seconds) through `bin/Runner.Worker`, calling the job hooks.
+fn fake_runner_tarball(dir: &std::path::Path) -> Vec<u8> {
+    let files = [
+        (
+            "config.sh",
+            "#!/bin/bash\necho \"configured $*\" > .runner\n",
+        ),
+        (
+            "run.sh",
+            "#!/bin/bash\ncd \"$(dirname \"$0\")\"\nset -a; [ -f .env ] && . ./.env; set +a\nexec bash \"$PWD/bin/Runner.Listener\" \"$@\"\n",
+        ),
+        (
+            "bin/Runner.Listener",
+            "#!/bin/bash\n\
+             here=\"$(cd \"$(dirname \"$0\")/..\" && pwd)\"\n\
+             scale=\"${LAMBDA_SIM_TIME_SCALE:-1}\"\n\
+             real() { awk -v s=\"$1\" -v k=\"$scale\" 'BEGIN { print s / k }'; }\n\
+             while read -r gap length; do\n\
+               sleep \"$(real \"$gap\")\"\n\
+               \"$ACTIONS_RUNNER_HOOK_JOB_STARTED\"\n\
+               bash \"$here/bin/Runner.Worker\" \"$(real \"$length\")\"\n\
+               \"$ACTIONS_RUNNER_HOOK_JOB_COMPLETED\"\n\
+               [ \"${1:-}\" = --jitconfig ] && exit 0\n\
+             done < \"$LAMBDA_SIM_SANDBOX/fake-jobs\"\n\
+             sleep 100000\n",
+        ),
+        ("bin/Runner.Worker", "#!/bin/bash\nsleep \"$1\"\n"),
+    ];
+    let source = dir.join("runner");
+    for (name, text) in files {
+        let file = source.join(name);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, text).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let tarball = dir.join("runner.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&source)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(tarball).unwrap()
+}
+
+fn sha256(bytes: &[u8], dir: &std::path::Path) -> String {
+    let file = dir.join("to-hash");
+    std::fs::write(&file, bytes).unwrap();
+    let output = std::process::Command::new("sha256sum")
+        .arg(&file)
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_machine_boots_runs_one_job_and_terminates_itself_after_the_grace() {
+    let built = lambda_gha_tests::cargo()
+        .args(["build", "--quiet", "-p", "lambda-gha-cli"])
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let work = std::env::temp_dir().join(format!("boot-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+
+    // The internet, as far as the boot script is concerned.
+    let tarball = fake_runner_tarball(&work);
+    let agent =
+        std::fs::read(lambda_gha_tests::workspace_root().join("target/debug/lambda-gha")).unwrap();
+    let server = MockServer::start().await;
+    let notes = format!(
+        "<!-- BEGIN SHA linux-x64 -->{}<!-- END SHA linux-x64 -->",
+        sha256(&tarball, &work)
+    );
+    Mock::given(method("GET"))
+        .and(path("/releases/latest"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"tag_name": format!("v{RUNNER_VERSION}"), "body": notes})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/download/v{RUNNER_VERSION}/actions-runner-linux-x64-{RUNNER_VERSION}.tar.gz"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(tarball))
+        .mount(&server)
+        .await;
+    let agent_sha256 = sha256(&agent, &work);
+    Mock::given(method("GET"))
+        .and(path("/lambda-gha"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(agent))
+        .mount(&server)
+        .await;
+
+    let sim = lambda_cloud_sim::Sim::builder()
+        .time_scale(SCALE)
+        .api_key("boot-key")
+        .user_data_sandbox(work.join("sandboxes"))
+        .start()
+        .await
+        .unwrap();
+    let client = sim.client().unwrap();
+    client
+        .ssh_keys()
+        .add("ci", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI ci")
+        .await
+        .unwrap();
+
+    let naming = RunnerNaming::with_label("lambda-5-boot").unwrap();
+    let agent_config = AgentConfig {
+        version: "0.1.0".into(),
+        provider: "lambda".into(),
+        api_url: Some(sim.base_url().to_owned()),
+        api_key: Some(SecretString::from("boot-key")),
+        machine_tag: (MACHINE_TAG.into(), naming.machine_tag(0)),
+        run_label: naming.label().into(),
+        runner_count: 1,
+        runner_mode: "reusable".into(),
+        timings: AgentTimings::default(),
+    };
+    let script = BootScript {
+        version: "0.1.0".into(),
+        run_label: naming.label().into(),
+        machine_tag: naming.machine_tag(0),
+        registration_url: "https://github.com/octo/gpu".into(),
+        runner_releases_api: format!("{}/releases/latest", server.uri()),
+        runner_download_base: format!("{}/download", server.uri()),
+        agent: AgentDownload {
+            url: format!("{}/lambda-gha", server.uri()),
+            sha256: agent_sha256,
+        },
+        agent_config: agent_config.to_json(),
+        runners: vec![RunnerBoot {
+            name: naming.runner_name(0, 0),
+            labels: vec![naming.label().into()],
+            credential: RunnerCredential::RegistrationToken(SecretString::from(
+                "fake-registration-token",
+            )),
+        }],
+        privileges: RunnerPrivileges::default(),
+        user_script: None,
+    }
+    .render()
+    .unwrap();
+    let id = client
+        .instances()
+        .launch("gpu_1x_a10", "us-east-1", "ci")
+        .tag(MACHINE_TAG, naming.machine_tag(0))
+        .user_data(script.expose_secret())
+        .send()
+        .await
+        .unwrap()
+        .remove(0);
+    let sandbox = sim.sandbox_dir(&id).unwrap();
+    std::fs::create_dir_all(&sandbox).unwrap();
+    // One job, 20 simulated seconds after the runner starts, lasting 40.
+    std::fs::write(sandbox.join("fake-jobs"), "20 40\n").unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let instance = client.instances().get(&id).await;
+        if matches!(
+            instance.as_ref().map(|i| &i.status),
+            Ok(InstanceStatus::Terminating | InstanceStatus::Terminated)
+        ) {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let boot = std::fs::read_to_string(sandbox.join("var/log/lambda-gha-boot.log"))
+                .unwrap_or_default();
+            let agent = std::fs::read_to_string(sandbox.join("var/log/lambda-gha-agent.log"))
+                .unwrap_or_default();
+            panic!("not terminated in time\n--- boot log\n{boot}\n--- agent log\n{agent}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The instance turns `terminating` a moment before the agent logs the call's answer.
+    let read = || -> Vec<Value> {
+        std::fs::read_to_string(sandbox.join("var/log/lambda-gha-agent.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let mut decisions = read();
+    for _ in 0..100 {
+        if decisions.iter().any(|l| l["terminate"] == "calling") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        decisions = read();
+    }
+    println!("boot e2e timeline (simulated s since the agent started):");
+    for line in &decisions {
+        println!("  {line}");
+    }
+    let ledger = sim.ledger();
+    assert!(ledger.still_billing.is_empty(), "nothing left billing");
+    let boot_log = std::fs::read_to_string(sandbox.join("var/log/lambda-gha-boot.log")).unwrap();
+    assert!(
+        boot_log.contains(&format!("runner v{RUNNER_VERSION} verified")),
+        "{boot_log}"
+    );
+    assert!(boot_log.contains("boot complete"), "{boot_log}");
+    assert!(
+        !boot_log.contains("fake-registration-token") && !boot_log.contains("boot-key"),
+        "no secret in the boot log"
+    );
+    let at = |key: &str, value: &str| {
+        decisions
+            .iter()
+            .find(|l| l[key] == value)
+            .map(|l| l["t"].as_f64().unwrap())
+    };
+    let ended = [at("hook", "job-completed"), at("event", "worker-gone")]
+        .into_iter()
+        .flatten()
+        .fold(f64::MAX, f64::min);
+    let latency = at("terminate", "calling").expect("the agent called terminate") - ended;
+    println!("last job end -> terminate call: {latency:.1} simulated s (grace 60 s)");
+    assert!((60.0..=62.0).contains(&latency), "{latency}");
+    println!(
+        "billed {:.0} simulated s",
+        ledger.entries[0].billable_seconds
+    );
+    sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&work);
+}
