@@ -37,9 +37,14 @@ fn fake_runner_tarball(dir: &std::path::Path) -> Vec<u8> {
              here=\"$(cd \"$(dirname \"$0\")/..\" && pwd)\"\n\
              scale=\"${LAMBDA_SIM_TIME_SCALE:-1}\"\n\
              real() { awk -v s=\"$1\" -v k=\"$scale\" 'BEGIN { print s / k }'; }\n\
-             while read -r gap length; do\n\
+             while read -r gap length mode; do\n\
                sleep \"$(real \"$gap\")\"\n\
                \"$ACTIONS_RUNNER_HOOK_JOB_STARTED\"\n\
+               if [ \"${mode:-}\" = crash ]; then\n\
+                 bash \"$here/bin/Runner.Worker\" 100000 & worker=$!\n\
+                 sleep \"$(real \"$length\")\"; kill -9 $worker; wait $worker 2>/dev/null\n\
+                 continue\n\
+               fi\n\
                bash \"$here/bin/Runner.Worker\" \"$(real \"$length\")\"\n\
                \"$ACTIONS_RUNNER_HOOK_JOB_COMPLETED\"\n\
                [ \"${1:-}\" = --jitconfig ] && exit 0\n\
@@ -84,14 +89,27 @@ fn sha256(bytes: &[u8], dir: &std::path::Path) -> String {
         .to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_machine_boots_runs_one_job_and_terminates_itself_after_the_grace() {
+/// One end-to-end run: what the runner's jobs are, how the agent is tuned, what the simulator
+/// does wrong, and when the machine must end.
+struct Case {
+    name: &'static str,
+    /// The fake runner's jobs: `gap length [crash]` per line, simulated seconds.
+    jobs: &'static str,
+    timings: AgentTimings,
+    faults: Vec<lambda_cloud_sim::FaultSpec>,
+    reason: &'static str,
+    /// The end must come this long (simulated s, ±2) after the first log line matching
+    /// `(key, value)`, the last one when `last`.
+    after: (&'static str, &'static str, bool, f64),
+}
+
+async fn run(case: Case) {
     let built = lambda_gha_tests::cargo()
         .args(["build", "--quiet", "-p", "lambda-gha-cli"])
         .status()
         .unwrap();
     assert!(built.success());
-    let work = std::env::temp_dir().join(format!("boot-e2e-{}", std::process::id()));
+    let work = std::env::temp_dir().join(format!("boot-e2e-{}-{}", case.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
 
@@ -126,7 +144,17 @@ async fn a_machine_boots_runs_one_job_and_terminates_itself_after_the_grace() {
         .mount(&server)
         .await;
 
+    // Machines that boot in 10 simulated seconds keep the suite short.
+    let mut scenario = lambda_cloud_sim::Scenario::default();
+    for ty in &mut scenario.instance_types {
+        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
+            min: 10.0,
+            max: 10.0,
+        };
+    }
+    scenario.faults = case.faults;
     let sim = lambda_cloud_sim::Sim::builder()
+        .scenario(scenario)
         .time_scale(SCALE)
         .api_key("boot-key")
         .user_data_sandbox(work.join("sandboxes"))
@@ -150,7 +178,7 @@ async fn a_machine_boots_runs_one_job_and_terminates_itself_after_the_grace() {
         run_label: naming.label().into(),
         runner_count: 1,
         runner_mode: "reusable".into(),
-        timings: AgentTimings::default(),
+        timings: case.timings,
     };
     let script = BootScript {
         version: "0.1.0".into(),
@@ -187,10 +215,9 @@ async fn a_machine_boots_runs_one_job_and_terminates_itself_after_the_grace() {
         .remove(0);
     let sandbox = sim.sandbox_dir(&id).unwrap();
     std::fs::create_dir_all(&sandbox).unwrap();
-    // One job, 20 simulated seconds after the runner starts, lasting 40.
-    std::fs::write(sandbox.join("fake-jobs"), "20 40\n").unwrap();
+    std::fs::write(sandbox.join("fake-jobs"), case.jobs).unwrap();
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let instance = client.instances().get(&id).await;
         if matches!(
@@ -240,23 +267,133 @@ async fn a_machine_boots_runs_one_job_and_terminates_itself_after_the_grace() {
         !boot_log.contains("fake-registration-token") && !boot_log.contains("boot-key"),
         "no secret in the boot log"
     );
-    let at = |key: &str, value: &str| {
-        decisions
+    let find = |key: &str, value: &str, last: bool| {
+        let mut matching = decisions
             .iter()
-            .find(|l| l[key] == value)
-            .map(|l| l["t"].as_f64().unwrap())
+            .filter(|l| l[key] == value)
+            .map(|l| l["t"].as_f64().unwrap());
+        if last {
+            matching.next_back()
+        } else {
+            matching.next()
+        }
     };
-    let ended = [at("hook", "job-completed"), at("event", "worker-gone")]
-        .into_iter()
-        .flatten()
-        .fold(f64::MAX, f64::min);
-    let latency = at("terminate", "calling").expect("the agent called terminate") - ended;
-    println!("last job end -> terminate call: {latency:.1} simulated s (grace 60 s)");
-    assert!((60.0..=62.0).contains(&latency), "{latency}");
+    let decided = decisions
+        .iter()
+        .find(|l| l["decision"] == "terminate")
+        .expect("the agent decided");
+    assert_eq!(decided["reason"], case.reason, "{}", case.name);
+    let (key, value, last, expected) = case.after;
+    let anchor =
+        find(key, value, last).unwrap_or_else(|| panic!("{}: no {key}={value}", case.name));
+    let latency = find("terminate", "calling", false).expect("the agent called terminate") - anchor;
     println!(
-        "billed {:.0} simulated s",
-        ledger.entries[0].billable_seconds
+        "{}: {key}={value} -> terminate call: {latency:.1} simulated s (expected {expected})",
+        case.name
+    );
+    assert!(
+        (expected..=expected + 2.0).contains(&latency),
+        "{}: {latency}",
+        case.name
+    );
+    println!(
+        "{}: billed {:.0} simulated s",
+        case.name, ledger.entries[0].billable_seconds
     );
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&work);
+}
+
+fn timings() -> AgentTimings {
+    AgentTimings::default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_job_then_idle_ends_after_the_grace() {
+    run(Case {
+        name: "one-job",
+        jobs: "20 40\n",
+        timings: timings(),
+        faults: Vec::new(),
+        reason: "idle",
+        after: ("hook", "job-completed", true, 60.0),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_jobs_with_short_gaps_are_served_by_one_machine() {
+    run(Case {
+        name: "three-jobs",
+        jobs: "10 20\n30 20\n30 20\n",
+        timings: timings(),
+        faults: Vec::new(),
+        reason: "idle",
+        after: ("hook", "job-completed", true, 60.0),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_job_ends_after_the_initial_grace() {
+    run(Case {
+        name: "no-job",
+        jobs: "",
+        timings: timings(),
+        faults: Vec::new(),
+        reason: "no-job",
+        after: ("event", "listener-alive", false, 180.0),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_past_the_maximum_lifetime_is_ended_at_it() {
+    run(Case {
+        name: "max-lifetime",
+        jobs: "10 1000\n",
+        timings: AgentTimings {
+            max_lifetime_seconds: 240,
+            ..timings()
+        },
+        faults: Vec::new(),
+        reason: "max-lifetime",
+        after: ("agent", "started", false, 240.0),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_job_starts_the_idle_clock() {
+    run(Case {
+        name: "worker-killed",
+        jobs: "10 30 crash\n",
+        timings: timings(),
+        faults: Vec::new(),
+        reason: "idle",
+        after: ("event", "worker-gone", false, 60.0),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminate_failing_twice_with_5xx_still_terminates() {
+    let failing = lambda_cloud_sim::FaultSpec {
+        operation: "terminateInstance".into(),
+        status: Some(503),
+        code: "global/internal-error".into(),
+        message: "Try again".into(),
+        on_calls: vec![1, 2],
+        probability: None,
+        latency_ms: 0,
+    };
+    run(Case {
+        name: "terminate-5xx",
+        jobs: "20 20\n",
+        timings: timings(),
+        faults: vec![failing],
+        reason: "idle",
+        after: ("hook", "job-completed", true, 60.0),
+    })
+    .await;
 }

@@ -1,6 +1,7 @@
 //! Workspace end-to-end tests: repository invariants and whole programs run as users run them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// The suite prints the timelines it measures; helpers outside #[test] unwrap like tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod agent;
 mod boot;
