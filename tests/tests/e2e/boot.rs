@@ -321,29 +321,34 @@ fn timings() -> AgentTimings {
     AgentTimings::default()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn one_job_then_idle_ends_after_the_grace() {
-    run(Case {
-        name: "one-job",
-        jobs: "20 40\n",
+/// A case that must end the grace (60 s) after its last job.
+fn idle_after_jobs(
+    name: &'static str,
+    jobs: &'static str,
+    faults: Vec<lambda_cloud_sim::FaultSpec>,
+) -> Case {
+    Case {
+        name,
+        jobs,
         timings: timings(),
-        faults: Vec::new(),
+        faults,
         reason: "idle",
         after: ("job", "end", true, 60.0),
-    })
-    .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_job_then_idle_ends_after_the_grace() {
+    run(idle_after_jobs("one-job", "20 40\n", Vec::new())).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_jobs_with_short_gaps_are_served_by_one_machine() {
-    run(Case {
-        name: "three-jobs",
-        jobs: "10 20\n30 20\n30 20\n",
-        timings: timings(),
-        faults: Vec::new(),
-        reason: "idle",
-        after: ("job", "end", true, 60.0),
-    })
+    run(idle_after_jobs(
+        "three-jobs",
+        "10 20\n30 20\n30 20\n",
+        Vec::new(),
+    ))
     .await;
 }
 
@@ -400,13 +405,5 @@ async fn terminate_failing_twice_with_5xx_still_terminates() {
         probability: None,
         latency_ms: 0,
     };
-    run(Case {
-        name: "terminate-5xx",
-        jobs: "20 20\n",
-        timings: timings(),
-        faults: vec![failing],
-        reason: "idle",
-        after: ("job", "end", true, 60.0),
-    })
-    .await;
+    run(idle_after_jobs("terminate-5xx", "20 20\n", vec![failing])).await;
 }
