@@ -4,6 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+mod fake_github;
+
+pub use fake_github::{FakeGitHub, FakeRunner};
+
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -30,6 +30,37 @@ pub struct AgentDownload {
     pub sha256: String,
 }
 
+/// Where a machine gets the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum AgentSource {
+    /// Release binaries, one per CPU architecture; a machine whose CPU has none fails its
+    /// boot with that reason.
+    Release {
+        /// For x86_64 machines.
+        x86_64: Option<AgentDownload>,
+        /// For aarch64 machines (GH200).
+        aarch64: Option<AgentDownload>,
+    },
+    /// Built on the machine from this project's source at one commit, for refs with no
+    /// release (branches, commits, forks). Slower: it installs a Rust toolchain.
+    Source {
+        /// The git repository, e.g. `https://github.com/lambda-gha/lambda-gha`.
+        repository: String,
+        /// The full commit SHA.
+        rev: String,
+    },
+}
+
+impl AgentSource {
+    /// One x86_64 binary (most instance types).
+    pub fn x86_64(download: AgentDownload) -> AgentSource {
+        AgentSource::Release {
+            x86_64: Some(download),
+            aarch64: None,
+        }
+    }
+}
+
 /// How a runner proves itself to GitHub.
 pub enum RunnerCredential {
     /// A just-in-time configuration (one runner, one job).
@@ -71,8 +102,8 @@ pub struct BootScript {
     pub runner_releases_api: String,
     /// The runner download base URL.
     pub runner_download_base: String,
-    /// The agent binary.
-    pub agent: AgentDownload,
+    /// Where the agent comes from.
+    pub agent: AgentSource,
     /// The agent's configuration (JSON); it may hold the provider API key, so it is secret.
     pub agent_config: SecretString,
     /// The runners.
@@ -164,6 +195,23 @@ impl BootScript {
                 .join(" ")
         };
         let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
+        let (x86_64, aarch64, source) = match &self.agent {
+            AgentSource::Release { x86_64, aarch64 } => {
+                (x86_64.as_ref(), aarch64.as_ref(), ("", ""))
+            }
+            AgentSource::Source { repository, rev } => {
+                if rev.len() != 40 || !rev.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(CoreError::BootScript(format!(
+                        "the agent must be built from a full commit SHA, not {rev:?}"
+                    )));
+                }
+                (None, None, (repository.as_str(), rev.as_str()))
+            }
+        };
+        let release = |download: Option<&AgentDownload>| match download {
+            Some(d) => (d.url.clone(), d.sha256.clone()),
+            None => (String::new(), String::new()),
+        };
         let values: Vec<(&str, String)> = vec![
             ("version", shell_quote(&self.version)),
             ("runner_count", self.runners.len().to_string()),
@@ -182,8 +230,12 @@ impl BootScript {
                 "runner_download_base",
                 shell_quote(&self.runner_download_base),
             ),
-            ("agent_url", shell_quote(&self.agent.url)),
-            ("agent_sha256", shell_quote(&self.agent.sha256)),
+            ("agent_x86_64_url", shell_quote(&release(x86_64).0)),
+            ("agent_x86_64_sha256", shell_quote(&release(x86_64).1)),
+            ("agent_aarch64_url", shell_quote(&release(aarch64).0)),
+            ("agent_aarch64_sha256", shell_quote(&release(aarch64).1)),
+            ("agent_source_repo", shell_quote(source.0)),
+            ("agent_source_rev", shell_quote(source.1)),
             ("grant_sudo", flag(self.privileges.sudo)),
             ("grant_docker", flag(self.privileges.docker)),
             (

@@ -9,7 +9,7 @@ use lambda_cloud::{
 use secrecy::ExposeSecret;
 
 use crate::provider::{
-    CapacityHint, CloudProvider, Machine, MachineId, MachineSpec, MachineState, ProviderError,
+    Catalog, CloudProvider, Machine, MachineId, MachineSpec, MachineState, Offering, ProviderError,
     ProviderErrorKind,
 };
 
@@ -211,7 +211,7 @@ impl CloudProvider for LambdaProvider {
         }
     }
 
-    async fn capacity_hints(&self) -> Result<Vec<CapacityHint>, ProviderError> {
+    async fn catalog(&self) -> Result<Catalog, ProviderError> {
         let types = self
             .client
             .instance_types()
@@ -224,16 +224,22 @@ impl CloudProvider for LambdaProvider {
             .list()
             .await
             .map_err(|e| provider_error(&e))?;
-        let mut hints = Vec::new();
-        for item in types.iter() {
-            for region in &regions {
-                hints.push(CapacityHint {
+        Ok(Catalog {
+            offerings: types
+                .iter()
+                .map(|item| Offering {
                     instance_type: item.instance_type.name.to_string(),
-                    region: region.name.to_string(),
-                    available: item.has_capacity_in(&region.name),
-                });
-            }
-        }
-        Ok(hints)
+                    description: item.instance_type.description.clone(),
+                    gpus: item.instance_type.specs.gpus,
+                    price_cents_per_hour: item.instance_type.price_cents_per_hour,
+                    regions_available: item
+                        .regions_with_capacity_available
+                        .iter()
+                        .map(|r| r.name.to_string())
+                        .collect(),
+                })
+                .collect(),
+            regions: regions.iter().map(|r| r.name.to_string()).collect(),
+        })
     }
 }

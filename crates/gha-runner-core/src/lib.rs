@@ -52,8 +52,10 @@ mod lambda;
 mod naming;
 mod outputs;
 mod plan;
+mod preflight;
 mod provider;
 mod provisioner;
+mod reaper;
 mod termination;
 
 pub use agent::{
@@ -62,8 +64,8 @@ pub use agent::{
 };
 pub use agent_config::{AgentConfig, AgentTimings};
 pub use boot_script::{
-    AgentDownload, BootScript, MAX_USER_DATA_BYTES, RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API,
-    RunnerBoot, RunnerCredential, RunnerPrivileges, shell_quote,
+    AgentDownload, AgentSource, BootScript, MAX_USER_DATA_BYTES, RUNNER_DOWNLOAD_BASE,
+    RUNNER_RELEASES_API, RunnerBoot, RunnerCredential, RunnerPrivileges, shell_quote,
 };
 pub use duration::{format_duration, parse_duration};
 pub use error::{CoreError, GitHubError, InputError};
@@ -76,12 +78,14 @@ pub use plan::{
     Attempt, AttemptOutcome, Candidate, CapacityPolicy, LaunchPlan, LaunchSetup, Launched,
     PlanFailure, candidates, parse_list, terminate_all,
 };
+pub use preflight::{CostEstimate, Preflight, preflight};
 pub use provider::{
-    CapacityHint, CloudProvider, Machine, MachineId, MachineSpec, MachineState, ProviderError,
-    ProviderErrorKind,
+    CapacityHint, Catalog, CloudProvider, Machine, MachineId, MachineSpec, MachineState, Offering,
+    ProviderError, ProviderErrorKind,
 };
 pub use provisioner::{
-    BootSettings, CleanupReport, MACHINE_TAG, MachineTemplate, ProvisionFailure, ProvisionRequest,
-    Provisioned, Provisioner, RUN_TAG, RunnerMode,
+    BootSettings, CleanupReport, EXPIRES_TAG, LAUNCHED_TAG, MACHINE_TAG, MachineTemplate,
+    ProvisionFailure, ProvisionRequest, Provisioned, Provisioner, RUN_TAG, RunnerMode, StopReport,
 };
+pub use reaper::{ReapPolicy, ReapReason, ReapReport, reap};
 pub use termination::{Decision, Event, PolicyConfig, Reason, TerminationPolicy};

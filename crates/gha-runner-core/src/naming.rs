@@ -59,6 +59,15 @@ impl RunnerNaming {
         format!("{}-{instance}-{runner}", self.label)
     }
 
+    /// The launch label of a runner named by [`RunnerNaming::runner_name`], or `None` when
+    /// the name is not one of ours (`lambda-…-<machine>-<runner>`).
+    pub fn label_of_runner(name: &str) -> Option<&str> {
+        let (rest, runner) = name.rsplit_once('-')?;
+        let (label, machine) = rest.rsplit_once('-')?;
+        let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        (numeric(runner) && numeric(machine) && label.starts_with("lambda-")).then_some(label)
+    }
+
     /// The tag value that identifies machine `instance` of this launch.
     pub fn machine_tag(&self, instance: usize) -> String {
         format!("{}-{instance}", self.label)
@@ -164,6 +173,16 @@ mod tests {
                 "cuda"
             ]
         );
+    }
+
+    #[test]
+    fn a_runner_name_gives_back_its_launch_label() {
+        let naming = RunnerNaming::for_run(Some("42"));
+        let name = naming.runner_name(3, 1);
+        assert_eq!(RunnerNaming::label_of_runner(&name), Some(naming.label()));
+        assert_eq!(RunnerNaming::label_of_runner("lambda-7-abc-0"), None);
+        assert_eq!(RunnerNaming::label_of_runner("gpu-box-0-0"), None);
+        assert_eq!(RunnerNaming::label_of_runner("lambda-x-0-"), None);
     }
 
     #[test]

@@ -145,6 +145,53 @@ pub struct CapacityHint {
     pub available: bool,
 }
 
+/// One machine type the provider offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offering {
+    /// The machine type, e.g. `gpu_1x_a10`.
+    pub instance_type: String,
+    /// What it is, e.g. `1x A10 (24 GB PCIe)`.
+    pub description: String,
+    /// GPUs per machine.
+    pub gpus: u32,
+    /// US cents per hour.
+    pub price_cents_per_hour: u32,
+    /// Regions that list capacity now (a hint).
+    pub regions_available: Vec<String>,
+}
+
+/// What the provider offers: its machine types and its regions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    /// Machine types.
+    pub offerings: Vec<Offering>,
+    /// Every region's name.
+    pub regions: Vec<String>,
+}
+
+impl Catalog {
+    /// The offering named `instance_type`.
+    pub fn offering(&self, instance_type: &str) -> Option<&Offering> {
+        self.offerings
+            .iter()
+            .find(|o| o.instance_type == instance_type)
+    }
+
+    /// Availability of every (type, region) pair.
+    pub fn capacity_hints(&self) -> Vec<CapacityHint> {
+        self.offerings
+            .iter()
+            .flat_map(|offering| {
+                self.regions.iter().map(move |region| CapacityHint {
+                    instance_type: offering.instance_type.clone(),
+                    region: region.clone(),
+                    available: offering.regions_available.contains(region),
+                })
+            })
+            .collect()
+    }
+}
+
 /// The kinds of provider failure the core acts on differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -213,6 +260,11 @@ pub trait CloudProvider: Send + Sync {
     /// Terminates machines; terminating one that is already gone is not an error.
     async fn terminate(&self, ids: &[MachineId]) -> Result<(), ProviderError>;
 
+    /// The machine types and regions on offer, with prices and current availability.
+    async fn catalog(&self) -> Result<Catalog, ProviderError>;
+
     /// Which (type, region) pairs have capacity now, for every pair the provider lists.
-    async fn capacity_hints(&self) -> Result<Vec<CapacityHint>, ProviderError>;
+    async fn capacity_hints(&self) -> Result<Vec<CapacityHint>, ProviderError> {
+        Ok(self.catalog().await?.capacity_hints())
+    }
 }

@@ -12,20 +12,31 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::agent_config::{AgentConfig, AgentTimings};
-use crate::boot_script::{
-    AgentDownload, BootScript, RunnerBoot, RunnerCredential, RunnerPrivileges,
-};
-use crate::error::InputError;
+use crate::boot_script::{AgentSource, BootScript, RunnerBoot, RunnerCredential, RunnerPrivileges};
+use crate::error::{CoreError, InputError};
 use crate::github::GitHub;
 use crate::naming::RunnerNaming;
 use crate::outputs::Outputs;
 use crate::plan::{Attempt, Candidate, LaunchPlan, LaunchSetup, Launched, terminate_all};
-use crate::provider::{CloudProvider, MachineId, MachineSpec, MachineState};
+use crate::provider::{CloudProvider, Machine, MachineId, MachineSpec, MachineState};
 
 /// The tag every machine carries with its launch's label.
 pub const RUN_TAG: &str = "lambda-gha:run";
 /// The tag that identifies one machine of a launch (its agent finds itself by it).
 pub const MACHINE_TAG: &str = "lambda-gha:machine";
+/// When the machine was launched (RFC 3339, UTC): the provider does not say.
+pub const LAUNCHED_TAG: &str = "lambda-gha:launched";
+/// When the machine must be gone (launch + maximum lifetime + the agent's margin), RFC 3339:
+/// the reaper terminates what is still running past it.
+pub const EXPIRES_TAG: &str = "lambda-gha:expires";
+
+/// Formats a tag timestamp, to the second.
+pub(crate) fn tag_time(at: jiff::Timestamp) -> String {
+    at.round(jiff::Unit::Second)
+        .unwrap_or(at)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
 
 /// How runners register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,8 +90,8 @@ pub struct MachineTemplate {
 pub struct BootSettings {
     /// This project's version.
     pub version: String,
-    /// The agent binary.
-    pub agent: AgentDownload,
+    /// Where machines get the agent.
+    pub agent: AgentSource,
     /// Where the runner release is described and downloaded.
     pub runner_releases_api: String,
     /// Where runner releases are downloaded from.
@@ -315,6 +326,15 @@ impl LaunchSetup for Registrar<'_> {
             .insert(RUN_TAG.to_owned(), naming.label().to_owned());
         spec.tags
             .insert(MACHINE_TAG.to_owned(), naming.machine_tag(index));
+        let now = jiff::Timestamp::now();
+        let life =
+            Duration::from_secs(boot.timings.max_lifetime_seconds) + crate::agent::TERMINATE_MARGIN;
+        let expires = jiff::SignedDuration::try_from(life)
+            .ok()
+            .and_then(|life| now.checked_add(life).ok())
+            .unwrap_or(now);
+        spec.tags.insert(LAUNCHED_TAG.to_owned(), tag_time(now));
+        spec.tags.insert(EXPIRES_TAG.to_owned(), tag_time(expires));
         spec.user_data = Some(user_data);
         Ok(spec)
     }
@@ -459,22 +479,99 @@ impl<'a> Provisioner<'a> {
             not_terminated,
             ..CleanupReport::default()
         };
-        let prefix = format!("{}-", naming.label());
-        match self.github.list_runners().await {
-            Ok(runners) => {
-                for runner in runners.into_iter().filter(|r| r.name.starts_with(&prefix)) {
-                    match self.github.delete_runner(runner.id).await {
-                        Ok(()) => report.runners_deleted.push(runner.id),
-                        Err(error) => report
-                            .runners_not_deleted
-                            .push((runner.id, error.to_string())),
-                    }
+        delete_runners(self.github, &[naming.label()], &mut report).await;
+        report
+    }
+
+    /// Ends earlier launches named by any of their machines (the action's `stop` mode):
+    /// terminates every machine of those launches and deletes every runner registered under
+    /// their labels. Only machines this project tagged are touched; ids that are not (or no
+    /// longer) among them are reported, not an error, so a `stop` after the machines ended
+    /// themselves succeeds.
+    pub async fn stop(&self, machines: &[MachineId]) -> Result<StopReport, CoreError> {
+        let ours = self
+            .provider
+            .list_tagged(RUN_TAG, None)
+            .await
+            .map_err(|source| CoreError::Provider {
+                provider: self.provider.name(),
+                source,
+            })?;
+        let mut labels: Vec<String> = Vec::new();
+        let mut not_found = Vec::new();
+        for id in machines {
+            match ours
+                .iter()
+                .find(|m| &m.id == id)
+                .and_then(|m| m.tags.get(RUN_TAG))
+            {
+                Some(label) if !labels.contains(label) => labels.push(label.clone()),
+                Some(_) => {}
+                None => not_found.push(id.clone()),
+            }
+        }
+        let stopped: Vec<Machine> = ours
+            .into_iter()
+            .filter(|m| {
+                m.state.may_bill()
+                    && m.tags
+                        .get(RUN_TAG)
+                        .is_some_and(|label| labels.contains(label))
+            })
+            .collect();
+        let ids: Vec<MachineId> = stopped.iter().map(|m| m.id.clone()).collect();
+        let (terminated, not_terminated) = terminate_all(self.provider, &ids).await;
+        let mut cleanup = CleanupReport {
+            terminated,
+            not_terminated,
+            ..CleanupReport::default()
+        };
+        let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+        delete_runners(self.github, &label_refs, &mut cleanup).await;
+        Ok(StopReport {
+            labels,
+            stopped,
+            not_found,
+            cleanup,
+        })
+    }
+}
+
+/// What a `stop` did.
+#[derive(Debug, Clone)]
+pub struct StopReport {
+    /// The launches ended.
+    pub labels: Vec<String>,
+    /// Their machines that were still alive, as they were before the terminate call.
+    pub stopped: Vec<Machine>,
+    /// Named machines that are not ours or already gone from the provider's listing.
+    pub not_found: Vec<MachineId>,
+    /// The terminate calls and runner deletions.
+    pub cleanup: CleanupReport,
+}
+
+/// Deletes every runner whose name starts with one of `labels` followed by `-`.
+pub(crate) async fn delete_runners(github: &GitHub, labels: &[&str], report: &mut CleanupReport) {
+    if labels.is_empty() {
+        return;
+    }
+    let prefixes: Vec<String> = labels.iter().map(|l| format!("{l}-")).collect();
+    match github.list_runners().await {
+        Ok(runners) => {
+            for runner in runners
+                .into_iter()
+                .filter(|r| prefixes.iter().any(|p| r.name.starts_with(p)))
+            {
+                match github.delete_runner(runner.id).await {
+                    Ok(()) => report.runners_deleted.push(runner.id),
+                    Err(error) => report
+                        .runners_not_deleted
+                        .push((runner.id, error.to_string())),
                 }
             }
-            Err(error) => report
-                .runners_not_deleted
-                .push((0, format!("could not list runners to delete: {error}"))),
         }
-        report
+        Err(error) => report
+            .runners_not_deleted
+            .push((0, format!("could not list runners to delete: {error}"))),
     }
 }

@@ -1,7 +1,8 @@
 #!/bin/bash
 # lambda-gha boot script, rendered for one machine (version: LAMBDA_GHA_VERSION below).
 # It creates an unprivileged runner user, fetches the latest GitHub runner for this CPU,
-# fetches the lambda-gha agent of the same version (checksum-verified), starts
+# fetches the lambda-gha agent of the same version (checksum-verified, or built from the
+# action's commit when that has no release), starts
 # {{runner_count}} runner(s), and hands the machine's life to the agent.
 #
 # Secrets (runner credentials, the agent's configuration) are written to root-only files
@@ -26,8 +27,12 @@ RUNNER_MODE={{runner_mode}}
 REGISTRATION_URL={{registration_url}}
 RUNNER_RELEASES_API={{runner_releases_api}}
 RUNNER_DOWNLOAD_BASE={{runner_download_base}}
-AGENT_URL={{agent_url}}
-AGENT_SHA256={{agent_sha256}}
+AGENT_X86_64_URL={{agent_x86_64_url}}
+AGENT_X86_64_SHA256={{agent_x86_64_sha256}}
+AGENT_AARCH64_URL={{agent_aarch64_url}}
+AGENT_AARCH64_SHA256={{agent_aarch64_sha256}}
+AGENT_SOURCE_REPO={{agent_source_repo}}
+AGENT_SOURCE_REV={{agent_source_rev}}
 RUNNER_USER=runner
 GRANT_SUDO={{grant_sudo}}
 GRANT_DOCKER={{grant_docker}}
@@ -61,8 +66,8 @@ fi
 
 # --- the GitHub runner: latest release for this CPU, checksum from its release notes ---------
 case "$(uname -m)" in
-  x86_64|amd64) RUNNER_ARCH=x64 ;;
-  aarch64|arm64) RUNNER_ARCH=arm64 ;;
+  x86_64|amd64) RUNNER_ARCH=x64; AGENT_URL="$AGENT_X86_64_URL"; AGENT_SHA256="$AGENT_X86_64_SHA256" ;;
+  aarch64|arm64) RUNNER_ARCH=arm64; AGENT_URL="$AGENT_AARCH64_URL"; AGENT_SHA256="$AGENT_AARCH64_SHA256" ;;
   *) fail "unsupported CPU $(uname -m)" ;;
 esac
 step "fetching the latest GitHub runner for linux-$RUNNER_ARCH"
@@ -78,9 +83,23 @@ echo "$RUNNER_SHA256  $TARBALL" | sha256sum -c - >/dev/null || fail "runner v$RU
 step "runner v$RUNNER_VERSION verified"
 
 # --- the agent: this project's version, checksum pinned at render time ------------------------
-step "fetching the lambda-gha agent $LAMBDA_GHA_VERSION"
-curl -fsSL --retry 5 --retry-delay 2 -o "$BIN/lambda-gha.download" "$AGENT_URL"
-echo "$AGENT_SHA256  $BIN/lambda-gha.download" | sha256sum -c - >/dev/null || fail "agent checksum mismatch"
+if [ -n "$AGENT_URL" ]; then
+  step "fetching the lambda-gha agent $LAMBDA_GHA_VERSION"
+  curl -fsSL --retry 5 --retry-delay 2 -o "$BIN/lambda-gha.download" "$AGENT_URL"
+  echo "$AGENT_SHA256  $BIN/lambda-gha.download" | sha256sum -c - >/dev/null || fail "agent checksum mismatch"
+elif [ -n "$AGENT_SOURCE_REV" ]; then
+  # No release for the action's ref (a branch, a commit, a fork): build that exact commit.
+  step "building the lambda-gha agent from $AGENT_SOURCE_REPO at $AGENT_SOURCE_REV"
+  export CARGO_HOME="$ROOT/opt/lambda-gha/cargo" RUSTUP_HOME="$ROOT/opt/lambda-gha/rustup"
+  if [ ! -x "$CARGO_HOME/bin/cargo" ]; then
+    curl -fsSL --proto '=https' --tlsv1.2 https://sh.rustup.rs | sh -s -- -y --profile minimal --no-modify-path >/dev/null
+  fi
+  "$CARGO_HOME/bin/cargo" install --quiet --locked --git "$AGENT_SOURCE_REPO" --rev "$AGENT_SOURCE_REV" \
+    --root "$ROOT/opt/lambda-gha/agent" lambda-gha-cli || fail "building the agent failed"
+  cp "$ROOT/opt/lambda-gha/agent/bin/lambda-gha" "$BIN/lambda-gha.download"
+else
+  fail "no lambda-gha agent for linux-$RUNNER_ARCH in this release"
+fi
 chmod 0755 "$BIN/lambda-gha.download"
 mv "$BIN/lambda-gha.download" "$BIN/lambda-gha"
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use gha_runner_core::{
-    AgentConfig, AgentDownload, AgentTimings, BootScript, MACHINE_TAG, RunnerBoot,
+    AgentConfig, AgentDownload, AgentSource, AgentTimings, BootScript, MACHINE_TAG, RunnerBoot,
     RunnerCredential, RunnerNaming, RunnerPrivileges,
 };
 use lambda_cloud::InstanceStatus;
@@ -189,10 +189,10 @@ async fn run(case: Case) {
         registration_url: "https://github.com/octo/gpu".into(),
         runner_releases_api: format!("{}/releases/latest", server.uri()),
         runner_download_base: format!("{}/download", server.uri()),
-        agent: AgentDownload {
+        agent: AgentSource::x86_64(AgentDownload {
             url: format!("{}/lambda-gha", server.uri()),
             sha256: agent_sha256,
-        },
+        }),
         agent_config: agent_config.to_json(),
         runners: vec![RunnerBoot {
             name: naming.runner_name(0, 0),

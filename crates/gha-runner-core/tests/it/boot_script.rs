@@ -5,8 +5,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use gha_runner_core::{
-    AgentDownload, BootScript, Candidate, MAX_USER_DATA_BYTES, Outputs, RUNNER_DOWNLOAD_BASE,
-    RUNNER_RELEASES_API, RunnerBoot, RunnerCredential, RunnerNaming, RunnerPrivileges,
+    AgentDownload, AgentSource, BootScript, Candidate, MAX_USER_DATA_BYTES, Outputs,
+    RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API, RunnerBoot, RunnerCredential, RunnerNaming,
+    RunnerPrivileges,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -38,10 +39,10 @@ fn script(credentials: [RunnerCredential; 2], user_script: Option<&str>) -> Boot
         registration_url: "https://github.com/octo/gpu".into(),
         runner_releases_api: RUNNER_RELEASES_API.into(),
         runner_download_base: RUNNER_DOWNLOAD_BASE.into(),
-        agent: AgentDownload {
+        agent: AgentSource::x86_64(AgentDownload {
             url: "https://github.com/lambda-gha/lambda-gha/releases/download/v0.1.0/lambda-gha-x86_64-unknown-linux-gnu".into(),
             sha256: "0".repeat(64),
-        },
+        }),
         agent_config: SecretString::from(r#"{"provider":"lambda","api_key":"LAMBDA-API-KEY-SECRET"}"#),
         runners,
         privileges: RunnerPrivileges::default(),

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use gha_runner_core::{
-    Candidate, CapacityHint, CloudProvider, LaunchSetup, Machine, MachineId, MachineSpec,
-    MachineState, ProviderError, ProviderErrorKind,
+    Candidate, Catalog, CloudProvider, LaunchSetup, Machine, MachineId, MachineSpec, MachineState,
+    Offering, ProviderError, ProviderErrorKind,
 };
 
 /// What one launch call does.
@@ -156,7 +156,7 @@ impl CloudProvider for FakeProvider {
         Ok(())
     }
 
-    async fn capacity_hints(&self) -> Result<Vec<CapacityHint>, ProviderError> {
+    async fn catalog(&self) -> Result<Catalog, ProviderError> {
         let available = self
             .state
             .lock()
@@ -164,16 +164,24 @@ impl CloudProvider for FakeProvider {
             .hints
             .pop_front()
             .unwrap_or(false);
-        Ok(["a", "b", "c"]
-            .iter()
-            .flat_map(|t| {
-                ["r1", "r2"].iter().map(move |r| CapacityHint {
+        let regions: Vec<String> = vec!["r1".into(), "r2".into()];
+        Ok(Catalog {
+            offerings: ["a", "b", "c"]
+                .iter()
+                .map(|t| Offering {
                     instance_type: (*t).into(),
-                    region: (*r).into(),
-                    available,
+                    description: format!("fake {t}"),
+                    gpus: 1,
+                    price_cents_per_hour: 100,
+                    regions_available: if available {
+                        regions.clone()
+                    } else {
+                        Vec::new()
+                    },
                 })
-            })
-            .collect())
+                .collect(),
+            regions,
+        })
     }
 }
 

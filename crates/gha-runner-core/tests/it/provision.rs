@@ -2,147 +2,34 @@
 //! fake at its REST surface. Success brings runners online; every failure leaves no machine
 //! billing and no runner registered.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gha_runner_core::{
-    AgentDownload, AgentTimings, BootSettings, CapacityPolicy, GitHub, LambdaProvider, LaunchPlan,
-    MachineTemplate, ProvisionRequest, Provisioner, RUN_TAG, RunnerMode, RunnerNaming,
-    RunnerPrivileges, RunnerScope, candidates,
+    AgentDownload, AgentSource, AgentTimings, BootSettings, CapacityPolicy, GitHub, LambdaProvider,
+    LaunchPlan, MachineId, MachineTemplate, ProvisionRequest, Provisioner, RUN_TAG, ReapPolicy,
+    ReapReason, RunnerMode, RunnerNaming, RunnerPrivileges, RunnerScope, candidates, reap,
 };
 use lambda_cloud_sim::{FaultSpec, Scenario, Sim};
+use lambda_gha_tests::FakeGitHub;
 use secrecy::SecretString;
-use serde_json::{Value, json};
-use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-#[derive(Default)]
-struct Runners {
-    list: Vec<(u64, String, bool)>,
-    next_id: u64,
-    online_on_register: bool,
-    jit_requests: usize,
-}
-
-/// GitHub's runner endpoints for `octo/gpu`, with state.
-#[derive(Clone)]
-struct FakeGitHub(Arc<Mutex<Runners>>);
-
-impl FakeGitHub {
-    async fn start(online_on_register: bool) -> (MockServer, FakeGitHub) {
-        let fake = FakeGitHub(Arc::new(Mutex::new(Runners {
-            online_on_register,
-            next_id: 100,
-            ..Runners::default()
-        })));
-        let server = MockServer::start().await;
-        let base = "/repos/octo/gpu/actions/runners";
-        Mock::given(method("POST"))
-            .and(path(format!("{base}/generate-jitconfig")))
-            .respond_with(Jit(fake.clone()))
-            .mount(&server)
-            .await;
-        Mock::given(method("GET"))
-            .and(path(base))
-            .respond_with(List(fake.clone()))
-            .mount(&server)
-            .await;
-        Mock::given(method("DELETE"))
-            .and(path_regex(format!("^{base}/[0-9]+$")))
-            .respond_with(Delete(fake.clone()))
-            .mount(&server)
-            .await;
-        (server, fake)
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .list
-            .iter()
-            .map(|(_, name, _)| name.clone())
-            .collect()
-    }
-
-    fn jit_requests(&self) -> usize {
-        self.0.lock().unwrap().jit_requests
-    }
-}
-
-fn runner_json(id: u64, name: &str, online: bool) -> Value {
-    json!({"id": id, "name": name, "os": "Linux", "status": if online { "online" } else { "offline" }, "busy": false, "labels": []})
-}
-
-struct Jit(FakeGitHub);
-impl Respond for Jit {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body: Value = serde_json::from_slice(&request.body).unwrap();
-        let name = body["name"].as_str().unwrap().to_owned();
-        let mut state = self.0.0.lock().unwrap();
-        state.jit_requests += 1;
-        if state.list.iter().any(|(_, n, _)| *n == name) {
-            return ResponseTemplate::new(409).set_body_json(
-                json!({"message": "Already exists - A runner with the same name already exists."}),
-            );
-        }
-        state.next_id += 1;
-        let (id, online) = (state.next_id, state.online_on_register);
-        state.list.push((id, name.clone(), online));
-        ResponseTemplate::new(201).set_body_json(json!({"runner": runner_json(id, &name, false), "encoded_jit_config": format!("jit-secret-{id}")}))
-    }
-}
-
-struct List(FakeGitHub);
-impl Respond for List {
-    fn respond(&self, _: &Request) -> ResponseTemplate {
-        let state = self.0.0.lock().unwrap();
-        let runners: Vec<Value> = state
-            .list
-            .iter()
-            .map(|(id, name, online)| runner_json(*id, name, *online))
-            .collect();
-        ResponseTemplate::new(200)
-            .set_body_json(json!({"total_count": runners.len(), "runners": runners}))
-    }
-}
-
-struct Delete(FakeGitHub);
-impl Respond for Delete {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let id: u64 = request
-            .url
-            .path()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let mut state = self.0.0.lock().unwrap();
-        let before = state.list.len();
-        state.list.retain(|(i, _, _)| *i != id);
-        ResponseTemplate::new(if state.list.len() < before { 204 } else { 404 })
-    }
-}
 
 struct World {
     sim: Sim,
     provider: LambdaProvider,
     github: GitHub,
     fake: FakeGitHub,
-    _server: MockServer,
 }
 
 async fn world(scenario: Scenario, online_on_register: bool) -> World {
     let (sim, provider) = crate::sim::lambda_on_sim(scenario).await;
-    let (server, fake) = FakeGitHub::start(online_on_register).await;
+    let fake = FakeGitHub::start(online_on_register).await;
     let scope = RunnerScope::Repo {
         owner: "octo".into(),
         repo: "gpu".into(),
     };
     let github = GitHub::new(
         &SecretString::from("ghp_test"),
-        Some(&server.uri()),
+        Some(&fake.uri()),
         None,
         scope,
     )
@@ -152,7 +39,6 @@ async fn world(scenario: Scenario, online_on_register: bool) -> World {
         provider,
         github,
         fake,
-        _server: server,
     }
 }
 
@@ -174,10 +60,10 @@ fn request(types: &str, count: usize, registration_timeout_seconds: u64) -> Prov
         },
         boot: BootSettings {
             version: "0.1.0".into(),
-            agent: AgentDownload {
+            agent: AgentSource::x86_64(AgentDownload {
                 url: "https://example.invalid/lambda-gha".into(),
                 sha256: "0".repeat(64),
-            },
+            }),
             runner_releases_api: "https://example.invalid/releases/latest".into(),
             runner_download_base: "https://example.invalid/download".into(),
             privileges: RunnerPrivileges::default(),
@@ -290,4 +176,79 @@ async fn a_failed_second_launch_terminates_the_first_and_deletes_every_runner() 
         .await;
     assert!(again.is_complete());
     assert!(again.runners_deleted.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_by_one_machine_ends_its_whole_launch_and_its_runners() {
+    let w = world(Scenario::default(), true).await;
+    let runners = Provisioner::new(&w.provider, &w.github);
+    let provisioned = runners
+        .provision(&request("gpu_1x_a10", 2, 30))
+        .await
+        .unwrap();
+    let unrelated = w.fake.register("someone-elses-runner", true);
+    let first = provisioned.launched[0].machine.clone();
+    let report = runners
+        .stop(&[first, MachineId::new("0123456789abcdef0123456789abcdef")])
+        .await
+        .unwrap();
+    assert_eq!(report.labels, ["lambda-77-test"]);
+    assert_eq!(report.stopped.len(), 2, "both machines of the launch");
+    assert_eq!(report.not_found.len(), 1, "the unknown id is reported");
+    assert!(report.cleanup.is_complete());
+    assert_eq!(report.cleanup.runners_deleted.len(), 2);
+    assert!(w.sim.ledger().still_billing.is_empty());
+    assert_eq!(
+        w.fake.runners().iter().map(|r| r.id).collect::<Vec<_>>(),
+        [unrelated],
+        "only our runners are deleted"
+    );
+    // Stopping again (the machines are terminating or gone) is harmless.
+    let again = runners
+        .stop(&[provisioned.launched[1].machine.clone()])
+        .await
+        .unwrap();
+    assert!(again.cleanup.is_complete());
+    assert!(again.cleanup.runners_deleted.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reaper_ends_expired_machines_and_ghost_runners_only() {
+    let w = world(Scenario::default(), true).await;
+    Provisioner::new(&w.provider, &w.github)
+        .provision(&request("gpu_1x_a10", 1, 30))
+        .await
+        .unwrap();
+    let ghost = w.fake.register("lambda-9-gone00-0-0", false);
+    let live_foreign = w.fake.register("lambda-9-gone00-build-box", false);
+
+    // Now: nothing is expired; only the ghost (no machine of its launch) goes.
+    let now = ReapPolicy {
+        dry_run: true,
+        ..ReapPolicy::now()
+    };
+    let report = reap(&w.provider, Some(&w.github), now).await.unwrap();
+    assert_eq!(report.examined, 1);
+    assert!(report.reaped.is_empty());
+    assert_eq!(
+        report.ghost_runners,
+        [(ghost, "lambda-9-gone00-0-0".into())]
+    );
+    assert!(report.cleanup.runners_deleted.is_empty(), "a dry run");
+
+    // Three hours later the machine is past its 2 h lifetime.
+    let later = ReapPolicy {
+        now: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(3),
+        ..ReapPolicy::now()
+    };
+    let report = reap(&w.provider, Some(&w.github), later).await.unwrap();
+    assert_eq!(report.reaped.len(), 1);
+    assert!(matches!(report.reaped[0].1, ReapReason::Expired { .. }));
+    assert!(report.cleanup.is_complete());
+    assert!(w.sim.ledger().still_billing.is_empty());
+    assert_eq!(
+        w.fake.runners().iter().map(|r| r.id).collect::<Vec<_>>(),
+        [live_foreign],
+        "the reaped launch's runner and the ghost are deleted; a name not ours stays"
+    );
 }

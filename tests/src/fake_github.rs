@@ -1,0 +1,259 @@
+//! GitHub's self-hosted runner API as a stateful fake at its REST surface, for repository and
+//! organization scopes: registration and remove tokens, JIT configurations, listing and
+//! deleting runners. Every token it issues carries a per-fake canary so tests can prove that
+//! none of them leaks into output.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// A runner the fake holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeRunner {
+    /// Its id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// Its labels.
+    pub labels: Vec<String>,
+    /// Whether it is online.
+    pub online: bool,
+}
+
+#[derive(Default)]
+struct State {
+    runners: Vec<FakeRunner>,
+    next_id: u64,
+    online_on_register: bool,
+    jit_requests: usize,
+    tokens_issued: usize,
+    failure: Option<(u16, usize)>,
+}
+
+/// The fake. Cloning shares its state.
+#[derive(Clone)]
+pub struct FakeGitHub {
+    state: Arc<Mutex<State>>,
+    server: Arc<MockServer>,
+    canary: String,
+}
+
+const SCOPE: &str = r"^/(repos/[^/]+/[^/]+|orgs/[^/]+)/actions/runners";
+
+impl FakeGitHub {
+    /// Starts a fake on a free port. With `online_on_register`, a registered runner is
+    /// online at once (as if its machine booted instantly); otherwise it stays offline until
+    /// [`FakeGitHub::set_online`].
+    pub async fn start(online_on_register: bool) -> FakeGitHub {
+        let canary: String = (0..12).map(|_| fastrand::alphanumeric()).collect();
+        let fake = FakeGitHub {
+            state: Arc::new(Mutex::new(State {
+                online_on_register,
+                next_id: 100,
+                ..State::default()
+            })),
+            server: Arc::new(MockServer::start().await),
+            canary: format!("GHCANARY{canary}"),
+        };
+        let routes: [(&str, String, Handler); 5] = [
+            ("POST", format!("{SCOPE}/generate-jitconfig$"), Handler::Jit),
+            (
+                "POST",
+                format!("{SCOPE}/registration-token$"),
+                Handler::Token("registration"),
+            ),
+            (
+                "POST",
+                format!("{SCOPE}/remove-token$"),
+                Handler::Token("remove"),
+            ),
+            ("GET", format!("{SCOPE}$"), Handler::List),
+            ("DELETE", format!("{SCOPE}/[0-9]+$"), Handler::Delete),
+        ];
+        for (verb, pattern, handler) in routes {
+            Mock::given(method(verb))
+                .and(path_regex(pattern))
+                .respond_with(Route {
+                    fake: fake.clone(),
+                    handler,
+                })
+                .mount(&fake.server)
+                .await;
+        }
+        fake
+    }
+
+    /// The base URL (`GITHUB_API_URL`).
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    /// The text every token and JIT configuration this fake issues contains.
+    pub fn canary(&self) -> &str {
+        &self.canary
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The registered runners.
+    pub fn runners(&self) -> Vec<FakeRunner> {
+        self.lock().runners.clone()
+    }
+
+    /// The registered runners' names.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().runners.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// How many JIT configurations were requested.
+    pub fn jit_requests(&self) -> usize {
+        self.lock().jit_requests
+    }
+
+    /// How many registration and remove tokens were issued.
+    pub fn tokens_issued(&self) -> usize {
+        self.lock().tokens_issued
+    }
+
+    /// Registers a runner directly (as a reusable runner's `config.sh` would).
+    pub fn register(&self, name: &str, online: bool) -> u64 {
+        let mut state = self.lock();
+        state.next_id += 1;
+        let id = state.next_id;
+        state.runners.push(FakeRunner {
+            id,
+            name: name.to_owned(),
+            labels: Vec::new(),
+            online,
+        });
+        id
+    }
+
+    /// Brings every registered runner online or offline.
+    pub fn set_online(&self, online: bool) {
+        for runner in &mut self.lock().runners {
+            runner.online = online;
+        }
+    }
+
+    /// Answers every request with HTTP `status` from now on (`times` times, or for good
+    /// with `usize::MAX`).
+    pub fn fail_with(&self, status: u16, times: usize) {
+        self.lock().failure = Some((status, times));
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Handler {
+    Jit,
+    Token(&'static str),
+    List,
+    Delete,
+}
+
+struct Route {
+    fake: FakeGitHub,
+    handler: Handler,
+}
+
+fn runner_json(runner: &FakeRunner) -> Value {
+    json!({
+        "id": runner.id,
+        "name": runner.name,
+        "os": "Linux",
+        "status": if runner.online { "online" } else { "offline" },
+        "busy": false,
+        "labels": runner.labels.iter().enumerate().map(|(i, name)| json!({"id": i + 1, "name": name, "type": "custom"})).collect::<Vec<_>>(),
+    })
+}
+
+fn message(status: u16, text: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "message": text,
+        "documentation_url": "https://docs.github.com/rest",
+    }))
+}
+
+impl Respond for Route {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let mut state = self.fake.lock();
+        if let Some((status, times)) = state.failure {
+            state.failure = (times > 1).then(|| (status, times.saturating_sub(1)));
+            let text = match status {
+                401 => "Bad credentials",
+                403 => "Resource not accessible by personal access token",
+                422 => "Validation Failed",
+                _ => "Server Error",
+            };
+            return message(status, text);
+        }
+        match self.handler {
+            Handler::Jit => {
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+                let Some(name) = body["name"].as_str().map(str::to_owned) else {
+                    return message(422, "Invalid request. \"name\" wasn't supplied.");
+                };
+                state.jit_requests += 1;
+                if state.runners.iter().any(|r| r.name == name) {
+                    return message(
+                        409,
+                        "Already exists - A runner with the same name already exists.",
+                    );
+                }
+                state.next_id += 1;
+                let runner = FakeRunner {
+                    id: state.next_id,
+                    name,
+                    labels: body["labels"]
+                        .as_array()
+                        .map(|l| {
+                            l.iter()
+                                .filter_map(|v| v.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    online: state.online_on_register,
+                };
+                state.runners.push(runner.clone());
+                let config = format!("{}-jit-{}", self.fake.canary, runner.id);
+                ResponseTemplate::new(201).set_body_json(json!({
+                    "runner": runner_json(&FakeRunner { online: false, ..runner }),
+                    "encoded_jit_config": config,
+                }))
+            }
+            Handler::Token(kind) => {
+                state.tokens_issued += 1;
+                ResponseTemplate::new(201).set_body_json(json!({
+                    "token": format!("{}-{kind}-{}", self.fake.canary, state.tokens_issued),
+                    "expires_at": "2099-01-01T00:00:00Z",
+                }))
+            }
+            Handler::List => {
+                let runners: Vec<Value> = state.runners.iter().map(runner_json).collect();
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"total_count": runners.len(), "runners": runners}))
+            }
+            Handler::Delete => {
+                let id: Option<u64> = request
+                    .url
+                    .path()
+                    .rsplit('/')
+                    .next()
+                    .and_then(|s| s.parse().ok());
+                let before = state.runners.len();
+                state.runners.retain(|r| Some(r.id) != id);
+                if state.runners.len() < before {
+                    ResponseTemplate::new(204)
+                } else {
+                    message(404, "Not Found")
+                }
+            }
+        }
+    }
+}
