@@ -31,6 +31,70 @@ impl LambdaProvider {
     }
 }
 
+/// An SSH key made for one launch (Lambda requires exactly one per launch). Delete it with
+/// [`LambdaProvider::delete_launch_key`] once the launch is done: a key is only read at launch.
+pub struct LaunchKey {
+    /// Its id.
+    pub id: lambda_cloud::SshKeyId,
+    /// Its name.
+    pub name: String,
+    /// The private key, when Lambda generated the pair.
+    pub private_key: Option<secrecy::SecretString>,
+}
+
+impl std::fmt::Debug for LaunchKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaunchKey")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+impl LambdaProvider {
+    /// Creates the SSH key `name` for one launch: `public_key` when given (debug access with
+    /// the user's own key), otherwise a pair Lambda generates, whose private key is kept.
+    pub async fn create_launch_key(
+        &self,
+        name: &str,
+        public_key: Option<&str>,
+    ) -> Result<LaunchKey, ProviderError> {
+        let keys = self.client.ssh_keys();
+        if let Some(public_key) = public_key {
+            let key = keys
+                .add(name, public_key)
+                .await
+                .map_err(|e| provider_error(&e))?;
+            return Ok(LaunchKey {
+                id: key.id,
+                name: key.name,
+                private_key: None,
+            });
+        }
+        let key = keys.generate(name).await.map_err(|e| provider_error(&e))?;
+        Ok(LaunchKey {
+            id: key.id,
+            name: key.name,
+            private_key: Some(secrecy::SecretString::from(
+                key.private_key.expose().to_owned(),
+            )),
+        })
+    }
+
+    /// Deletes a launch key; one already gone is not an error.
+    pub async fn delete_launch_key(&self, key: &LaunchKey) -> Result<(), ProviderError> {
+        match self.client.ssh_keys().delete(&key.id).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_not_found() => Ok(()),
+            Err(error) => Err(provider_error(&error)),
+        }
+    }
+}
+
 /// Maps the client's failures onto the kinds the core acts on.
 pub fn provider_error(error: &lambda_cloud::Error) -> ProviderError {
     let kind = match (error.kind(), error.code()) {

@@ -71,7 +71,7 @@ pub use duration::{format_duration, parse_duration};
 pub use error::{CoreError, GitHubError, InputError};
 pub use github::{GitHub, JitRunner, RunnerInfo, RunnerScope};
 #[cfg(feature = "lambda")]
-pub use lambda::{LambdaProvider, provider_error};
+pub use lambda::{LambdaProvider, LaunchKey, provider_error};
 pub use naming::{MAX_LABELS, MAX_RUNNER_NAME, RunnerNaming, parse_labels};
 pub use outputs::{MatrixEntry, Outputs};
 pub use plan::{

@@ -80,8 +80,9 @@ pub struct MachineTemplate {
     pub filesystems: Vec<String>,
     /// Firewall rulesets.
     pub firewall_rulesets: Vec<String>,
-    /// A name prefix; the machine index is appended.
-    pub name_prefix: Option<String>,
+    /// The machines' name, with `{idx}` replaced by the machine's index (0-based); without
+    /// one, `<label>-<idx>`.
+    pub name_template: Option<String>,
     /// Extra tags.
     pub tags: BTreeMap<String, String>,
 }
@@ -317,8 +318,8 @@ impl LaunchSetup for Registrar<'_> {
         spec.filesystems.clone_from(&template.filesystems);
         spec.firewall_rulesets
             .clone_from(&template.firewall_rulesets);
-        spec.name = Some(match &template.name_prefix {
-            Some(prefix) => format!("{prefix}-{index}"),
+        spec.name = Some(match &template.name_template {
+            Some(name) => name.replace("{idx}", &index.to_string()),
             None => naming.machine_tag(index),
         });
         spec.tags.clone_from(&template.tags);

@@ -1,0 +1,466 @@
+//! The action's two modes, composed from `gha-runner-core` and the Lambda provider: `start`
+//! (preflight, a launch key when none is named, provisioning, outputs, summary) and `stop`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use gha_runner_core::{
+    AgentDownload, AgentSource, BootSettings, CoreError, GitHub, LAUNCHED_TAG, LambdaProvider,
+    LaunchKey, LaunchPlan, MachineTemplate, ProvisionRequest, Provisioner, RUNNER_DOWNLOAD_BASE,
+    RUNNER_RELEASES_API, RunnerNaming, RunnerScope, preflight,
+};
+use lambda_cloud::RateLimits;
+
+use crate::inputs::{self, Env, Mode, StartInputs, StopInputs};
+use crate::summary::{self, MachineRow, StartSummary};
+use crate::workflow::Workflow;
+
+/// Why the action failed: an annotation title and a one-line cause that names the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{title}: {message}")]
+pub struct Failure {
+    /// The annotation's title.
+    pub title: String,
+    /// The cause, with the fix.
+    pub message: String,
+}
+
+impl Failure {
+    fn new(title: impl Into<String>, message: impl Into<String>) -> Failure {
+        Failure {
+            title: title.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<gha_runner_core::InputError> for Failure {
+    fn from(error: gha_runner_core::InputError) -> Failure {
+        Failure::new(format!("Invalid input `{}`", error.field), error.problem)
+    }
+}
+
+impl From<CoreError> for Failure {
+    fn from(error: CoreError) -> Failure {
+        match error {
+            CoreError::Input(input) => input.into(),
+            CoreError::GitHub(github) => github_failure(&github),
+            other => Failure::new("Lambda Cloud", other.to_string()),
+        }
+    }
+}
+
+fn github_failure(error: &gha_runner_core::GitHubError) -> Failure {
+    let fix = match error.status {
+        Some(401) => " — the token was refused: check the GH_SA_TOKEN secret",
+        Some(403 | 404) => {
+            " — the token cannot manage self-hosted runners: a fine-grained token needs \
+             Administration: read and write on the repository (org scope: Self-hosted runners: \
+             read and write on the organization)"
+        }
+        _ => "",
+    };
+    Failure::new("GitHub", format!("{error}{fix}"))
+}
+
+/// The secrets the action reads, masked before anything else is printed.
+const SECRET_VARS: [&str; 3] = ["LAMBDA_API_KEY", "GH_PAT", "GITHUB_TOKEN"];
+
+/// Runs the action as `env` says, writing to `w`. On failure the error annotation has been
+/// written and the summary says what was cleaned up.
+pub async fn run<W: Write>(env: &Env, w: &mut Workflow<W>) -> Result<(), Failure> {
+    for name in SECRET_VARS {
+        if let Some(secret) = env.secret(name) {
+            w.mask(&secret);
+        }
+    }
+    let result = match inputs::parse(env) {
+        Ok(Mode::Start(start)) => run_start(env, &start, w).await,
+        Ok(Mode::Stop(stop)) => run_stop(env, &stop, w).await,
+        Err(error) => Err(error.into()),
+    };
+    if let Err(failure) = &result {
+        w.error(&failure.title, &failure.message);
+    }
+    result
+}
+
+/// The Lambda provider, from `LAMBDA_API_KEY`, `LAMBDA_API_URL` and, for a simulator with a
+/// scaled clock, `LAMBDA_API_TIME_SCALE`.
+fn lambda(env: &Env) -> Result<LambdaProvider, Failure> {
+    let key = env.secret("LAMBDA_API_KEY").ok_or_else(|| {
+        Failure::new(
+            "Missing LAMBDA_API_KEY",
+            "create an API key at https://cloud.lambda.ai/api-keys, store it as the repository \
+             secret LAMBDA_API_KEY, and pass it to the step: \
+             `env: { LAMBDA_API_KEY: ${{ secrets.LAMBDA_API_KEY }} }`",
+        )
+    })?;
+    let mut builder = lambda_cloud::Client::builder()
+        .api_key(key)
+        .user_agent(concat!("lambda-gha-action/", env!("CARGO_PKG_VERSION")));
+    if let Some(url) = env.var("LAMBDA_API_URL") {
+        builder = builder.base_url(url);
+    }
+    if let Some(text) = env.var("LAMBDA_API_TIME_SCALE") {
+        let scale: f64 = text
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s >= 1.0)
+            .ok_or_else(|| {
+                Failure::new(
+                    "Invalid LAMBDA_API_TIME_SCALE",
+                    format!("{text:?} must be a number ≥ 1 (a simulator's time scale)"),
+                )
+            })?;
+        builder = builder.rate_limits(RateLimits::DOCUMENTED.time_scaled(scale));
+    }
+    let client = builder
+        .build()
+        .map_err(|e| Failure::new("Lambda Cloud", e.to_string()))?;
+    Ok(LambdaProvider::new(client))
+}
+
+fn github(env: &Env, scope: &str, runner_group: Option<u64>) -> Result<GitHub, Failure> {
+    let token = env
+        .secret("GH_PAT")
+        .or_else(|| env.secret("GITHUB_TOKEN"))
+        .ok_or_else(|| {
+            Failure::new(
+                "Missing GitHub token",
+                "store a token that can manage self-hosted runners as the secret GH_SA_TOKEN and \
+                 pass it to the step: `env: { GH_PAT: ${{ secrets.GH_SA_TOKEN }} }`",
+            )
+        })?;
+    let repository = env.var("GITHUB_REPOSITORY").ok_or_else(|| {
+        Failure::new(
+            "Missing GITHUB_REPOSITORY",
+            "run inside GitHub Actions, or set GITHUB_REPOSITORY=owner/repo",
+        )
+    })?;
+    let scope = RunnerScope::parse(scope, repository, runner_group)?;
+    GitHub::new(
+        &token,
+        env.var("GITHUB_API_URL"),
+        env.var("GITHUB_SERVER_URL"),
+        scope,
+    )
+    .map_err(|e| github_failure(&e))
+}
+
+/// Where machines get the agent: this version's release (its `SHA256SUMS` downloaded by
+/// `action.yml` next to the action binary), or, for refs with no release, the action's commit.
+fn agent_source(env: &Env, start: &StartInputs) -> Result<AgentSource, Failure> {
+    if let (Some(sums), Some(base)) = (
+        env.var("LAMBDA_GHA_SHA256SUMS"),
+        env.var("LAMBDA_GHA_RELEASE_URL"),
+    ) {
+        let text = std::fs::read_to_string(sums).map_err(|e| {
+            Failure::new(
+                "Release checksums",
+                format!("cannot read LAMBDA_GHA_SHA256SUMS {sums:?}: {e}"),
+            )
+        })?;
+        let asset = |target: &str| {
+            let name = format!("lambda-gha-{target}");
+            text.lines().find_map(|line| {
+                let (sha, file) = line.split_once(char::is_whitespace)?;
+                (file.trim().trim_start_matches('*') == name).then(|| AgentDownload {
+                    url: format!("{}/{name}", base.trim_end_matches('/')),
+                    sha256: sha.to_owned(),
+                })
+            })
+        };
+        let x86_64 = asset("x86_64-unknown-linux-musl");
+        let aarch64 = asset("aarch64-unknown-linux-musl");
+        if x86_64.is_none() && aarch64.is_none() {
+            return Err(Failure::new(
+                "Release checksums",
+                format!("{sums} lists no lambda-gha agent binary"),
+            ));
+        }
+        return Ok(AgentSource::Release { x86_64, aarch64 });
+    }
+    let rev = start.action_ref.clone().unwrap_or_default();
+    let repository = env
+        .var("LAMBDA_GHA_SOURCE_REPO")
+        .map(str::to_owned)
+        .or_else(|| {
+            env.var("GITHUB_ACTION_REPOSITORY")
+                .map(|r| format!("https://github.com/{r}"))
+        });
+    match repository {
+        Some(repository) if rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit()) => {
+            Ok(AgentSource::Source { repository, rev })
+        }
+        _ => Err(Failure::new(
+            "Invalid input `action_ref`",
+            "this ref of the action has no release, so machines build the agent from the \
+             action's commit: pass its full SHA as `action_ref` (runner.yml does this for you)",
+        )),
+    }
+}
+
+async fn run_start<W: Write>(
+    env: &Env,
+    start: &StartInputs,
+    w: &mut Workflow<W>,
+) -> Result<(), Failure> {
+    let agent = agent_source(env, start)?;
+    let provider = lambda(env)?;
+    let github = github(env, &start.scope, start.runner_group)?;
+    let run = env.var("GITHUB_RUN_ID");
+    let naming = RunnerNaming::for_run(run);
+    let name_template = match &start.instance_name {
+        Some(template) => Some(inputs::instance_name(
+            template,
+            naming.label(),
+            run.unwrap_or(""),
+            env.var("GITHUB_REPOSITORY").unwrap_or(""),
+        )?),
+        None => None,
+    };
+
+    w.group("Checking the request");
+    let lifetime = Duration::from_secs(start.timings.max_lifetime_seconds);
+    let checked = preflight(
+        &provider,
+        &start.instance_types,
+        &start.regions,
+        start.instance_count,
+        lifetime,
+        start.max_cost_usd,
+    )
+    .await?;
+    let plan = LaunchPlan::new(
+        checked.candidates.clone(),
+        start.instance_count,
+        start.capacity,
+    )?;
+    w.line(&format!(
+        "{} candidate(s) in order: {}",
+        plan.candidates.len(),
+        plan.candidates
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    w.line(&format!("worst case: {}", checked.estimate));
+    if !start.self_terminate {
+        w.warning(
+            "self_terminate is off",
+            "the Lambda API key stays off the machines: they end only by a `mode: stop` job \
+             (add one with `if: always()`) or the reaper",
+        );
+    }
+
+    let launch_key = if start.ssh_key_name.is_some() {
+        None
+    } else {
+        let name = format!("lambda-gha-{}", naming.label());
+        let key = provider
+            .create_launch_key(&name, start.ssh_pubkey.as_deref())
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    "Lambda Cloud",
+                    format!("creating the launch's SSH key: {e}"),
+                )
+            })?;
+        if let Some(private) = &key.private_key {
+            w.mask(private);
+        }
+        w.line(&format!("made SSH key {name} for this launch"));
+        Some(key)
+    };
+    let request = ProvisionRequest {
+        plan,
+        naming: naming.clone(),
+        runners_per_instance: start.runners_per_instance,
+        mode: start.runner_mode,
+        extra_labels: start.extra_labels.clone(),
+        machine: MachineTemplate {
+            image: start.image.clone(),
+            ssh_key: start
+                .ssh_key_name
+                .clone()
+                .or_else(|| launch_key.as_ref().map(|k| k.name.clone())),
+            filesystems: start.filesystems.clone(),
+            firewall_rulesets: start.firewall_rulesets.clone(),
+            name_template,
+            tags: start.tags.clone(),
+        },
+        boot: BootSettings {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            agent,
+            runner_releases_api: RUNNER_RELEASES_API.to_owned(),
+            runner_download_base: RUNNER_DOWNLOAD_BASE.to_owned(),
+            privileges: start.privileges,
+            user_script: start.userdata.clone(),
+            agent_api_url: env.var("LAMBDA_API_URL").map(str::to_owned),
+            agent_api_key: if start.self_terminate {
+                env.secret("LAMBDA_API_KEY")
+            } else {
+                None
+            },
+            timings: start.timings,
+        },
+        online_poll: Duration::from_secs(start.timings.poll_seconds.clamp(1, 5)),
+    };
+
+    w.group(&format!(
+        "Launching {} machine(s) with {} runner(s) each",
+        start.instance_count, start.runners_per_instance
+    ));
+    let result = Provisioner::new(&provider, &github)
+        .provision(&request)
+        .await;
+    if let Some(key) = &launch_key {
+        remove_launch_key(&provider, key, w).await;
+    }
+    let label = naming.label();
+    match result {
+        Ok(provisioned) => {
+            for attempt in &provisioned.attempts {
+                w.line(&attempt.to_string());
+            }
+            let machines: Vec<MachineRow> = provisioned
+                .launched
+                .iter()
+                .map(|l| MachineRow {
+                    index: l.instance_index,
+                    id: l.machine.to_string(),
+                    instance_type: l.candidate.instance_type.clone(),
+                    region: l.candidate.region.clone(),
+                    price_cents_per_hour: checked
+                        .catalog
+                        .offering(&l.candidate.instance_type)
+                        .map(|o| o.price_cents_per_hour),
+                    runners: (0..start.runners_per_instance)
+                        .map(|r| naming.runner_name(l.instance_index, r))
+                        .collect(),
+                })
+                .collect();
+            w.end_group();
+            let outputs = &provisioned.outputs;
+            let first = machines.first();
+            let total: u32 = machines.iter().filter_map(|m| m.price_cents_per_hour).sum();
+            let written = (|| -> std::io::Result<()> {
+                w.output("label", &outputs.label)?;
+                w.output("instance-id", outputs.instance_id.as_deref().unwrap_or(""))?;
+                w.output(
+                    "mtx",
+                    &serde_json::to_string(&outputs.mtx).unwrap_or_else(|_| "[]".into()),
+                )?;
+                w.output(
+                    "instance-type",
+                    first.map_or("", |m| m.instance_type.as_str()),
+                )?;
+                w.output("region", first.map_or("", |m| m.region.as_str()))?;
+                w.output("price-cents-per-hour", &total.to_string())?;
+                w.summary(&summary::render_start(&StartSummary {
+                    label,
+                    attempts: &provisioned.attempts,
+                    machines: &machines,
+                    estimate: Some(checked.estimate),
+                    failure: None,
+                }))
+            })();
+            written.map_err(|e| Failure::new("Writing outputs", e.to_string()))?;
+            w.line(&format!(
+                "{} runner(s) online with label {label}",
+                outputs.mtx.len()
+            ));
+            Ok(())
+        }
+        Err(failure) => {
+            for line in failure.to_string().lines() {
+                w.line(line);
+            }
+            w.end_group();
+            let _ = w.summary(&summary::render_start(&StartSummary {
+                label,
+                attempts: &failure.attempts,
+                machines: &[],
+                estimate: Some(checked.estimate),
+                failure: Some((&failure.reason, &failure.cleanup)),
+            }));
+            let leaked = if failure.cleanup.is_complete() {
+                ""
+            } else {
+                " (cleanup incomplete: see the summary)"
+            };
+            Err(Failure::new(
+                "Launch failed",
+                format!("{}{leaked}", failure.reason),
+            ))
+        }
+    }
+}
+
+async fn remove_launch_key<W: Write>(
+    provider: &LambdaProvider,
+    key: &LaunchKey,
+    w: &mut Workflow<W>,
+) {
+    if let Err(error) = provider.delete_launch_key(key).await {
+        w.warning(
+            "SSH key left behind",
+            &format!(
+                "could not delete the launch's SSH key {} ({error}); delete it in the Lambda dashboard",
+                key.name
+            ),
+        );
+    }
+}
+
+async fn run_stop<W: Write>(
+    env: &Env,
+    stop: &StopInputs,
+    w: &mut Workflow<W>,
+) -> Result<(), Failure> {
+    let provider = lambda(env)?;
+    let github = github(env, &stop.scope, None)?;
+    w.group(&format!(
+        "Stopping the launches of {} machine(s)",
+        stop.machines.len()
+    ));
+    let report = Provisioner::new(&provider, &github)
+        .stop(&stop.machines)
+        .await?;
+    let now = jiff::Timestamp::now();
+    let billed: Vec<Option<Duration>> = report
+        .stopped
+        .iter()
+        .map(|m| {
+            let launched: jiff::Timestamp = m.tags.get(LAUNCHED_TAG)?.parse().ok()?;
+            Duration::try_from(now.duration_since(launched)).ok()
+        })
+        .collect();
+    for machine in &report.stopped {
+        w.line(&format!(
+            "terminating {} ({})",
+            machine.id, machine.instance_type
+        ));
+    }
+    w.end_group();
+    let _ = w.summary(&summary::render_stop(&report, &billed));
+    if report.cleanup.is_complete() {
+        w.line(&format!(
+            "stopped {} machine(s), deleted {} runner registration(s)",
+            report.cleanup.terminated.len(),
+            report.cleanup.runners_deleted.len()
+        ));
+        Ok(())
+    } else {
+        Err(Failure::new(
+            "Stop incomplete",
+            format!(
+                "{} machine(s) could not be terminated and {} runner(s) not deleted: see the summary",
+                report.cleanup.not_terminated.len(),
+                report.cleanup.runners_not_deleted.len()
+            ),
+        ))
+    }
+}
