@@ -106,7 +106,7 @@ pub fn render_start(s: &StartSummary<'_>) -> String {
             .iter()
             .filter_map(|m| m.price_cents_per_hour)
             .sum();
-        let _ = writeln!(md, "\nTogether: {}/h.", dollars(total));
+        let _ = writeln!(md, "\nTogether: {}/h.\n", dollars(total));
     }
     if let Some(estimate) = s.estimate {
         let _ = writeln!(

@@ -1,0 +1,111 @@
+//! A start that brings runners online, then the stop that ends them: outputs and summaries
+//! snapshot-tested, secrets masked first and absent everywhere, nothing left billing.
+
+use lambda_cloud_sim::Scenario;
+
+use crate::support::{World, settings};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_brings_runners_online_and_stop_leaves_nothing_behind() {
+    let w =
+        World::new(Scenario::default().with_capacity("gpu_1x_a10", "us-east-1", &[(0, 0)])).await;
+    let run = w
+        .run(w.env(&[
+            ("instance_type", "gpu_1x_a10,gpu_1x_a6000"),
+            ("region", "us-east-1"),
+            ("runners_per_instance", "2"),
+            ("extra_gh_labels", "cuda"),
+            ("tags", "team=ml"),
+        ]))
+        .await;
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    w.assert_no_secrets(&run);
+    let masks: Vec<&str> = run.stdout.lines().take(2).collect();
+    assert!(
+        masks.iter().all(|l| l.starts_with("::add-mask::")),
+        "the secrets are masked before anything else is printed:\n{}",
+        run.stdout
+    );
+    settings().bind(|| {
+        insta::assert_snapshot!("start_output", run.output);
+        insta::assert_snapshot!("start_summary", run.summary);
+    });
+    let outputs = run.outputs();
+    assert_eq!(
+        outputs["instance-type"], "gpu_1x_a6000",
+        "fell back past the full type"
+    );
+    assert_eq!(w.sim.ledger().still_billing.len(), 1);
+    assert_eq!(w.github.names().len(), 2, "two runners on the machine");
+    let keys = w.sim.client().unwrap().ssh_keys().list().await.unwrap();
+    assert!(
+        keys.is_empty(),
+        "the launch's own SSH key is deleted: {keys:?}"
+    );
+    let tagged = w.sim.client().unwrap().instances().list().await.unwrap();
+    assert_eq!(tagged[0].tag("team"), Some("ml"));
+
+    let stop = w
+        .run(w.env(&[("mode", "stop"), ("mtx", &outputs["mtx"])]))
+        .await;
+    assert!(stop.success, "{}\n{}", stop.stdout, stop.stderr);
+    w.assert_no_secrets(&stop);
+    let mut filters = settings();
+    filters.add_filter(r"\| [0-9hms]+ \| \$[0-9.]+ \|", "| [billed] | [cost] |");
+    filters.add_filter(r"about \$[0-9.]+", "about $[total]");
+    filters.bind(|| insta::assert_snapshot!("stop_summary", stop.summary));
+    assert!(w.sim.ledger().still_billing.is_empty(), "nothing billing");
+    assert!(w.github.names().is_empty(), "nothing registered");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_self_termination_the_key_stays_off_the_machine() {
+    let w = World::new(Scenario::default()).await;
+    let run = w
+        .run(w.env(&[
+            ("instance_type", "gpu_1x_a10"),
+            ("self_terminate", "false"),
+            ("ssh_key_name", "mine"),
+        ]))
+        .await;
+    // The named key does not exist: Lambda refuses the launch, and nothing is left.
+    assert!(!run.success);
+    let (title, message) = run.error().unwrap();
+    assert_eq!(title, "Launch failed");
+    assert!(
+        message.contains("mine") || message.contains("SSH"),
+        "{message}"
+    );
+    assert!(run.stdout.contains("self_terminate is off"));
+    assert!(w.github.names().is_empty());
+
+    w.sim
+        .client()
+        .unwrap()
+        .ssh_keys()
+        .add("mine", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx mine")
+        .await
+        .unwrap();
+    let run = w
+        .run(w.env(&[
+            ("instance_type", "gpu_1x_a10"),
+            ("self_terminate", "false"),
+            ("ssh_key_name", "mine"),
+        ]))
+        .await;
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let instances = w.sim.client().unwrap().instances().list().await.unwrap();
+    let running: Vec<_> = instances
+        .iter()
+        .filter(|i| {
+            i.status == lambda_cloud::InstanceStatus::Booting
+                || i.status == lambda_cloud::InstanceStatus::Active
+        })
+        .collect();
+    assert_eq!(running.len(), 1);
+    let stop = w
+        .run(w.env(&[("mode", "stop"), ("instance_id", running[0].id.as_str())]))
+        .await;
+    assert!(stop.success, "{}", stop.stdout);
+    assert!(w.sim.ledger().still_billing.is_empty());
+}
