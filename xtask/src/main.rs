@@ -12,12 +12,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
+mod dist;
+mod lint;
+
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci     install missing system tools, then fmt, clippy, all tests, e2e and package checks
-  e2e    run the workspace end-to-end suite (tests/)
+  ci                      install missing tools, then fmt, clippy, workflow lints, all tests,
+                          e2e and package checks
+  e2e                     run the workspace end-to-end suite (tests/)
+  lint                    actionlint and zizmor over the workflows and action.yml
+  dist [--target TRIPLE]  release binaries and SHA256SUMS under target/dist
+  bench [NAME...]         benchmarks with ratios against in-run baselines (action)
 ";
 
 fn main() -> ExitCode {
@@ -25,6 +33,12 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("e2e") => Ok(e2e()),
+        Some("lint") => {
+            let mut run = Run::new();
+            lint::steps(&mut run).map(|()| run.summary())
+        }
+        Some("dist") => dist::dist(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(true)
@@ -160,6 +174,7 @@ fn ci() -> Result<bool> {
         "doc tests",
         &["test", "--workspace", "--doc", "--locked", "--quiet"],
     );
+    lint::steps(&mut run)?;
     e2e_step(&mut run);
     run.cargo_with_env(
         "cargo doc (no warnings, no broken links)",
@@ -212,7 +227,23 @@ const SYSTEM_TOOLS: &[(&str, &str)] = &[
 /// Installs what the tests need that cargo does not provide. Only what is missing, so a
 /// warm machine pays nothing.
 fn install_system_tools() -> Result<()> {
-    let missing: Vec<&str> = SYSTEM_TOOLS
+    ensure_tools(SYSTEM_TOOLS)?;
+    if !has_command("cargo-nextest") {
+        println!("==> installing cargo-nextest");
+        let status = Command::new("cargo")
+            .args(["install", "cargo-nextest", "--locked"])
+            .status()
+            .context("running cargo install")?;
+        if !status.success() {
+            bail!("could not install cargo-nextest: run `cargo install cargo-nextest --locked`");
+        }
+    }
+    Ok(())
+}
+
+/// Installs the Debian packages of `tools` whose command is missing.
+pub(crate) fn ensure_tools(tools: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = tools
         .iter()
         .filter(|(command, _)| !has_command(command))
         .map(|(_, package)| *package)
@@ -232,16 +263,6 @@ fn install_system_tools() -> Result<()> {
                 missing.join(", "),
                 missing.join(" ")
             ),
-        }
-    }
-    if !has_command("cargo-nextest") {
-        println!("==> installing cargo-nextest");
-        let status = Command::new("cargo")
-            .args(["install", "cargo-nextest", "--locked"])
-            .status()
-            .context("running cargo install")?;
-        if !status.success() {
-            bail!("could not install cargo-nextest: run `cargo install cargo-nextest --locked`");
         }
     }
     Ok(())
