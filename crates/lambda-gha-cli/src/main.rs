@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gha_runner_core::{
-    Agent, AgentClock, AgentConfig, AgentOutcome, AgentPaths, CloudProvider, HookKind,
-    LambdaProvider, send_hook,
+    Agent, AgentClock, AgentConfig, AgentOutcome, AgentPaths, CloudProvider, GitHub, HookKind,
+    LambdaProvider, ReapPolicy, RunnerScope, send_hook,
 };
+use secrecy::SecretString;
 
 /// Ephemeral GitHub Actions runners and GPU runs on Lambda Cloud.
 #[derive(Parser)]
@@ -26,6 +27,34 @@ enum Command {
     /// The on-machine agent that ends a runner machine when its work is done.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Terminate machines this project launched that are past their expiry (or, with
+    /// GitHub, whose runners are gone) and delete runner registrations whose machines are
+    /// gone: the backstop for anything an agent could not end. Key from LAMBDA_API_KEY;
+    /// GitHub token from GH_PAT or GITHUB_TOKEN.
+    Reap(ReapArgs),
+}
+
+#[derive(Args)]
+struct ReapArgs {
+    /// Also check GitHub for this repository's runners (`owner/repo`).
+    #[arg(long, value_name = "OWNER/REPO")]
+    github_repository: Option<String>,
+    /// Whose runners: the repository's or its organization's.
+    #[arg(long, default_value = "repo", value_parser = ["repo", "org"])]
+    scope: String,
+    /// How long after launch a machine must have a registered runner.
+    #[arg(long, default_value = "30m", value_parser = parse_duration_arg)]
+    orphan_after: std::time::Duration,
+    /// Say what would be done, do nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The Lambda API (default https://cloud.lambda.ai, or LAMBDA_API_URL).
+    #[arg(long, env = "LAMBDA_API_URL")]
+    api_url: Option<String>,
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    gha_runner_core::parse_duration(text, "duration").map_err(|e| e.problem)
 }
 
 #[derive(Subcommand)]
@@ -124,6 +153,72 @@ async fn agent_run(args: AgentRun) -> Result<ExitCode> {
     }
 }
 
+async fn reap(args: ReapArgs) -> Result<ExitCode> {
+    let mut builder = lambda_cloud::Client::builder();
+    if let Some(url) = &args.api_url {
+        builder = builder.base_url(url);
+    }
+    let provider = LambdaProvider::new(builder.build()?);
+    let github = match &args.github_repository {
+        Some(repository) => {
+            let token = ["GH_PAT", "GITHUB_TOKEN"]
+                .iter()
+                .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+                .map(SecretString::from)
+                .context("--github-repository needs a token in GH_PAT or GITHUB_TOKEN")?;
+            let scope = RunnerScope::parse(&args.scope, repository, None)?;
+            Some(GitHub::new(
+                &token,
+                std::env::var("GITHUB_API_URL").ok().as_deref(),
+                std::env::var("GITHUB_SERVER_URL").ok().as_deref(),
+                scope,
+            )?)
+        }
+        None => None,
+    };
+    let policy = ReapPolicy {
+        orphan_after: args.orphan_after,
+        dry_run: args.dry_run,
+        ..ReapPolicy::now()
+    };
+    let report = gha_runner_core::reap(&provider, github.as_ref(), policy).await?;
+    let verb = if args.dry_run {
+        "would terminate"
+    } else {
+        "terminated"
+    };
+    println!(
+        "reap: {} machine(s) of lambda-gha alive, {} to end",
+        report.examined,
+        report.reaped.len()
+    );
+    for (machine, reason) in &report.reaped {
+        println!(
+            "  {verb} {} ({} in {}): {reason}",
+            machine.id, machine.instance_type, machine.region
+        );
+    }
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    for (id, name) in &report.ghost_runners {
+        println!("  {verb} runner {name} ({id}): its machine is gone");
+    }
+    for (id, why) in &report.cleanup.not_terminated {
+        eprintln!("  COULD NOT TERMINATE {id}: {why}; it may be billing");
+    }
+    for (id, why) in &report.cleanup.runners_not_deleted {
+        eprintln!("  could not delete runner {id}: {why}");
+    }
+    Ok(if report.cleanup.is_complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 async fn agent_hook(args: AgentHook) -> ExitCode {
     let kind = match args.event {
         HookEvent::JobStarted => HookKind::JobStarted,
@@ -149,6 +244,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Agent(AgentCommand::Run(args)) => agent_run(args).await,
         Command::Agent(AgentCommand::Hook(args)) => Ok(agent_hook(args).await),
+        Command::Reap(args) => reap(args).await,
     };
     result.unwrap_or_else(|error| {
         eprintln!("lambda-gha: {error:#}");

@@ -3,8 +3,10 @@
 // The suite prints the timelines it measures; helpers outside #[test] unwrap like tests do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod action_files;
 mod agent;
 mod boot;
 mod examples;
+mod reap;
 mod repository;
 mod simulator;

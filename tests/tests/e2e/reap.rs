@@ -1,0 +1,77 @@
+//! `lambda-gha reap`, the reaper workflow's command, against the simulator and the fake
+//! GitHub: an expired machine is terminated, a live one is left alone, and a runner whose
+//! machine is gone is deleted.
+
+use lambda_gha_tests::FakeGitHub;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reap_ends_expired_machines_and_ghost_runners_and_nothing_else() {
+    let built = lambda_gha_tests::cargo()
+        .args(["build", "--quiet", "-p", "lambda-gha-cli"])
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let sim = lambda_cloud_sim::Sim::builder()
+        .time_scale(50.0)
+        .api_key("reap-key")
+        .start()
+        .await
+        .unwrap();
+    let client = sim.client().unwrap();
+    client
+        .ssh_keys()
+        .add("ci", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI ci")
+        .await
+        .unwrap();
+    let launch = |label: &'static str, expires: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .instances()
+                .launch("gpu_1x_a10", "us-east-1", "ci")
+                .tag("lambda-gha:run", label)
+                .tag("lambda-gha:launched", "2026-01-01T00:00:00Z")
+                .tag("lambda-gha:expires", expires)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let expired = launch("lambda-1-expire", "2026-01-01T02:10:00Z").await;
+    let live = launch("lambda-2-alive0", "2999-01-01T00:00:00Z").await;
+    let github = FakeGitHub::start(true).await;
+    github.register("lambda-2-alive0-0-0", true);
+    let ghost = github.register("lambda-3-gone00-0-0", false);
+
+    let binary = lambda_gha_tests::workspace_root().join("target/debug/lambda-gha");
+    let out = std::process::Command::new(binary)
+        .args(["reap", "--github-repository", "octo/gpu"])
+        .env("LAMBDA_API_KEY", "reap-key")
+        .env("LAMBDA_API_URL", sim.base_url())
+        .env("GH_PAT", "reap-pat")
+        .env("GITHUB_API_URL", github.uri())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("2 machine(s) of lambda-gha alive, 1 to end"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("terminated {}", expired[0])),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("deleted runner lambda-3-gone00-0-0"),
+        "{stdout}"
+    );
+    let billing = sim.ledger().still_billing;
+    assert_eq!(billing, live, "only the live machine still bills");
+    assert!(github.runners().iter().all(|r| r.id != ghost));
+    assert_eq!(github.names(), ["lambda-2-alive0-0-0"]);
+}
