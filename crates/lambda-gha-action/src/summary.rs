@@ -63,7 +63,12 @@ pub fn render_start(s: &StartSummary<'_>) -> String {
             let _ = writeln!(md, "## lambda-gha: launch failed\n\n> {}\n", cell(reason));
         }
     }
-    let _ = writeln!(md, "Label: `{}` (use it in `runs-on`)\n", s.label);
+    let use_it = if s.failure.is_none() {
+        "use it in `runs-on`"
+    } else {
+        "no runner is left under it"
+    };
+    let _ = writeln!(md, "Label: `{}` ({use_it})\n", s.label);
     if !s.attempts.is_empty() {
         md.push_str("### Launch attempts\n\n| # | machine | type | region | at | result | detail |\n|---|---|---|---|---|---|---|\n");
         for (n, attempt) in s.attempts.iter().enumerate() {
@@ -108,7 +113,7 @@ pub fn render_start(s: &StartSummary<'_>) -> String {
             .sum();
         let _ = writeln!(md, "\nTogether: {}/h.\n", dollars(total));
     }
-    if let Some(estimate) = s.estimate {
+    if let Some(estimate) = s.estimate.filter(|_| s.failure.is_none()) {
         let _ = writeln!(
             md,
             "Worst case at the maximum lifetime: {estimate}. Machines end themselves when idle; \

@@ -7,7 +7,6 @@ use lambda_gha_tests::read_repo_file;
 
 /// The names under a top-level YAML key (`inputs:`), two-space indented.
 fn keys_under(yaml: &str, section: &str, indent: usize) -> BTreeSet<String> {
-    let pad = " ".repeat(indent);
     let mut inside = false;
     let mut keys = BTreeSet::new();
     for line in yaml.lines() {

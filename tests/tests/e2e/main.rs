@@ -7,6 +7,7 @@ mod action_files;
 mod agent;
 mod boot;
 mod examples;
+mod fetch_binary;
 mod reap;
 mod repository;
 mod simulator;

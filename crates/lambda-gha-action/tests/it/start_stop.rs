@@ -109,3 +109,34 @@ async fn without_self_termination_the_key_stays_off_the_machine() {
     assert!(stop.success, "{}", stop.stdout);
     assert!(w.sim.ledger().still_billing.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_after_a_launch_terminates_it_and_the_summary_says_so() {
+    let w = World::new(Scenario {
+        max_instances: Some(1),
+        ..Scenario::default()
+    })
+    .await;
+    let run = w
+        .run(w.env(&[
+            ("instance_type", "gpu_1x_a10"),
+            ("region", "us-east-1"),
+            ("instance_count", "2"),
+        ]))
+        .await;
+    assert!(!run.success);
+    w.assert_no_secrets(&run);
+    let (title, message) = run.error().unwrap();
+    assert_eq!(title, "Launch failed");
+    assert!(message.contains("global/quota-exceeded"), "{message}");
+    assert!(run.output.is_empty(), "no outputs for a failed launch");
+    settings().bind(|| insta::assert_snapshot!("failure_summary", run.summary));
+    assert_eq!(w.launches(), 1);
+    assert!(
+        w.sim.ledger().still_billing.is_empty(),
+        "the first machine is terminated"
+    );
+    assert!(w.github.names().is_empty(), "its runner is deleted");
+    let keys = w.sim.client().unwrap().ssh_keys().list().await.unwrap();
+    assert!(keys.is_empty(), "the launch key is deleted on failure too");
+}
