@@ -48,7 +48,7 @@ struct ReapArgs {
     /// Say what would be done, do nothing.
     #[arg(long)]
     dry_run: bool,
-    /// The Lambda API (default https://cloud.lambda.ai, or LAMBDA_API_URL).
+    /// The Lambda API base URL (default: Lambda's public API, or LAMBDA_API_URL).
     #[arg(long, env = "LAMBDA_API_URL")]
     api_url: Option<String>,
 }
