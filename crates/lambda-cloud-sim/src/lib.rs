@@ -64,7 +64,7 @@ pub use error::SimError;
 pub use ledger::{Ledger, LedgerEntry};
 pub use scenario::{
     CapacitySpec, CapacityStep, FaultSpec, InstanceBehavior, InstanceBehaviorSpec,
-    InstanceTypeSpec, RateLimitSpec, RegionSpec, Scenario, SecondsRange,
+    InstanceTypeSpec, RateLimitSpec, RegionSpec, Scenario, SecondsRange, SshKeySpec,
 };
 pub use user_data::{LOG_FILE, SCRIPT_FILE};
 

@@ -43,6 +43,18 @@ pub struct Scenario {
     pub max_instances: Option<u32>,
     /// Entries per page of audit events and tickets.
     pub page_size: usize,
+    /// SSH keys the account has from the start.
+    pub ssh_keys: Vec<SshKeySpec>,
+}
+
+/// An SSH key the account starts with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshKeySpec {
+    /// Its name, as launches name it.
+    pub name: String,
+    /// Its public key.
+    pub public_key: String,
 }
 
 /// A region.
@@ -333,6 +345,7 @@ impl Default for Scenario {
             restart_seconds: 60.0,
             max_instances: None,
             page_size: 100,
+            ssh_keys: Vec::new(),
         }
     }
 }
@@ -380,6 +393,15 @@ impl Scenario {
         self
     }
 
+    /// Adds an SSH key the account starts with (a placeholder public key).
+    pub fn with_ssh_key(mut self, name: &str) -> Self {
+        self.ssh_keys.push(SshKeySpec {
+            name: name.to_owned(),
+            public_key: format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI {name}"),
+        });
+        self
+    }
+
     /// Adds an injected failure.
     pub fn with_fault(mut self, fault: FaultSpec) -> Self {
         self.faults.push(fault);
@@ -398,6 +420,14 @@ impl Scenario {
         let fail = |message: String| Err(SimError::Scenario { message });
         if self.regions.is_empty() || self.instance_types.is_empty() {
             return fail("a scenario needs at least one region and one instance type".into());
+        }
+        for (i, key) in self.ssh_keys.iter().enumerate() {
+            if key.name.is_empty() || self.ssh_keys[..i].iter().any(|k| k.name == key.name) {
+                return fail(format!(
+                    "SSH key names must be non-empty and unique ({:?})",
+                    key.name
+                ));
+            }
         }
         for ty in &self.instance_types {
             if !(ty.boot_seconds.min >= 0.0 && ty.boot_seconds.min <= ty.boot_seconds.max) {

@@ -3,7 +3,7 @@
 
 use lambda_cloud::{
     AuditEvent, FabricPartition, Filesystem, FirewallRule, FirewallRuleset, InstanceId, Redacted,
-    SshKey, Ticket,
+    SshKey, SshKeyId, Ticket,
 };
 
 use crate::clock::SimClock;
@@ -65,7 +65,7 @@ pub(crate) struct World {
 impl World {
     pub(crate) fn new(scenario: Scenario, clock: SimClock) -> World {
         let rng = fastrand::Rng::with_seed(scenario.seed);
-        World {
+        let mut world = World {
             scenario,
             clock,
             now: 0.0,
@@ -92,7 +92,16 @@ impl World {
             audit: Vec::new(),
             effects: Vec::new(),
             next_host: 2,
+        };
+        for spec in world.scenario.ssh_keys.clone() {
+            let id = SshKeyId::new(world.new_id());
+            world.ssh_keys.push(SshKey {
+                id,
+                name: spec.name,
+                public_key: spec.public_key,
+            });
         }
+        world
     }
 
     /// A fresh 32-hex-digit id, as Lambda's look.

@@ -43,17 +43,13 @@ async fn the_agent_binary_terminates_its_own_instance_after_the_last_job() {
     assert!(built.success());
 
     let sim = lambda_cloud_sim::Sim::builder()
+        .scenario(lambda_cloud_sim::Scenario::default().with_ssh_key("ci"))
         .time_scale(SCALE)
         .api_key("agent-key")
         .start()
         .await
         .unwrap();
     let client = sim.client().unwrap();
-    client
-        .ssh_keys()
-        .add("ci", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI ci")
-        .await
-        .unwrap();
     let id = client
         .instances()
         .launch("gpu_1x_a10", "us-east-1", "ci")

@@ -156,7 +156,7 @@ async fn run(case: Case) {
     }
     scenario.faults = case.faults;
     let sim = lambda_cloud_sim::Sim::builder()
-        .scenario(scenario)
+        .scenario(scenario.with_ssh_key("ci"))
         .time_scale(SCALE)
         .api_key("boot-key")
         .user_data_sandbox(work.join("sandboxes"))
@@ -164,11 +164,6 @@ async fn run(case: Case) {
         .await
         .unwrap();
     let client = sim.client().unwrap();
-    client
-        .ssh_keys()
-        .add("ci", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI ci")
-        .await
-        .unwrap();
 
     let naming = RunnerNaming::with_label("lambda-5-boot").unwrap();
     let agent_config = AgentConfig {

@@ -12,17 +12,13 @@ async fn reap_ends_expired_machines_and_ghost_runners_and_nothing_else() {
         .unwrap();
     assert!(built.success());
     let sim = lambda_cloud_sim::Sim::builder()
+        .scenario(lambda_cloud_sim::Scenario::default().with_ssh_key("ci"))
         .time_scale(50.0)
         .api_key("reap-key")
         .start()
         .await
         .unwrap();
     let client = sim.client().unwrap();
-    client
-        .ssh_keys()
-        .add("ci", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI ci")
-        .await
-        .unwrap();
     let launch = |label: &'static str, expires: &'static str| {
         let client = client.clone();
         async move {

@@ -8,17 +8,12 @@ pub(crate) const SCALE: f64 = 100.0;
 
 pub(crate) async fn lambda_on_sim(scenario: Scenario) -> (Sim, LambdaProvider) {
     let sim = Sim::builder()
-        .scenario(scenario)
+        .scenario(scenario.with_ssh_key("ci"))
         .time_scale(SCALE)
         .api_key("k")
         .start()
         .await
         .unwrap();
     let client = sim.client().unwrap();
-    client
-        .ssh_keys()
-        .add("ci", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI ci")
-        .await
-        .unwrap();
     (sim, LambdaProvider::new(client))
 }
