@@ -6,24 +6,87 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gha_runner_core::{
     Agent, AgentClock, AgentConfig, AgentOutcome, AgentPaths, CloudProvider, GitHub, HookKind,
     LambdaProvider, ReapPolicy, RunnerScope, send_hook,
 };
+use lambda_gha_cli::config::{self, Settings};
+use lambda_gha_cli::launch::{CLI_TAG, LaunchRequest};
+use lambda_gha_cli::tables;
 use secrecy::SecretString;
 
 /// Ephemeral GitHub Actions runners and GPU runs on Lambda Cloud.
 #[derive(Parser)]
 #[command(name = "lambda-gha", version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Args)]
+struct Global {
+    /// Machine-readable JSON on stdout (human text goes to stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    /// The Lambda API base URL (also LAMBDA_API_URL; default: Lambda's public API).
+    #[arg(long, global = true, value_name = "URL")]
+    api_url: Option<String>,
+    /// The config file (default ~/.config/lambda-gha/config.toml): api_key, api_url,
+    /// instance_type, region, ssh_key.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// More logging (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Instance types: GPU, price, size and where they have capacity, cheapest first.
+    Types(TypesArgs),
+    /// Regions.
+    Regions,
+    /// Machine images.
+    Images,
+    /// Your instances.
+    #[command(visible_alias = "ls")]
+    Instances,
+    /// One instance.
+    Get {
+        /// Its id.
+        id: String,
+    },
+    /// Launch one instance, trying types and regions in order.
+    Launch(LaunchArgs),
+    /// Wait until an instance is active.
+    Wait {
+        /// Its id.
+        id: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "20m", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
+    },
+    /// Terminate instances (billing stops).
+    Terminate {
+        /// Their ids.
+        ids: Vec<String>,
+        /// Every instance this tool launched for you (tag `lambda-gha:cli`).
+        #[arg(long, conflicts_with = "ids")]
+        mine: bool,
+    },
+    /// SSH keys of the account.
+    #[command(subcommand)]
+    SshKeys(SshKeysCommand),
+    /// Persistent filesystems.
+    #[command(subcommand)]
+    Filesystems(FilesystemsCommand),
     /// The on-machine agent that ends a runner machine when its work is done.
     #[command(subcommand)]
     Agent(AgentCommand),
@@ -32,6 +95,100 @@ enum Command {
     /// gone: the backstop for anything an agent could not end. Key from LAMBDA_API_KEY;
     /// GitHub token from GH_PAT or GITHUB_TOKEN.
     Reap(ReapArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args)]
+struct TypesArgs {
+    /// Only types with capacity somewhere now.
+    #[arg(long)]
+    available: bool,
+    /// Only types whose name or GPU contains this, e.g. `h100`.
+    #[arg(long)]
+    gpu: Option<String>,
+}
+
+#[derive(Args)]
+struct LaunchArgs {
+    /// Instance types, comma-separated, tried in order (default: the config file's).
+    #[arg(long = "type", value_name = "TYPES")]
+    instance_type: Option<String>,
+    /// Regions, comma-separated, tried in order (default: the config file's, or any).
+    #[arg(long)]
+    region: Option<String>,
+    /// The SSH key to install (default: the config file's).
+    #[arg(long)]
+    ssh_key: Option<String>,
+    /// A name for the instance.
+    #[arg(long)]
+    name: Option<String>,
+    /// Image family or id.
+    #[arg(long)]
+    image: Option<String>,
+    /// Filesystems to mount, comma-separated.
+    #[arg(long)]
+    filesystem: Option<String>,
+    /// A cloud-init user-data file.
+    #[arg(long, value_name = "FILE")]
+    user_data: Option<PathBuf>,
+    /// Tags, `key=value`, repeatable.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    tags: Vec<String>,
+    /// Keep retrying for capacity this long (e.g. `10m`).
+    #[arg(long, value_parser = parse_duration_arg)]
+    capacity_wait: Option<std::time::Duration>,
+    /// Wait until the instance is active.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Subcommand)]
+enum SshKeysCommand {
+    /// List the keys.
+    List,
+    /// Add a public key.
+    Add {
+        /// Its name.
+        name: String,
+        /// The public key file (e.g. ~/.ssh/id_ed25519.pub).
+        public_key_file: PathBuf,
+    },
+    /// Delete a key, by name or id.
+    Rm {
+        /// Its name or id.
+        key: String,
+    },
+    /// Have Lambda generate a key pair; the private key is written to FILE (mode 0600).
+    Generate {
+        /// Its name.
+        name: String,
+        /// Where to write the private key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FilesystemsCommand {
+    /// List the filesystems.
+    List,
+    /// Create a filesystem.
+    Create {
+        /// Its name.
+        name: String,
+        /// Its region.
+        #[arg(long)]
+        region: String,
+    },
+    /// Delete a filesystem, by name or id.
+    Rm {
+        /// Its name or id.
+        filesystem: String,
+    },
 }
 
 #[derive(Args)]
@@ -48,9 +205,6 @@ struct ReapArgs {
     /// Say what would be done, do nothing.
     #[arg(long)]
     dry_run: bool,
-    /// The Lambda API base URL (default: Lambda's public API, or LAMBDA_API_URL).
-    #[arg(long, env = "LAMBDA_API_URL")]
-    api_url: Option<String>,
 }
 
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
@@ -153,12 +307,8 @@ async fn agent_run(args: AgentRun) -> Result<ExitCode> {
     }
 }
 
-async fn reap(args: ReapArgs) -> Result<ExitCode> {
-    let mut builder = lambda_cloud::Client::builder();
-    if let Some(url) = &args.api_url {
-        builder = builder.base_url(url);
-    }
-    let provider = LambdaProvider::new(builder.build()?);
+async fn reap(args: ReapArgs, settings: &Settings) -> Result<ExitCode> {
+    let provider = LambdaProvider::new(lambda_gha_cli::client(settings)?);
     let github = match &args.github_repository {
         Some(repository) => {
             let token = ["GH_PAT", "GITHUB_TOKEN"]
@@ -219,6 +369,347 @@ async fn reap(args: ReapArgs) -> Result<ExitCode> {
     })
 }
 
+/// How the command prints.
+struct Out {
+    json: bool,
+    quiet: bool,
+}
+
+impl Out {
+    /// JSON on stdout with `--json`, otherwise the table for people.
+    fn show<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+        table: impl FnOnce(&T) -> tables::Table,
+    ) -> Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value)?);
+        } else {
+            print!("{}", table(value).render());
+        }
+        Ok(())
+    }
+
+    /// A message for people: stderr, so stdout stays clean for `--json`; none with `-q`.
+    fn note(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+}
+
+fn spinner(message: String) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Waits until `id` is active; fails if it ends or `timeout` passes.
+async fn wait_active(
+    client: &lambda_cloud::Client,
+    id: &lambda_cloud::InstanceId,
+    timeout: std::time::Duration,
+) -> Result<lambda_cloud::Instance> {
+    let bar = spinner(format!("waiting for {id} to become active"));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let instance = client.instances().get(id).await?;
+        bar.set_message(format!("{id} is {}", instance.status));
+        match instance.status {
+            lambda_cloud::InstanceStatus::Active => {
+                bar.finish_and_clear();
+                return Ok(instance);
+            }
+            lambda_cloud::InstanceStatus::Booting => {}
+            other => {
+                bar.finish_and_clear();
+                bail!("{id} is {other}, not booting: it will not become active");
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bar.finish_and_clear();
+            bail!(
+                "{id} was not active within {}; it is still billing: `lambda-gha terminate {id}`",
+                gha_runner_core::format_duration(timeout)
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}
+
+fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+async fn everyday(command: Command, settings: &Settings, out: &Out) -> Result<ExitCode> {
+    let client = lambda_gha_cli::client(settings)?;
+    match command {
+        Command::Types(args) => {
+            let catalog = client.instance_types().list().await?;
+            let views = tables::types(
+                &catalog,
+                &tables::TypeFilter {
+                    available: args.available,
+                    gpu: args.gpu,
+                },
+            );
+            out.show(&views, |v| tables::types_table(v))?;
+        }
+        Command::Regions => {
+            let regions = client.regions().list().await?;
+            out.show(&regions, |v| tables::regions_table(v))?;
+        }
+        Command::Images => {
+            let images = client.images().list().await?;
+            out.show(&images, |v| tables::images_table(v))?;
+        }
+        Command::Instances => {
+            let views: Vec<tables::InstanceView> = client
+                .instances()
+                .list()
+                .await?
+                .iter()
+                .map(tables::InstanceView::from)
+                .collect();
+            out.show(&views, |v| tables::instances_table(v))?;
+        }
+        Command::Get { id } => {
+            let instance = client.instances().get(&id.as_str().into()).await?;
+            let view = tables::InstanceView::from(&instance);
+            out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))?;
+        }
+        Command::Wait { id, timeout } => {
+            let instance = wait_active(&client, &id.as_str().into(), timeout).await?;
+            let view = tables::InstanceView::from(&instance);
+            out.note(&format!(
+                "{id} is active at {}",
+                view.ip.as_deref().unwrap_or("(no IP yet)")
+            ));
+            if out.json {
+                out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))?;
+            }
+        }
+        Command::Terminate { ids, mine } => {
+            let ids: Vec<String> = if mine {
+                let me = user();
+                client
+                    .instances()
+                    .list()
+                    .await?
+                    .into_iter()
+                    .filter(|i| !i.status.is_gone() && i.tag(CLI_TAG) == Some(me.as_str()))
+                    .map(|i| i.id.to_string())
+                    .collect()
+            } else {
+                ids
+            };
+            if ids.is_empty() {
+                out.note(if mine {
+                    "nothing to terminate: no instance of yours carries the lambda-gha:cli tag"
+                } else {
+                    "name instances to terminate, or use --mine"
+                });
+                return Ok(if mine {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                });
+            }
+            let ended = client
+                .instances()
+                .terminate(ids.iter().map(String::as_str))
+                .await?;
+            let views: Vec<tables::InstanceView> =
+                ended.iter().map(tables::InstanceView::from).collect();
+            for view in &views {
+                out.note(&format!("terminated {} ({})", view.id, view.instance_type));
+            }
+            if out.json {
+                out.show(&views, |v| tables::instances_table(v))?;
+            }
+        }
+        Command::Launch(args) => return launch(&client, args, settings, out).await,
+        Command::SshKeys(command) => ssh_keys(&client, command, out).await?,
+        Command::Filesystems(command) => filesystems(&client, command, out).await?,
+        Command::Agent(_) | Command::Reap(_) | Command::Completions { .. } => {
+            unreachable!("dispatched in main")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn launch(
+    client: &lambda_cloud::Client,
+    args: LaunchArgs,
+    settings: &Settings,
+    out: &Out,
+) -> Result<ExitCode> {
+    let types = args
+        .instance_type
+        .or_else(|| settings.instance_type.clone())
+        .context(
+            "name an instance type: --type gpu_1x_a10 (or instance_type in the config file)",
+        )?;
+    let ssh_key = args
+        .ssh_key
+        .or_else(|| settings.ssh_key.clone())
+        .context("name an SSH key: --ssh-key NAME (see `lambda-gha ssh-keys list`), or ssh_key in the config file")?;
+    let regions = args.region.or_else(|| settings.region.clone());
+    let mut tags = std::collections::BTreeMap::new();
+    for tag in &args.tags {
+        let (key, value) = tag
+            .split_once('=')
+            .with_context(|| format!("--tag {tag:?}: write key=value"))?;
+        tags.insert(key.to_owned(), value.to_owned());
+    }
+    let user_data = match &args.user_data {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let request = LaunchRequest {
+        instance_types: gha_runner_core::parse_list(&types, "--type")?,
+        regions: match &regions {
+            Some(r) => gha_runner_core::parse_list(r, "--region")?,
+            None => Vec::new(),
+        },
+        ssh_key,
+        name: args.name,
+        image: args.image,
+        filesystems: match &args.filesystem {
+            Some(f) => gha_runner_core::parse_list(f, "--filesystem")?,
+            None => Vec::new(),
+        },
+        tags,
+        user_data,
+        capacity: args.capacity_wait,
+    };
+    let provider = LambdaProvider::new(client.clone());
+    let bar = spinner("launching".to_owned());
+    let outcome = lambda_gha_cli::launch::launch(&provider, &request, &user()).await;
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    for attempt in &outcome.attempts {
+        out.note(&attempt.to_string());
+    }
+    let launched = outcome
+        .launched
+        .map_err(|failure| anyhow::anyhow!("{failure}"))?;
+    let id: lambda_cloud::InstanceId = launched.machine.as_str().into();
+    let instance = if args.wait {
+        wait_active(client, &id, std::time::Duration::from_secs(20 * 60)).await?
+    } else {
+        client.instances().get(&id).await?
+    };
+    let view = tables::InstanceView::from(&instance);
+    out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ssh_keys(client: &lambda_cloud::Client, command: SshKeysCommand, out: &Out) -> Result<()> {
+    let keys = client.ssh_keys();
+    match command {
+        SshKeysCommand::List => {
+            let list = keys.list().await?;
+            out.show(&list, |v| tables::ssh_keys_table(v))?;
+        }
+        SshKeysCommand::Add {
+            name,
+            public_key_file,
+        } => {
+            let text = std::fs::read_to_string(&public_key_file)
+                .with_context(|| format!("cannot read {}", public_key_file.display()))?;
+            let key = keys.add(name, text.trim()).await?;
+            out.note(&format!("added SSH key {} ({})", key.name, key.id));
+            if out.json {
+                out.show(&key, |k| tables::ssh_keys_table(std::slice::from_ref(k)))?;
+            }
+        }
+        SshKeysCommand::Rm { key } => {
+            let list = keys.list().await?;
+            let found = list
+                .iter()
+                .find(|k| k.name == key || k.id.as_str() == key)
+                .with_context(|| {
+                    format!("no SSH key named {key:?} (see `lambda-gha ssh-keys list`)")
+                })?;
+            keys.delete(&found.id).await?;
+            out.note(&format!("deleted SSH key {} ({})", found.name, found.id));
+        }
+        SshKeysCommand::Generate { name, out: path } => {
+            if path.exists() {
+                bail!("{} exists; choose another --out", path.display());
+            }
+            let key = keys.generate(name).await?;
+            write_private(&path, key.private_key.expose())?;
+            out.note(&format!(
+                "generated SSH key {} ({}); private key in {}",
+                key.name,
+                key.id,
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+async fn filesystems(
+    client: &lambda_cloud::Client,
+    command: FilesystemsCommand,
+    out: &Out,
+) -> Result<()> {
+    let api = client.filesystems();
+    match command {
+        FilesystemsCommand::List => {
+            let list = api.list().await?;
+            out.show(&list, |v| tables::filesystems_table(v))?;
+        }
+        FilesystemsCommand::Create { name, region } => {
+            let created = api.create(name, region.as_str()).await?;
+            out.show(&created, |v| {
+                tables::filesystems_table(std::slice::from_ref(v))
+            })?;
+        }
+        FilesystemsCommand::Rm { filesystem } => {
+            let list = api.list().await?;
+            let found = list
+                .iter()
+                .find(|f| f.name == filesystem || f.id.as_str() == filesystem)
+                .with_context(|| {
+                    format!(
+                        "no filesystem named {filesystem:?} (see `lambda-gha filesystems list`)"
+                    )
+                })?;
+            api.delete(&found.id).await?;
+            out.note(&format!("deleted filesystem {} ({})", found.name, found.id));
+        }
+    }
+    Ok(())
+}
+
 async fn agent_hook(args: AgentHook) -> ExitCode {
     let kind = match args.event {
         HookEvent::JobStarted => HookKind::JobStarted,
@@ -233,21 +724,60 @@ async fn agent_hook(args: AgentHook) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.global.quiet, cli.global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let out = Out {
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+    };
     let result = match cli.command {
         Command::Agent(AgentCommand::Run(args)) => agent_run(args).await,
         Command::Agent(AgentCommand::Hook(args)) => Ok(agent_hook(args).await),
-        Command::Reap(args) => reap(args).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "lambda-gha",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        command => match settings(&cli.global) {
+            Ok(settings) => match command {
+                Command::Reap(args) => reap(args, &settings).await,
+                other => everyday(other, &settings, &out).await,
+            },
+            Err(error) => Err(error),
+        },
     };
     result.unwrap_or_else(|error| {
         eprintln!("lambda-gha: {error:#}");
         ExitCode::FAILURE
     })
+}
+
+fn settings(global: &Global) -> Result<Settings> {
+    let env = |name: &str| std::env::var(name).ok();
+    let config = global
+        .config
+        .clone()
+        .or_else(|| config::default_config_path(&env));
+    let cwd = std::env::current_dir()?;
+    let mut settings = config::load(&env, &cwd, config.as_deref())?;
+    if let Some(url) = &global.api_url {
+        settings.api_url = Some(url.clone());
+    }
+    Ok(settings)
 }

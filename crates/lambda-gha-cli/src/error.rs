@@ -1,0 +1,29 @@
+//! The CLI library's errors.
+
+use std::path::PathBuf;
+
+/// What can go wrong before or while talking to Lambda.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// The config file cannot be read.
+    #[error("{}: {problem} (see `lambda-gha --help` for the file's keys)", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// No API key anywhere.
+    #[error(
+        "no Lambda API key: set LAMBDA_API_KEY, put it in a .env file here, or add \
+         `api_key = \"...\"` to {config}; create a key at https://cloud.lambda.ai/api-keys"
+    )]
+    MissingKey {
+        /// The config file path looked at.
+        config: String,
+    },
+    /// The API failed.
+    #[error(transparent)]
+    Lambda(#[from] lambda_cloud::Error),
+}

@@ -1,0 +1,107 @@
+//! `lambda-gha launch`: one machine from fallback lists of types and regions, checked against
+//! the catalog first, tagged so `terminate --mine` and the reaper can find it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gha_runner_core::{
+    Attempt, Candidate, CapacityPolicy, CoreError, LambdaProvider, LaunchPlan, LaunchSetup,
+    Launched, MachineSpec, PlanFailure, preflight,
+};
+use secrecy::SecretString;
+
+/// The tag on machines the CLI launched: its value is the user who launched them.
+pub const CLI_TAG: &str = "lambda-gha:cli";
+
+/// What to launch.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchRequest {
+    /// Types in preference order.
+    pub instance_types: Vec<String>,
+    /// Regions in preference order (empty: any).
+    pub regions: Vec<String>,
+    /// The SSH key to install.
+    pub ssh_key: String,
+    /// The name.
+    pub name: Option<String>,
+    /// Image family or id.
+    pub image: Option<String>,
+    /// Filesystems to mount.
+    pub filesystems: Vec<String>,
+    /// Extra tags.
+    pub tags: BTreeMap<String, String>,
+    /// Cloud-init user data.
+    pub user_data: Option<String>,
+    /// How long to wait for capacity.
+    pub capacity: Option<Duration>,
+}
+
+/// Prepares every attempt with the same spec, on the attempt's type and region.
+struct Setup(MachineSpec);
+
+#[async_trait::async_trait]
+impl LaunchSetup for Setup {
+    async fn prepare(&mut self, _: usize, candidate: &Candidate) -> Result<MachineSpec, String> {
+        let mut spec = self.0.clone();
+        spec.instance_type.clone_from(&candidate.instance_type);
+        spec.region.clone_from(&candidate.region);
+        Ok(spec)
+    }
+
+    async fn abandon(&mut self, _: usize) {}
+}
+
+/// What a launch did.
+pub struct LaunchOutcome {
+    /// The machine, when launched.
+    pub launched: Result<Launched, PlanFailure>,
+    /// Every attempt.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Checks the request against the catalog, then launches one machine.
+pub async fn launch(
+    provider: &LambdaProvider,
+    request: &LaunchRequest,
+    user: &str,
+) -> Result<LaunchOutcome, CoreError> {
+    let checked = preflight(
+        provider,
+        &request.instance_types,
+        &request.regions,
+        1,
+        Duration::from_secs(3600),
+        None,
+    )
+    .await?;
+    let capacity = match request.capacity {
+        Some(wait) if !wait.is_zero() => CapacityPolicy::WaitUntil(wait),
+        _ => CapacityPolicy::FailFast,
+    };
+    let plan = LaunchPlan::new(checked.candidates, 1, capacity)?;
+    let first: &Candidate = &plan.candidates[0];
+    let mut spec = MachineSpec::new(&first.instance_type, &first.region);
+    spec.ssh_key = Some(request.ssh_key.clone());
+    spec.name.clone_from(&request.name);
+    spec.image.clone_from(&request.image);
+    spec.filesystems.clone_from(&request.filesystems);
+    spec.tags.clone_from(&request.tags);
+    spec.tags.insert(CLI_TAG.to_owned(), user.to_owned());
+    spec.user_data = request.user_data.clone().map(SecretString::from);
+    let mut setup = Setup(spec);
+    Ok(match plan.execute(provider, &mut setup).await {
+        Ok((mut launched, attempts)) => LaunchOutcome {
+            launched: launched.pop().ok_or_else(|| PlanFailure {
+                reason: "the plan launched nothing".into(),
+                attempts: attempts.clone(),
+                terminated: Vec::new(),
+                not_terminated: Vec::new(),
+            }),
+            attempts,
+        },
+        Err(failure) => LaunchOutcome {
+            attempts: failure.attempts.clone(),
+            launched: Err(failure),
+        },
+    })
+}

@@ -1,0 +1,7 @@
+//! The `lambda-gha` binary's everyday commands against the simulator over real HTTP: tables
+//! and `--json` shapes snapshot-tested, launches checked before they happen, `--mine` ends
+//! only what this tool launched.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod everyday;
