@@ -2,8 +2,8 @@
 # Gets the lambda-gha-action binary for this runner: the release of this action's version when
 # the action runs at that release (its tag, or the commit the release was built from), checked
 # against the release's SHA256SUMS; otherwise built from the action's own checkout with cargo
-# (branches, commits, forks). Writes `path`, and for a release `sha256sums` and `release-url`,
-# to $GITHUB_OUTPUT.
+# (branches, commits, forks). Writes `path` and `source-repo`, and for a release `sha256sums`
+# and `release-url`, to $GITHUB_OUTPUT.
 #
 # Environment: ACTION_PATH (the action's checkout), ACTION_REF (github.action_ref),
 # ACTION_COMMIT (the action_ref input: a commit SHA), ACTION_REPOSITORY, RUNNER_ARCH_NAME
@@ -22,7 +22,8 @@ esac
 tag="v$version"
 repository="${ACTION_REPOSITORY:-}"
 [ -n "$repository" ] || repository=lambda-gha/lambda-gha
-base="${SERVER_URL:-https://github.com}/$repository/releases/download/$tag"
+source_repo="${SERVER_URL:-https://github.com}/$repository"
+base="$source_repo/releases/download/$tag"
 dir="${RUNNER_TEMP:-/tmp}/lambda-gha-$version"
 mkdir -p "$dir"
 
@@ -50,6 +51,7 @@ if $use_release; then
     echo "path=$dir/$asset"
     echo "sha256sums=$dir/SHA256SUMS"
     echo "release-url=$base"
+    echo "source-repo=$source_repo"
   } >> "$GITHUB_OUTPUT"
   exit 0
 fi
@@ -62,4 +64,8 @@ fi
 target_dir="${CARGO_TARGET_DIR:-$ACTION_PATH/target}"
 cargo build --quiet --release --locked -p lambda-gha-action --manifest-path "$ACTION_PATH/Cargo.toml" \
   --target-dir "$target_dir" || fail "building lambda-gha-action failed"
-echo "path=$target_dir/release/lambda-gha-action" >> "$GITHUB_OUTPUT"
+{
+  echo "path=$target_dir/release/lambda-gha-action"
+  # Machines build the agent from this repository at the action_ref commit.
+  echo "source-repo=$source_repo"
+} >> "$GITHUB_OUTPUT"

@@ -182,8 +182,10 @@ fn agent_source(env: &Env, start: &StartInputs) -> Result<AgentSource, Failure> 
         return Ok(AgentSource::Release { x86_64, aarch64 });
     }
     let rev = start.action_ref.clone().unwrap_or_default();
+    // `https://host/owner/repo`: a URL without both (an empty repository) is no source.
     let repository = env
         .var("LAMBDA_GHA_SOURCE_REPO")
+        .filter(|url| url.trim_end_matches('/').split('/').count() >= 5)
         .map(str::to_owned)
         .or_else(|| {
             env.var("GITHUB_ACTION_REPOSITORY")
@@ -462,5 +464,63 @@ async fn run_stop<W: Write>(
                 report.cleanup.runners_not_deleted.len()
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(action_ref: Option<&str>) -> StartInputs {
+        let env = Env::from_pairs([("INPUT_INSTANCE_TYPE", "gpu_1x_a10")]);
+        let Ok(Mode::Start(mut start)) = inputs::parse(&env) else {
+            panic!("start");
+        };
+        start.action_ref = action_ref.map(str::to_owned);
+        *start
+    }
+
+    #[test]
+    fn the_agent_comes_from_the_release_sums_or_the_actions_commit() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let dir = std::env::temp_dir().join(format!("agent-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sums = dir.join("SHA256SUMS");
+        std::fs::write(
+            &sums,
+            format!("{}  lambda-gha-aarch64-unknown-linux-musl\n{}  lambda-gha-action-x86_64-unknown-linux-musl\n", "b".repeat(64), "c".repeat(64)),
+        )
+        .unwrap();
+        let env = Env::from_pairs([
+            ("LAMBDA_GHA_SHA256SUMS", sums.to_str().unwrap()),
+            ("LAMBDA_GHA_RELEASE_URL", "https://x/releases/download/v1/"),
+        ]);
+        let AgentSource::Release { x86_64, aarch64 } = agent_source(&env, &start(None)).unwrap()
+        else {
+            panic!("release");
+        };
+        assert!(x86_64.is_none(), "the action binary is not the agent");
+        let aarch64 = aarch64.unwrap();
+        assert_eq!(
+            aarch64.url,
+            "https://x/releases/download/v1/lambda-gha-aarch64-unknown-linux-musl"
+        );
+        assert_eq!(aarch64.sha256, "b".repeat(64));
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let env = Env::from_pairs([("LAMBDA_GHA_SOURCE_REPO", "https://github.com/o/r")]);
+        assert_eq!(
+            agent_source(&env, &start(Some(sha))).unwrap(),
+            AgentSource::Source {
+                repository: "https://github.com/o/r".into(),
+                rev: sha.into()
+            }
+        );
+        // A local checkout has no action repository: an empty URL is no source.
+        let env = Env::from_pairs([("LAMBDA_GHA_SOURCE_REPO", "https://github.com/")]);
+        assert!(agent_source(&env, &start(Some(sha))).is_err());
+        let env = Env::from_pairs([("LAMBDA_GHA_SOURCE_REPO", "https://github.com/o/r")]);
+        let error = agent_source(&env, &start(Some("main"))).unwrap_err();
+        assert!(error.message.contains("full SHA"), "{error}");
     }
 }

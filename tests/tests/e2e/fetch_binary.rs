@@ -149,7 +149,11 @@ async fn without_a_matching_release_the_action_builds_itself() {
     );
     assert_eq!(
         outputs.trim(),
-        format!("path={}/release/lambda-gha-action", target.display())
+        format!(
+            "path={}/release/lambda-gha-action\nsource-repo={}/lambda-gha/lambda-gha",
+            target.display(),
+            server.uri()
+        )
     );
     let args = std::fs::read_to_string(target.join("args")).unwrap();
     assert!(
