@@ -49,6 +49,20 @@ pub fn cargo() -> std::process::Command {
     command
 }
 
+/// The `lambda-gha` binary, built once per test process (so compile time never counts as a
+/// test's simulated time).
+pub fn lambda_gha_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        cargo()
+            .args(["build", "--quiet", "-p", "lambda-gha-cli"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert!(*built, "cargo build -p lambda-gha-cli failed");
+    workspace_root().join("target/debug/lambda-gha")
+}
+
 /// Waits up to `timeout` for `child` to exit, polling; panics naming `what` if it does not.
 pub fn wait_for_exit(
     child: &mut std::process::Child,

@@ -283,6 +283,18 @@ impl Sim {
             .build()
     }
 
+    /// The user data an instance was launched with, as the machine would receive it (for
+    /// tests that check what reached a machine, and what did not).
+    pub fn launched_user_data(&self, id: &InstanceId) -> Option<String> {
+        self.shared.with_world(|world| {
+            world
+                .instances
+                .iter()
+                .find(|i| &i.instance.id == id)
+                .and_then(|i| i.user_data.as_ref().map(|d| d.expose().to_owned()))
+        })
+    }
+
     /// What every instance has cost so far.
     pub fn ledger(&self) -> Ledger {
         self.shared.with_world(|world| world.ledger())

@@ -10,9 +10,8 @@ use serde_json::{Value, json};
 const SCALE: f64 = 20.0;
 
 fn lambda_gha(args: &[&str], root: &std::path::Path) -> Command {
-    let mut command = lambda_gha_tests::cargo();
+    let mut command = Command::new(lambda_gha_tests::lambda_gha_binary());
     command
-        .args(["run", "--quiet", "-p", "lambda-gha-cli", "--"])
         .args(args)
         .arg("--root")
         .arg(root)
@@ -35,12 +34,8 @@ async fn sleep_sim(seconds: f64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_agent_binary_terminates_its_own_instance_after_the_last_job() {
-    // Build first, so that compile time is not simulated time.
-    let built = lambda_gha_tests::cargo()
-        .args(["build", "--quiet", "-p", "lambda-gha-cli"])
-        .status()
-        .unwrap();
-    assert!(built.success());
+    // Built before the simulator starts, so compile time is not simulated time.
+    lambda_gha_tests::lambda_gha_binary();
 
     let sim = lambda_cloud_sim::Sim::builder()
         .scenario(lambda_cloud_sim::Scenario::default().with_ssh_key("ci"))

@@ -106,19 +106,14 @@ struct Case {
 }
 
 async fn run(case: Case) {
-    let built = lambda_gha_tests::cargo()
-        .args(["build", "--quiet", "-p", "lambda-gha-cli"])
-        .status()
-        .unwrap();
-    assert!(built.success());
+    let binary = lambda_gha_tests::lambda_gha_binary();
     let work = std::env::temp_dir().join(format!("boot-e2e-{}-{}", case.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
 
     // The internet, as far as the boot script is concerned.
     let tarball = fake_runner_tarball(&work);
-    let agent =
-        std::fs::read(lambda_gha_tests::workspace_root().join("target/debug/lambda-gha")).unwrap();
+    let agent = std::fs::read(&binary).unwrap();
     let server = MockServer::start().await;
     let notes = format!(
         "<!-- BEGIN SHA linux-x64 -->{}<!-- END SHA linux-x64 -->",

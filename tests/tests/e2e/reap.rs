@@ -6,11 +6,7 @@ use lambda_gha_tests::FakeGitHub;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reap_ends_expired_machines_and_ghost_runners_and_nothing_else() {
-    let built = lambda_gha_tests::cargo()
-        .args(["build", "--quiet", "-p", "lambda-gha-cli"])
-        .status()
-        .unwrap();
-    assert!(built.success());
+    let binary = lambda_gha_tests::lambda_gha_binary();
     let sim = lambda_cloud_sim::Sim::builder()
         .scenario(lambda_cloud_sim::Scenario::default().with_ssh_key("ci"))
         .time_scale(50.0)
@@ -39,7 +35,6 @@ async fn reap_ends_expired_machines_and_ghost_runners_and_nothing_else() {
     github.register("lambda-2-alive0-0-0", true);
     let ghost = github.register("lambda-3-gone00-0-0", false);
 
-    let binary = lambda_gha_tests::workspace_root().join("target/debug/lambda-gha");
     let out = std::process::Command::new(binary)
         .args(["reap", "--github-repository", "octo/gpu"])
         .env("LAMBDA_API_KEY", "reap-key")

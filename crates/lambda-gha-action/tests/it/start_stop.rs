@@ -44,6 +44,16 @@ async fn start_brings_runners_online_and_stop_leaves_nothing_behind() {
     );
     let tagged = w.sim.client().unwrap().instances().list().await.unwrap();
     assert_eq!(tagged[0].tag("team"), Some("ml"));
+    // Self-termination (the default): the key is on the machine, in the root-only agent
+    // configuration written from a quoted heredoc, and nowhere else in the script.
+    let user_data = w.sim.launched_user_data(&tagged[0].id).unwrap();
+    let heredoc = user_data
+        .split("cat > \"$ETC/agent.json\" <<'LAMBDA_GHA_SECRET'")
+        .nth(1)
+        .and_then(|rest| rest.split("\nLAMBDA_GHA_SECRET\n").next())
+        .unwrap();
+    assert!(heredoc.contains(&w.lambda_key));
+    assert_eq!(user_data.matches(&w.lambda_key).count(), 1);
 
     let stop = w
         .run(w.env(&[("mode", "stop"), ("mtx", &outputs["mtx"])]))
@@ -95,6 +105,15 @@ async fn without_self_termination_the_key_stays_off_the_machine() {
         .await;
     assert!(run.success, "{}\n{}", run.stdout, run.stderr);
     let instances = w.sim.client().unwrap().instances().list().await.unwrap();
+    let user_data = w.sim.launched_user_data(&instances[0].id).unwrap();
+    assert!(
+        !user_data.contains("\"api_key\"") && !user_data.contains(&w.lambda_key),
+        "the Lambda key never reaches the machine"
+    );
+    assert!(
+        user_data.contains(w.github.canary()),
+        "the runner's JIT config does"
+    );
     let running: Vec<_> = instances
         .iter()
         .filter(|i| {
