@@ -6,6 +6,7 @@
 pub mod config;
 mod error;
 pub mod launch;
+pub mod ssh;
 pub mod tables;
 
 pub use error::CliError;

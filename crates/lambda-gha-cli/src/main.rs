@@ -73,6 +73,20 @@ enum Command {
         #[arg(long, default_value = "20m", value_parser = parse_duration_arg)]
         timeout: std::time::Duration,
     },
+    /// Open a shell on an instance, or run a command there (after `--`).
+    Ssh {
+        /// Its id.
+        id: String,
+        /// The private key to use (default: ssh's own choice).
+        #[arg(short, long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+        /// The login user.
+        #[arg(long, default_value = "ubuntu")]
+        user: String,
+        /// The command to run instead of a shell.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Terminate instances (billing stops).
     Terminate {
         /// Their ids.
@@ -536,6 +550,29 @@ async fn everyday(command: Command, settings: &Settings, out: &Out) -> Result<Ex
             }
         }
         Command::Launch(args) => return launch(&client, args, settings, out).await,
+        Command::Ssh {
+            id,
+            identity,
+            user,
+            command,
+        } => {
+            let instance = client.instances().get(&id.as_str().into()).await?;
+            let ip = instance.ip.as_deref().with_context(|| {
+                format!(
+                    "{id} has no IP yet (it is {}): `lambda-gha wait {id}` first",
+                    instance.status
+                )
+            })?;
+            let args = lambda_gha_cli::ssh::ssh_args(ip, &user, identity.as_deref(), &command);
+            let status = std::process::Command::new("ssh")
+                .args(&args)
+                .status()
+                .context("cannot run ssh: install OpenSSH's client")?;
+            // The remote command's exit code is ours.
+            return Ok(ExitCode::from(
+                u8::try_from(status.code().unwrap_or(255)).unwrap_or(255),
+            ));
+        }
         Command::SshKeys(command) => ssh_keys(&client, command, out).await?,
         Command::Filesystems(command) => filesystems(&client, command, out).await?,
         Command::Agent(_) | Command::Reap(_) | Command::Completions { .. } => {

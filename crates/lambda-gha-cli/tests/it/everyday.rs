@@ -177,3 +177,23 @@ async fn generated_keys_are_written_for_the_owner_only() {
     assert!(!list.contains("laptop"), "{list}");
     let _ = std::fs::remove_file(&path);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_to_a_booting_instance_says_to_wait() {
+    let sim = sim(Scenario::default()).await;
+    let ids = sim
+        .client()
+        .unwrap()
+        .instances()
+        .launch("gpu_1x_a10", "us-east-1", "me")
+        .send()
+        .await
+        .unwrap();
+    let out = run(&sim, &["ssh", ids[0].as_str(), "--", "true"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("has no IP yet (it is booting)") && stderr.contains("lambda-gha wait"),
+        "{stderr}"
+    );
+}
