@@ -29,7 +29,6 @@ struct State {
     online_on_register: bool,
     jit_requests: usize,
     tokens_issued: usize,
-    failure: Option<(u16, usize)>,
 }
 
 /// The fake. Cloning shares its state.
@@ -44,8 +43,7 @@ const SCOPE: &str = r"^/(repos/[^/]+/[^/]+|orgs/[^/]+)/actions/runners";
 
 impl FakeGitHub {
     /// Starts a fake on a free port. With `online_on_register`, a registered runner is
-    /// online at once (as if its machine booted instantly); otherwise it stays offline until
-    /// [`FakeGitHub::set_online`].
+    /// online at once (as if its machine booted instantly); otherwise it stays offline.
     pub async fn start(online_on_register: bool) -> FakeGitHub {
         let canary: String = (0..12).map(|_| fastrand::alphanumeric()).collect();
         let fake = FakeGitHub {
@@ -116,11 +114,6 @@ impl FakeGitHub {
         self.lock().jit_requests
     }
 
-    /// How many registration and remove tokens were issued.
-    pub fn tokens_issued(&self) -> usize {
-        self.lock().tokens_issued
-    }
-
     /// Registers a runner directly (as a reusable runner's `config.sh` would).
     pub fn register(&self, name: &str, online: bool) -> u64 {
         let mut state = self.lock();
@@ -133,19 +126,6 @@ impl FakeGitHub {
             online,
         });
         id
-    }
-
-    /// Brings every registered runner online or offline.
-    pub fn set_online(&self, online: bool) {
-        for runner in &mut self.lock().runners {
-            runner.online = online;
-        }
-    }
-
-    /// Answers every request with HTTP `status` from now on (`times` times, or for good
-    /// with `usize::MAX`).
-    pub fn fail_with(&self, status: u16, times: usize) {
-        self.lock().failure = Some((status, times));
     }
 }
 
@@ -183,16 +163,6 @@ fn message(status: u16, text: &str) -> ResponseTemplate {
 impl Respond for Route {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let mut state = self.fake.lock();
-        if let Some((status, times)) = state.failure {
-            state.failure = (times > 1).then(|| (status, times.saturating_sub(1)));
-            let text = match status {
-                401 => "Bad credentials",
-                403 => "Resource not accessible by personal access token",
-                422 => "Validation Failed",
-                _ => "Server Error",
-            };
-            return message(status, text);
-        }
         match self.handler {
             Handler::Jit => {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);

@@ -112,7 +112,7 @@ pub use instances::{
     TagEntry, USER_DATA_MAX_BYTES,
 };
 pub use operations::{OPERATIONS, Operation};
-pub use rate_limit::RateLimits;
+pub use rate_limit::{RateLimits, TIME_SCALE_ENV};
 pub use redacted::Redacted;
 pub use regions::{Region, RegionName, Regions};
 pub use retry::RetryPolicy;

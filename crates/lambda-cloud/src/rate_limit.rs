@@ -46,7 +46,24 @@ impl RateLimits {
             min_launch_interval: self.min_launch_interval.div_f64(scale),
         }
     }
+
+    /// The documented limits for a simulator whose time scale is written `text` (the value
+    /// of [`TIME_SCALE_ENV`]), or why it is not a number ≥ 1.
+    pub fn for_time_scale(text: &str) -> Result<RateLimits, String> {
+        text.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|scale| scale.is_finite() && *scale >= 1.0)
+            .map(|scale| RateLimits::DOCUMENTED.time_scaled(scale))
+            .ok_or_else(|| {
+                format!("{TIME_SCALE_ENV}={text:?} must be a number ≥ 1 (a simulator's time scale)")
+            })
+    }
 }
+
+/// The variable programs read a simulator's time scale from, to pace their client to its
+/// clock (`lambda-cloud-sim --time-scale`).
+pub const TIME_SCALE_ENV: &str = "LAMBDA_API_TIME_SCALE";
 
 impl Default for RateLimits {
     fn default() -> Self {
@@ -112,6 +129,20 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_scale_divides_the_documented_intervals_or_is_refused() {
+        let limits = RateLimits::for_time_scale(" 100 ").unwrap();
+        assert_eq!(limits, RateLimits::DOCUMENTED.time_scaled(100.0));
+        assert_eq!(limits.min_launch_interval, Duration::from_millis(120));
+        for bad in ["0.5", "fast", "inf", ""] {
+            assert!(
+                RateLimits::for_time_scale(bad)
+                    .unwrap_err()
+                    .contains(TIME_SCALE_ENV)
+            );
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn requests_are_spaced_by_the_request_interval() {

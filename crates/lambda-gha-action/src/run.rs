@@ -9,7 +9,7 @@ use gha_runner_core::{
     LaunchKey, LaunchPlan, MachineTemplate, ProvisionRequest, Provisioner, RUNNER_DOWNLOAD_BASE,
     RUNNER_RELEASES_API, RunnerNaming, RunnerScope, preflight,
 };
-use lambda_cloud::RateLimits;
+use lambda_cloud::{RateLimits, TIME_SCALE_ENV};
 
 use crate::inputs::{self, Env, Mode, StartInputs, StopInputs};
 use crate::summary::{self, MachineRow, StartSummary};
@@ -102,18 +102,10 @@ fn lambda(env: &Env) -> Result<LambdaProvider, Failure> {
     if let Some(url) = env.var("LAMBDA_API_URL") {
         builder = builder.base_url(url);
     }
-    if let Some(text) = env.var("LAMBDA_API_TIME_SCALE") {
-        let scale: f64 = text
-            .parse()
-            .ok()
-            .filter(|s: &f64| s.is_finite() && *s >= 1.0)
-            .ok_or_else(|| {
-                Failure::new(
-                    "Invalid LAMBDA_API_TIME_SCALE",
-                    format!("{text:?} must be a number ≥ 1 (a simulator's time scale)"),
-                )
-            })?;
-        builder = builder.rate_limits(RateLimits::DOCUMENTED.time_scaled(scale));
+    if let Some(text) = env.var(TIME_SCALE_ENV) {
+        let limits = RateLimits::for_time_scale(text)
+            .map_err(|problem| Failure::new("Invalid LAMBDA_API_TIME_SCALE", problem))?;
+        builder = builder.rate_limits(limits);
     }
     let client = builder
         .build()
@@ -347,7 +339,6 @@ async fn run_start<W: Write>(
             w.end_group();
             let outputs = &provisioned.outputs;
             let first = machines.first();
-            let total: u32 = machines.iter().filter_map(|m| m.price_cents_per_hour).sum();
             let written = (|| -> std::io::Result<()> {
                 w.output("label", &outputs.label)?;
                 w.output("instance-id", outputs.instance_id.as_deref().unwrap_or(""))?;
@@ -360,7 +351,10 @@ async fn run_start<W: Write>(
                     first.map_or("", |m| m.instance_type.as_str()),
                 )?;
                 w.output("region", first.map_or("", |m| m.region.as_str()))?;
-                w.output("price-cents-per-hour", &total.to_string())?;
+                w.output(
+                    "price-cents-per-hour",
+                    &summary::total_cents_per_hour(&machines).to_string(),
+                )?;
                 w.summary(&summary::render_start(&StartSummary {
                     label,
                     attempts: &provisioned.attempts,

@@ -25,6 +25,11 @@ pub struct MachineRow {
     pub runners: Vec<String>,
 }
 
+/// What the machines cost together, US cents per hour (unknown prices count as 0).
+pub fn total_cents_per_hour(machines: &[MachineRow]) -> u32 {
+    machines.iter().filter_map(|m| m.price_cents_per_hour).sum()
+}
+
 /// Everything a `start` summary shows.
 pub struct StartSummary<'a> {
     /// The launch label.
@@ -106,12 +111,13 @@ pub fn render_start(s: &StartSummary<'_>) -> String {
                 runners.join(" ")
             );
         }
-        let total: u32 = s
-            .machines
-            .iter()
-            .filter_map(|m| m.price_cents_per_hour)
-            .sum();
-        let _ = writeln!(md, "\nTogether: {}/h.\n", dollars(total));
+        let total = dollars(total_cents_per_hour(s.machines));
+        let _ = writeln!(
+            md,
+            "
+Together: {total}/h.
+"
+        );
     }
     if let Some(estimate) = s.estimate.filter(|_| s.failure.is_none()) {
         let _ = writeln!(

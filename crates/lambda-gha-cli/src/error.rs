@@ -23,6 +23,9 @@ pub enum CliError {
         /// The config file path looked at.
         config: String,
     },
+    /// `LAMBDA_API_TIME_SCALE` is not a time scale.
+    #[error("{0}")]
+    TimeScale(String),
     /// The API failed.
     #[error(transparent)]
     Lambda(#[from] lambda_cloud::Error),

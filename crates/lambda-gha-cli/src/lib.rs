@@ -26,12 +26,10 @@ pub fn client(settings: &config::Settings) -> Result<lambda_cloud::Client, CliEr
     if let Some(url) = &settings.api_url {
         builder = builder.base_url(url);
     }
-    if let Some(scale) = std::env::var("LAMBDA_API_TIME_SCALE")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 1.0)
-    {
-        builder = builder.rate_limits(lambda_cloud::RateLimits::DOCUMENTED.time_scaled(scale));
+    if let Ok(text) = std::env::var(lambda_cloud::TIME_SCALE_ENV) {
+        builder = builder.rate_limits(
+            lambda_cloud::RateLimits::for_time_scale(&text).map_err(CliError::TimeScale)?,
+        );
     }
     Ok(builder.build()?)
 }

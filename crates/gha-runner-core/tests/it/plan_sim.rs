@@ -6,7 +6,7 @@ use gha_runner_core::{
     AttemptOutcome, CapacityPolicy, CloudProvider, LambdaProvider, LaunchPlan, LaunchSetup,
     MachineSpec, candidates,
 };
-use lambda_cloud_sim::{FaultSpec, Scenario, Sim};
+use lambda_cloud_sim::{Scenario, Sim};
 
 use crate::fake::CountingSetup;
 
@@ -122,15 +122,7 @@ async fn capacity_that_never_appears_ends_with_every_attempt_listed_and_nothing_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn when_the_second_of_three_launches_fails_the_first_is_terminated() {
-    let quota = FaultSpec {
-        operation: "launchInstance".into(),
-        status: Some(400),
-        code: "global/quota-exceeded".into(),
-        message: "Quota exceeded.".into(),
-        on_calls: vec![2],
-        probability: None,
-        latency_ms: 0,
-    };
+    let quota = crate::sim::quota_on_launch(2);
     let (sim, provider) = start(Scenario::default().with_fault(quota)).await;
     let plan = LaunchPlan::new(
         candidates("gpu_1x_a10", "us-east-1").unwrap(),

@@ -9,7 +9,7 @@ use gha_runner_core::{
     LaunchPlan, MachineId, MachineTemplate, ProvisionRequest, Provisioner, RUN_TAG, ReapPolicy,
     ReapReason, RunnerMode, RunnerNaming, RunnerPrivileges, RunnerScope, candidates, reap,
 };
-use lambda_cloud_sim::{FaultSpec, Scenario, Sim};
+use lambda_cloud_sim::{Scenario, Sim};
 use lambda_gha_tests::FakeGitHub;
 use secrecy::SecretString;
 
@@ -147,15 +147,7 @@ async fn a_capacity_miss_deletes_the_runner_registered_for_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_second_launch_terminates_the_first_and_deletes_every_runner() {
-    let quota = FaultSpec {
-        operation: "launchInstance".into(),
-        status: Some(400),
-        code: "global/quota-exceeded".into(),
-        message: "Quota exceeded.".into(),
-        on_calls: vec![2],
-        probability: None,
-        latency_ms: 0,
-    };
+    let quota = crate::sim::quota_on_launch(2);
     let w = world(Scenario::default().with_fault(quota), true).await;
     let provisioner = Provisioner::new(&w.provider, &w.github);
     let failure = provisioner
