@@ -95,7 +95,7 @@ elif [ -n "$AGENT_SOURCE_REV" ]; then
     curl -fsSL --proto '=https' --tlsv1.2 https://sh.rustup.rs | sh -s -- -y --profile minimal --no-modify-path >/dev/null
   fi
   "$CARGO_HOME/bin/cargo" install --quiet --locked --git "$AGENT_SOURCE_REPO" --rev "$AGENT_SOURCE_REV" \
-    --root "$ROOT/opt/lambda-gha/agent" lambda-gha-cli || fail "building the agent failed"
+    --root "$ROOT/opt/lambda-gha/agent" --no-default-features lambda-gha-cli || fail "building the agent failed"
   cp "$ROOT/opt/lambda-gha/agent/bin/lambda-gha" "$BIN/lambda-gha.download"
 else
   fail "no lambda-gha agent for linux-$RUNNER_ARCH in this release"

@@ -24,6 +24,8 @@ pub(crate) struct SimInstance {
     pub(crate) instance: Instance,
     pub(crate) user_data: Option<Redacted>,
     pub(crate) host: u32,
+    /// The public IP it gets when active, when the scenario fixes one.
+    pub(crate) public_ip: Option<String>,
     pub(crate) active_at: Option<f64>,
     pub(crate) unhealthy_at: Option<f64>,
     pub(crate) restart_until: Option<f64>,
@@ -57,7 +59,10 @@ impl SimInstance {
         let becomes_reachable = status == InstanceStatus::Active && self.instance.ip.is_none();
         if becomes_reachable {
             let (a, b) = (self.host / 250, self.host % 250 + 2);
-            let ip = format!("198.51.{}.{b}", 100 + a);
+            let ip = self
+                .public_ip
+                .clone()
+                .unwrap_or_else(|| format!("198.51.{}.{b}", 100 + a));
             self.instance.private_ip = Some(format!("10.0.{a}.{b}"));
             if self.instance.hostname.is_none() {
                 self.instance.hostname = Some(ip.replace('.', "-"));
@@ -323,6 +328,7 @@ impl World {
             instance,
             user_data: request.user_data,
             host,
+            public_ip: self.scenario.public_ip.clone(),
             active_at,
             unhealthy_at,
             restart_until: None,

@@ -45,6 +45,9 @@ pub struct Scenario {
     pub page_size: usize,
     /// SSH keys the account has from the start.
     pub ssh_keys: Vec<SshKeySpec>,
+    /// The public IP every active instance reports, e.g. `127.0.0.1` so that SSH reaches an
+    /// `sshd` a test started (default: a distinct documentation address per instance).
+    pub public_ip: Option<String>,
 }
 
 /// An SSH key the account starts with.
@@ -346,6 +349,7 @@ impl Default for Scenario {
             max_instances: None,
             page_size: 100,
             ssh_keys: Vec::new(),
+            public_ip: None,
         }
     }
 }
@@ -399,6 +403,21 @@ impl Scenario {
             name: name.to_owned(),
             public_key: format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI {name}"),
         });
+        self
+    }
+
+    /// Adds an SSH key the account starts with, with its real public key.
+    pub fn with_public_key(mut self, name: &str, public_key: &str) -> Self {
+        self.ssh_keys.push(SshKeySpec {
+            name: name.to_owned(),
+            public_key: public_key.trim().to_owned(),
+        });
+        self
+    }
+
+    /// Every active instance reports `ip` as its public IP.
+    pub fn with_public_ip(mut self, ip: &str) -> Self {
+        self.public_ip = Some(ip.to_owned());
         self
     }
 

@@ -104,7 +104,7 @@ impl UserDataRunner {
         Ok(())
     }
 
-    /// Kills the instance's user data and every process it started.
+    /// Kills the instance's user data and every process running in its sandbox.
     pub(crate) fn stop(&self, id: &InstanceId) {
         let child = self
             .children
@@ -113,9 +113,10 @@ impl UserDataRunner {
             .remove(id);
         if let Some(child) = child {
             kill_group(child);
-            kill_sandboxed(&self.sandbox(id));
             tracing::info!(instance = id.as_str(), "user data stopped");
         }
+        // Also what reached the machine another way (`lambda-gha run` through the sandbox).
+        kill_sandboxed(&self.sandbox(id));
     }
 
     /// Kills every user-data process.

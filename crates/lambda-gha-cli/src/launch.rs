@@ -57,6 +57,8 @@ pub struct LaunchOutcome {
     pub launched: Result<Launched, PlanFailure>,
     /// Every attempt.
     pub attempts: Vec<Attempt>,
+    /// The launched type's price, US cents per hour, from the catalog read before launching.
+    pub price_cents_per_hour: Option<u32>,
 }
 
 /// Checks the request against the catalog, then launches one machine.
@@ -89,8 +91,15 @@ pub async fn launch(
     spec.tags.insert(CLI_TAG.to_owned(), user.to_owned());
     spec.user_data = request.user_data.clone().map(SecretString::from);
     let mut setup = Setup(spec);
+    let catalog = checked.catalog;
+    let price = |launched: &Launched| {
+        catalog
+            .offering(&launched.candidate.instance_type)
+            .map(|o| o.price_cents_per_hour)
+    };
     Ok(match plan.execute(provider, &mut setup).await {
         Ok((mut launched, attempts)) => LaunchOutcome {
+            price_cents_per_hour: launched.last().and_then(price),
             launched: launched.pop().ok_or_else(|| PlanFailure {
                 reason: "the plan launched nothing".into(),
                 attempts: attempts.clone(),
@@ -100,6 +109,7 @@ pub async fn launch(
             attempts,
         },
         Err(failure) => LaunchOutcome {
+            price_cents_per_hour: None,
             attempts: failure.attempts.clone(),
             launched: Err(failure),
         },

@@ -4,10 +4,16 @@
 #![deny(missing_docs)]
 
 pub mod config;
+#[cfg(feature = "simulator")]
+pub mod demo;
 mod error;
 pub mod launch;
+pub mod progress;
+pub mod project;
+pub mod run;
 pub mod ssh;
 pub mod tables;
+pub mod transport;
 
 pub use error::CliError;
 

@@ -65,6 +65,16 @@ enum Command {
     },
     /// Launch one instance, trying types and regions in order.
     Launch(LaunchArgs),
+    /// Run project scripts on a new machine: launch, upload, set up, run, download, and
+    /// terminate (always, unless --keep), then print the time and cost of each phase.
+    Run(RunArgs),
+    /// Serve a simulated Lambda Cloud locally until Ctrl-C.
+    #[cfg(feature = "simulator")]
+    Sim(SimArgs),
+    /// The whole `run` flow on a simulated cloud with a small example project: nothing to
+    /// set up, nothing billed.
+    #[cfg(feature = "simulator")]
+    Demo,
     /// Wait until an instance is active.
     Wait {
         /// Its id.
@@ -126,8 +136,9 @@ struct TypesArgs {
     gpu: Option<String>,
 }
 
+/// What to launch: shared by `launch` and `run`.
 #[derive(Args)]
-struct LaunchArgs {
+struct MachineArgs {
     /// Instance types, comma-separated, tried in order (default: the config file's).
     #[arg(long = "type", value_name = "TYPES")]
     instance_type: Option<String>,
@@ -146,18 +157,85 @@ struct LaunchArgs {
     /// Filesystems to mount, comma-separated.
     #[arg(long)]
     filesystem: Option<String>,
-    /// A cloud-init user-data file.
-    #[arg(long, value_name = "FILE")]
-    user_data: Option<PathBuf>,
     /// Tags, `key=value`, repeatable.
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     tags: Vec<String>,
     /// Keep retrying for capacity this long (e.g. `10m`).
     #[arg(long, value_parser = parse_duration_arg)]
     capacity_wait: Option<std::time::Duration>,
+}
+
+#[derive(Args)]
+struct LaunchArgs {
+    #[command(flatten)]
+    machine: MachineArgs,
+    /// A cloud-init user-data file.
+    #[arg(long, value_name = "FILE")]
+    user_data: Option<PathBuf>,
     /// Wait until the instance is active.
     #[arg(long)]
     wait: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Project files to run, in order: `.py` with `uv run`, `.sh` with bash, executables as
+    /// themselves. The first failure stops the rest; its exit code is ours.
+    scripts: Vec<String>,
+    /// A shell command to run in the project directory (after the scripts), repeatable.
+    #[arg(long = "cmd", value_name = "COMMAND")]
+    commands: Vec<String>,
+    /// The project directory to upload (files ignored by .gitignore or .ignore stay home).
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    project: PathBuf,
+    /// A path (relative to the project) to bring back afterwards, repeatable; it lands at
+    /// the same place in the local project.
+    #[arg(long = "download", value_name = "PATH")]
+    downloads: Vec<PathBuf>,
+    /// Leave the machine running (a later `run --instance ID` re-uploads only what changed).
+    #[arg(long)]
+    keep: bool,
+    /// Run on this running instance instead of launching one (it is left running).
+    #[arg(long, value_name = "ID")]
+    instance: Option<String>,
+    #[command(flatten)]
+    machine: MachineArgs,
+    /// The private key for SSH (default: the key this run makes, or ssh's own choice when
+    /// --ssh-key names one of yours).
+    #[arg(short, long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// The SSH login user.
+    #[arg(long, default_value = "ubuntu")]
+    ssh_user: String,
+    /// The SSH port.
+    #[arg(long, default_value_t = 22)]
+    ssh_port: u16,
+    /// How long to wait for the machine to boot and then to accept SSH.
+    #[arg(long, default_value = "20m", value_parser = parse_duration_arg)]
+    boot_timeout: std::time::Duration,
+    /// Reach machines of `lambda-gha sim --sandbox DIR` through their sandbox directories
+    /// instead of SSH.
+    #[arg(long, value_name = "DIR")]
+    sim_sandbox: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SimArgs {
+    /// The address to serve on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: std::net::SocketAddr,
+    /// A TOML scenario: catalog, capacity over time, faults (see the README).
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+    /// Simulated seconds per real second (60: a three-minute boot takes three seconds).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Run instances' user data, and let `run --sim-sandbox DIR` reach them, in DIR.
+    #[arg(long, value_name = "DIR")]
+    sandbox: Option<PathBuf>,
+    /// Never answer 429.
+    #[arg(long)]
+    no_rate_limits: bool,
 }
 
 #[derive(Subcommand)]
@@ -563,6 +641,15 @@ async fn everyday(command: Command, settings: &Settings, out: &Out) -> Result<Ex
                     instance.status
                 )
             })?;
+            // A machine `run --keep` launched with its own key: that key.
+            let env = |name: &str| std::env::var(name).ok();
+            let identity = identity.or_else(|| {
+                let kept = lambda_gha_cli::run::kept_key(
+                    &lambda_gha_cli::run::default_state_dir(&env),
+                    &id,
+                );
+                kept.exists().then_some(kept)
+            });
             let args = lambda_gha_cli::ssh::ssh_args(ip, &user, identity.as_deref(), &command);
             let status = std::process::Command::new("ssh")
                 .args(&args)
@@ -575,9 +662,8 @@ async fn everyday(command: Command, settings: &Settings, out: &Out) -> Result<Ex
         }
         Command::SshKeys(command) => ssh_keys(&client, command, out).await?,
         Command::Filesystems(command) => filesystems(&client, command, out).await?,
-        Command::Agent(_) | Command::Reap(_) | Command::Completions { .. } => {
-            unreachable!("dispatched in main")
-        }
+        Command::Run(args) => return run(args, settings, out).await,
+        other => unreachable!("dispatched in main: {}", command_name(&other)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -588,47 +674,18 @@ async fn launch(
     settings: &Settings,
     out: &Out,
 ) -> Result<ExitCode> {
-    let types = args
-        .instance_type
-        .or_else(|| settings.instance_type.clone())
-        .context(
-            "name an instance type: --type gpu_1x_a10 (or instance_type in the config file)",
-        )?;
-    let ssh_key = args
-        .ssh_key
-        .or_else(|| settings.ssh_key.clone())
-        .context("name an SSH key: --ssh-key NAME (see `lambda-gha ssh-keys list`), or ssh_key in the config file")?;
-    let regions = args.region.or_else(|| settings.region.clone());
-    let mut tags = std::collections::BTreeMap::new();
-    for tag in &args.tags {
-        let (key, value) = tag
-            .split_once('=')
-            .with_context(|| format!("--tag {tag:?}: write key=value"))?;
-        tags.insert(key.to_owned(), value.to_owned());
+    let mut request = launch_request(args.machine, settings)?;
+    if request.ssh_key.is_empty() {
+        bail!(
+            "name an SSH key: --ssh-key NAME (see `lambda-gha ssh-keys list`), or ssh_key in the config file"
+        );
     }
-    let user_data = match &args.user_data {
+    request.user_data = match &args.user_data {
         Some(path) => Some(
             std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?,
         ),
         None => None,
-    };
-    let request = LaunchRequest {
-        instance_types: gha_runner_core::parse_list(&types, "--type")?,
-        regions: match &regions {
-            Some(r) => gha_runner_core::parse_list(r, "--region")?,
-            None => Vec::new(),
-        },
-        ssh_key,
-        name: args.name,
-        image: args.image,
-        filesystems: match &args.filesystem {
-            Some(f) => gha_runner_core::parse_list(f, "--filesystem")?,
-            None => Vec::new(),
-        },
-        tags,
-        user_data,
-        capacity: args.capacity_wait,
     };
     let provider = LambdaProvider::new(client.clone());
     let bar = spinner("launching".to_owned());
@@ -650,6 +707,232 @@ async fn launch(
     let view = tables::InstanceView::from(&instance);
     out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `args` (and the config file's defaults) ask to launch; an empty `ssh_key` when none
+/// is named.
+fn launch_request(args: MachineArgs, settings: &Settings) -> Result<LaunchRequest> {
+    let types = args
+        .instance_type
+        .or_else(|| settings.instance_type.clone())
+        .context(
+            "name an instance type: --type gpu_1x_a10 (or instance_type in the config file; see `lambda-gha types --available`)",
+        )?;
+    let regions = args.region.or_else(|| settings.region.clone());
+    let mut tags = std::collections::BTreeMap::new();
+    for tag in &args.tags {
+        let (key, value) = tag
+            .split_once('=')
+            .with_context(|| format!("--tag {tag:?}: write key=value"))?;
+        tags.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(LaunchRequest {
+        instance_types: gha_runner_core::parse_list(&types, "--type")?,
+        regions: match &regions {
+            Some(r) => gha_runner_core::parse_list(r, "--region")?,
+            None => Vec::new(),
+        },
+        ssh_key: args
+            .ssh_key
+            .or_else(|| settings.ssh_key.clone())
+            .unwrap_or_default(),
+        name: args.name,
+        image: args.image,
+        filesystems: match &args.filesystem {
+            Some(f) => gha_runner_core::parse_list(f, "--filesystem")?,
+            None => Vec::new(),
+        },
+        tags,
+        user_data: None,
+        capacity: args.capacity_wait,
+    })
+}
+
+/// One message per Ctrl-C, for `run` and `demo`, which clean up before they exit.
+fn interrupts() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> {
+    use lambda_gha_cli::run::{Reach, RunRequest, Step};
+    // Everything that can be wrong with the request is found before anything is launched.
+    let project_root = args
+        .project
+        .canonicalize()
+        .with_context(|| format!("--project {}: no such directory", args.project.display()))?;
+    let project = lambda_gha_cli::project::Project::scan(&project_root)
+        .with_context(|| format!("cannot read the project {}", project_root.display()))?;
+    if args.scripts.is_empty() && args.commands.is_empty() {
+        bail!(
+            "name what to run: a project script (`lambda-gha run train.py`) or --cmd \"nvidia-smi\""
+        );
+    }
+    let mut steps = Vec::new();
+    for script in &args.scripts {
+        steps.push(Step::script(&project, script).map_err(anyhow::Error::msg)?);
+    }
+    steps.extend(args.commands.iter().cloned().map(Step::Command));
+    for path in &args.downloads {
+        if path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            bail!(
+                "--download {}: give a path inside the project, like `results` or `out/model.pt`",
+                path.display()
+            );
+        }
+    }
+    if let Some(identity) = &args.identity
+        && !identity.is_file()
+    {
+        bail!("--identity {}: no such file", identity.display());
+    }
+    let launch = if args.instance.is_some() {
+        LaunchRequest::default()
+    } else {
+        launch_request(args.machine, settings)?
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let time_scale = match std::env::var(lambda_cloud::TIME_SCALE_ENV) {
+        Ok(text) => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0)
+            .with_context(|| {
+                format!(
+                    "{}={text}: expected a positive number",
+                    lambda_cloud::TIME_SCALE_ENV
+                )
+            })?,
+        Err(_) => 1.0,
+    };
+    let request = RunRequest {
+        launch,
+        instance: args.instance,
+        download_to: project_root.clone(),
+        project,
+        steps,
+        downloads: args.downloads,
+        keep: args.keep,
+        reach: match args.sim_sandbox {
+            Some(root) => Reach::Sandbox { root },
+            None => Reach::Ssh {
+                user: args.ssh_user,
+                port: args.ssh_port,
+                identity: args.identity,
+            },
+        },
+        boot_timeout: args.boot_timeout,
+        time_scale,
+        user: user(),
+        state_dir: lambda_gha_cli::run::default_state_dir(&env),
+    };
+    let provider = LambdaProvider::new(lambda_gha_cli::client(settings)?);
+    let ui = lambda_gha_cli::progress::Ui {
+        quiet: out.quiet,
+        json: out.json,
+    };
+    let summary = lambda_gha_cli::run::run(&provider, &request, ui, &mut interrupts()).await;
+    print_summary(&summary, out)?;
+    Ok(exit_code(summary.exit_code))
+}
+
+fn print_summary(summary: &lambda_gha_cli::run::RunSummary, out: &Out) -> Result<()> {
+    if out.json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+    } else if !out.quiet || summary.exit_code != 0 {
+        eprint!("{}", summary.render());
+    }
+    Ok(())
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+#[cfg(feature = "simulator")]
+async fn sim(args: SimArgs) -> Result<ExitCode> {
+    let scenario = match &args.scenario {
+        Some(path) => lambda_cloud_sim::Scenario::from_file(path)?,
+        None => lambda_cloud_sim::Scenario::default(),
+    };
+    let mut builder = lambda_cloud_sim::Sim::builder()
+        .scenario(scenario)
+        .listen(args.listen)
+        .time_scale(args.time_scale);
+    if args.no_rate_limits {
+        builder = builder.rate_limits(false);
+    }
+    if let Some(dir) = &args.sandbox {
+        builder = builder.user_data_sandbox(dir);
+    }
+    let sim = builder.start().await?;
+    let url = sim.base_url();
+    let scale = if (args.time_scale - 1.0).abs() > f64::EPSILON {
+        format!(" {}={}", lambda_cloud::TIME_SCALE_ENV, args.time_scale)
+    } else {
+        String::new()
+    };
+    println!(
+        "simulated Lambda Cloud at {url} (time x{}); Ctrl-C stops it",
+        args.time_scale
+    );
+    println!("in another shell:\n  export LAMBDA_API_URL={url} LAMBDA_API_KEY=sim{scale}");
+    println!("  lambda-gha types --available");
+    if let Some(dir) = &args.sandbox {
+        println!(
+            "  lambda-gha ssh-keys add me ~/.ssh/id_ed25519.pub\n  lambda-gha run train.py --type gpu_1x_a10 --ssh-key me --sim-sandbox {}",
+            dir.display()
+        );
+    }
+    tokio::signal::ctrl_c().await?;
+    let ledger = sim.ledger();
+    sim.shutdown().await;
+    eprintln!(
+        "simulator stopped: {} instance(s) launched, {} still billing when stopped, ${:.2} billed",
+        ledger.entries.len(),
+        ledger.still_billing.len(),
+        ledger.total_cost_cents / 100.0
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "simulator")]
+async fn demo(out: &Out) -> Result<ExitCode> {
+    let ui = lambda_gha_cli::progress::Ui {
+        quiet: out.quiet,
+        json: out.json,
+    };
+    let report = lambda_gha_cli::demo::demo(ui, &mut interrupts())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    print_summary(&report.summary, out)?;
+    if !out.json {
+        if let Some(metrics) = &report.metrics {
+            println!("results/metrics.json (downloaded): {}", metrics.trim());
+        }
+        println!(
+            "simulated bill: {} instance(s) launched, {} still billing, ${:.4}",
+            report.ledger.entries.len(),
+            report.ledger.still_billing.len(),
+            report.ledger.total_cost_cents / 100.0
+        );
+        println!(
+            "next: `lambda-gha sim` serves this simulator for you to explore; with a Lambda API key, `lambda-gha run train.py --type gpu_1x_a10 --download results` does this on a real GPU"
+        );
+    }
+    Ok(exit_code(report.summary.exit_code))
 }
 
 async fn ssh_keys(client: &lambda_cloud::Client, command: SshKeysCommand, out: &Out) -> Result<()> {
@@ -791,6 +1074,10 @@ async fn main() -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "simulator")]
+        Command::Sim(args) => sim(args).await,
+        #[cfg(feature = "simulator")]
+        Command::Demo => demo(&out).await,
         command => match settings(&cli.global) {
             Ok(settings) => match command {
                 Command::Reap(args) => reap(args, &settings).await,
@@ -803,6 +1090,15 @@ async fn main() -> ExitCode {
         eprintln!("lambda-gha: {error:#}");
         ExitCode::FAILURE
     })
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Agent(_) => "agent",
+        Command::Reap(_) => "reap",
+        Command::Completions { .. } => "completions",
+        _ => "an everyday command",
+    }
 }
 
 fn settings(global: &Global) -> Result<Settings> {

@@ -1,0 +1,442 @@
+//! The project `run` uploads: the files under a directory that git would track (`.gitignore`,
+//! `.ignore` and `.git/info/exclude` honoured, `.git` itself left out), and the one compressed
+//! tar stream that carries them.
+//!
+//! Re-uploads send only what changed, judged the way rsync judges by default: a file whose
+//! size and modification time (whole seconds) match the machine's copy is the same file. tar
+//! keeps modification times, so an uploaded file matches itself on the next run.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+/// One file of the project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectFile {
+    /// Its path under the project root.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its modification time, in whole seconds since the epoch.
+    pub mtime: i64,
+    /// Its permission bits.
+    pub mode: u32,
+    /// Where a symbolic link points (then `size` is the target's length).
+    pub link: Option<PathBuf>,
+}
+
+/// The files of a project directory.
+#[derive(Debug, Clone)]
+pub struct Project {
+    root: PathBuf,
+    /// Its files, sorted by path.
+    pub files: Vec<ProjectFile>,
+}
+
+impl Project {
+    /// Walks `root`, honouring ignore files the way git does (also outside a git repository).
+    pub fn scan(root: &Path) -> io::Result<Project> {
+        let mut files = Vec::new();
+        let walk = ignore::WalkBuilder::new(root)
+            .hidden(false)
+            .git_global(false)
+            .require_git(false)
+            .filter_entry(|entry| entry.file_name() != ".git")
+            .build();
+        for entry in walk {
+            let entry = entry.map_err(io::Error::other)?;
+            let Some(file_type) = entry.file_type() else {
+                continue;
+            };
+            if file_type.is_dir() {
+                continue;
+            }
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(root)
+                .map_err(io::Error::other)?
+                .to_path_buf();
+            let metadata = std::fs::symlink_metadata(path)?;
+            let link = if file_type.is_symlink() {
+                Some(std::fs::read_link(path)?)
+            } else if file_type.is_file() {
+                None
+            } else {
+                // Sockets, fifos, devices: nothing a project means to upload.
+                continue;
+            };
+            files.push(ProjectFile {
+                path: relative,
+                size: metadata.len(),
+                mtime: metadata.mtime(),
+                mode: metadata.permissions().mode() & 0o7777,
+                link,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(Project {
+            root: root.to_path_buf(),
+            files,
+        })
+    }
+
+    /// The project directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether the project has `path` (relative), after ignore rules.
+    pub fn contains(&self, path: &Path) -> bool {
+        self.files
+            .binary_search_by(|file| file.path.as_path().cmp(path))
+            .is_ok()
+    }
+
+    /// Bytes in all files.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// The files whose copy on the machine differs (or is missing).
+    pub fn changed<'a>(&'a self, remote: &RemoteListing) -> Vec<&'a ProjectFile> {
+        self.files
+            .iter()
+            .filter(|file| {
+                file.link.is_some()
+                    || remote.files.get(&file.path) != Some(&(file.size, file.mtime))
+            })
+            .collect()
+    }
+}
+
+/// What files exist in the machine's copy of the project: (size, mtime) by path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteListing {
+    files: HashMap<PathBuf, (u64, i64)>,
+}
+
+impl RemoteListing {
+    /// The shell command that prints the listing of the current directory, read by
+    /// [`RemoteListing::parse`]: GNU find, NUL-terminated records, fractional mtimes.
+    pub const COMMAND: &'static str = r"find . -type f -printf '%s %T@ %P\0'";
+
+    /// Reads the output of [`RemoteListing::COMMAND`].
+    pub fn parse(output: &[u8]) -> RemoteListing {
+        let mut files = HashMap::new();
+        for record in output.split(|b| *b == 0) {
+            let text = String::from_utf8_lossy(record);
+            let mut parts = text.splitn(3, ' ');
+            let (Some(size), Some(mtime), Some(path)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let seconds = mtime.split('.').next().unwrap_or(mtime);
+            if let (Ok(size), Ok(mtime)) = (size.parse(), seconds.parse()) {
+                files.insert(PathBuf::from(path), (size, mtime));
+            }
+        }
+        RemoteListing { files }
+    }
+
+    /// How many files the machine has.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether the machine has none.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// Files at least this big are probed for compressibility before being sent.
+const PROBE_ABOVE: u64 = 256 * 1024;
+/// Bytes of a big file compressed to judge the rest.
+const PROBE_BYTES: usize = 64 * 1024;
+
+/// Writes `files` (of the project at `root`) to `out` as one gzip-compressed tar stream, and
+/// returns the bytes written. Files that do not compress (archives, weights, media: judged on
+/// their first 64 KiB) are stored in the gzip stream rather than squeezed for nothing.
+/// `sent` hears the project bytes sent so far after each file.
+pub fn write_archive<W: Write>(
+    root: &Path,
+    files: &[&ProjectFile],
+    out: W,
+    sent: &mut dyn FnMut(u64),
+) -> io::Result<u64> {
+    let mut total = 0;
+    let mut builder = tar::Builder::new(AdaptiveGz::new(CountingWriter::new(out)));
+    for file in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(file.mode);
+        header.set_mtime(u64::try_from(file.mtime).unwrap_or(0));
+        if let Some(target) = &file.link {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            builder.append_link(&mut header, &file.path, target)?;
+            continue;
+        }
+        let mut source = File::open(root.join(&file.path))?;
+        // A file that changed size since the scan is sent as scanned: the header is written
+        // first, so the body must match it.
+        let level = if file.size >= PROBE_ABOVE && !compresses(&mut source)? {
+            Compression::none()
+        } else {
+            Compression::fast()
+        };
+        builder.get_mut().set_level(level)?;
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(file.size);
+        builder.append_data(&mut header, &file.path, ExactLength::new(source, file.size))?;
+        total += file.size;
+        sent(total);
+    }
+    let gz = builder.into_inner()?;
+    let counting = gz.finish()?;
+    Ok(counting.written)
+}
+
+/// Whether the start of `file` shrinks by a tenth at the fastest level; rewinds it.
+fn compresses(file: &mut File) -> io::Result<bool> {
+    use std::io::Seek as _;
+    let mut sample = Vec::with_capacity(PROBE_BYTES);
+    Read::by_ref(file)
+        .take(PROBE_BYTES as u64)
+        .read_to_end(&mut sample)?;
+    file.rewind()?;
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(&sample)?;
+    let compressed = encoder.finish()?;
+    Ok(compressed.len() * 10 < sample.len() * 9)
+}
+
+/// A gzip stream whose compression level can change between files: a change ends the current
+/// gzip member and starts another (gunzip reads concatenated members as one stream).
+struct AdaptiveGz<W: Write> {
+    encoder: Option<GzEncoder<W>>,
+    level: Compression,
+}
+
+impl<W: Write> AdaptiveGz<W> {
+    fn new(out: W) -> Self {
+        AdaptiveGz {
+            encoder: Some(GzEncoder::new(out, Compression::fast())),
+            level: Compression::fast(),
+        }
+    }
+
+    fn set_level(&mut self, level: Compression) -> io::Result<()> {
+        if level == self.level {
+            return Ok(());
+        }
+        let out = self.take()?.finish()?;
+        self.encoder = Some(GzEncoder::new(out, level));
+        self.level = level;
+        Ok(())
+    }
+
+    fn take(&mut self) -> io::Result<GzEncoder<W>> {
+        self.encoder
+            .take()
+            .ok_or_else(|| io::Error::other("the gzip stream already ended"))
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        self.take()?.finish()
+    }
+}
+
+impl<W: Write> Write for AdaptiveGz<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.encoder {
+            Some(encoder) => encoder.write(buf),
+            None => Err(io::Error::other("the gzip stream already ended")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.encoder {
+            Some(encoder) => encoder.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Counts the bytes that reach the wire.
+struct CountingWriter<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> CountingWriter<W> {
+    fn new(inner: W) -> Self {
+        CountingWriter { inner, written: 0 }
+    }
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads exactly `length` bytes: what a file had when scanned, cut or padded with zeros if it
+/// changed since, so the tar header written before it stays true.
+struct ExactLength<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> ExactLength<R> {
+    fn new(inner: R, length: u64) -> Self {
+        ExactLength {
+            inner,
+            left: length,
+        }
+    }
+}
+
+impl<R: Read> Read for ExactLength<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let mut n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            // The file shrank: pad.
+            buf[..want].fill(0);
+            n = want;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Unpacks a gzip-compressed tar stream (what `tar -cz` on the machine sends) under `dest`;
+/// entries that would land outside `dest` are refused by `tar`. Returns the files unpacked.
+pub fn unpack_archive<R: Read>(input: R, dest: &Path) -> io::Result<usize> {
+    std::fs::create_dir_all(dest)?;
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(input));
+    archive.set_preserve_mtime(true);
+    let mut count = 0;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.unpack_in(dest)? && entry.header().entry_type().is_file() {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, path: &str, bytes: &[u8]) {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    fn temp() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lambda-gha-project-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    #[test]
+    fn ignored_files_and_git_metadata_stay_home() {
+        let root = temp();
+        write(&root, ".gitignore", b"data/\n*.ckpt\n");
+        write(&root, "train.py", b"print('hi')\n");
+        write(&root, "src/model.py", b"x = 1\n");
+        write(&root, "data/big.bin", b"0123");
+        write(&root, "run.ckpt", b"0123");
+        write(&root, ".git/HEAD", b"ref: refs/heads/main\n");
+        write(&root, ".env.example", b"A=1\n");
+        let project = Project::scan(&root).expect("scan");
+        let paths: Vec<String> = project
+            .files
+            .iter()
+            .map(|f| f.path.display().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [".env.example", ".gitignore", "src/model.py", "train.py"]
+        );
+        assert!(project.contains(Path::new("train.py")));
+        assert!(!project.contains(Path::new("run.ckpt")));
+        std::fs::remove_dir_all(root).expect("cleanup");
+    }
+
+    #[test]
+    fn only_files_that_differ_from_the_machine_are_sent_again() {
+        let root = temp();
+        write(&root, "a.txt", b"aaaa");
+        write(&root, "b.txt", b"bbbb");
+        write(&root, "c.txt", b"cccc");
+        let project = Project::scan(&root).expect("scan");
+        let mtime = project.files[0].mtime;
+        let listing = format!("4 {mtime}.25 a.txt\0004 {}.0 b.txt\0", mtime - 7);
+        let remote = RemoteListing::parse(listing.as_bytes());
+        assert_eq!(remote.len(), 2);
+        let changed: Vec<String> = project
+            .changed(&remote)
+            .iter()
+            .map(|f| f.path.display().to_string())
+            .collect();
+        // a.txt matches (sub-second part ignored), b.txt is older there, c.txt is missing.
+        assert_eq!(changed, ["b.txt", "c.txt"]);
+        std::fs::remove_dir_all(root).expect("cleanup");
+    }
+
+    #[test]
+    fn an_archive_round_trips_with_modes_times_and_incompressible_files() {
+        let root = temp();
+        write(&root, "run.sh", b"#!/bin/bash\necho hi\n");
+        std::fs::set_permissions(root.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let text = "all work and no play\n".repeat(20_000);
+        write(&root, "notes/long.txt", text.as_bytes());
+        let noise: Vec<u8> = (0..400_000).map(|_| fastrand::u8(..)).collect();
+        write(&root, "weights.bin", &noise);
+        let project = Project::scan(&root).expect("scan");
+        let files: Vec<&ProjectFile> = project.files.iter().collect();
+        let mut stream = Vec::new();
+        let written = write_archive(&root, &files, &mut stream, &mut |_| {}).expect("archive");
+        assert_eq!(written, stream.len() as u64);
+        // Text squeezed, noise stored: the stream is about the noise's size.
+        assert!(stream.len() < noise.len() + 60_000, "{}", stream.len());
+
+        let dest = temp();
+        let count = unpack_archive(stream.as_slice(), &dest).expect("unpack");
+        assert_eq!(count, 3);
+        assert_eq!(
+            std::fs::read(dest.join("weights.bin")).expect("read"),
+            noise
+        );
+        assert_eq!(
+            std::fs::read_to_string(dest.join("notes/long.txt")).expect("read"),
+            text
+        );
+        let unpacked = Project::scan(&dest).expect("scan");
+        assert_eq!(unpacked.files, project.files, "sizes, times and modes kept");
+        for dir in [root, dest] {
+            std::fs::remove_dir_all(dir).expect("cleanup");
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! How `run` reaches a machine: a shell command there, with our end of its stdin and stdout.
+//! Everything `run` does (listing, uploading, setup, scripts, downloading) is a command, so
+//! one trait with two implementations serves a real machine over OpenSSH and a simulated one
+//! through its sandbox directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt as _;
+use tokio::process::Command;
+
+/// Runs shell commands on one machine.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync {
+    /// A command that runs `script` with bash-compatible `sh` on the machine, in the login
+    /// user's home directory. Callers set stdin/stdout/stderr.
+    fn command(&self, script: &str) -> Command;
+
+    /// Waits until commands can run (the SSH server answers and accepts the key), up to
+    /// `timeout`.
+    async fn wait_ready(&self, timeout: Duration) -> Result<(), String>;
+
+    /// Ends anything the transport keeps open (the shared SSH connection).
+    async fn close(&self);
+
+    /// Where commands run, for people: `ubuntu@198.51.100.7`.
+    fn describe(&self) -> String;
+}
+
+/// OpenSSH's `ssh`, with every command over one shared connection (a control master), so the
+/// handshake is paid once per run.
+#[derive(Debug, Clone)]
+pub struct OpenSsh {
+    /// The machine's address.
+    pub host: String,
+    /// Its SSH port (22 on Lambda).
+    pub port: u16,
+    /// The login user (`ubuntu` on Lambda's images).
+    pub user: String,
+    /// The private key, when not ssh's own choice.
+    pub identity: Option<PathBuf>,
+    /// The known-hosts file for this machine: a new machine's key is accepted on first use
+    /// and checked afterwards; one file per instance, since Lambda reuses addresses.
+    pub known_hosts: PathBuf,
+    /// The control socket of the shared connection.
+    pub control_path: PathBuf,
+}
+
+impl OpenSsh {
+    /// The options every ssh invocation gets.
+    pub fn options(&self) -> Vec<String> {
+        let mut args = vec![
+            "-p".to_owned(),
+            self.port.to_string(),
+            "-o".to_owned(),
+            "BatchMode=yes".to_owned(),
+            "-o".to_owned(),
+            "StrictHostKeyChecking=accept-new".to_owned(),
+            "-o".to_owned(),
+            format!("UserKnownHostsFile={}", self.known_hosts.display()),
+            "-o".to_owned(),
+            "ServerAliveInterval=15".to_owned(),
+            "-o".to_owned(),
+            "ConnectTimeout=10".to_owned(),
+            "-o".to_owned(),
+            "ControlMaster=auto".to_owned(),
+            "-o".to_owned(),
+            format!("ControlPath={}", self.control_path.display()),
+            "-o".to_owned(),
+            "ControlPersist=120".to_owned(),
+            "-o".to_owned(),
+            "LogLevel=ERROR".to_owned(),
+        ];
+        if let Some(identity) = &self.identity {
+            args.push("-i".to_owned());
+            args.push(identity.display().to_string());
+            // Only this key: agents with many keys hit the server's MaxAuthTries first.
+            args.push("-o".to_owned());
+            args.push("IdentitiesOnly=yes".to_owned());
+        }
+        args
+    }
+
+    fn destination(&self) -> String {
+        format!("{}@{}", self.user, self.host)
+    }
+
+    /// Whether the port answers with an SSH banner.
+    async fn banner(&self) -> bool {
+        let connect = tokio::net::TcpStream::connect((self.host.as_str(), self.port));
+        let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(5), connect).await else {
+            return false;
+        };
+        let mut buf = [0u8; 4];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf)).await,
+            Ok(Ok(_)) if &buf == b"SSH-"
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for OpenSsh {
+    fn command(&self, script: &str) -> Command {
+        let mut command = Command::new("ssh");
+        command
+            .args(self.options())
+            .arg(self.destination())
+            .arg("--")
+            .arg(script)
+            .kill_on_drop(true)
+            // Not in the terminal's process group: Ctrl-C reaches `run`, which cleans up,
+            // rather than killing ssh under it.
+            .process_group(0);
+        command
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = String::from("no SSH banner yet");
+        loop {
+            if self.banner().await {
+                let output = self
+                    .command("true")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .output()
+                    .await
+                    .map_err(|e| format!("cannot run ssh ({e}): install OpenSSH's client"))?;
+                if output.status.success() {
+                    return Ok(());
+                }
+                String::from_utf8_lossy(&output.stderr)
+                    .trim()
+                    .clone_into(&mut last);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "{} did not accept SSH within {}: {last}",
+                    self.describe(),
+                    gha_runner_core::format_duration(timeout)
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    async fn close(&self) {
+        let _ = Command::new("ssh")
+            .args(self.options())
+            .args(["-O", "exit"])
+            .arg(self.destination())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+    }
+
+    fn describe(&self) -> String {
+        if self.port == 22 {
+            self.destination()
+        } else {
+            format!("{}:{}", self.destination(), self.port)
+        }
+    }
+}
+
+/// A simulated machine: commands run locally with bash in the instance's sandbox directory,
+/// which is their home. The simulator kills what runs there when the instance is terminated.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// The instance's sandbox directory.
+    pub dir: PathBuf,
+    /// Extra environment for commands (the simulated machine's).
+    pub env: Vec<(String, String)>,
+}
+
+impl Sandbox {
+    /// A sandbox at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Sandbox {
+        Sandbox {
+            dir: dir.into(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The sandbox directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for Sandbox {
+    fn command(&self, script: &str) -> Command {
+        let mut command = Command::new("bash");
+        command
+            .args(["-c", script])
+            .current_dir(&self.dir)
+            .env("HOME", &self.dir)
+            // The simulator's marker: terminating the instance kills these processes.
+            .env("LAMBDA_SIM_SANDBOX", &self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .kill_on_drop(true)
+            .process_group(0);
+        command
+    }
+
+    async fn wait_ready(&self, _timeout: Duration) -> Result<(), String> {
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| format!("cannot prepare {}: {e}", self.dir.display()))
+    }
+
+    async fn close(&self) {}
+
+    fn describe(&self) -> String {
+        format!("the simulated machine at {}", self.dir.display())
+    }
+}
+
+/// Runs `script` and returns its stdout; a non-zero exit is an error carrying its stderr.
+pub async fn capture(transport: &dyn Transport, script: &str) -> Result<Vec<u8>, String> {
+    let output = transport
+        .command(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .map_err(|e| format!("cannot start the command: {e}"))?;
+    if output.status.success() {
+        Ok(output.stdout)
+    } else {
+        Err(format!(
+            "`{script}` failed on {} ({}): {}",
+            transport.describe(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// Runs `script` with `input` written to its stdin (by a blocking writer on its own thread,
+/// so producing the stream overlaps sending it); returns the writer's result.
+pub async fn feed<T, F>(transport: &dyn Transport, script: &str, input: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn std::io::Write) -> std::io::Result<T> + Send + 'static,
+{
+    let mut child = transport
+        .command(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the command: {e}"))?;
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or("the command has no stdin")?
+        .into_owned_fd()
+        .map_err(|e| format!("cannot take the command's stdin: {e}"))?;
+    let mut stderr = child.stderr.take().ok_or("the command has no stderr")?;
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut pipe = std::io::BufWriter::with_capacity(256 * 1024, std::fs::File::from(stdin));
+        let result = input(&mut pipe);
+        // Dropping the pipe closes it: the far end sees the end of the stream.
+        result.and_then(|value| std::io::Write::flush(&mut pipe).map(|()| value))
+    });
+    let mut errors = Vec::new();
+    let (status, _) = tokio::join!(child.wait(), stderr.read_to_end(&mut errors));
+    let status = status.map_err(|e| format!("the command failed: {e}"))?;
+    let written = writer
+        .await
+        .map_err(|e| format!("the writer stopped: {e}"))?;
+    let errors = String::from_utf8_lossy(&errors).trim().to_owned();
+    if !status.success() {
+        return Err(format!(
+            "`{script}` failed on {} ({status}): {errors}",
+            transport.describe()
+        ));
+    }
+    written.map_err(|e| format!("sending to {} failed: {e}", transport.describe()))
+}
+
+/// Runs `script` and hands its stdout to `output` (a blocking reader on its own thread).
+pub async fn drain<T, F>(transport: &dyn Transport, script: &str, output: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn std::io::Read) -> std::io::Result<T> + Send + 'static,
+{
+    let mut child = transport
+        .command(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the command: {e}"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or("the command has no stdout")?
+        .into_owned_fd()
+        .map_err(|e| format!("cannot take the command's stdout: {e}"))?;
+    let mut stderr = child.stderr.take().ok_or("the command has no stderr")?;
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut pipe = std::io::BufReader::with_capacity(256 * 1024, std::fs::File::from(stdout));
+        output(&mut pipe)
+    });
+    let mut errors = Vec::new();
+    let (status, _) = tokio::join!(child.wait(), stderr.read_to_end(&mut errors));
+    let status = status.map_err(|e| format!("the command failed: {e}"))?;
+    let read = reader
+        .await
+        .map_err(|e| format!("the reader stopped: {e}"))?;
+    let errors = String::from_utf8_lossy(&errors).trim().to_owned();
+    if !status.success() {
+        return Err(format!(
+            "`{script}` failed on {} ({status}): {errors}",
+            transport.describe()
+        ));
+    }
+    read.map_err(|e| format!("receiving from {} failed: {e}", transport.describe()))
+}
+
+/// Quotes `text` for a POSIX shell.
+pub fn shell_quote(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        return text.to_owned();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_leaves_plain_words_and_wraps_the_rest() {
+        assert_eq!(shell_quote("train.py"), "train.py");
+        assert_eq!(shell_quote("my file"), "'my file'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn ssh_shares_one_connection_and_pins_the_host_key_per_machine() {
+        let ssh = OpenSsh {
+            host: "198.51.100.7".into(),
+            port: 22,
+            user: "ubuntu".into(),
+            identity: Some("/k".into()),
+            known_hosts: "/kh/i-1".into(),
+            control_path: "/c/i-1".into(),
+        };
+        let options = ssh.options().join(" ");
+        for expected in [
+            "ControlMaster=auto",
+            "ControlPath=/c/i-1",
+            "UserKnownHostsFile=/kh/i-1",
+            "StrictHostKeyChecking=accept-new",
+            "BatchMode=yes",
+            "-i /k -o IdentitiesOnly=yes",
+        ] {
+            assert!(options.contains(expected), "{expected} in {options}");
+        }
+        assert_eq!(ssh.describe(), "ubuntu@198.51.100.7");
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_runs_commands_at_home_and_streams_both_ways() {
+        let dir = std::env::temp_dir().join(format!("lambda-gha-sandbox-{}", fastrand::u64(..)));
+        let sandbox = Sandbox::new(&dir);
+        sandbox
+            .wait_ready(Duration::from_secs(1))
+            .await
+            .expect("ready");
+        let home = capture(&sandbox, "pwd; echo $HOME").await.expect("pwd");
+        let home = String::from_utf8(home).expect("utf8");
+        assert_eq!(home.lines().count(), 2);
+        assert!(home.lines().all(|l| Path::new(l) == dir), "{home}");
+
+        let sent = feed(&sandbox, "cat > echo.txt", |w| {
+            w.write_all(b"hello")?;
+            Ok(5)
+        })
+        .await
+        .expect("feed");
+        assert_eq!(sent, 5);
+        let back = drain(&sandbox, "cat echo.txt", |r| {
+            let mut s = String::new();
+            r.read_to_string(&mut s)?;
+            Ok(s)
+        })
+        .await
+        .expect("drain");
+        assert_eq!(back, "hello");
+        let failed = capture(&sandbox, "echo oops >&2; exit 3")
+            .await
+            .expect_err("exit 3");
+        assert!(failed.contains("oops"), "{failed}");
+        std::fs::remove_dir_all(dir).expect("cleanup");
+    }
+}
