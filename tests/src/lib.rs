@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 
 mod fake_github;
+mod sshd;
 
 pub use fake_github::{FakeGitHub, FakeRunner};
+pub use sshd::{Sshd, SshdOptions};
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {

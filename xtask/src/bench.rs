@@ -7,11 +7,18 @@ use anyhow::{Result, bail};
 
 use crate::workspace_root;
 
-const BENCHES: &[(&str, &str, &str)] = &[(
-    "action",
-    "lambda-gha-action",
-    "the action binary: wall time and peak RSS of a 1-instance launch against the simulator",
-)];
+const BENCHES: &[(&str, &str, &str)] = &[
+    (
+        "action",
+        "lambda-gha-action",
+        "the action binary: wall time and peak RSS of a 1-instance launch against the simulator",
+    ),
+    (
+        "transfer",
+        "lambda-gha-cli",
+        "`run`'s upload of a 10,000-file / 300 MB project to a loopback sshd, against scp -r and rsync -a",
+    ),
+];
 
 pub(crate) fn bench(args: &[String]) -> Result<bool> {
     let wanted: Vec<&str> = if args.is_empty() {
@@ -19,8 +26,14 @@ pub(crate) fn bench(args: &[String]) -> Result<bool> {
     } else {
         args.iter().map(String::as_str).collect()
     };
-    // Peak RSS is read by GNU time.
-    crate::ensure_tools(&[("time", "time")])?;
+    // Peak RSS is read by GNU time; the transfer bench compares with scp and rsync over a
+    // local sshd.
+    crate::ensure_tools(&[
+        ("time", "time"),
+        ("rsync", "rsync"),
+        ("scp", "openssh-client"),
+        ("sshd", "openssh-server"),
+    ])?;
     let mut ok = true;
     for name in wanted {
         let Some((_, package, what)) = BENCHES.iter().find(|(n, _, _)| *n == name) else {

@@ -25,7 +25,7 @@ commands:
   e2e                     run the workspace end-to-end suite (tests/)
   lint                    actionlint and zizmor over the workflows and action.yml
   dist [--target TRIPLE]  release binaries and SHA256SUMS under target/dist
-  bench [NAME...]         benchmarks with ratios against in-run baselines (action)
+  bench [NAME...]         benchmarks with ratios against in-run baselines (action, transfer)
 ";
 
 fn main() -> ExitCode {
@@ -222,6 +222,9 @@ fn e2e_step(run: &mut Run) {
 const SYSTEM_TOOLS: &[(&str, &str)] = &[
     // The simulator generates SSH key pairs with ssh-keygen, as Lambda hands out real ones.
     ("ssh-keygen", "openssh-client"),
+    // `run` reaches machines with ssh; its tests start a real sshd on 127.0.0.1.
+    ("ssh", "openssh-client"),
+    ("sshd", "openssh-server"),
 ];
 
 /// Installs what the tests need that cargo does not provide. Only what is missing, so a

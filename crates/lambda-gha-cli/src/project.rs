@@ -1,6 +1,7 @@
 //! The project `run` uploads: the files under a directory that git would track (`.gitignore`,
 //! `.ignore` and `.git/info/exclude` honoured, `.git` itself left out), and the one compressed
-//! tar stream that carries them.
+//! tar stream that carries them: zstd when the machine has it (Lambda's Ubuntu images do),
+//! gzip otherwise.
 //!
 //! Re-uploads send only what changed, judged the way rsync judges by default: a file whose
 //! size and modification time (whole seconds) match the machine's copy is the same file. tar
@@ -154,23 +155,67 @@ impl RemoteListing {
     }
 }
 
+/// How a tar stream is compressed, by what the machine can decompress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// zstd, level 1: hundreds of MB/s each way, raw blocks for incompressible data.
+    Zstd,
+    /// gzip: everywhere, but its decompression (~150 MB/s) can be the slowest link.
+    Gzip,
+}
+
+impl Codec {
+    /// A shell command printing the machine's codec on a line of its own.
+    pub const PROBE: &'static str =
+        "{ command -v zstd >/dev/null 2>&1 && echo zstd || echo gzip; }";
+
+    /// Splits the output of a command that began with [`Codec::PROBE`] into the codec and
+    /// the rest.
+    pub fn split(output: &[u8]) -> (Codec, &[u8]) {
+        let end = output
+            .iter()
+            .position(|b| *b == b'\n')
+            .unwrap_or(output.len());
+        let codec = if &output[..end] == b"zstd" {
+            Codec::Zstd
+        } else {
+            Codec::Gzip
+        };
+        (codec, output.get(end + 1..).unwrap_or_default())
+    }
+
+    /// GNU tar's option for this codec, for both directions (tar adds `-d` to extract).
+    pub fn tar_option(self) -> &'static str {
+        match self {
+            Codec::Zstd => "--use-compress-program='zstd -1'",
+            Codec::Gzip => "--use-compress-program='gzip -1'",
+        }
+    }
+}
+
 /// Files at least this big are probed for compressibility before being sent.
 const PROBE_ABOVE: u64 = 256 * 1024;
 /// Bytes of a big file compressed to judge the rest.
 const PROBE_BYTES: usize = 64 * 1024;
 
-/// Writes `files` (of the project at `root`) to `out` as one gzip-compressed tar stream, and
-/// returns the bytes written. Files that do not compress (archives, weights, media: judged on
-/// their first 64 KiB) are stored in the gzip stream rather than squeezed for nothing.
+/// Writes `files` (of the project at `root`) to `out` as one compressed tar stream, and
+/// returns the bytes written. With gzip, files that do not compress (archives, weights,
+/// media: judged on their first 64 KiB) are stored rather than squeezed for nothing.
 /// `sent` hears the project bytes sent so far after each file.
 pub fn write_archive<W: Write>(
     root: &Path,
     files: &[&ProjectFile],
+    codec: Codec,
     out: W,
     sent: &mut dyn FnMut(u64),
 ) -> io::Result<u64> {
     let mut total = 0;
-    let mut builder = tar::Builder::new(AdaptiveGz::new(CountingWriter::new(out)));
+    let counting = CountingWriter::new(out);
+    let compressor = match codec {
+        Codec::Zstd => Compressor::Zstd(AdaptiveZstd::new(counting, ADAPT_WINDOW)?),
+        Codec::Gzip => Compressor::Gzip(AdaptiveGz::new(counting)),
+    };
+    let mut builder = tar::Builder::new(compressor);
     for file in files {
         let mut header = tar::Header::new_gnu();
         header.set_mode(file.mode);
@@ -182,23 +227,186 @@ pub fn write_archive<W: Write>(
             continue;
         }
         let mut source = File::open(root.join(&file.path))?;
+        match builder.get_mut() {
+            Compressor::Gzip(gz) => {
+                let level = if file.size >= PROBE_ABOVE && !compresses(&mut source)? {
+                    Compression::none()
+                } else {
+                    Compression::fast()
+                };
+                gz.set_level(level)?;
+            }
+            Compressor::Zstd(zstd) => zstd.adapt()?,
+        }
         // A file that changed size since the scan is sent as scanned: the header is written
         // first, so the body must match it.
-        let level = if file.size >= PROBE_ABOVE && !compresses(&mut source)? {
-            Compression::none()
-        } else {
-            Compression::fast()
-        };
-        builder.get_mut().set_level(level)?;
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(file.size);
         builder.append_data(&mut header, &file.path, ExactLength::new(source, file.size))?;
         total += file.size;
         sent(total);
     }
-    let gz = builder.into_inner()?;
-    let counting = gz.finish()?;
+    let counting = match builder.into_inner()? {
+        Compressor::Zstd(encoder) => encoder.finish()?,
+        Compressor::Gzip(gz) => gz.finish()?,
+    };
     Ok(counting.written)
+}
+
+/// The compressing end of the stream.
+enum Compressor<W: Write> {
+    Zstd(AdaptiveZstd<W>),
+    Gzip(AdaptiveGz<W>),
+}
+
+/// Input bytes between two decisions on the zstd level.
+const ADAPT_WINDOW: u64 = 16 << 20;
+/// The zstd levels the stream moves between: from nearly free (fast links: loopback, a
+/// datacenter) to a strong ratio (a laptop's uplink).
+const ZSTD_LEVELS: [i32; 6] = [-20, -5, -1, 1, 3, 6];
+/// Where it starts: level 1.
+const ZSTD_START: usize = 3;
+
+/// A zstd stream that follows the link: when writes to the pipe wait (the network is the
+/// bottleneck) it compresses harder, when they never wait (the CPU is) it compresses less.
+/// A change ends the current zstd frame and starts another (`zstd -d` reads concatenated
+/// frames as one stream).
+struct AdaptiveZstd<W: Write> {
+    encoder: Option<zstd::Encoder<'static, TimedWriter<W>>>,
+    level: usize,
+    window: u64,
+    input: u64,
+    window_started: std::time::Instant,
+    blocked_at_start: std::time::Duration,
+    levels_used: Vec<i32>,
+}
+
+impl<W: Write> AdaptiveZstd<W> {
+    fn new(out: W, window: u64) -> io::Result<Self> {
+        let timed = TimedWriter {
+            inner: out,
+            blocked: std::time::Duration::ZERO,
+        };
+        Ok(AdaptiveZstd {
+            encoder: Some(Self::encoder(timed, ZSTD_LEVELS[ZSTD_START])?),
+            level: ZSTD_START,
+            window,
+            input: 0,
+            window_started: std::time::Instant::now(),
+            blocked_at_start: std::time::Duration::ZERO,
+            levels_used: vec![ZSTD_LEVELS[ZSTD_START]],
+        })
+    }
+
+    fn encoder(
+        out: TimedWriter<W>,
+        level: i32,
+    ) -> io::Result<zstd::Encoder<'static, TimedWriter<W>>> {
+        let mut encoder = zstd::Encoder::new(out, level)?;
+        // Compress on a worker thread while this one reads files and writes the pipe.
+        encoder.multithread(1)?;
+        Ok(encoder)
+    }
+
+    fn take(&mut self) -> io::Result<zstd::Encoder<'static, TimedWriter<W>>> {
+        self.encoder
+            .take()
+            .ok_or_else(|| io::Error::other("the zstd stream already ended"))
+    }
+
+    /// Between files: after a window of input, moves the level by how much of the window
+    /// was spent waiting on the pipe.
+    fn adapt(&mut self) -> io::Result<()> {
+        if self.input < self.window {
+            return Ok(());
+        }
+        let blocked_total = self
+            .encoder
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |e| e.get_ref().blocked);
+        let blocked = blocked_total.saturating_sub(self.blocked_at_start);
+        let elapsed = self
+            .window_started
+            .elapsed()
+            .max(std::time::Duration::from_micros(1));
+        let waiting = blocked.as_secs_f64() / elapsed.as_secs_f64();
+        let next = if waiting > 0.5 {
+            (self.level + 1).min(ZSTD_LEVELS.len() - 1)
+        } else if waiting < 0.2 {
+            self.level.saturating_sub(1)
+        } else {
+            self.level
+        };
+        if next != self.level {
+            let out = self.take()?.finish()?;
+            self.encoder = Some(Self::encoder(out, ZSTD_LEVELS[next])?);
+            self.level = next;
+            self.levels_used.push(ZSTD_LEVELS[next]);
+        }
+        self.input = 0;
+        self.window_started = std::time::Instant::now();
+        self.blocked_at_start = blocked_total;
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        Ok(self.take()?.finish()?.inner)
+    }
+}
+
+impl<W: Write> Write for AdaptiveZstd<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.encoder {
+            Some(encoder) => {
+                let n = encoder.write(buf)?;
+                self.input += n as u64;
+                Ok(n)
+            }
+            None => Err(io::Error::other("the zstd stream already ended")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.encoder {
+            Some(encoder) => encoder.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Adds up the time writes spend in the writer below (the pipe to ssh).
+struct TimedWriter<W> {
+    inner: W,
+    blocked: std::time::Duration,
+}
+
+impl<W: Write> Write for TimedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let started = std::time::Instant::now();
+        let n = self.inner.write(buf);
+        self.blocked += started.elapsed();
+        n
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Zstd(encoder) => encoder.write(buf),
+            Compressor::Gzip(gz) => gz.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Zstd(encoder) => encoder.flush(),
+            Compressor::Gzip(gz) => gz.flush(),
+        }
+    }
 }
 
 /// Whether the start of `file` shrinks by a tenth at the fastest level; rewinds it.
@@ -326,11 +534,15 @@ impl<R: Read> Read for ExactLength<R> {
     }
 }
 
-/// Unpacks a gzip-compressed tar stream (what `tar -cz` on the machine sends) under `dest`;
-/// entries that would land outside `dest` are refused by `tar`. Returns the files unpacked.
-pub fn unpack_archive<R: Read>(input: R, dest: &Path) -> io::Result<usize> {
+/// Unpacks a compressed tar stream (what tar on the machine sends) under `dest`; entries
+/// that would land outside `dest` are refused by `tar`. Returns the files unpacked.
+pub fn unpack_archive<R: Read>(input: R, codec: Codec, dest: &Path) -> io::Result<usize> {
     std::fs::create_dir_all(dest)?;
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(input));
+    let decoder: Box<dyn Read> = match codec {
+        Codec::Zstd => Box::new(zstd::Decoder::new(input)?),
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+    };
+    let mut archive = tar::Archive::new(decoder);
     archive.set_preserve_mtime(true);
     let mut count = 0;
     for entry in archive.entries()? {
@@ -405,7 +617,80 @@ mod tests {
     }
 
     #[test]
+    fn the_codec_is_read_off_the_first_line() {
+        assert_eq!(
+            Codec::split(b"zstd\n1 2 a\0"),
+            (Codec::Zstd, &b"1 2 a\0"[..])
+        );
+        assert_eq!(Codec::split(b"gzip\n"), (Codec::Gzip, &b""[..]));
+        assert_eq!(Codec::split(b""), (Codec::Gzip, &b""[..]));
+    }
+
+    #[test]
     fn an_archive_round_trips_with_modes_times_and_incompressible_files() {
+        for codec in [Codec::Zstd, Codec::Gzip] {
+            round_trip(codec);
+        }
+    }
+
+    /// A link that takes `delay` per write: slow enough that the stream waits on it.
+    struct SlowLink(Vec<u8>, std::time::Duration);
+
+    impl Write for SlowLink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            std::thread::sleep(self.1);
+            self.0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn adaptive_stream(link: SlowLink) -> (Vec<i32>, Vec<u8>, Vec<u8>) {
+        let mut zstd = AdaptiveZstd::new(link, 64 * 1024).expect("encoder");
+        let mut input = Vec::new();
+        for i in 0..40u32 {
+            let chunk = format!("line {i} of a very compressible text\n").repeat(2_000);
+            zstd.write_all(chunk.as_bytes()).expect("write");
+            input.extend_from_slice(chunk.as_bytes());
+            zstd.adapt().expect("adapt");
+        }
+        let levels = zstd.levels_used.clone();
+        let out = zstd.finish().expect("finish").0;
+        (levels, input, out)
+    }
+
+    #[test]
+    fn zstd_compresses_harder_on_a_slow_link_and_less_on_a_fast_one() {
+        let (slow, input, out) =
+            adaptive_stream(SlowLink(Vec::new(), std::time::Duration::from_millis(3)));
+        assert!(
+            slow.last() > slow.first(),
+            "levels on a slow link: {slow:?}"
+        );
+        let mut decoded = Vec::new();
+        zstd::Decoder::new(out.as_slice())
+            .expect("decoder")
+            .read_to_end(&mut decoded)
+            .expect("concatenated frames decode as one stream");
+        assert_eq!(decoded, input);
+
+        let (fast, input, out) = adaptive_stream(SlowLink(Vec::new(), std::time::Duration::ZERO));
+        assert!(
+            fast.last() < fast.first(),
+            "levels on a fast link: {fast:?}"
+        );
+        let mut decoded = Vec::new();
+        zstd::Decoder::new(out.as_slice())
+            .expect("decoder")
+            .read_to_end(&mut decoded)
+            .expect("decode");
+        assert_eq!(decoded, input);
+    }
+
+    fn round_trip(codec: Codec) {
         let root = temp();
         write(&root, "run.sh", b"#!/bin/bash\necho hi\n");
         std::fs::set_permissions(root.join("run.sh"), std::fs::Permissions::from_mode(0o755))
@@ -417,13 +702,14 @@ mod tests {
         let project = Project::scan(&root).expect("scan");
         let files: Vec<&ProjectFile> = project.files.iter().collect();
         let mut stream = Vec::new();
-        let written = write_archive(&root, &files, &mut stream, &mut |_| {}).expect("archive");
+        let written =
+            write_archive(&root, &files, codec, &mut stream, &mut |_| {}).expect("archive");
         assert_eq!(written, stream.len() as u64);
         // Text squeezed, noise stored: the stream is about the noise's size.
         assert!(stream.len() < noise.len() + 60_000, "{}", stream.len());
 
         let dest = temp();
-        let count = unpack_archive(stream.as_slice(), &dest).expect("unpack");
+        let count = unpack_archive(stream.as_slice(), codec, &dest).expect("unpack");
         assert_eq!(count, 3);
         assert_eq!(
             std::fs::read(dest.join("weights.bin")).expect("read"),

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::launch::{self, LaunchRequest};
 use crate::progress::Ui;
-use crate::project::{Project, RemoteListing, unpack_archive, write_archive};
+use crate::project::{Codec, Project, RemoteListing, unpack_archive, write_archive};
 use crate::transport::{self, OpenSsh, Sandbox, Transport, capture, shell_quote};
 
 /// The tag that marks one run's machine, so an interrupted launch can still be found.
@@ -689,10 +689,15 @@ pub async fn upload(
 ) -> Result<UploadReport, String> {
     let listing = capture(
         transport,
-        &format!("mkdir -p {dir} && cd {dir} && {}", RemoteListing::COMMAND),
+        &format!(
+            "{} && mkdir -p {dir} && cd {dir} && {}",
+            Codec::PROBE,
+            RemoteListing::COMMAND
+        ),
     )
     .await?;
-    let remote = RemoteListing::parse(&listing);
+    let (codec, listing) = Codec::split(&listing);
+    let remote = RemoteListing::parse(listing);
     let changed: Vec<_> = project.changed(&remote).into_iter().cloned().collect();
     let bytes: u64 = changed.iter().map(|f| f.size).sum();
     let mut report = UploadReport {
@@ -709,10 +714,15 @@ pub async fn upload(
     let root = project.root().to_path_buf();
     let sent = transport::feed(
         transport,
-        &format!("cd {dir} && tar --no-same-owner -xzf -"),
+        &format!(
+            "cd {dir} && tar --no-same-owner {} -xf -",
+            codec.tar_option()
+        ),
         move |pipe| {
             let files: Vec<_> = changed.iter().collect();
-            write_archive(&root, &files, pipe, &mut |n| progress.set_position(n))
+            write_archive(&root, &files, codec, pipe, &mut |n| {
+                progress.set_position(n);
+            })
         },
     )
     .await;
@@ -763,12 +773,14 @@ async fn download(
     let present = capture(
         transport,
         &format!(
-            "cd {dir} && for p in {}; do [ -e \"$p\" ] && printf '%s\\n' \"$p\"; done; true",
+            "{} && cd {dir} && for p in {}; do [ -e \"$p\" ] && printf '%s\\n' \"$p\"; done; true",
+            Codec::PROBE,
             words.join(" ")
         ),
     )
     .await?;
-    let present: Vec<String> = String::from_utf8_lossy(&present)
+    let (codec, present) = Codec::split(&present);
+    let present: Vec<String> = String::from_utf8_lossy(present)
         .lines()
         .map(str::to_owned)
         .collect();
@@ -786,10 +798,11 @@ async fn download(
     let count = transport::drain(
         transport,
         &format!(
-            "cd {dir} && tar --use-compress-program='gzip -1' -cf - -- {}",
+            "cd {dir} && tar {} -cf - -- {}",
+            codec.tar_option(),
             words.join(" ")
         ),
-        move |pipe| unpack_archive(pipe, &dest),
+        move |pipe| unpack_archive(pipe, codec, &dest),
     )
     .await;
     bar.finish_and_clear();

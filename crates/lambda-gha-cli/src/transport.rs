@@ -71,6 +71,10 @@ impl OpenSsh {
             "ControlPersist=120".to_owned(),
             "-o".to_owned(),
             "LogLevel=ERROR".to_owned(),
+            // AES-GCM first: with AES instructions (any x86_64 or arm64 server or laptop) it
+            // moves bulk data faster than the default ChaCha20.
+            "-o".to_owned(),
+            "Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com".to_owned(),
         ];
         if let Some(identity) = &self.identity {
             args.push("-i".to_owned());

@@ -1,0 +1,330 @@
+//! `lambda-gha run` over real OpenSSH: an `sshd` on 127.0.0.1 started by the test stands in
+//! for the machine the simulator launches (its instances report 127.0.0.1 as their IP).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lambda_cloud_sim::{Scenario, Sim};
+use lambda_gha_tests::{Sshd, SshdOptions};
+use serde_json::Value;
+
+const SCALE: f64 = 100.0;
+
+struct World {
+    sim: Sim,
+    sshd: Sshd,
+    dir: PathBuf,
+}
+
+impl World {
+    async fn new(options: SshdOptions) -> World {
+        let sshd = Sshd::start(&options).expect("sshd");
+        let sim = Sim::builder()
+            .scenario(
+                Scenario::default()
+                    .with_public_ip("127.0.0.1")
+                    .with_public_key("laptop", &sshd.public_key),
+            )
+            .time_scale(SCALE)
+            .api_key("run-key")
+            .start()
+            .await
+            .expect("sim");
+        let dir = std::env::temp_dir().join(format!("lambda-gha-run-{:016x}", fastrand::u64(..)));
+        std::fs::create_dir_all(dir.join("state")).expect("mkdir");
+        World { sim, sshd, dir }
+    }
+
+    /// A project directory named `name` with `files` (path, contents, executable).
+    fn project(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let root = self.dir.join(name);
+        for (path, text) in files {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        root
+    }
+
+    /// `lambda-gha --json ARGS` against the simulator.
+    fn cli(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lambda-gha"));
+        command
+            .arg("--json")
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &self.dir)
+            .env("XDG_STATE_HOME", self.dir.join("state"))
+            .env("USER", "tester")
+            .env("LAMBDA_API_KEY", "run-key")
+            .env("LAMBDA_API_URL", self.sim.base_url())
+            .env("LAMBDA_API_TIME_SCALE", SCALE.to_string())
+            .current_dir(&self.dir);
+        command
+    }
+
+    /// `lambda-gha --json ARGS` on `project`, reaching the machine through the test's sshd.
+    fn command(&self, project: &Path, args: &[&str]) -> Command {
+        let mut command = self.cli(args);
+        command
+            .args(["--project", project.to_str().unwrap()])
+            .args(["--ssh-user", &self.sshd.user])
+            .args(["--ssh-port", &self.sshd.port.to_string()])
+            .args(["--identity", self.sshd.key.to_str().unwrap()]);
+        command
+    }
+
+    async fn run(&self, project: &Path, args: &[&str]) -> (Output, Value) {
+        let mut command = self.command(project, args);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        let summary = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no JSON summary ({e}):\n{}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        (output, summary)
+    }
+
+    fn assert_nothing_billing(&self) {
+        let ledger = self.sim.ledger();
+        assert!(ledger.still_billing.is_empty(), "still billing: {ledger:?}");
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const TRAIN: &str = "set -e\n\
+    test ! -e secret/token.txt || { echo 'an ignored file was uploaded'; exit 9; }\n\
+    mkdir -p results/plots\n\
+    echo \"answer=$(cat data.txt)\" > results/out.txt\n\
+    echo plot > results/plots/loss.txt\n\
+    echo trained\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_uploads_what_git_tracks_runs_downloads_and_terminates() {
+    let world = World::new(SshdOptions::default()).await;
+    let project = world.project(
+        "proj",
+        &[
+            (".gitignore", "secret/\nresults/\n"),
+            ("data.txt", "42"),
+            ("secret/token.txt", "do-not-upload"),
+            ("train.sh", TRAIN),
+        ],
+    );
+    let (output, summary) = world
+        .run(
+            &project,
+            &[
+                "run",
+                "train.sh",
+                "--type",
+                "gpu_1x_a10",
+                "--ssh-key",
+                "laptop",
+                "--download",
+                "results",
+                "--download",
+                "missing.txt",
+            ],
+        )
+        .await;
+    assert!(output.status.success(), "{summary:#}\n{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("trained"),
+        "remote output streamed"
+    );
+    assert_eq!(summary["machine"]["state"], "terminated", "{summary:#}");
+    assert_eq!(summary["upload"]["files"], 3, "secret/ stayed home");
+    assert_eq!(summary["downloaded_files"], 2);
+    assert_eq!(summary["missing_downloads"][0], "missing.txt");
+    assert_eq!(
+        std::fs::read_to_string(project.join("results/out.txt")).unwrap(),
+        "answer=42\n"
+    );
+    assert!(project.join("results/plots/loss.txt").exists());
+    let phases: Vec<&str> = summary["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "launch",
+            "boot",
+            "connect",
+            "upload",
+            "run",
+            "download",
+            "terminate"
+        ]
+    );
+    assert!(summary["cost_usd"].as_f64().unwrap() > 0.0);
+    world.assert_nothing_billing();
+    // The machine's copy: uploaded files with their modes, nothing ignored.
+    let remote = world.sshd.home.join("proj");
+    assert!(remote.join("train.sh").exists() && !remote.join("secret").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_script_gives_its_exit_code_and_the_machine_is_terminated() {
+    let world = World::new(SshdOptions::default()).await;
+    let project = world.project(
+        "failing",
+        &[("fail.sh", "echo 'about to fail' >&2\nexit 7\n")],
+    );
+    let (output, summary) = world
+        .run(
+            &project,
+            &[
+                "run",
+                "fail.sh",
+                "--type",
+                "gpu_1x_a10",
+                "--ssh-key",
+                "laptop",
+            ],
+        )
+        .await;
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    assert!(stderr(&output).contains("about to fail"));
+    assert_eq!(summary["exit_code"], 7);
+    assert_eq!(summary["failed_step"], "bash fail.sh");
+    assert_eq!(summary["machine"]["state"], "terminated");
+    world.assert_nothing_billing();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_machine_gets_only_the_changed_files_next_time() {
+    let world = World::new(SshdOptions::default()).await;
+    let mut files: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("src/m{i}.py"), format!("x = {i}\n")))
+        .collect();
+    files.push(("data.txt".into(), "1".into()));
+    files.push(("train.sh".into(), TRAIN.into()));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let project = world.project("kept", &refs);
+    let (output, first) = world
+        .run(
+            &project,
+            &[
+                "run",
+                "train.sh",
+                "--type",
+                "gpu_1x_a10",
+                "--ssh-key",
+                "laptop",
+                "--keep",
+            ],
+        )
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(first["machine"]["state"], "left-running");
+    assert_eq!(first["upload"]["files_sent"], 22);
+    let id = first["instance_id"].as_str().unwrap().to_owned();
+
+    // One file changes (a different size, so even a same-second edit counts).
+    std::fs::write(project.join("data.txt"), "12345").unwrap();
+    let (output, second) = world
+        .run(&project, &["run", "train.sh", "--instance", &id])
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(second["upload"]["files"], 22);
+    assert_eq!(second["upload"]["files_sent"], 1, "{second:#}");
+    assert_eq!(
+        second["machine"]["state"], "left-running",
+        "not ours to end"
+    );
+    assert_eq!(
+        std::fs::read_to_string(world.sshd.home.join("kept/results/out.txt")).unwrap(),
+        "answer=12345\n"
+    );
+
+    let terminated = world.cli(&["terminate", &id]).output().unwrap();
+    assert!(terminated.status.success(), "{}", stderr(&terminated));
+    world.assert_nothing_billing();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_the_upload_terminates_the_machine() {
+    // The machine's `tar` announces itself and then stalls: the upload is under way for as
+    // long as the test needs.
+    let bin = std::env::temp_dir().join(format!("lambda-gha-slow-tar-{:016x}", fastrand::u64(..)));
+    std::fs::create_dir_all(&bin).unwrap();
+    let tar = bin.join("tar");
+    std::fs::write(
+        &tar,
+        "#!/bin/sh\ncase \"$*\" in *-x*) touch \"$HOME/upload-started\"; sleep 60;; esac\nexec /usr/bin/tar \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let world = World::new(SshdOptions {
+        path_prefix: Some(bin.clone()),
+        ..SshdOptions::default()
+    })
+    .await;
+    let project = world.project("interrupted", &[("train.sh", "echo never\n")]);
+    let mut command = world.command(
+        &project,
+        &[
+            "run",
+            "train.sh",
+            "--type",
+            "gpu_1x_a10",
+            "--ssh-key",
+            "laptop",
+        ],
+    );
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let marker = world.sshd.home.join("upload-started");
+    let started = Instant::now();
+    while !marker.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the upload never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        world.sim.ledger().still_billing.len() == 1,
+        "a machine is up"
+    );
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert_eq!(summary["interrupted"], true);
+    assert_eq!(summary["machine"]["state"], "terminated", "{summary:#}");
+    assert!(stderr(&output).contains("interrupted: cleaning up"));
+    world.assert_nothing_billing();
+    let _ = std::fs::remove_dir_all(bin);
+}
