@@ -375,7 +375,8 @@ pub async fn run(
         tokio::pin!(work);
         tokio::select! {
             result = &mut work => Some(result),
-            _ = interrupts.recv() => None,
+            // A closed channel is no Ctrl-C: the pattern then disables this branch.
+            Some(()) = interrupts.recv() => None,
         }
         // The work is dropped here: its children (ssh, tar) are killed with it.
     };
@@ -397,7 +398,7 @@ pub async fn run(
         tokio::pin!(cleanup);
         tokio::select! {
             () = &mut cleanup => false,
-            _ = interrupts.recv() => true,
+            Some(()) = interrupts.recv() => true,
         }
     };
     if aborted {
@@ -826,6 +827,12 @@ async fn cleanup(provider: &LambdaProvider, request: &RunRequest, ui: Ui, state:
             ours: true,
             launched_at: Instant::now(),
         });
+    }
+    if state.target.is_none()
+        && let Some(file) = state.key_file.take()
+    {
+        // Nothing was launched with the run's key: its private half has nothing to open.
+        let _ = std::fs::remove_file(file);
     }
     let Some(target) = state
         .target

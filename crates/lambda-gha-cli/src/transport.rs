@@ -239,13 +239,21 @@ pub async fn capture(transport: &dyn Transport, script: &str) -> Result<Vec<u8>,
     if output.status.success() {
         Ok(output.stdout)
     } else {
-        Err(format!(
-            "`{script}` failed on {} ({}): {}",
-            transport.describe(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
+        Err(failure(transport, script, output.status, &output.stderr))
     }
+}
+
+fn failure(
+    transport: &dyn Transport,
+    script: &str,
+    status: std::process::ExitStatus,
+    stderr: &[u8],
+) -> String {
+    format!(
+        "`{script}` failed on {} ({status}): {}",
+        transport.describe(),
+        String::from_utf8_lossy(stderr).trim()
+    )
 }
 
 /// Runs `script` with `input` written to its stdin (by a blocking writer on its own thread,
@@ -255,40 +263,14 @@ where
     T: Send + 'static,
     F: FnOnce(&mut dyn std::io::Write) -> std::io::Result<T> + Send + 'static,
 {
-    let mut child = transport
-        .command(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start the command: {e}"))?;
-    let stdin = child
-        .stdin
-        .take()
-        .ok_or("the command has no stdin")?
-        .into_owned_fd()
-        .map_err(|e| format!("cannot take the command's stdin: {e}"))?;
-    let mut stderr = child.stderr.take().ok_or("the command has no stderr")?;
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut pipe = std::io::BufWriter::with_capacity(256 * 1024, std::fs::File::from(stdin));
-        let result = input(&mut pipe);
-        // Dropping the pipe closes it: the far end sees the end of the stream.
-        result.and_then(|value| std::io::Write::flush(&mut pipe).map(|()| value))
-    });
-    let mut errors = Vec::new();
-    let (status, _) = tokio::join!(child.wait(), stderr.read_to_end(&mut errors));
-    let status = status.map_err(|e| format!("the command failed: {e}"))?;
-    let written = writer
-        .await
-        .map_err(|e| format!("the writer stopped: {e}"))?;
-    let errors = String::from_utf8_lossy(&errors).trim().to_owned();
-    if !status.success() {
-        return Err(format!(
-            "`{script}` failed on {} ({status}): {errors}",
-            transport.describe()
-        ));
-    }
-    written.map_err(|e| format!("sending to {} failed: {e}", transport.describe()))
+    pump(transport, script, Pipe::Stdin, move |file| {
+        let mut pipe = std::io::BufWriter::with_capacity(256 * 1024, file);
+        let value = input(&mut pipe)?;
+        // Dropping the pipe then closes it: the far end sees the end of the stream.
+        std::io::Write::flush(&mut pipe)?;
+        Ok(value)
+    })
+    .await
 }
 
 /// Runs `script` and hands its stdout to `output` (a blocking reader on its own thread).
@@ -297,38 +279,69 @@ where
     T: Send + 'static,
     F: FnOnce(&mut dyn std::io::Read) -> std::io::Result<T> + Send + 'static,
 {
+    pump(transport, script, Pipe::Stdout, move |file| {
+        output(&mut std::io::BufReader::with_capacity(256 * 1024, file))
+    })
+    .await
+}
+
+/// Which end of the command a blocking worker gets.
+enum Pipe {
+    Stdin,
+    Stdout,
+}
+
+/// Runs `script` with `work` on its stdin or stdout (on a blocking thread) while its stderr is
+/// collected; a failed command is reported with its stderr.
+async fn pump<T, F>(
+    transport: &dyn Transport,
+    script: &str,
+    pipe: Pipe,
+    work: F,
+) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce(std::fs::File) -> std::io::Result<T> + Send + 'static,
+{
+    let (stdin, stdout) = match pipe {
+        Pipe::Stdin => (Stdio::piped(), Stdio::null()),
+        Pipe::Stdout => (Stdio::null(), Stdio::piped()),
+    };
     let mut child = transport
         .command(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdin(stdin)
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start the command: {e}"))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or("the command has no stdout")?
-        .into_owned_fd()
-        .map_err(|e| format!("cannot take the command's stdout: {e}"))?;
+    let fd = match pipe {
+        Pipe::Stdin => child
+            .stdin
+            .take()
+            .map(tokio::process::ChildStdin::into_owned_fd),
+        Pipe::Stdout => child
+            .stdout
+            .take()
+            .map(tokio::process::ChildStdout::into_owned_fd),
+    }
+    .ok_or("the command has no pipe")?
+    .map_err(|e| format!("cannot take the command's pipe: {e}"))?;
     let mut stderr = child.stderr.take().ok_or("the command has no stderr")?;
-    let reader = tokio::task::spawn_blocking(move || {
-        let mut pipe = std::io::BufReader::with_capacity(256 * 1024, std::fs::File::from(stdout));
-        output(&mut pipe)
-    });
+    let worker = tokio::task::spawn_blocking(move || work(std::fs::File::from(fd)));
     let mut errors = Vec::new();
     let (status, _) = tokio::join!(child.wait(), stderr.read_to_end(&mut errors));
     let status = status.map_err(|e| format!("the command failed: {e}"))?;
-    let read = reader
+    let result = worker
         .await
-        .map_err(|e| format!("the reader stopped: {e}"))?;
-    let errors = String::from_utf8_lossy(&errors).trim().to_owned();
+        .map_err(|e| format!("the stream's worker stopped: {e}"))?;
     if !status.success() {
-        return Err(format!(
-            "`{script}` failed on {} ({status}): {errors}",
-            transport.describe()
-        ));
+        return Err(failure(transport, script, status, &errors));
     }
-    read.map_err(|e| format!("receiving from {} failed: {e}", transport.describe()))
+    let direction = match pipe {
+        Pipe::Stdin => "sending to",
+        Pipe::Stdout => "receiving from",
+    };
+    result.map_err(|e| format!("{direction} {} failed: {e}", transport.describe()))
 }
 
 /// Quotes `text` for a POSIX shell.

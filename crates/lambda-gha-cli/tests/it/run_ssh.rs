@@ -76,6 +76,13 @@ impl World {
         command
     }
 
+    /// `run SCRIPT` on a new gpu_1x_a10 launched with the test's key, plus `extra`.
+    fn launch_args<'a>(script: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["run", script, "--type", "gpu_1x_a10", "--ssh-key", "laptop"];
+        args.extend_from_slice(extra);
+        args
+    }
+
     async fn run(&self, project: &Path, args: &[&str]) -> (Output, Value) {
         let mut command = self.command(project, args);
         let output = tokio::task::spawn_blocking(move || command.output().unwrap())
@@ -129,18 +136,10 @@ async fn run_uploads_what_git_tracks_runs_downloads_and_terminates() {
     let (output, summary) = world
         .run(
             &project,
-            &[
-                "run",
+            &World::launch_args(
                 "train.sh",
-                "--type",
-                "gpu_1x_a10",
-                "--ssh-key",
-                "laptop",
-                "--download",
-                "results",
-                "--download",
-                "missing.txt",
-            ],
+                &["--download", "results", "--download", "missing.txt"],
+            ),
         )
         .await;
     assert!(output.status.success(), "{summary:#}\n{}", stderr(&output));
@@ -190,17 +189,7 @@ async fn a_failing_script_gives_its_exit_code_and_the_machine_is_terminated() {
         &[("fail.sh", "echo 'about to fail' >&2\nexit 7\n")],
     );
     let (output, summary) = world
-        .run(
-            &project,
-            &[
-                "run",
-                "fail.sh",
-                "--type",
-                "gpu_1x_a10",
-                "--ssh-key",
-                "laptop",
-            ],
-        )
+        .run(&project, &World::launch_args("fail.sh", &[]))
         .await;
     assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
     assert!(stderr(&output).contains("about to fail"));
@@ -224,18 +213,7 @@ async fn a_kept_machine_gets_only_the_changed_files_next_time() {
         .collect();
     let project = world.project("kept", &refs);
     let (output, first) = world
-        .run(
-            &project,
-            &[
-                "run",
-                "train.sh",
-                "--type",
-                "gpu_1x_a10",
-                "--ssh-key",
-                "laptop",
-                "--keep",
-            ],
-        )
+        .run(&project, &World::launch_args("train.sh", &["--keep"]))
         .await;
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(first["machine"]["state"], "left-running");
@@ -283,17 +261,7 @@ async fn ctrl_c_during_the_upload_terminates_the_machine() {
     })
     .await;
     let project = world.project("interrupted", &[("train.sh", "echo never\n")]);
-    let mut command = world.command(
-        &project,
-        &[
-            "run",
-            "train.sh",
-            "--type",
-            "gpu_1x_a10",
-            "--ssh-key",
-            "laptop",
-        ],
-    );
+    let mut command = world.command(&project, &World::launch_args("train.sh", &[]));
     let child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
