@@ -110,6 +110,8 @@ async fn run(case: Case) {
     let work = std::env::temp_dir().join(format!("boot-e2e-{}-{}", case.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
+    // Removed however the test ends (a failed assertion too): each leaves ~50 MB otherwise.
+    let _cleanup = RemoveOnDrop(work.clone());
 
     // The internet, as far as the boot script is concerned.
     let tarball = fake_runner_tarball(&work);
@@ -304,7 +306,14 @@ async fn run(case: Case) {
         case.name, ledger.entries[0].billable_seconds
     );
     sim.shutdown().await;
-    let _ = std::fs::remove_dir_all(&work);
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn timings() -> AgentTimings {
