@@ -203,7 +203,8 @@ pub struct RunSummary {
     /// Simulated seconds per real second (1 on a real cloud): phases are real time, the
     /// billed time is the cloud's.
     pub time_scale: f64,
-    /// The exit code: the failing step's, else 1 for an error, 130 for Ctrl-C, else 0.
+    /// The exit code: the failing step's, else 1 for an error (or a machine that could not
+    /// be terminated), 130 for Ctrl-C, else 0.
     pub exit_code: i32,
 }
 
@@ -401,6 +402,12 @@ pub async fn run(
             Some(()) = interrupts.recv() => true,
         }
     };
+    if matches!(state.summary.machine, MachineFate::TerminateFailed(_))
+        && state.summary.exit_code == 0
+    {
+        // The scripts succeeded, but a machine may be billing: that is not a success.
+        state.summary.exit_code = 1;
+    }
     if aborted {
         let id = state
             .target
@@ -450,7 +457,7 @@ async fn work(
     state.begin("boot");
     let ip = wait_active(provider, &id, request, ui).await?;
 
-    // --- ssh --------------------------------------------------------------------------------
+    // --- connect ----------------------------------------------------------------------------
     state.begin("connect");
     let transport: std::sync::Arc<dyn Transport> = match &request.reach {
         Reach::Ssh {
