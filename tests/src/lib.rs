@@ -83,3 +83,40 @@ pub fn wait_for_exit(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// The environment variable that lets a test rewrite its generated part of the README.
+pub const UPDATE_README_ENV: &str = "LAMBDA_GHA_UPDATE_README";
+
+/// Checks that README.md holds `table` between `<!-- {marker} -->` and `<!-- /{marker} -->`;
+/// with `LAMBDA_GHA_UPDATE_README=1` writes it there instead. A generated README part is then
+/// what the code says, never a copy that drifted.
+pub fn check_readme_section(marker: &str, table: &str) {
+    let path = workspace_root().join("README.md");
+    let readme = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+    let (open, close) = (
+        format!("<!-- {marker} -->\n"),
+        format!("<!-- /{marker} -->"),
+    );
+    let start = readme
+        .find(&open)
+        .unwrap_or_else(|| panic!("README.md lacks the marker {open:?}"))
+        + open.len();
+    let end = readme[start..]
+        .find(&close)
+        .unwrap_or_else(|| panic!("README.md lacks the marker {close:?}"))
+        + start;
+    if readme[start..end] == *table {
+        return;
+    }
+    if std::env::var(UPDATE_README_ENV).is_ok_and(|v| v == "1") {
+        let updated = format!("{}{table}{}", &readme[..start], &readme[end..]);
+        std::fs::write(&path, updated)
+            .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+        return;
+    }
+    panic!(
+        "README.md's `{marker}` section is not what the code says; rerun the test with \
+         {UPDATE_README_ENV}=1 to rewrite it. Expected:\n{table}"
+    );
+}

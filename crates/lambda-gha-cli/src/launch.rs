@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gha_runner_core::{
     Attempt, Candidate, CapacityPolicy, CoreError, LambdaProvider, LaunchPlan, LaunchSetup,
-    Launched, MachineSpec, PlanFailure, preflight,
+    Launched, MachineSpec, PlanFailure, Preflight, preflight,
 };
 use secrecy::SecretString;
 
@@ -67,7 +67,17 @@ pub async fn launch(
     request: &LaunchRequest,
     user: &str,
 ) -> Result<LaunchOutcome, CoreError> {
-    let checked = preflight(
+    let checked = check(provider, request).await?;
+    launch_checked(provider, request, checked, user).await
+}
+
+/// Checks the request's types and regions against the catalog (and the key against the
+/// API): what must pass before anything is created.
+pub async fn check(
+    provider: &LambdaProvider,
+    request: &LaunchRequest,
+) -> Result<Preflight, CoreError> {
+    preflight(
         provider,
         &request.instance_types,
         &request.regions,
@@ -75,7 +85,16 @@ pub async fn launch(
         Duration::from_secs(3600),
         None,
     )
-    .await?;
+    .await
+}
+
+/// Launches one machine for a request [`check`] passed.
+pub async fn launch_checked(
+    provider: &LambdaProvider,
+    request: &LaunchRequest,
+    checked: Preflight,
+    user: &str,
+) -> Result<LaunchOutcome, CoreError> {
     let capacity = match request.capacity {
         Some(wait) if !wait.is_zero() => CapacityPolicy::WaitUntil(wait),
         _ => CapacityPolicy::FailFast,

@@ -767,6 +767,8 @@ async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> 
     let project_root = args
         .project
         .canonicalize()
+        .ok()
+        .filter(|p| p.is_dir())
         .with_context(|| format!("--project {}: no such directory", args.project.display()))?;
     let project = lambda_gha_cli::project::Project::scan(&project_root)
         .with_context(|| format!("cannot read the project {}", project_root.display()))?;

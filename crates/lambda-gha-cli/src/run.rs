@@ -583,6 +583,10 @@ async fn launch_machine(
     launch_request
         .tags
         .insert(RUN_TAG.to_owned(), state.run_id.clone());
+    // Types, regions and the API key are checked before anything (a key, a machine) is made.
+    let checked = launch::check(provider, &launch_request)
+        .await
+        .map_err(|e| e.to_string())?;
     if launch_request.ssh_key.is_empty() {
         // No key named: one for this run, its private half kept locally (0600).
         let name = format!("lambda-gha-run-{}", state.run_id);
@@ -604,7 +608,7 @@ async fn launch_machine(
         launch_request.instance_types.join(" or ")
     ));
     state.launch_started = true;
-    let outcome = launch::launch(provider, &launch_request, &request.user).await;
+    let outcome = launch::launch_checked(provider, &launch_request, checked, &request.user).await;
     bar.finish_and_clear();
     // A key is only read at launch: it can go now, whatever happened.
     delete_launch_key(provider, state).await;

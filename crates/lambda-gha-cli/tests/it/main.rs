@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bad_inputs;
 mod everyday;
 mod run_sandbox;
 mod run_ssh;
