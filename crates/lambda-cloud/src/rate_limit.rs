@@ -50,11 +50,16 @@ impl RateLimits {
     /// The documented limits for a simulator whose time scale is written `text` (the value
     /// of [`TIME_SCALE_ENV`]), or why it is not a number ≥ 1.
     pub fn for_time_scale(text: &str) -> Result<RateLimits, String> {
+        Self::parse_time_scale(text).map(|scale| RateLimits::DOCUMENTED.time_scaled(scale))
+    }
+
+    /// A simulator's time scale from `text` (the value of [`TIME_SCALE_ENV`]), or why it is
+    /// not a number ≥ 1.
+    pub fn parse_time_scale(text: &str) -> Result<f64, String> {
         text.trim()
             .parse::<f64>()
             .ok()
             .filter(|scale| scale.is_finite() && *scale >= 1.0)
-            .map(|scale| RateLimits::DOCUMENTED.time_scaled(scale))
             .ok_or_else(|| {
                 format!("{TIME_SCALE_ENV}={text:?} must be a number ≥ 1 (a simulator's time scale)")
             })

@@ -39,8 +39,6 @@ pub struct DemoReport {
     pub metrics: Option<String>,
     /// The simulated cloud's bill at the end.
     pub ledger: Ledger,
-    /// The simulator's base URL while it ran.
-    pub api_url: String,
 }
 
 impl Drop for DemoReport {
@@ -129,7 +127,6 @@ pub async fn demo(ui: Ui, interrupts: &mut UnboundedReceiver<()>) -> Result<Demo
         project: work,
         metrics,
         ledger,
-        api_url,
     })
 }
 

@@ -14,6 +14,7 @@ use gha_runner_core::{
 };
 use lambda_gha_cli::config::{self, Settings};
 use lambda_gha_cli::launch::{CLI_TAG, LaunchRequest};
+use lambda_gha_cli::progress::Ui;
 use lambda_gha_cli::tables;
 use secrecy::SecretString;
 
@@ -482,6 +483,14 @@ impl Out {
         Ok(())
     }
 
+    /// Progress for people, as the library draws it.
+    fn ui(&self) -> Ui {
+        Ui {
+            quiet: self.quiet,
+            json: self.json,
+        }
+    }
+
     /// A message for people: stderr, so stdout stays clean for `--json`; none with `-q`.
     fn note(&self, text: &str) {
         if !self.quiet {
@@ -490,24 +499,14 @@ impl Out {
     }
 }
 
-fn spinner(message: String) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    bar.set_message(message);
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar
-}
-
 /// Waits until `id` is active; fails if it ends or `timeout` passes.
 async fn wait_active(
     client: &lambda_cloud::Client,
     id: &lambda_cloud::InstanceId,
     timeout: std::time::Duration,
+    ui: Ui,
 ) -> Result<lambda_cloud::Instance> {
-    let bar = spinner(format!("waiting for {id} to become active"));
+    let bar = ui.spinner(format!("waiting for {id} to become active"));
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let instance = client.instances().get(id).await?;
@@ -578,7 +577,7 @@ async fn everyday(command: Command, settings: &Settings, out: &Out) -> Result<Ex
             out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))?;
         }
         Command::Wait { id, timeout } => {
-            let instance = wait_active(&client, &id.as_str().into(), timeout).await?;
+            let instance = wait_active(&client, &id.as_str().into(), timeout, out.ui()).await?;
             let view = tables::InstanceView::from(&instance);
             out.note(&format!(
                 "{id} is active at {}",
@@ -688,7 +687,7 @@ async fn launch(
         None => None,
     };
     let provider = LambdaProvider::new(client.clone());
-    let bar = spinner("launching".to_owned());
+    let bar = out.ui().spinner("launching");
     let outcome = lambda_gha_cli::launch::launch(&provider, &request, &user()).await;
     bar.finish_and_clear();
     let outcome = outcome?;
@@ -700,7 +699,13 @@ async fn launch(
         .map_err(|failure| anyhow::anyhow!("{failure}"))?;
     let id: lambda_cloud::InstanceId = launched.machine.as_str().into();
     let instance = if args.wait {
-        wait_active(client, &id, std::time::Duration::from_secs(20 * 60)).await?
+        wait_active(
+            client,
+            &id,
+            std::time::Duration::from_secs(20 * 60),
+            out.ui(),
+        )
+        .await?
     } else {
         client.instances().get(&id).await?
     };
@@ -806,17 +811,9 @@ async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> 
     };
     let env = |name: &str| std::env::var(name).ok();
     let time_scale = match std::env::var(lambda_cloud::TIME_SCALE_ENV) {
-        Ok(text) => text
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|s| *s > 0.0)
-            .with_context(|| {
-                format!(
-                    "{}={text}: expected a positive number",
-                    lambda_cloud::TIME_SCALE_ENV
-                )
-            })?,
+        Ok(text) => {
+            lambda_cloud::RateLimits::parse_time_scale(&text).map_err(anyhow::Error::msg)?
+        }
         Err(_) => 1.0,
     };
     let request = RunRequest {
@@ -841,10 +838,7 @@ async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> 
         state_dir: lambda_gha_cli::run::default_state_dir(&env),
     };
     let provider = LambdaProvider::new(lambda_gha_cli::client(settings)?);
-    let ui = lambda_gha_cli::progress::Ui {
-        quiet: out.quiet,
-        json: out.json,
-    };
+    let ui = out.ui();
     let summary = lambda_gha_cli::run::run(&provider, &request, ui, &mut interrupts()).await;
     print_summary(&summary, out)?;
     Ok(exit_code(summary.exit_code))
@@ -912,10 +906,7 @@ async fn sim(args: SimArgs) -> Result<ExitCode> {
 
 #[cfg(feature = "simulator")]
 async fn demo(out: &Out) -> Result<ExitCode> {
-    let ui = lambda_gha_cli::progress::Ui {
-        quiet: out.quiet,
-        json: out.json,
-    };
+    let ui = out.ui();
     let report = lambda_gha_cli::demo::demo(ui, &mut interrupts())
         .await
         .map_err(anyhow::Error::msg)?;
@@ -972,7 +963,8 @@ async fn ssh_keys(client: &lambda_cloud::Client, command: SshKeysCommand, out: &
                 bail!("{} exists; choose another --out", path.display());
             }
             let key = keys.generate(name).await?;
-            write_private(&path, key.private_key.expose())?;
+            lambda_gha_cli::run::write_private(&path, key.private_key.expose())
+                .map_err(anyhow::Error::msg)?;
             out.note(&format!(
                 "generated SSH key {} ({}); private key in {}",
                 key.name,
@@ -981,20 +973,6 @@ async fn ssh_keys(client: &lambda_cloud::Client, command: SshKeysCommand, out: &
             ));
         }
     }
-    Ok(())
-}
-
-/// Writes a private key readable by its owner only.
-fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
     Ok(())
 }
 

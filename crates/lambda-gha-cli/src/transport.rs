@@ -3,7 +3,7 @@
 //! one trait with two implementations serves a real machine over OpenSSH and a simulated one
 //! through its sandbox directory.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -189,11 +189,6 @@ impl Sandbox {
             dir: dir.into(),
             env: Vec::new(),
         }
-    }
-
-    /// The sandbox directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
@@ -404,7 +399,10 @@ mod tests {
         let home = capture(&sandbox, "pwd; echo $HOME").await.expect("pwd");
         let home = String::from_utf8(home).expect("utf8");
         assert_eq!(home.lines().count(), 2);
-        assert!(home.lines().all(|l| Path::new(l) == dir), "{home}");
+        assert!(
+            home.lines().all(|l| std::path::Path::new(l) == dir),
+            "{home}"
+        );
 
         let sent = feed(&sandbox, "cat > echo.txt", |w| {
             w.write_all(b"hello")?;
