@@ -2,6 +2,8 @@
 //! listing (paged past 100) and deleting runners, for a repository or an organization (with a
 //! runner group). `GITHUB_API_URL` is honoured, so GitHub Enterprise Server works.
 
+use std::time::Duration;
+
 use octocrab::Octocrab;
 use octocrab::models::RunnerGroupId;
 use secrecy::{ExposeSecret, SecretString};
@@ -130,6 +132,47 @@ impl std::fmt::Debug for GitHub {
     }
 }
 
+/// How many times a call is sent when GitHub failed on its side (5xx, 429, no answer).
+const ATTEMPTS: u32 = 3;
+/// How long one request may wait for GitHub to connect, and to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether the failure is GitHub's or the network's, and may pass.
+fn transient(error: &octocrab::Error) -> bool {
+    match error {
+        octocrab::Error::GitHub { source, .. } => {
+            source.status_code.is_server_error() || source.status_code.as_u16() == 429
+        }
+        octocrab::Error::Hyper { .. }
+        | octocrab::Error::Service { .. }
+        | octocrab::Error::Http { .. } => true,
+        _ => false,
+    }
+}
+
+/// Sends `call` until it succeeds, fails for good, or `ATTEMPTS` transient failures, 1 s then
+/// 2 s apart.
+async fn retrying<T, F, Fut>(action: &str, mut call: F) -> Result<T, GitHubError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, octocrab::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(error) if attempt < ATTEMPTS && transient(&error) => {
+                let error = failure(action, &error);
+                tracing::warn!(%error, attempt, "GitHub call failed; sending it again");
+                tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(failure(action, &error)),
+        }
+    }
+}
+
 fn failure(action: &str, error: &octocrab::Error) -> GitHubError {
     match error {
         octocrab::Error::GitHub { source, .. } => GitHubError {
@@ -163,7 +206,11 @@ impl GitHub {
         };
         #[cfg(feature = "lambda")]
         lambda_cloud::install_default_crypto_provider();
-        let mut builder = Octocrab::builder().personal_token(token.expose_secret().to_owned());
+        let mut builder = Octocrab::builder()
+            .personal_token(token.expose_secret().to_owned())
+            .set_connect_timeout(Some(CONNECT_TIMEOUT))
+            .set_read_timeout(Some(ANSWER_TIMEOUT))
+            .set_write_timeout(Some(ANSWER_TIMEOUT));
         if let Some(url) = api_url {
             builder = builder
                 .base_uri(url)
@@ -195,55 +242,81 @@ impl GitHub {
 
     /// A registration token (valid one hour) for `config.sh --token`.
     pub async fn registration_token(&self) -> Result<SecretString, GitHubError> {
-        let actions = self.octocrab.actions();
-        let token = match &self.scope {
-            RunnerScope::Repo { owner, repo } => {
-                actions
-                    .create_repo_runner_registration_token(owner, repo)
-                    .await
+        let token = retrying("create a registration token", || async {
+            let actions = self.octocrab.actions();
+            match &self.scope {
+                RunnerScope::Repo { owner, repo } => {
+                    actions
+                        .create_repo_runner_registration_token(owner, repo)
+                        .await
+                }
+                RunnerScope::Org { org, .. } => {
+                    actions.create_org_runner_registration_token(org).await
+                }
             }
-            RunnerScope::Org { org, .. } => actions.create_org_runner_registration_token(org).await,
-        }
-        .map_err(|e| failure("create a registration token", &e))?;
+        })
+        .await?;
         Ok(SecretString::from(token.token))
     }
 
     /// A remove token (valid one hour) for `config.sh remove --token`.
     pub async fn remove_token(&self) -> Result<SecretString, GitHubError> {
-        let actions = self.octocrab.actions();
-        let token = match &self.scope {
-            RunnerScope::Repo { owner, repo } => {
-                actions.create_repo_runner_remove_token(owner, repo).await
+        let token = retrying("create a remove token", || async {
+            let actions = self.octocrab.actions();
+            match &self.scope {
+                RunnerScope::Repo { owner, repo } => {
+                    actions.create_repo_runner_remove_token(owner, repo).await
+                }
+                RunnerScope::Org { org, .. } => actions.create_org_runner_remove_token(org).await,
             }
-            RunnerScope::Org { org, .. } => actions.create_org_runner_remove_token(org).await,
-        }
-        .map_err(|e| failure("create a remove token", &e))?;
+        })
+        .await?;
         Ok(SecretString::from(token.token))
     }
 
-    /// Registers a just-in-time runner and returns its one-use configuration.
+    /// Registers a just-in-time runner and returns its one-use configuration. A runner of
+    /// the same name already there (registered by an attempt whose answer was lost) is
+    /// deleted and registered again: its configuration cannot be read back.
     pub async fn jit_config(
         &self,
         name: &str,
         labels: &[String],
     ) -> Result<JitRunner, GitHubError> {
-        let actions = self.octocrab.actions();
-        let labels = labels.to_vec();
-        let config = match &self.scope {
-            RunnerScope::Repo { owner, repo } => {
-                actions
-                    .create_repo_jit_runner_config(owner, repo, name, self.scope.group(), labels)
-                    .send()
-                    .await
+        let action = format!("register the JIT runner {name}");
+        let register = || async {
+            let actions = self.octocrab.actions();
+            let labels = labels.to_vec();
+            match &self.scope {
+                RunnerScope::Repo { owner, repo } => {
+                    actions
+                        .create_repo_jit_runner_config(
+                            owner,
+                            repo,
+                            name,
+                            self.scope.group(),
+                            labels,
+                        )
+                        .send()
+                        .await
+                }
+                RunnerScope::Org { org, .. } => {
+                    actions
+                        .create_org_jit_runner_config(org, name, self.scope.group(), labels)
+                        .send()
+                        .await
+                }
             }
-            RunnerScope::Org { org, .. } => {
-                actions
-                    .create_org_jit_runner_config(org, name, self.scope.group(), labels)
-                    .send()
-                    .await
+        };
+        let config = match retrying(&action, register).await {
+            Err(error) if error.status == Some(409) => {
+                let runners = self.list_runners().await?;
+                for runner in runners.iter().filter(|r| r.name == name) {
+                    self.delete_runner(runner.id).await?;
+                }
+                retrying(&action, register).await?
             }
-        }
-        .map_err(|e| failure(&format!("register the JIT runner {name}"), &e))?;
+            other => other?,
+        };
         Ok(JitRunner {
             id: config.runner.id.0,
             name: config.runner.name,
@@ -256,25 +329,27 @@ impl GitHub {
         let actions = self.octocrab.actions();
         let mut runners = Vec::new();
         for page in 1u32.. {
-            let result = match &self.scope {
-                RunnerScope::Repo { owner, repo } => {
-                    actions
-                        .list_repo_self_hosted_runners(owner, repo)
-                        .per_page(100)
-                        .page(page)
-                        .send()
-                        .await
+            let result = retrying("list runners", || async {
+                match &self.scope {
+                    RunnerScope::Repo { owner, repo } => {
+                        actions
+                            .list_repo_self_hosted_runners(owner, repo)
+                            .per_page(100)
+                            .page(page)
+                            .send()
+                            .await
+                    }
+                    RunnerScope::Org { org, .. } => {
+                        actions
+                            .list_org_self_hosted_runners(org)
+                            .per_page(100)
+                            .page(page)
+                            .send()
+                            .await
+                    }
                 }
-                RunnerScope::Org { org, .. } => {
-                    actions
-                        .list_org_self_hosted_runners(org)
-                        .per_page(100)
-                        .page(page)
-                        .send()
-                        .await
-                }
-            }
-            .map_err(|e| failure("list runners", &e))?;
+            })
+            .await?;
             let count = result.items.len();
             runners.extend(result.items.into_iter().map(|r| RunnerInfo {
                 id: r.id.0,
@@ -292,19 +367,19 @@ impl GitHub {
 
     /// Deletes a runner; one that is already gone is not an error.
     pub async fn delete_runner(&self, id: u64) -> Result<(), GitHubError> {
-        let actions = self.octocrab.actions();
-        let result = match &self.scope {
-            RunnerScope::Repo { owner, repo } => {
-                actions.delete_repo_runner(owner, repo, id.into()).await
+        let result = retrying(&format!("delete runner {id}"), || async {
+            let actions = self.octocrab.actions();
+            match &self.scope {
+                RunnerScope::Repo { owner, repo } => {
+                    actions.delete_repo_runner(owner, repo, id.into()).await
+                }
+                RunnerScope::Org { org, .. } => actions.delete_org_runner(org, id.into()).await,
             }
-            RunnerScope::Org { org, .. } => actions.delete_org_runner(org, id.into()).await,
-        };
+        })
+        .await;
         match result {
-            Ok(()) => Ok(()),
-            Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 404 => {
-                Ok(())
-            }
-            Err(error) => Err(failure(&format!("delete runner {id}"), &error)),
+            Err(error) if error.status == Some(404) => Ok(()),
+            other => other,
         }
     }
 }

@@ -378,6 +378,10 @@ impl<'a> Provisioner<'a> {
             Ok(result) => result,
             Err(failure) => {
                 let mut cleanup = self.cleanup(&request.naming, &[]).await;
+                // The sweep finds the machines the plan already ended, still `terminating`.
+                cleanup
+                    .terminated
+                    .retain(|id| !failure.terminated.contains(id));
                 cleanup.terminated.extend(failure.terminated);
                 cleanup.not_terminated.extend(failure.not_terminated);
                 return Err(ProvisionFailure {
@@ -471,10 +475,27 @@ impl<'a> Provisioner<'a> {
         }
     }
 
-    /// Terminates `machines` and deletes every runner registered under the launch's label.
-    /// Idempotent: what is already gone counts as done.
+    /// Terminates `machines`, and any other machine tagged with the launch's label (a launch
+    /// whose answer was lost still made one), and deletes every runner registered under the
+    /// label. Idempotent: what is already gone counts as done.
     pub async fn cleanup(&self, naming: &RunnerNaming, machines: &[MachineId]) -> CleanupReport {
-        let (terminated, not_terminated) = terminate_all(self.provider, machines).await;
+        let mut ids = machines.to_vec();
+        match self
+            .provider
+            .list_tagged(RUN_TAG, Some(naming.label()))
+            .await
+        {
+            Ok(tagged) => {
+                for machine in tagged {
+                    if machine.state.may_bill() && !ids.contains(&machine.id) {
+                        ids.push(machine.id);
+                    }
+                }
+            }
+            // The known machines are still terminated; the listing was only a sweep.
+            Err(error) => tracing::warn!(%error, "could not list this launch's machines"),
+        }
+        let (terminated, not_terminated) = terminate_all(self.provider, &ids).await;
         let mut report = CleanupReport {
             terminated,
             not_terminated,

@@ -10,6 +10,7 @@ use crate::scenario::FaultSpec;
 pub(crate) struct Injection {
     pub(crate) latency: Duration,
     pub(crate) failure: Option<(u16, String, String)>,
+    pub(crate) drop_connection: bool,
 }
 
 #[derive(Debug, Default)]
@@ -37,6 +38,7 @@ impl FaultCounters {
                 continue;
             }
             injection.latency += Duration::from_millis(fault.latency_ms);
+            injection.drop_connection |= fault.drop_connection;
             if let (Some(status), None) = (fault.status, &injection.failure) {
                 injection.failure = Some((status, fault.code.clone(), fault.message.clone()));
             }
@@ -58,6 +60,7 @@ mod tests {
             on_calls,
             probability,
             latency_ms: 0,
+            drop_connection: false,
         }
     }
 
@@ -117,7 +120,8 @@ mod tests {
             injection,
             Injection {
                 latency: Duration::from_millis(30),
-                failure: None
+                failure: None,
+                drop_connection: false,
             }
         );
     }

@@ -16,7 +16,7 @@
 //! let client = lambda_cloud::Client::builder()
 //!     .base_url(sim.base_url())
 //!     .api_key("test-key")
-//!     .rate_limits(sim.client_rate_limits())
+//!     .time_scale(sim.time_scale()) // pacing, retries and timeouts on the simulator's clock
 //!     .build()?;
 //! client.ssh_keys().add("me", "ssh-ed25519 AAAA me").await?;
 //! // ... launch, wait, terminate ...
@@ -270,7 +270,7 @@ impl Sim {
     }
 
     /// A client of this simulator: its URL, its key (any key when none is configured), and
-    /// the documented limits scaled to its clock.
+    /// the client's pacing, retries and timeouts scaled to its clock.
     pub fn client(&self) -> Result<lambda_cloud::Client, lambda_cloud::Error> {
         let key = self
             .shared
@@ -279,7 +279,7 @@ impl Sim {
         lambda_cloud::Client::builder()
             .base_url(self.base_url())
             .api_key(key)
-            .rate_limits(self.client_rate_limits())
+            .time_scale(self.time_scale())
             .build()
     }
 

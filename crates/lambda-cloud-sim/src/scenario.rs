@@ -188,6 +188,11 @@ pub struct FaultSpec {
     /// Real milliseconds to wait before answering.
     #[serde(default)]
     pub latency_ms: u64,
+    /// The operation runs, then the connection breaks before the answer is complete: the
+    /// caller cannot tell whether it happened (with `status`, the failure wins and nothing
+    /// runs).
+    #[serde(default)]
+    pub drop_connection: bool,
 }
 
 fn internal_error() -> String {

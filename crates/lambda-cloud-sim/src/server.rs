@@ -215,7 +215,30 @@ async fn admit(shared: &Shared, op: &'static Operation, request: Request, next: 
     if let Some((status, code, message)) = injection.failure {
         return ApiFailure::new(status, ErrorCode::parse(&code), message).into_response();
     }
-    next.run(request).await
+    let response = next.run(request).await;
+    if injection.drop_connection {
+        let (parts, _answer) = response.into_parts();
+        return Response::from_parts(parts, axum::body::Body::new(BrokenBody));
+    }
+    response
+}
+
+/// A body that fails at once, so the server abandons the connection mid-answer.
+struct BrokenBody;
+
+impl http_body::Body for BrokenBody {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection dropped by the scenario",
+        ))))
+    }
 }
 
 async fn not_found() -> ApiFailure {

@@ -69,8 +69,13 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     retry: RetryPolicy,
     rate_limits: RateLimits,
+    time_scale: f64,
     http: Option<reqwest::Client>,
 }
+
+/// The least real time a time-scaled timeout is cut to: a simulator answers at local speed,
+/// but a busy test machine must not turn into a timeout.
+const SCALED_TIMEOUT_FLOOR: Duration = Duration::from_secs(2);
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -82,6 +87,7 @@ impl fmt::Debug for ClientBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("retry", &self.retry)
             .field("rate_limits", &self.rate_limits)
+            .field("time_scale", &self.time_scale)
             .field("custom_http_client", &self.http.is_some())
             .finish()
     }
@@ -97,6 +103,7 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             rate_limits: RateLimits::DOCUMENTED,
+            time_scale: 1.0,
             http: None,
         }
     }
@@ -146,6 +153,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Talks to a server whose clock runs `time_scale` times faster than real time (a
+    /// simulator, see [`RateLimits::parse_time_scale`]): at build, the rate limits, the retry
+    /// delays and the timeouts are divided by it, timeouts to no less than 2 s.
+    pub fn time_scale(mut self, time_scale: f64) -> Self {
+        self.time_scale = time_scale;
+        self
+    }
+
     /// Sends through this `reqwest` client (for proxies, extra root certificates, or other
     /// transport settings). Its own timeouts and user agent then apply instead of
     /// [`timeout`](Self::timeout), [`connect_timeout`](Self::connect_timeout) and
@@ -191,13 +206,20 @@ impl ClientBuilder {
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
         let base_url = parse_base_url(&base_url).map_err(config)?;
 
+        let scale = crate::rate_limit::valid_scale(self.time_scale);
+        let scaled_timeout =
+            |timeout: Duration| timeout.min(timeout.div_f64(scale).max(SCALED_TIMEOUT_FLOOR));
+        let (timeout, connect_timeout) = (
+            scaled_timeout(self.timeout),
+            scaled_timeout(self.connect_timeout),
+        );
         install_default_crypto_provider();
         let http = match self.http {
             Some(http) => http,
             None => reqwest::Client::builder()
                 .user_agent(self.user_agent)
-                .timeout(self.timeout)
-                .connect_timeout(self.connect_timeout)
+                .timeout(timeout)
+                .connect_timeout(connect_timeout)
                 .build()
                 .map_err(|error| config(format!("could not set up HTTP: {error}")))?,
         };
@@ -207,9 +229,9 @@ impl ClientBuilder {
                 http,
                 base_url,
                 authorization,
-                limiter: Limiter::new(self.rate_limits),
-                retry: self.retry,
-                timeout: self.timeout,
+                limiter: Limiter::new(self.rate_limits.time_scaled(scale)),
+                retry: self.retry.time_scaled(scale),
+                timeout,
             }),
         })
     }

@@ -36,21 +36,11 @@ impl RateLimits {
     /// These limits for a server whose clock runs `time_scale` times faster than real time
     /// (a simulator): every interval divided by the scale.
     pub fn time_scaled(self, time_scale: f64) -> RateLimits {
-        let scale = if time_scale.is_finite() && time_scale > 0.0 {
-            time_scale
-        } else {
-            1.0
-        };
+        let scale = valid_scale(time_scale);
         RateLimits {
             min_request_interval: self.min_request_interval.div_f64(scale),
             min_launch_interval: self.min_launch_interval.div_f64(scale),
         }
-    }
-
-    /// The documented limits for a simulator whose time scale is written `text` (the value
-    /// of [`TIME_SCALE_ENV`]), or why it is not a number ≥ 1.
-    pub fn for_time_scale(text: &str) -> Result<RateLimits, String> {
-        Self::parse_time_scale(text).map(|scale| RateLimits::DOCUMENTED.time_scaled(scale))
     }
 
     /// A simulator's time scale from `text` (the value of [`TIME_SCALE_ENV`]), or why it is
@@ -63,6 +53,15 @@ impl RateLimits {
             .ok_or_else(|| {
                 format!("{TIME_SCALE_ENV}={text:?} must be a number ≥ 1 (a simulator's time scale)")
             })
+    }
+}
+
+/// `time_scale` when it can divide durations (finite and positive), else 1.
+pub(crate) fn valid_scale(time_scale: f64) -> f64 {
+    if time_scale.is_finite() && time_scale > 0.0 {
+        time_scale
+    } else {
+        1.0
     }
 }
 
@@ -137,12 +136,12 @@ mod tests {
 
     #[test]
     fn a_time_scale_divides_the_documented_intervals_or_is_refused() {
-        let limits = RateLimits::for_time_scale(" 100 ").unwrap();
-        assert_eq!(limits, RateLimits::DOCUMENTED.time_scaled(100.0));
+        let scale = RateLimits::parse_time_scale(" 100 ").unwrap();
+        let limits = RateLimits::DOCUMENTED.time_scaled(scale);
         assert_eq!(limits.min_launch_interval, Duration::from_millis(120));
         for bad in ["0.5", "fast", "inf", ""] {
             assert!(
-                RateLimits::for_time_scale(bad)
+                RateLimits::parse_time_scale(bad)
                     .unwrap_err()
                     .contains(TIME_SCALE_ENV)
             );

@@ -33,6 +33,18 @@ impl RetryPolicy {
         }
     }
 
+    /// This policy for a server whose clock runs `time_scale` times faster than real time (a
+    /// simulator): every delay divided by the scale.
+    pub fn time_scaled(self, time_scale: f64) -> RetryPolicy {
+        let scale = crate::rate_limit::valid_scale(time_scale);
+        RetryPolicy {
+            min_delay: self.min_delay.div_f64(scale),
+            max_delay: self.max_delay.div_f64(scale),
+            max_elapsed: self.max_elapsed.div_f64(scale),
+            ..self
+        }
+    }
+
     /// The backoff delays, one per allowed retry.
     pub(crate) fn delays(&self) -> impl Iterator<Item = Duration> {
         let mut builder = ExponentialBuilder::default()
@@ -88,6 +100,19 @@ mod tests {
             [1, 2, 4, 8, 16, 30].map(Duration::from_secs).to_vec()
         );
         assert_eq!(RetryPolicy::none().delays().count(), 0);
+    }
+
+    #[test]
+    fn a_time_scale_divides_every_delay() {
+        let policy = RetryPolicy::default().time_scaled(50.0);
+        assert_eq!(policy.min_delay, Duration::from_millis(20));
+        assert_eq!(policy.max_delay, Duration::from_millis(600));
+        assert_eq!(policy.max_elapsed, Duration::from_millis(2400));
+        assert_eq!(policy.max_retries, 5);
+        assert_eq!(
+            RetryPolicy::default().time_scaled(f64::NAN),
+            RetryPolicy::default()
+        );
     }
 
     #[test]

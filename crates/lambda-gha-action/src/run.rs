@@ -103,9 +103,9 @@ fn lambda(env: &Env) -> Result<LambdaProvider, Failure> {
         builder = builder.base_url(url);
     }
     if let Some(text) = env.var(TIME_SCALE_ENV) {
-        let limits = RateLimits::for_time_scale(text)
+        let scale = RateLimits::parse_time_scale(text)
             .map_err(|problem| Failure::new("Invalid LAMBDA_API_TIME_SCALE", problem))?;
-        builder = builder.rate_limits(limits);
+        builder = builder.time_scale(scale);
     }
     let client = builder
         .build()

@@ -83,7 +83,7 @@ pub async fn demo(ui: Ui, interrupts: &mut UnboundedReceiver<()>) -> Result<Demo
     let client = lambda_cloud::Client::builder()
         .base_url(&api_url)
         .api_key("demo")
-        .rate_limits(sim.client_rate_limits())
+        .time_scale(sim.time_scale())
         .build()
         .map_err(|e| e.to_string())?;
     let provider = LambdaProvider::new(client);

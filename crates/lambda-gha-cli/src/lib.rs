@@ -33,8 +33,8 @@ pub fn client(settings: &config::Settings) -> Result<lambda_cloud::Client, CliEr
         builder = builder.base_url(url);
     }
     if let Ok(text) = std::env::var(lambda_cloud::TIME_SCALE_ENV) {
-        builder = builder.rate_limits(
-            lambda_cloud::RateLimits::for_time_scale(&text).map_err(CliError::TimeScale)?,
+        builder = builder.time_scale(
+            lambda_cloud::RateLimits::parse_time_scale(&text).map_err(CliError::TimeScale)?,
         );
     }
     Ok(builder.build()?)

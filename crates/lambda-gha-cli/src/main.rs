@@ -366,7 +366,7 @@ async fn agent_run(args: AgentRun) -> Result<ExitCode> {
         ("lambda", Some(key)) => {
             let mut builder = lambda_cloud::Client::builder()
                 .api_key(key.clone())
-                .rate_limits(lambda_cloud::RateLimits::DOCUMENTED.time_scaled(scale));
+                .time_scale(scale);
             if let Some(url) = &config.api_url {
                 builder = builder.base_url(url);
             }

@@ -403,6 +403,7 @@ async fn terminate_failing_twice_with_5xx_still_terminates() {
         on_calls: vec![1, 2],
         probability: None,
         latency_ms: 0,
+        drop_connection: false,
     };
     run(idle_after_jobs("terminate-5xx", "20 20\n", vec![failing])).await;
 }

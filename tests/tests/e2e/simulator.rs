@@ -39,7 +39,7 @@ async fn the_binary_serves_a_scenario_and_stops_on_ctrl_c() {
     let client = lambda_cloud::Client::builder()
         .base_url(&url)
         .api_key("e2e-key")
-        .rate_limits(lambda_cloud::RateLimits::DOCUMENTED.time_scaled(100.0))
+        .time_scale(100.0)
         .build()
         .unwrap();
     let types = client.instance_types().list().await.unwrap();

@@ -171,6 +171,81 @@ async fn deleting_a_runner_that_is_gone_is_fine_and_other_failures_are_named() {
 }
 
 #[tokio::test]
+async fn a_passing_github_failure_is_sent_again_and_a_lasting_one_is_named() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/octo/gpu/actions/runners"))
+        .respond_with(ResponseTemplate::new(502).set_body_json(json!({"message": "Bad Gateway"})))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/octo/gpu/actions/runners"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"total_count": 1, "runners": [runner(5, "r", "online")]})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/octo/gpu/actions/runners/registration-token"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(json!({"message": "Unavailable"})))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let github = github(&server, repo());
+    assert_eq!(github.list_runners().await.unwrap().len(), 1);
+    let error = github.registration_token().await.unwrap_err();
+    assert_eq!(
+        error.status,
+        Some(503),
+        "sent three times, then named: {error}"
+    );
+}
+
+#[tokio::test]
+async fn a_jit_runner_registered_by_a_lost_answer_is_replaced() {
+    let server = MockServer::start().await;
+    let route = "/repos/octo/gpu/actions/runners/generate-jitconfig";
+    Mock::given(method("POST"))
+        .and(path(route))
+        .respond_with(ResponseTemplate::new(409).set_body_json(
+            json!({"message": "Already exists - A runner with the same name already exists."}),
+        ))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(route))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "runner": runner(43, "lambda-1-abc-0-0", "offline"),
+            "encoded_jit_config": "bmV3"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/octo/gpu/actions/runners"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "total_count": 2,
+            "runners": [runner(42, "lambda-1-abc-0-0", "offline"), runner(7, "other", "online")]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/repos/octo/gpu/actions/runners/42"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let jit = github(&server, repo())
+        .jit_config("lambda-1-abc-0-0", &["x".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(jit.id, 43);
+}
+
+#[tokio::test]
 async fn scopes_and_registration_urls() {
     assert_eq!(
         RunnerScope::parse("repo", "octo/gpu", None).unwrap(),

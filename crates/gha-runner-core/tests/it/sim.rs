@@ -28,5 +28,6 @@ pub(crate) fn quota_on_launch(call: u32) -> lambda_cloud_sim::FaultSpec {
         on_calls: vec![call],
         probability: None,
         latency_ms: 0,
+        drop_connection: false,
     }
 }

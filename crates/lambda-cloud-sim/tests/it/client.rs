@@ -200,6 +200,7 @@ async fn a_provider_refusal_is_resent_but_an_internal_error_is_not() {
         on_calls: vec![1],
         probability: None,
         latency_ms: 0,
+        drop_connection: false,
     };
     let internal = FaultSpec {
         status: Some(500),
@@ -237,6 +238,44 @@ async fn a_provider_refusal_is_resent_but_an_internal_error_is_not() {
         "an ambiguous failure of a launch is not resent"
     );
     assert_eq!(sim.ledger().entries.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_connection_loses_the_answer_not_the_launch_and_reads_are_resent() {
+    let dropped = |operation: &str| FaultSpec {
+        operation: operation.into(),
+        status: None,
+        code: String::new(),
+        message: String::new(),
+        on_calls: vec![1],
+        probability: None,
+        latency_ms: 0,
+        drop_connection: true,
+    };
+    let sim = sim(
+        Scenario::default()
+            .with_fault(dropped("launchInstance"))
+            .with_fault(dropped("listInstances")),
+        100.0,
+    )
+    .await;
+    let client = client(&sim, KEY);
+    with_key(&client).await;
+    let error = client
+        .instances()
+        .launch("gpu_1x_a10", "us-east-1", "ci")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), None, "no answer: {error}");
+    assert_eq!(
+        error.retries(),
+        0,
+        "a launch that may have happened is not resent"
+    );
+    assert_eq!(sim.ledger().still_billing.len(), 1, "it did happen");
+    let listed = client.instances().list().await.unwrap();
+    assert_eq!(listed.len(), 1, "a read is resent after the drop");
 }
 
 #[tokio::test(flavor = "multi_thread")]
