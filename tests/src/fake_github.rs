@@ -22,6 +22,40 @@ pub struct FakeRunner {
     pub online: bool,
 }
 
+/// A GitHub endpoint the fake serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitHubRoute {
+    /// `POST …/actions/runners/generate-jitconfig`.
+    JitConfig,
+    /// `POST …/actions/runners/registration-token`.
+    RegistrationToken,
+    /// `GET …/actions/runners`.
+    ListRunners,
+    /// `DELETE …/actions/runners/{id}`.
+    DeleteRunner,
+}
+
+/// How an injected failure answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitHubFailure {
+    /// This HTTP status, with GitHub's error body.
+    Status(u16),
+    /// No answer for 40 s (past any sane client timeout), then the ordinary one.
+    Hang,
+}
+
+/// A failure injected into one route: on its first call only, or on every call until
+/// [`FakeGitHub::clear_faults`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GitHubFault {
+    /// Where.
+    pub route: GitHubRoute,
+    /// How.
+    pub failure: GitHubFailure,
+    /// Every call, not just the first.
+    pub every_call: bool,
+}
+
 #[derive(Default)]
 struct State {
     runners: Vec<FakeRunner>,
@@ -29,6 +63,22 @@ struct State {
     online_on_register: bool,
     jit_requests: usize,
     tokens_issued: usize,
+    /// Faults, each with how many times its route was called.
+    faults: Vec<(GitHubFault, u32)>,
+}
+
+impl State {
+    /// The failure this call of `route` suffers, if any.
+    fn injected(&mut self, route: GitHubRoute) -> Option<GitHubFailure> {
+        let mut hit = None;
+        for (fault, calls) in self.faults.iter_mut().filter(|(f, _)| f.route == route) {
+            *calls += 1;
+            if fault.every_call || *calls == 1 {
+                hit = hit.or(Some(fault.failure));
+            }
+        }
+        hit
+    }
 }
 
 /// The fake. Cloning shares its state.
@@ -55,7 +105,9 @@ impl FakeGitHub {
             server: Arc::new(MockServer::start().await),
             canary: format!("GHCANARY{canary}"),
         };
-        let routes: [(&str, String, Handler); 5] = [
+        let routes: [(&str, String, Handler); 6] = [
+            // Not GitHub's: what a fake runner calls when it starts (body: its JIT config).
+            ("POST", "^/_fake/online$".to_owned(), Handler::Online),
             ("POST", format!("{SCOPE}/generate-jitconfig$"), Handler::Jit),
             (
                 "POST",
@@ -109,6 +161,16 @@ impl FakeGitHub {
         self.lock().runners.iter().map(|r| r.name.clone()).collect()
     }
 
+    /// Injects `fault`.
+    pub fn inject(&self, fault: GitHubFault) {
+        self.lock().faults.push((fault, 0));
+    }
+
+    /// Ends every injected fault (the outage is over).
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
     /// How many JIT configurations were requested.
     pub fn jit_requests(&self) -> usize {
         self.lock().jit_requests
@@ -131,6 +193,7 @@ impl FakeGitHub {
 
 #[derive(Clone, Copy)]
 enum Handler {
+    Online,
     Jit,
     Token(&'static str),
     List,
@@ -160,10 +223,59 @@ fn message(status: u16, text: &str) -> ResponseTemplate {
     }))
 }
 
+impl Route {
+    fn github_route(&self) -> Option<GitHubRoute> {
+        match self.handler {
+            Handler::Online => None,
+            Handler::Jit => Some(GitHubRoute::JitConfig),
+            Handler::Token("registration") => Some(GitHubRoute::RegistrationToken),
+            Handler::Token(_) => None,
+            Handler::List => Some(GitHubRoute::ListRunners),
+            Handler::Delete => Some(GitHubRoute::DeleteRunner),
+        }
+    }
+}
+
 impl Respond for Route {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let mut state = self.fake.lock();
+        let injected = self.github_route().and_then(|route| state.injected(route));
+        let delay = match injected {
+            Some(GitHubFailure::Status(status)) => {
+                let text = match status {
+                    401 => "Bad credentials",
+                    403 => "Resource not accessible by personal access token",
+                    422 => "Validation Failed",
+                    _ => "Server Error",
+                };
+                return message(status, text);
+            }
+            Some(GitHubFailure::Hang) => std::time::Duration::from_secs(40),
+            None => std::time::Duration::ZERO,
+        };
+        self.answer(&mut state, request).set_delay(delay)
+    }
+}
+
+impl Route {
+    fn answer(&self, state: &mut State, request: &Request) -> ResponseTemplate {
         match self.handler {
+            Handler::Online => {
+                // `<canary>-jit-<id>`, as this fake issues them.
+                let config = String::from_utf8_lossy(&request.body);
+                let id = config
+                    .trim()
+                    .rsplit("-jit-")
+                    .next()
+                    .and_then(|id| id.parse::<u64>().ok());
+                match state.runners.iter_mut().find(|r| Some(r.id) == id) {
+                    Some(runner) => {
+                        runner.online = true;
+                        ResponseTemplate::new(204)
+                    }
+                    None => message(404, "no runner has this JIT configuration"),
+                }
+            }
             Handler::Jit => {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
                 let Some(name) = body["name"].as_str().map(str::to_owned) else {

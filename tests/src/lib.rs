@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 mod fake_github;
 mod sshd;
 
-pub use fake_github::{FakeGitHub, FakeRunner};
+pub use fake_github::{FakeGitHub, FakeRunner, GitHubFailure, GitHubFault, GitHubRoute};
 pub use sshd::{Sshd, SshdOptions};
 
 /// The workspace root (this crate lives in `tests/`).

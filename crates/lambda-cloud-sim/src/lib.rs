@@ -262,6 +262,25 @@ impl Sim {
         RateLimits::DOCUMENTED.time_scaled(self.time_scale())
     }
 
+    /// The API requests so far (the latest 10,000), one line each: method, path and query,
+    /// status, and the JSON body with `user_data` replaced by its size. No header is kept, so
+    /// the API key is never in it: tests scan it for secrets that should not have been sent.
+    pub fn request_log(&self) -> Vec<String> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Ends every injected fault (the outage is over); calls are counted afresh.
+    pub fn clear_faults(&self) {
+        self.shared
+            .with_world(|world| world.scenario.faults.clear());
+    }
+
     /// How many requests the simulator refused with 429 so far.
     pub fn rate_limited_requests(&self) -> u64 {
         self.shared

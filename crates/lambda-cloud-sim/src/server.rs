@@ -35,6 +35,31 @@ pub(crate) struct Shared {
     pub(crate) base_url: OnceLock<String>,
     /// How many requests were refused with 429.
     pub(crate) rate_limited: std::sync::atomic::AtomicU64,
+    /// The latest API requests, as [`request_line`] writes them.
+    pub(crate) requests: Mutex<std::collections::VecDeque<String>>,
+}
+
+/// How many requests the log keeps: the latest, so a long-running simulator stays small.
+const REQUEST_LOG_LIMIT: usize = 10_000;
+
+/// One request as the log keeps it: method, path and query, status, and the JSON body with
+/// `user_data` replaced by its size (it is the machine's own channel, meant to carry what the
+/// machine needs). The `Authorization` header is never kept.
+fn request_line(method: &str, uri: &str, status: u16, body: &[u8]) -> String {
+    let body = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut json) => {
+            if let Some(user_data) = json.get_mut("user_data") {
+                let size = user_data.as_str().map_or(0, str::len);
+                *user_data = serde_json::Value::String(format!("[{size} bytes]"));
+            }
+            json.to_string()
+        }
+        Err(_) if body.is_empty() => String::new(),
+        Err(_) => format!("[{} bytes, not JSON]", body.len()),
+    };
+    format!("{method} {uri} {status} {body}")
+        .trim_end()
+        .to_owned()
 }
 
 impl Shared {
@@ -51,6 +76,7 @@ impl Shared {
             runner,
             base_url: OnceLock::new(),
             rate_limited: std::sync::atomic::AtomicU64::new(0),
+            requests: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -159,8 +185,25 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
     else {
         return next.run(request).await;
     };
+    let (method, uri) = (request.method().to_string(), request.uri().to_string());
+    let (parts, body) = request.into_parts();
+    // Larger than any body the API accepts; one past it reaches the handler empty and is refused.
+    let body = axum::body::to_bytes(body, 16 << 20)
+        .await
+        .unwrap_or_default();
+    let request = Request::from_parts(parts, axum::body::Body::from(body.clone()));
     let response = admit(&shared, op, request, next).await;
     let status = response.status().as_u16();
+    {
+        let mut log = shared
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if log.len() == REQUEST_LOG_LIMIT {
+            log.pop_front();
+        }
+        log.push_back(request_line(&method, &uri, status, &body));
+    }
     if status == 429 {
         shared
             .rate_limited

@@ -279,6 +279,53 @@ async fn a_dropped_connection_loses_the_answer_not_the_launch_and_reads_are_rese
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_request_log_keeps_what_was_sent_but_not_the_key_or_the_user_data() {
+    let sim = sim(
+        Scenario::default().with_fault(FaultSpec {
+            operation: "listInstances".into(),
+            status: Some(500),
+            code: "global/internal-error".into(),
+            message: "boom".into(),
+            on_calls: Vec::new(),
+            probability: None,
+            latency_ms: 0,
+            drop_connection: false,
+        }),
+        100.0,
+    )
+    .await;
+    let client = client(&sim, KEY);
+    with_key(&client).await;
+    client
+        .instances()
+        .launch("gpu_1x_a10", "us-east-1", "ci")
+        .user_data("#!/bin/bash\necho secret-in-user-data\n")
+        .tag("team", "ml")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        client.instances().list().await.is_err(),
+        "faulted every call"
+    );
+    sim.clear_faults();
+    client.instances().list().await.unwrap();
+    let log = sim.request_log().join("\n");
+    assert!(
+        log.contains("POST /api/v1/instance-operations/launch 200"),
+        "{log}"
+    );
+    assert!(log.contains("\"user_data\":\"[37 bytes]\""), "{log}");
+    assert!(log.contains("\"team\""), "{log}");
+    assert!(log.contains("GET /api/v1/instances 500"), "{log}");
+    assert!(log.ends_with("GET /api/v1/instances 200"), "{log}");
+    assert!(
+        !log.contains("secret-in-user-data") && !log.contains(KEY),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn misbehaving_instances_misbehave_and_terminated_ones_leave_the_list() {
     let scenario = Scenario {
         terminated_visible_seconds: 30.0,
