@@ -226,10 +226,9 @@ fn message(status: u16, text: &str) -> ResponseTemplate {
 impl Route {
     fn github_route(&self) -> Option<GitHubRoute> {
         match self.handler {
-            Handler::Online => None,
             Handler::Jit => Some(GitHubRoute::JitConfig),
             Handler::Token("registration") => Some(GitHubRoute::RegistrationToken),
-            Handler::Token(_) => None,
+            Handler::Online | Handler::Token(_) => None,
             Handler::List => Some(GitHubRoute::ListRunners),
             Handler::Delete => Some(GitHubRoute::DeleteRunner),
         }
