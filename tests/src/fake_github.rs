@@ -18,7 +18,8 @@ pub struct FakeRunner {
     pub name: String,
     /// Its labels.
     pub labels: Vec<String>,
-    /// Whether it is online.
+    /// Whether it is online: from registration (`online_on_register`), or while it reports
+    /// itself through `POST /_fake/online` (body: its JIT configuration) every second or so.
     pub online: bool,
 }
 
@@ -65,9 +66,30 @@ struct State {
     tokens_issued: usize,
     /// Faults, each with how many times its route was called.
     faults: Vec<(GitHubFault, u32)>,
+    /// When each runner that reports itself (a fake runner on a simulated machine) last did.
+    seen: std::collections::HashMap<u64, std::time::Instant>,
 }
 
+/// How long a reporting runner counts as online after its last report: a runner whose machine
+/// died goes offline, as GitHub sees its session end.
+const ONLINE_FOR: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl State {
+    /// The runners as GitHub would list them now.
+    fn listed(&self) -> Vec<FakeRunner> {
+        self.runners
+            .iter()
+            .map(|r| FakeRunner {
+                online: r.online
+                    || self
+                        .seen
+                        .get(&r.id)
+                        .is_some_and(|at| at.elapsed() < ONLINE_FOR),
+                ..r.clone()
+            })
+            .collect()
+    }
+
     /// The failure this call of `route` suffers, if any.
     fn injected(&mut self, route: GitHubRoute) -> Option<GitHubFailure> {
         let mut hit = None;
@@ -153,7 +175,7 @@ impl FakeGitHub {
 
     /// The registered runners.
     pub fn runners(&self) -> Vec<FakeRunner> {
-        self.lock().runners.clone()
+        self.lock().listed()
     }
 
     /// The registered runners' names.
@@ -267,9 +289,9 @@ impl Route {
                     .rsplit("-jit-")
                     .next()
                     .and_then(|id| id.parse::<u64>().ok());
-                match state.runners.iter_mut().find(|r| Some(r.id) == id) {
-                    Some(runner) => {
-                        runner.online = true;
+                match id.filter(|id| state.runners.iter().any(|r| r.id == *id)) {
+                    Some(id) => {
+                        state.seen.insert(id, std::time::Instant::now());
                         ResponseTemplate::new(204)
                     }
                     None => message(404, "no runner has this JIT configuration"),
@@ -316,7 +338,7 @@ impl Route {
                 }))
             }
             Handler::List => {
-                let runners: Vec<Value> = state.runners.iter().map(runner_json).collect();
+                let runners: Vec<Value> = state.listed().iter().map(runner_json).collect();
                 ResponseTemplate::new(200)
                     .set_body_json(json!({"total_count": runners.len(), "runners": runners}))
             }

@@ -55,14 +55,35 @@ impl std::fmt::Debug for LaunchKey {
     }
 }
 
+/// What every launch key's name starts with.
+const LAUNCH_KEY_PREFIX: &str = "lambda-gha-";
+
+/// A launch key's name: `lambda-gha-<purpose>-t<unix seconds>`. The time lets the reaper
+/// delete a key whose launch was cut short before it could delete the key itself.
+fn launch_key_name(purpose: &str, made: jiff::Timestamp) -> String {
+    format!("{LAUNCH_KEY_PREFIX}{purpose}-t{}", made.as_second())
+}
+
+/// When a launch key was made, from its name; `None` for any other key.
+fn launch_key_made(name: &str) -> Option<jiff::Timestamp> {
+    let (_, seconds) = name.strip_prefix(LAUNCH_KEY_PREFIX)?.rsplit_once("-t")?;
+    if seconds.is_empty() || !seconds.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    jiff::Timestamp::from_second(seconds.parse().ok()?).ok()
+}
+
 impl LambdaProvider {
-    /// Creates the SSH key `name` for one launch: `public_key` when given (debug access with
-    /// the user's own key), otherwise a pair Lambda generates, whose private key is kept.
+    /// Creates an SSH key for one launch, named after `purpose` (e.g. the launch's label) and
+    /// the time: `public_key` when given (debug access with the user's own key), otherwise a
+    /// pair Lambda generates, whose private key is kept.
     pub async fn create_launch_key(
         &self,
-        name: &str,
+        purpose: &str,
         public_key: Option<&str>,
     ) -> Result<LaunchKey, ProviderError> {
+        let name = launch_key_name(purpose, jiff::Timestamp::now());
+        let name = name.as_str();
         let keys = self.client.ssh_keys();
         if let Some(public_key) = public_key {
             let key = keys
@@ -83,6 +104,40 @@ impl LambdaProvider {
                 key.private_key.expose().to_owned(),
             )),
         })
+    }
+
+    /// Deletes the launch keys made longer than `policy.orphan_after` ago (a launch takes
+    /// minutes; its process deletes its key right after, unless it was killed), or with
+    /// `dry_run` only names them. Returns their names.
+    pub async fn reap_launch_keys(
+        &self,
+        policy: &crate::ReapPolicy,
+    ) -> Result<Vec<String>, ProviderError> {
+        let orphan_after = jiff::SignedDuration::try_from(policy.orphan_after)
+            .unwrap_or(jiff::SignedDuration::MAX);
+        let keys = self
+            .client
+            .ssh_keys()
+            .list()
+            .await
+            .map_err(|e| provider_error(&e))?;
+        let mut reaped = Vec::new();
+        for key in keys {
+            let stale = launch_key_made(&key.name)
+                .is_some_and(|made| policy.now.duration_since(made) >= orphan_after);
+            if !stale {
+                continue;
+            }
+            if !policy.dry_run {
+                match self.client.ssh_keys().delete(&key.id).await {
+                    Ok(()) => {}
+                    Err(error) if error.is_not_found() => {}
+                    Err(error) => return Err(provider_error(&error)),
+                }
+            }
+            reaped.push(key.name);
+        }
+        Ok(reaped)
     }
 
     /// Deletes a launch key; one already gone is not an error.
@@ -305,5 +360,28 @@ impl CloudProvider for LambdaProvider {
                 .collect(),
             regions: regions.iter().map(|r| r.name.to_string()).collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod launch_key_tests {
+    use super::*;
+
+    #[test]
+    fn launch_key_names_carry_their_time_and_other_keys_are_not_ours() {
+        let made: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let name = launch_key_name("lambda-4242-abc123", made);
+        assert_eq!(name, "lambda-gha-lambda-4242-abc123-t1795428000");
+        assert!(name.len() <= 64, "Lambda's limit");
+        assert_eq!(launch_key_made(&name), Some(made));
+        for other in [
+            "my-laptop",
+            "lambda-gha-lambda-4242-abc123",
+            "lambda-gha-x-t",
+            "lambda-gha-x-t12a",
+            "someone-t1795428000",
+        ] {
+            assert_eq!(launch_key_made(other), None, "{other}");
+        }
     }
 }

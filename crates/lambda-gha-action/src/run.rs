@@ -252,9 +252,8 @@ async fn run_start<W: Write>(
     let launch_key = if start.ssh_key_name.is_some() {
         None
     } else {
-        let name = format!("lambda-gha-{}", naming.label());
         let key = provider
-            .create_launch_key(&name, start.ssh_pubkey.as_deref())
+            .create_launch_key(naming.label(), start.ssh_pubkey.as_deref())
             .await
             .map_err(|e| {
                 Failure::new(
@@ -265,7 +264,7 @@ async fn run_start<W: Write>(
         if let Some(private) = &key.private_key {
             w.mask(private);
         }
-        w.line(&format!("made SSH key {name} for this launch"));
+        w.line(&format!("made SSH key {} for this launch", key.name));
         Some(key)
     };
     let request = ProvisionRequest {

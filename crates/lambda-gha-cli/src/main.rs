@@ -449,13 +449,20 @@ async fn reap(args: ReapArgs, settings: &Settings) -> Result<ExitCode> {
     for (id, name) in &report.ghost_runners {
         println!("  {verb} runner {name} ({id}): its machine is gone");
     }
+    let keys = provider.reap_launch_keys(&policy).await;
+    for name in keys.iter().flatten() {
+        println!("  {verb} SSH key {name}: made for a launch that was cut short");
+    }
+    if let Err(error) = &keys {
+        eprintln!("  could not list SSH keys to delete stale launch keys: {error}");
+    }
     for (id, why) in &report.cleanup.not_terminated {
         eprintln!("  COULD NOT TERMINATE {id}: {why}; it may be billing");
     }
     for (id, why) in &report.cleanup.runners_not_deleted {
         eprintln!("  could not delete runner {id}: {why}");
     }
-    Ok(if report.cleanup.is_complete() {
+    Ok(if report.cleanup.is_complete() && keys.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

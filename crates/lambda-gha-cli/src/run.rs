@@ -589,12 +589,11 @@ async fn launch_machine(
         .map_err(|e| e.to_string())?;
     if launch_request.ssh_key.is_empty() {
         // No key named: one for this run, its private half kept locally (0600).
-        let name = format!("lambda-gha-run-{}", state.run_id);
         let key = provider
-            .create_launch_key(&name, None)
+            .create_launch_key(&format!("run-{}", state.run_id), None)
             .await
             .map_err(|e| format!("cannot create an SSH key for this run: {e}"))?;
-        let path = request.state_dir.join("keys").join(&name);
+        let path = request.state_dir.join("keys").join(&key.name);
         if let Some(private) = &key.private_key {
             create_private_dir(path.parent().unwrap_or(&request.state_dir))?;
             write_private(&path, secrecy::ExposeSecret::expose_secret(private))?;

@@ -31,6 +31,19 @@ async fn reap_ends_expired_machines_and_ghost_runners_and_nothing_else() {
     };
     let expired = launch("lambda-1-expire", "2026-01-01T02:10:00Z").await;
     let live = launch("lambda-2-alive0", "2999-01-01T00:00:00Z").await;
+    // Launch keys carry their time: one from 2001 was left by a killed launch.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let public = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx me";
+    for name in [
+        "lambda-gha-lambda-9-old000-t1000000000".to_owned(),
+        format!("lambda-gha-lambda-9-new000-t{now}"),
+        "my-laptop".to_owned(),
+    ] {
+        client.ssh_keys().add(&name, public).await.unwrap();
+    }
     let github = FakeGitHub::start(true).await;
     github.register("lambda-2-alive0-0-0", true);
     let ghost = github.register("lambda-3-gone00-0-0", false);
@@ -60,6 +73,28 @@ async fn reap_ends_expired_machines_and_ghost_runners_and_nothing_else() {
     assert!(
         stdout.contains("deleted runner lambda-3-gone00-0-0"),
         "{stdout}"
+    );
+    assert!(
+        stdout.contains("deleted SSH key lambda-gha-lambda-9-old000-t1000000000"),
+        "{stdout}"
+    );
+    let mut keys: Vec<String> = client
+        .ssh_keys()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "ci".to_owned(),
+            format!("lambda-gha-lambda-9-new000-t{now}"),
+            "my-laptop".to_owned()
+        ],
+        "a fresh launch key (its launch may be under way) and other keys stay"
     );
     let billing = sim.ledger().still_billing;
     assert_eq!(billing, live, "only the live machine still bills");
