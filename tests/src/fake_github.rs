@@ -75,6 +75,20 @@ struct State {
 const ONLINE_FOR: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl State {
+    /// The id of the runner called `name`, registered (offline) if there is none.
+    fn runner_named(&mut self, name: &str) -> u64 {
+        if let Some(runner) = self.runners.iter().find(|r| r.name == name) {
+            return runner.id;
+        }
+        self.next_id += 1;
+        self.runners.push(FakeRunner {
+            id: self.next_id,
+            name: name.to_owned(),
+            labels: Vec::new(),
+            online: false,
+        });
+        self.next_id
+    }
     /// The runners as GitHub would list them now.
     fn listed(&self) -> Vec<FakeRunner> {
         self.runners
@@ -193,6 +207,11 @@ impl FakeGitHub {
         self.lock().faults.clear();
     }
 
+    /// How many registration and remove tokens were issued.
+    pub fn tokens_issued(&self) -> usize {
+        self.lock().tokens_issued
+    }
+
     /// How many JIT configurations were requested.
     pub fn jit_requests(&self) -> usize {
         self.lock().jit_requests
@@ -282,13 +301,17 @@ impl Route {
     fn answer(&self, state: &mut State, request: &Request) -> ResponseTemplate {
         match self.handler {
             Handler::Online => {
-                // `<canary>-jit-<id>`, as this fake issues them.
-                let config = String::from_utf8_lossy(&request.body);
-                let id = config
-                    .trim()
-                    .rsplit("-jit-")
-                    .next()
-                    .and_then(|id| id.parse::<u64>().ok());
+                // `<canary>-jit-<id>`, as this fake issues them, or `name:<name>` from a runner
+                // `config.sh` registered (with a registration token), registered at its first
+                // report.
+                let report = String::from_utf8_lossy(&request.body).trim().to_owned();
+                let id = match report.strip_prefix("name:") {
+                    Some(name) => Some(state.runner_named(name)),
+                    None => report
+                        .rsplit("-jit-")
+                        .next()
+                        .and_then(|id| id.parse::<u64>().ok()),
+                };
                 match id.filter(|id| state.runners.iter().any(|r| r.id == *id)) {
                     Some(id) => {
                         state.seen.insert(id, std::time::Instant::now());

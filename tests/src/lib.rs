@@ -5,9 +5,12 @@
 use std::path::{Path, PathBuf};
 
 mod fake_github;
+pub mod faults;
+mod internet;
 mod sshd;
 
 pub use fake_github::{FakeGitHub, FakeRunner, GitHubFailure, GitHubFault, GitHubRoute};
+pub use internet::{FAKE_GITHUB_URL_FILE, FakeInternet, RUNNER_VERSION};
 pub use sshd::{Sshd, SshdOptions};
 
 /// The workspace root (this crate lives in `tests/`).
@@ -91,32 +94,40 @@ pub const UPDATE_README_ENV: &str = "LAMBDA_GHA_UPDATE_README";
 /// with `LAMBDA_GHA_UPDATE_README=1` writes it there instead. A generated README part is then
 /// what the code says, never a copy that drifted.
 pub fn check_readme_section(marker: &str, table: &str) {
-    let path = workspace_root().join("README.md");
-    let readme = std::fs::read_to_string(&path)
-        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+    if let Err(message) = check_doc_section("README.md", marker, table) {
+        panic!("{message}");
+    }
+}
+
+/// Checks that the workspace file `file` holds `text` between `<!-- {marker} -->` and
+/// `<!-- /{marker} -->`; with `LAMBDA_GHA_UPDATE_README=1` writes it there instead. Says what
+/// differs, and how to update it, when not.
+pub fn check_doc_section(file: &str, marker: &str, text: &str) -> Result<(), String> {
+    let path = workspace_root().join(file);
+    let doc = std::fs::read_to_string(&path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
     let (open, close) = (
         format!("<!-- {marker} -->\n"),
         format!("<!-- /{marker} -->"),
     );
-    let start = readme
+    let start = doc
         .find(&open)
-        .unwrap_or_else(|| panic!("README.md lacks the marker {open:?}"))
+        .ok_or_else(|| format!("{file} lacks the marker {open:?}"))?
         + open.len();
-    let end = readme[start..]
+    let end = doc[start..]
         .find(&close)
-        .unwrap_or_else(|| panic!("README.md lacks the marker {close:?}"))
+        .ok_or_else(|| format!("{file} lacks the marker {close:?}"))?
         + start;
-    if readme[start..end] == *table {
-        return;
+    if doc[start..end] == *text {
+        return Ok(());
     }
     if std::env::var(UPDATE_README_ENV).is_ok_and(|v| v == "1") {
-        let updated = format!("{}{table}{}", &readme[..start], &readme[end..]);
-        std::fs::write(&path, updated)
-            .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
-        return;
+        let updated = format!("{}{text}{}", &doc[..start], &doc[end..]);
+        return std::fs::write(&path, updated)
+            .map_err(|error| format!("cannot write {}: {error}", path.display()));
     }
-    panic!(
-        "README.md's `{marker}` section is not what the code says; rerun the test with \
-         {UPDATE_README_ENV}=1 to rewrite it. Expected:\n{table}"
-    );
+    Err(format!(
+        "{file}'s `{marker}` section is not what the code says; rerun with \
+         {UPDATE_README_ENV}=1 to rewrite it. Expected:\n{text}"
+    ))
 }

@@ -22,7 +22,8 @@ usage: cargo xtask <command>
 commands:
   ci                      install missing tools, then fmt, clippy, workflow lints, all tests,
                           e2e and package checks
-  e2e                     run the workspace end-to-end suite (tests/)
+  e2e [--faults]          run the workspace end-to-end suite (tests/); with --faults, the
+                          fault matrix instead (docs/fault-matrix.md)
   lint                    actionlint and zizmor over the workflows and action.yml
   dist [--target TRIPLE]  release binaries and SHA256SUMS under target/dist
   bench [NAME...]         benchmarks with ratios against in-run baselines (action, transfer)
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("e2e") => Ok(e2e()),
+        Some("e2e") => Ok(e2e(&args[1..])),
         Some("lint") => {
             let mut run = Run::new();
             lint::steps(&mut run).map(|()| run.summary())
@@ -176,6 +177,7 @@ fn ci() -> Result<bool> {
     );
     lint::steps(&mut run)?;
     e2e_step(&mut run);
+    faults_step(&mut run);
     run.cargo_with_env(
         "cargo doc (no warnings, no broken links)",
         &["doc", "--workspace", "--no-deps", "--locked", "--quiet"],
@@ -197,10 +199,30 @@ fn ci() -> Result<bool> {
     Ok(ok)
 }
 
-fn e2e() -> bool {
+fn e2e(args: &[String]) -> bool {
     let mut run = Run::new();
-    e2e_step(&mut run);
+    if args.iter().any(|a| a == "--faults") {
+        faults_step(&mut run);
+    } else {
+        e2e_step(&mut run);
+    }
     run.summary()
+}
+
+/// The fault matrix: every scenario, a row each, nothing left, no secret anywhere.
+fn faults_step(run: &mut Run) {
+    run.cargo(
+        "fault matrix (cargo xtask e2e --faults)",
+        &[
+            "run",
+            "--quiet",
+            "--locked",
+            "-p",
+            "lambda-gha-tests",
+            "--bin",
+            "fault-matrix",
+        ],
+    );
 }
 
 fn e2e_step(run: &mut Run) {

@@ -22,9 +22,9 @@ impl InputError {
     }
 }
 
-/// A GitHub API failure.
+/// A GitHub API failure; its message names the fix for the statuses that have one.
 #[derive(Debug, thiserror::Error)]
-#[error("GitHub: {action} failed: {message}")]
+#[error("GitHub: {action} failed: {message}{}", github_fix(*status))]
 pub struct GitHubError {
     /// What was being done, e.g. `create a JIT runner config`.
     pub action: String,
@@ -32,6 +32,27 @@ pub struct GitHubError {
     pub message: String,
     /// The HTTP status, when GitHub answered.
     pub status: Option<u16>,
+}
+
+fn github_fix(status: Option<u16>) -> &'static str {
+    match status {
+        Some(401) => " — the token was refused: check that the GitHub token (GH_PAT) is current",
+        Some(403 | 404) => {
+            " — the token cannot manage self-hosted runners: a fine-grained token needs \
+             Administration: read and write on the repository (org scope: Self-hosted runners: \
+             read and write on the organization)"
+        }
+        Some(422) => " — GitHub refused the request: check `runner_group` and the runner labels",
+        _ => "",
+    }
+}
+
+impl GitHubError {
+    /// Whether trying again later cannot help (the token, its rights, or the request).
+    pub fn is_permanent(&self) -> bool {
+        self.status
+            .is_some_and(|status| (400..500).contains(&status) && status != 429)
+    }
 }
 
 /// Everything that can go wrong provisioning runners.

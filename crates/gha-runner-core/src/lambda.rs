@@ -83,20 +83,49 @@ impl LambdaProvider {
         public_key: Option<&str>,
     ) -> Result<LaunchKey, ProviderError> {
         let name = launch_key_name(purpose, jiff::Timestamp::now());
-        let name = name.as_str();
+        match self.add_launch_key(&name, public_key).await {
+            Err(error) if error.is_retryable() || error.status().is_none_or(|s| s >= 500) => {
+                // The key may exist all the same (an answer lost): a generated pair's private
+                // half is then lost too, so delete it and make the key once more.
+                tracing::warn!(%error, "creating the launch key failed; checking and retrying");
+                self.delete_keys_named(&name).await?;
+                self.add_launch_key(&name, public_key)
+                    .await
+                    .map_err(|e| provider_error(&e))
+            }
+            other => other.map_err(|e| provider_error(&e)),
+        }
+    }
+
+    async fn delete_keys_named(&self, name: &str) -> Result<(), ProviderError> {
+        let keys = self.client.ssh_keys();
+        for key in keys.list().await.map_err(|e| provider_error(&e))? {
+            if key.name == name {
+                match keys.delete(&key.id).await {
+                    Ok(()) => {}
+                    Err(error) if error.is_not_found() => {}
+                    Err(error) => return Err(provider_error(&error)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_launch_key(
+        &self,
+        name: &str,
+        public_key: Option<&str>,
+    ) -> Result<LaunchKey, lambda_cloud::Error> {
         let keys = self.client.ssh_keys();
         if let Some(public_key) = public_key {
-            let key = keys
-                .add(name, public_key)
-                .await
-                .map_err(|e| provider_error(&e))?;
+            let key = keys.add(name, public_key).await?;
             return Ok(LaunchKey {
                 id: key.id,
                 name: key.name,
                 private_key: None,
             });
         }
-        let key = keys.generate(name).await.map_err(|e| provider_error(&e))?;
+        let key = keys.generate(name).await?;
         Ok(LaunchKey {
             id: key.id,
             name: key.name,

@@ -11,7 +11,11 @@ use tokio::time::Instant;
 
 use crate::duration::{format_duration, parse_duration};
 use crate::error::InputError;
-use crate::provider::{CapacityHint, CloudProvider, MachineId, MachineSpec, ProviderError};
+use crate::provider::{
+    CapacityHint, CloudProvider, MachineId, MachineSpec, MachineState, ProviderError,
+    ProviderErrorKind,
+};
+use crate::provisioner::MACHINE_TAG;
 
 /// One (type, region) pair to try.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -326,7 +330,7 @@ impl LaunchPlan {
                         .await);
                     }
                 };
-                match provider.launch(&spec).await {
+                match launch_surely(provider, &spec).await {
                     Ok(id) => {
                         record(
                             &mut attempts,
@@ -414,6 +418,47 @@ impl LaunchPlan {
     }
 }
 
+/// Launches `spec`. A launch can fail without saying whether it happened (a 5xx, a timeout,
+/// a dropped connection: the client does not resend those); then the machine's own tag tells:
+/// found, it is the launch; not found, the launch is sent once more.
+async fn launch_surely(
+    provider: &dyn CloudProvider,
+    spec: &MachineSpec,
+) -> Result<MachineId, ProviderError> {
+    let mut last = None;
+    for attempt in 0..2 {
+        let error = match provider.launch(spec).await {
+            Ok(id) => return Ok(id),
+            Err(error) => error,
+        };
+        let unclear = matches!(
+            error.kind,
+            ProviderErrorKind::Unavailable | ProviderErrorKind::Other
+        );
+        let Some(tag) = spec.tags.get(MACHINE_TAG).filter(|_| unclear) else {
+            return Err(error);
+        };
+        match provider.list_tagged(MACHINE_TAG, Some(tag)).await {
+            Ok(found) => {
+                if let Some(machine) = found.into_iter().find(|m| m.state.may_bill()) {
+                    tracing::info!(machine = %machine.id, "the launch happened; its answer was lost");
+                    return Ok(machine.id);
+                }
+            }
+            // Not knowing, a second launch could make a second machine.
+            Err(lookup) => {
+                tracing::warn!(%lookup, "cannot tell whether the launch happened");
+                return Err(error);
+            }
+        }
+        tracing::warn!(%error, attempt, "the launch did not happen; sending it again");
+        last = Some(error);
+    }
+    Err(last.unwrap_or_else(|| {
+        ProviderError::new(ProviderErrorKind::Other, "the launch failed".to_owned())
+    }))
+}
+
 /// Terminates what the plan launched and builds the failure report.
 async fn fail(
     provider: &dyn CloudProvider,
@@ -452,6 +497,16 @@ pub async fn terminate_all(
                     last = Some(error);
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
                 }
+            }
+        }
+        // A terminate whose answer was lost may have worked: the machine's state tells.
+        if last.is_some() {
+            let ended = match provider.describe(id).await {
+                Ok(machine) => matches!(machine.state, MachineState::Stopping | MachineState::Gone),
+                Err(error) => error.kind == ProviderErrorKind::NotFound,
+            };
+            if ended {
+                last = None;
             }
         }
         match last {

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::agent_config::{AgentConfig, AgentTimings};
 use crate::boot_script::{AgentSource, BootScript, RunnerBoot, RunnerCredential, RunnerPrivileges};
-use crate::error::{CoreError, InputError};
+use crate::error::InputError;
 use crate::github::GitHub;
 use crate::naming::RunnerNaming;
 use crate::outputs::Outputs;
@@ -127,6 +127,9 @@ pub struct ProvisionRequest {
     pub boot: BootSettings,
     /// How often to check that runners came online.
     pub online_poll: Duration,
+    /// How long to wait for them: the registration timeout, on this process's clock (a
+    /// simulator's runs faster).
+    pub online_timeout: Duration,
 }
 
 /// A provisioning that succeeded: every runner is online.
@@ -413,7 +416,7 @@ impl<'a> Provisioner<'a> {
         request: &ProvisionRequest,
         launched: &[Launched],
     ) -> Result<(), String> {
-        let timeout = request.boot.timings.registration_timeout();
+        let timeout = request.online_timeout;
         let deadline = Instant::now() + timeout;
         let expected: Vec<String> = launched
             .iter()
@@ -468,7 +471,9 @@ impl<'a> Provisioner<'a> {
                         ));
                     }
                 }
-                Err(error) if Instant::now() >= deadline => return Err(error.to_string()),
+                Err(error) if error.is_permanent() || Instant::now() >= deadline => {
+                    return Err(error.to_string());
+                }
                 Err(error) => tracing::warn!(%error, "could not list runners; still waiting"),
             }
             tokio::time::sleep(request.online_poll).await;
@@ -507,55 +512,60 @@ impl<'a> Provisioner<'a> {
 
     /// Ends earlier launches named by any of their machines (the action's `stop` mode):
     /// terminates every machine of those launches and deletes every runner registered under
-    /// their labels. Only machines this project tagged are touched; ids that are not (or no
-    /// longer) among them are reported, not an error, so a `stop` after the machines ended
-    /// themselves succeeds.
-    pub async fn stop(&self, machines: &[MachineId]) -> Result<StopReport, CoreError> {
-        let ours = self
-            .provider
-            .list_tagged(RUN_TAG, None)
-            .await
-            .map_err(|source| CoreError::Provider {
-                provider: self.provider.name(),
-                source,
-            })?;
-        let mut labels: Vec<String> = Vec::new();
-        let mut not_found = Vec::new();
-        for id in machines {
-            match ours
-                .iter()
-                .find(|m| &m.id == id)
-                .and_then(|m| m.tags.get(RUN_TAG))
-            {
-                Some(label) if !labels.contains(label) => labels.push(label.clone()),
-                Some(_) => {}
-                None => not_found.push(id.clone()),
+    /// their labels (and under `labels`, the launches' labels when the caller knows them).
+    /// Only machines this project tagged are touched; ids that are not (or no longer) among
+    /// them are reported, not an error, so a `stop` after the machines ended themselves
+    /// succeeds. When the machines cannot be listed, the named ones are terminated directly.
+    pub async fn stop(&self, machines: &[MachineId], labels: &[String]) -> StopReport {
+        let mut report = StopReport {
+            labels: Vec::new(),
+            stopped: Vec::new(),
+            not_found: Vec::new(),
+            unlisted: None,
+            cleanup: CleanupReport::default(),
+        };
+        let ids: Vec<MachineId> = match self.provider.list_tagged(RUN_TAG, None).await {
+            Ok(ours) => {
+                for id in machines {
+                    match ours
+                        .iter()
+                        .find(|m| &m.id == id)
+                        .and_then(|m| m.tags.get(RUN_TAG))
+                    {
+                        Some(label) if !report.labels.contains(label) => {
+                            report.labels.push(label.clone());
+                        }
+                        Some(_) => {}
+                        None => report.not_found.push(id.clone()),
+                    }
+                }
+                report.stopped = ours
+                    .into_iter()
+                    .filter(|m| {
+                        m.state.may_bill()
+                            && m.tags
+                                .get(RUN_TAG)
+                                .is_some_and(|label| report.labels.contains(label))
+                    })
+                    .collect();
+                report.stopped.iter().map(|m| m.id.clone()).collect()
+            }
+            Err(error) => {
+                report.unlisted = Some(error.to_string());
+                machines.to_vec()
+            }
+        };
+        for label in labels {
+            if !report.labels.contains(label) {
+                report.labels.push(label.clone());
             }
         }
-        let stopped: Vec<Machine> = ours
-            .into_iter()
-            .filter(|m| {
-                m.state.may_bill()
-                    && m.tags
-                        .get(RUN_TAG)
-                        .is_some_and(|label| labels.contains(label))
-            })
-            .collect();
-        let ids: Vec<MachineId> = stopped.iter().map(|m| m.id.clone()).collect();
         let (terminated, not_terminated) = terminate_all(self.provider, &ids).await;
-        let mut cleanup = CleanupReport {
-            terminated,
-            not_terminated,
-            ..CleanupReport::default()
-        };
-        let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-        delete_runners(self.github, &label_refs, &mut cleanup).await;
-        Ok(StopReport {
-            labels,
-            stopped,
-            not_found,
-            cleanup,
-        })
+        report.cleanup.terminated = terminated;
+        report.cleanup.not_terminated = not_terminated;
+        let label_refs: Vec<&str> = report.labels.iter().map(String::as_str).collect();
+        delete_runners(self.github, &label_refs, &mut report.cleanup).await;
+        report
     }
 }
 
@@ -568,6 +578,9 @@ pub struct StopReport {
     pub stopped: Vec<Machine>,
     /// Named machines that are not ours or already gone from the provider's listing.
     pub not_found: Vec<MachineId>,
+    /// Why the machines could not be listed, when they could not: the named machines were
+    /// then terminated directly.
+    pub unlisted: Option<String>,
     /// The terminate calls and runner deletions.
     pub cleanup: CleanupReport,
 }

@@ -128,7 +128,9 @@ ENV
   if [ -z "$ROOT" ]; then chown -R "$RUNNER_USER:$RUNNER_USER" "$dir"; fi
   if [ "$RUNNER_MODE" = jit ]; then
     step "starting JIT runner ${RUNNER_NAMES[$i]}"
-    (cd "$dir" && as_runner nohup ./run.sh --jitconfig "$(cat "$ETC/runner-$i.jit")" > "$dir/runner.log" 2>&1 < /dev/null &)
+    # Read here, not in the background command: the file is removed below, maybe first.
+    jit="$(cat "$ETC/runner-$i.jit")"
+    (cd "$dir" && as_runner nohup ./run.sh --jitconfig "$jit" > "$dir/runner.log" 2>&1 < /dev/null &)
   else
     step "configuring runner ${RUNNER_NAMES[$i]}"
     (cd "$dir" && as_runner ./config.sh --unattended --replace --url "$REGISTRATION_URL" \

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gha_runner_core::{
-    AgentTimings, CapacityPolicy, InputError, MachineId, RunnerMode, RunnerPrivileges,
-    parse_duration, parse_labels, parse_list,
+    AgentTimings, CapacityPolicy, InputError, MachineId, RunnerMode, RunnerNaming,
+    RunnerPrivileges, parse_duration, parse_labels, parse_list,
 };
 use secrecy::SecretString;
 
@@ -123,6 +123,8 @@ pub struct StartInputs {
 pub struct StopInputs {
     /// Machines named by `instance_id` and `mtx`; each names its whole launch.
     pub machines: Vec<MachineId>,
+    /// The launches' labels, from the runner names in `mtx`.
+    pub labels: Vec<String>,
     /// `repo` or `org`, as the start job had it.
     pub scope: String,
     /// Verbose logs.
@@ -362,6 +364,7 @@ pub fn parse_tags(input: &str) -> Result<BTreeMap<String, String>, InputError> {
 
 fn parse_stop(env: &Env, debug: bool) -> Result<StopInputs, InputError> {
     let mut machines: Vec<MachineId> = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
     if let Some(text) = env.input("instance_id") {
         for id in parse_list(text, "instance_id")? {
             machines.push(MachineId::new(id));
@@ -385,6 +388,13 @@ fn parse_stop(env: &Env, debug: bool) -> Result<StopInputs, InputError> {
             if !machines.contains(&id) {
                 machines.push(id);
             }
+            let label = entry
+                .get("label")
+                .and_then(|v| v.as_str())
+                .and_then(RunnerNaming::label_of_runner);
+            if let Some(label) = label.filter(|l| !labels.iter().any(|known| known == l)) {
+                labels.push(label.to_owned());
+            }
         }
     }
     if machines.is_empty() {
@@ -396,6 +406,7 @@ fn parse_stop(env: &Env, debug: bool) -> Result<StopInputs, InputError> {
     }
     Ok(StopInputs {
         machines,
+        labels,
         scope: scope(env)?,
         debug,
     })

@@ -5,9 +5,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use gha_runner_core::{
-    AgentDownload, AgentSource, BootSettings, CoreError, GitHub, LAUNCHED_TAG, LambdaProvider,
-    LaunchKey, LaunchPlan, MachineTemplate, ProvisionRequest, Provisioner, RUNNER_DOWNLOAD_BASE,
-    RUNNER_RELEASES_API, RunnerNaming, RunnerScope, preflight,
+    AgentDownload, AgentSource, BootSettings, CapacityPolicy, CoreError, GitHub, LAUNCHED_TAG,
+    LambdaProvider, LaunchKey, LaunchPlan, MachineTemplate, ProvisionRequest, Provisioner,
+    RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API, RunnerNaming, RunnerScope, preflight,
 };
 use lambda_cloud::{RateLimits, TIME_SCALE_ENV};
 
@@ -51,16 +51,7 @@ impl From<CoreError> for Failure {
 }
 
 fn github_failure(error: &gha_runner_core::GitHubError) -> Failure {
-    let fix = match error.status {
-        Some(401) => " — the token was refused: check the GH_SA_TOKEN secret",
-        Some(403 | 404) => {
-            " — the token cannot manage self-hosted runners: a fine-grained token needs \
-             Administration: read and write on the repository (org scope: Self-hosted runners: \
-             read and write on the organization)"
-        }
-        _ => "",
-    };
-    Failure::new("GitHub", format!("{error}{fix}"))
+    Failure::new("GitHub", error.to_string())
 }
 
 /// The secrets the action reads, masked before anything else is printed.
@@ -102,15 +93,21 @@ fn lambda(env: &Env) -> Result<LambdaProvider, Failure> {
     if let Some(url) = env.var("LAMBDA_API_URL") {
         builder = builder.base_url(url);
     }
-    if let Some(text) = env.var(TIME_SCALE_ENV) {
-        let scale = RateLimits::parse_time_scale(text)
-            .map_err(|problem| Failure::new("Invalid LAMBDA_API_TIME_SCALE", problem))?;
-        builder = builder.time_scale(scale);
-    }
+    builder = builder.time_scale(time_scale(env)?);
     let client = builder
         .build()
         .map_err(|e| Failure::new("Lambda Cloud", e.to_string()))?;
     Ok(LambdaProvider::new(client))
+}
+
+/// How much faster than ours the cloud's clock runs: `LAMBDA_API_TIME_SCALE` for a
+/// simulator, else 1. The action's own waits on the cloud (capacity, registration) shrink by it
+/// as the client's do; the machines' timings are on their clock already.
+fn time_scale(env: &Env) -> Result<f64, Failure> {
+    env.var(TIME_SCALE_ENV).map_or(Ok(1.0), |text| {
+        RateLimits::parse_time_scale(text)
+            .map_err(|problem| Failure::new("Invalid LAMBDA_API_TIME_SCALE", problem))
+    })
 }
 
 fn github(env: &Env, scope: &str, runner_group: Option<u64>) -> Result<GitHub, Failure> {
@@ -226,11 +223,14 @@ async fn run_start<W: Write>(
         start.max_cost_usd,
     )
     .await?;
-    let plan = LaunchPlan::new(
-        checked.candidates.clone(),
-        start.instance_count,
-        start.capacity,
-    )?;
+    let scale = time_scale(env)?;
+    let capacity = match start.capacity {
+        CapacityPolicy::WaitUntil(wait) => CapacityPolicy::WaitUntil(wait.div_f64(scale)),
+        fail_fast @ CapacityPolicy::FailFast => fail_fast,
+    };
+    let plan = LaunchPlan::new(checked.candidates.clone(), start.instance_count, capacity)?;
+    let poll = plan.poll_interval.div_f64(scale);
+    let plan = plan.with_poll_interval(poll);
     w.line(&format!(
         "{} candidate(s) in order: {}",
         plan.candidates.len(),
@@ -287,8 +287,15 @@ async fn run_start<W: Write>(
         boot: BootSettings {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             agent,
-            runner_releases_api: RUNNER_RELEASES_API.to_owned(),
-            runner_download_base: RUNNER_DOWNLOAD_BASE.to_owned(),
+            // A mirror of the runner releases (networks that cannot reach github.com).
+            runner_releases_api: env
+                .var("LAMBDA_GHA_RUNNER_RELEASES_API")
+                .unwrap_or(RUNNER_RELEASES_API)
+                .to_owned(),
+            runner_download_base: env
+                .var("LAMBDA_GHA_RUNNER_DOWNLOAD_BASE")
+                .unwrap_or(RUNNER_DOWNLOAD_BASE)
+                .to_owned(),
             privileges: start.privileges,
             user_script: start.userdata.clone(),
             agent_api_url: env.var("LAMBDA_API_URL").map(str::to_owned),
@@ -299,7 +306,8 @@ async fn run_start<W: Write>(
             },
             timings: start.timings,
         },
-        online_poll: Duration::from_secs(start.timings.poll_seconds.clamp(1, 5)),
+        online_poll: Duration::from_secs(start.timings.poll_seconds.clamp(1, 5)).div_f64(scale),
+        online_timeout: start.timings.registration_timeout().div_f64(scale),
     };
 
     w.group(&format!(
@@ -422,8 +430,14 @@ async fn run_stop<W: Write>(
         stop.machines.len()
     ));
     let report = Provisioner::new(&provider, &github)
-        .stop(&stop.machines)
-        .await?;
+        .stop(&stop.machines, &stop.labels)
+        .await;
+    if let Some(why) = &report.unlisted {
+        w.warning(
+            "Could not list the launches' machines",
+            &format!("{why}; terminated the named machines directly"),
+        );
+    }
     let now = jiff::Timestamp::now();
     let billed: Vec<Option<Duration>> = report
         .stopped

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gha_runner_core::{
     Attempt, Candidate, CapacityPolicy, CoreError, LambdaProvider, LaunchPlan, LaunchSetup,
-    Launched, MachineSpec, PlanFailure, Preflight, preflight,
+    Launched, MACHINE_TAG, MachineSpec, PlanFailure, Preflight, preflight,
 };
 use secrecy::SecretString;
 
@@ -108,6 +108,11 @@ pub async fn launch_checked(
     spec.filesystems.clone_from(&request.filesystems);
     spec.tags.clone_from(&request.tags);
     spec.tags.insert(CLI_TAG.to_owned(), user.to_owned());
+    // Unique per launch: a launch whose answer is lost is found by it, not launched twice.
+    spec.tags.insert(
+        MACHINE_TAG.to_owned(),
+        format!("cli-{:016x}", fastrand::u64(..)),
+    );
     spec.user_data = request.user_data.clone().map(SecretString::from);
     let mut setup = Setup(spec);
     let catalog = checked.catalog;

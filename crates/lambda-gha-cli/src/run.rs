@@ -859,16 +859,13 @@ async fn cleanup(provider: &LambdaProvider, request: &RunRequest, ui: Ui, state:
     } else {
         state.begin("terminate");
         let bar = ui.spinner(format!("terminating {id}"));
-        let mut result = provider.terminate(std::slice::from_ref(&id)).await;
-        if result.is_err() {
-            // One more try after a pause: this is the call that stops the billing.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            result = provider.terminate(std::slice::from_ref(&id)).await;
-        }
+        // The call that stops the billing: tried again, and checked when its answer is lost.
+        let (_, mut failed) =
+            gha_runner_core::terminate_all(provider, std::slice::from_ref(&id)).await;
         bar.finish_and_clear();
-        state.summary.machine = match result {
-            Ok(()) => MachineFate::Terminated,
-            Err(error) => MachineFate::TerminateFailed(error.to_string()),
+        state.summary.machine = match failed.pop() {
+            None => MachineFate::Terminated,
+            Some((_, why)) => MachineFate::TerminateFailed(why),
         };
         if let Some(file) = state.key_file.take() {
             let _ = std::fs::remove_file(file);

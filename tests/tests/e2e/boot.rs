@@ -10,85 +10,11 @@ use gha_runner_core::{
     RunnerCredential, RunnerNaming, RunnerPrivileges,
 };
 use lambda_cloud::InstanceStatus;
+use lambda_gha_tests::{FakeInternet, RUNNER_VERSION};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use serde_json::Value;
 
 const SCALE: f64 = 20.0;
-const RUNNER_VERSION: &str = "2.330.0";
-
-/// A fake GitHub runner laid out like the real one: `config.sh`, `run.sh`, and
-/// `bin/Runner.Listener` running the jobs in `$LAMBDA_SIM_SANDBOX/fake-jobs` (`gap length`
-/// per line, simulated seconds) through `bin/Runner.Worker`, calling the job hooks.
-fn fake_runner_tarball(dir: &std::path::Path) -> Vec<u8> {
-    let files = [
-        (
-            "config.sh",
-            "#!/bin/bash\necho \"configured $*\" > .runner\n",
-        ),
-        (
-            "run.sh",
-            "#!/bin/bash\ncd \"$(dirname \"$0\")\"\nset -a; [ -f .env ] && . ./.env; set +a\nexec bash \"$PWD/bin/Runner.Listener\" \"$@\"\n",
-        ),
-        (
-            "bin/Runner.Listener",
-            "#!/bin/bash\n\
-             here=\"$(cd \"$(dirname \"$0\")/..\" && pwd)\"\n\
-             scale=\"${LAMBDA_SIM_TIME_SCALE:-1}\"\n\
-             real() { awk -v s=\"$1\" -v k=\"$scale\" 'BEGIN { print s / k }'; }\n\
-             while read -r gap length mode; do\n\
-               sleep \"$(real \"$gap\")\"\n\
-               \"$ACTIONS_RUNNER_HOOK_JOB_STARTED\"\n\
-               if [ \"${mode:-}\" = crash ]; then\n\
-                 bash \"$here/bin/Runner.Worker\" 100000 & worker=$!\n\
-                 sleep \"$(real \"$length\")\"; kill -9 $worker; wait $worker 2>/dev/null\n\
-                 continue\n\
-               fi\n\
-               bash \"$here/bin/Runner.Worker\" \"$(real \"$length\")\"\n\
-               \"$ACTIONS_RUNNER_HOOK_JOB_COMPLETED\"\n\
-               [ \"${1:-}\" = --jitconfig ] && exit 0\n\
-             done < \"$LAMBDA_SIM_SANDBOX/fake-jobs\"\n\
-             sleep 100000\n",
-        ),
-        ("bin/Runner.Worker", "#!/bin/bash\nsleep \"$1\"\n"),
-    ];
-    let source = dir.join("runner");
-    for (name, text) in files {
-        let file = source.join(name);
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(&file, text).unwrap();
-        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-    }
-    let tarball = dir.join("runner.tar.gz");
-    let status = std::process::Command::new("tar")
-        .arg("-czf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&source)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::read(tarball).unwrap()
-}
-
-fn sha256(bytes: &[u8], dir: &std::path::Path) -> String {
-    let file = dir.join("to-hash");
-    std::fs::write(&file, bytes).unwrap();
-    let output = std::process::Command::new("sha256sum")
-        .arg(&file)
-        .output()
-        .unwrap();
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 /// One end-to-end run: what the runner's jobs are, how the agent is tuned, what the simulator
 /// does wrong, and when the machine must end.
 struct Case {
@@ -114,34 +40,7 @@ async fn run(case: Case) {
     let _cleanup = RemoveOnDrop(work.clone());
 
     // The internet, as far as the boot script is concerned.
-    let tarball = fake_runner_tarball(&work);
-    let agent = std::fs::read(&binary).unwrap();
-    let server = MockServer::start().await;
-    let notes = format!(
-        "<!-- BEGIN SHA linux-x64 -->{}<!-- END SHA linux-x64 -->",
-        sha256(&tarball, &work)
-    );
-    Mock::given(method("GET"))
-        .and(path("/releases/latest"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"tag_name": format!("v{RUNNER_VERSION}"), "body": notes})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/download/v{RUNNER_VERSION}/actions-runner-linux-x64-{RUNNER_VERSION}.tar.gz"
-        )))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(tarball))
-        .mount(&server)
-        .await;
-    let agent_sha256 = sha256(&agent, &work);
-    Mock::given(method("GET"))
-        .and(path("/lambda-gha"))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(agent))
-        .mount(&server)
-        .await;
+    let internet = FakeInternet::start(&binary, &work).await;
 
     // Machines that boot in 10 simulated seconds keep the suite short.
     let mut scenario = lambda_cloud_sim::Scenario::default();
@@ -179,11 +78,11 @@ async fn run(case: Case) {
         run_label: naming.label().into(),
         machine_tag: naming.machine_tag(0),
         registration_url: "https://github.com/octo/gpu".into(),
-        runner_releases_api: format!("{}/releases/latest", server.uri()),
-        runner_download_base: format!("{}/download", server.uri()),
+        runner_releases_api: internet.runner_releases_api(),
+        runner_download_base: internet.runner_download_base(),
         agent: AgentSource::x86_64(AgentDownload {
-            url: format!("{}/lambda-gha", server.uri()),
-            sha256: agent_sha256,
+            url: internet.agent_url(),
+            sha256: internet.agent_sha256().to_owned(),
         }),
         agent_config: agent_config.to_json(),
         runners: vec![RunnerBoot {

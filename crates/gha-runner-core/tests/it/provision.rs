@@ -76,6 +76,7 @@ fn request(types: &str, count: usize, registration_timeout_seconds: u64) -> Prov
             },
         },
         online_poll: Duration::from_millis(50),
+        online_timeout: Duration::from_secs(registration_timeout_seconds),
     }
 }
 
@@ -181,9 +182,11 @@ async fn stop_by_one_machine_ends_its_whole_launch_and_its_runners() {
     let unrelated = w.fake.register("someone-elses-runner", true);
     let first = provisioned.launched[0].machine.clone();
     let report = runners
-        .stop(&[first, MachineId::new("0123456789abcdef0123456789abcdef")])
-        .await
-        .unwrap();
+        .stop(
+            &[first, MachineId::new("0123456789abcdef0123456789abcdef")],
+            &[],
+        )
+        .await;
     assert_eq!(report.labels, ["lambda-77-test"]);
     assert_eq!(report.stopped.len(), 2, "both machines of the launch");
     assert_eq!(report.not_found.len(), 1, "the unknown id is reported");
@@ -197,9 +200,8 @@ async fn stop_by_one_machine_ends_its_whole_launch_and_its_runners() {
     );
     // Stopping again (the machines are terminating or gone) is harmless.
     let again = runners
-        .stop(&[provisioned.launched[1].machine.clone()])
-        .await
-        .unwrap();
+        .stop(&[provisioned.launched[1].machine.clone()], &[])
+        .await;
     assert!(again.cleanup.is_complete());
     assert!(again.cleanup.runners_deleted.is_empty());
 }
@@ -243,4 +245,39 @@ async fn the_reaper_ends_expired_machines_and_ghost_runners_only() {
         [live_foreign],
         "the reaped launch's runner and the ghost are deleted; a name not ours stays"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_that_cannot_list_machines_terminates_the_named_ones_directly() {
+    let listing_down = lambda_cloud_sim::FaultSpec {
+        operation: "listInstances".into(),
+        status: Some(503),
+        code: "provider/internal-unavailable".into(),
+        message: "down".into(),
+        on_calls: Vec::new(),
+        probability: None,
+        latency_ms: 0,
+        drop_connection: false,
+    };
+    let w = world(Scenario::default().with_fault(listing_down), true).await;
+    let runners = Provisioner::new(&w.provider, &w.github);
+    let provisioned = runners
+        .provision(&request("gpu_1x_a10", 2, 30))
+        .await
+        .unwrap();
+    let named: Vec<MachineId> = provisioned
+        .launched
+        .iter()
+        .map(|l| l.machine.clone())
+        .collect();
+    let report = runners.stop(&named, &["lambda-77-test".to_owned()]).await;
+    assert!(report.unlisted.is_some(), "the listing failed");
+    assert!(report.cleanup.is_complete(), "{:?}", report.cleanup);
+    assert_eq!(report.cleanup.terminated, named);
+    assert_eq!(
+        report.cleanup.runners_deleted.len(),
+        2,
+        "by the label given"
+    );
+    assert!(w.sim.ledger().still_billing.is_empty());
 }

@@ -52,6 +52,7 @@ fn stdout(out: &Output) -> String {
 fn filters() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(r"\b[0-9a-f]{32}\b", "[id]");
+    settings.add_filter(r"cli-[0-9a-f]{16}", "cli-[launch]");
     settings
 }
 

@@ -1,0 +1,1199 @@
+//! The fault matrix (`cargo xtask e2e --faults`): the action's start/stop flow and the CLI's
+//! `run` flow against the simulator and the fake GitHub, one fault per scenario, followed by
+//! the backstops a real deployment has: the machine's own agent, then `lambda-gha reap`. Each
+//! scenario reports how the flow ended, who ended what it made, and what was still billing,
+//! registered or left in the account at the end. Every output a scenario produced (stdout,
+//! stderr, `GITHUB_OUTPUT`, step summary, the machines' logs, the simulator's request log) is
+//! scanned for that scenario's unique secrets.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lambda_cloud_sim::{FaultSpec, InstanceBehavior, Scenario as World, SecondsRange, Sim};
+
+use crate::{
+    FAKE_GITHUB_URL_FILE, FakeGitHub, FakeInternet, GitHubFailure, GitHubFault, GitHubRoute,
+};
+
+/// Simulated seconds per real second: a 12 s launch interval takes 0.24 s.
+const SCALE: f64 = 50.0;
+/// How long a "held" call makes the caller wait, so a kill lands inside it.
+const HOLD: Duration = Duration::from_secs(3);
+
+/// The programs under test.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    /// `lambda-gha-action`.
+    pub action: PathBuf,
+    /// `lambda-gha` (the CLI, the agent and the reaper).
+    pub cli: PathBuf,
+}
+
+impl Programs {
+    /// Builds both (debug profile) and names them.
+    pub fn build() -> Programs {
+        let status = crate::cargo()
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "lambda-gha-action",
+                "-p",
+                "lambda-gha-cli",
+            ])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the programs failed");
+        let dir = crate::workspace_root().join("target/debug");
+        Programs {
+            action: dir.join("lambda-gha-action"),
+            cli: dir.join("lambda-gha"),
+        }
+    }
+}
+
+/// Which flow a scenario drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// The action: `mode: start`, then (when it succeeded) `mode: stop`, as `runner.yml` does.
+    Action,
+    /// `lambda-gha run --cmd 'echo ok'` on a simulated machine.
+    Run,
+}
+
+impl Flow {
+    fn label(self) -> &'static str {
+        match self {
+            Flow::Action => "action",
+            Flow::Run => "run",
+        }
+    }
+
+    /// The Lambda operations the flow uses, each faulted in turn. The fault-free scenario of
+    /// each flow checks that these are exactly the ones it called.
+    pub fn operations(self) -> &'static [&'static str] {
+        match self {
+            Flow::Action => &[
+                "listInstanceTypes",
+                "listRegions",
+                "listSSHKeys",
+                "addSSHKey",
+                "launchInstance",
+                "getInstance",
+                "deleteSSHKey",
+                "listInstances",
+                "terminateInstance",
+            ],
+            Flow::Run => &[
+                "listInstanceTypes",
+                "listRegions",
+                "listSSHKeys",
+                "addSSHKey",
+                "launchInstance",
+                "deleteSSHKey",
+                "getInstance",
+                "terminateInstance",
+            ],
+        }
+    }
+}
+
+/// How a Lambda call fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LambdaFault {
+    /// 429 `global/rate-limited`.
+    RateLimited,
+    /// 500 `global/internal-error`.
+    Internal,
+    /// 503 `provider/internal-unavailable`.
+    Unavailable,
+    /// No answer within the client's timeout.
+    Timeout,
+    /// The call happens, then the connection drops before the answer.
+    Dropped,
+}
+
+impl LambdaFault {
+    /// Every kind.
+    pub const ALL: [LambdaFault; 5] = [
+        LambdaFault::RateLimited,
+        LambdaFault::Internal,
+        LambdaFault::Unavailable,
+        LambdaFault::Timeout,
+        LambdaFault::Dropped,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            LambdaFault::RateLimited => "429",
+            LambdaFault::Internal => "500",
+            LambdaFault::Unavailable => "503 internal-unavailable",
+            LambdaFault::Timeout => "timeout",
+            LambdaFault::Dropped => "dropped connection",
+        }
+    }
+
+    fn spec(self, operation: &str, every_call: bool) -> FaultSpec {
+        let (status, code) = match self {
+            LambdaFault::RateLimited => (Some(429), "global/rate-limited"),
+            LambdaFault::Internal => (Some(500), "global/internal-error"),
+            LambdaFault::Unavailable => (Some(503), "provider/internal-unavailable"),
+            LambdaFault::Timeout | LambdaFault::Dropped => (None, ""),
+        };
+        FaultSpec {
+            operation: operation.to_owned(),
+            status,
+            code: code.to_owned(),
+            message: "Injected by the fault matrix.".to_owned(),
+            on_calls: if every_call { Vec::new() } else { vec![1] },
+            probability: None,
+            // Past the client's time-scaled timeout (its 2 s floor).
+            latency_ms: if self == LambdaFault::Timeout {
+                3_000
+            } else {
+                0
+            },
+            drop_connection: self == LambdaFault::Dropped,
+        }
+    }
+}
+
+/// Where the action process is killed (SIGKILL): inside a call held open for [`HOLD`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// Checked the request, making the launch's SSH key.
+    MakingKey,
+    /// Made the key, launching.
+    Launching,
+    /// Launched, waiting for the runners to come online.
+    WaitingForRunners,
+    /// Runners online, deleting the launch key (just before the outputs).
+    DeletingKey,
+    /// The stop job, terminating.
+    Stopping,
+}
+
+impl Moment {
+    /// Every moment.
+    pub const ALL: [Moment; 5] = [
+        Moment::MakingKey,
+        Moment::Launching,
+        Moment::WaitingForRunners,
+        Moment::DeletingKey,
+        Moment::Stopping,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Moment::MakingKey => "start killed making the SSH key",
+            Moment::Launching => "start killed launching",
+            Moment::WaitingForRunners => "start killed waiting for runners",
+            Moment::DeletingKey => "start killed with runners online",
+            Moment::Stopping => "stop killed terminating",
+        }
+    }
+
+    fn held_operation(self) -> &'static str {
+        match self {
+            Moment::MakingKey => "addSSHKey",
+            Moment::Launching => "launchInstance",
+            Moment::WaitingForRunners => "getInstance",
+            Moment::DeletingKey => "deleteSSHKey",
+            Moment::Stopping => "terminateInstance",
+        }
+    }
+}
+
+/// The one thing that goes wrong in a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Nothing: the baseline.
+    None,
+    /// A Lambda operation fails.
+    Lambda {
+        /// The operation.
+        operation: &'static str,
+        /// How.
+        fault: LambdaFault,
+        /// Every call (until the outage ends), not just the first.
+        every_call: bool,
+    },
+    /// A GitHub call fails.
+    GitHub(GitHubFault),
+    /// The action process is killed.
+    Killed(Moment),
+    /// The instance never leaves `booting`.
+    NeverActive,
+    /// The instance goes `unhealthy` after becoming active.
+    Unhealthy,
+    /// The runner never comes online.
+    NeverRegisters,
+    /// No capacity anywhere, for the whole capacity wait.
+    NoCapacity,
+    /// Capacity is listed, but the launch is refused for capacity.
+    CapacityVanishes {
+        /// Every launch, not just the first.
+        every_call: bool,
+    },
+    /// The agent's terminate calls fail for a while.
+    AgentTerminateFails,
+}
+
+impl Fault {
+    fn label(self) -> String {
+        let when = |every: bool| if every { "every call" } else { "first call" };
+        match self {
+            Fault::None => "none".to_owned(),
+            Fault::Lambda {
+                operation,
+                fault,
+                every_call,
+            } => format!("`{operation}` {}, {}", fault.label(), when(every_call)),
+            Fault::GitHub(fault) => {
+                let route = match fault.route {
+                    GitHubRoute::JitConfig => "generate-jitconfig",
+                    GitHubRoute::RegistrationToken => "registration-token",
+                    GitHubRoute::ListRunners => "list runners",
+                    GitHubRoute::DeleteRunner => "delete runner",
+                };
+                let how = match fault.failure {
+                    GitHubFailure::Status(status) => status.to_string(),
+                    GitHubFailure::Hang => "timeout".to_owned(),
+                };
+                format!("GitHub {route} {how}, {}", when(fault.every_call))
+            }
+            Fault::Killed(moment) => format!("SIGKILL: {}", moment.label()),
+            Fault::NeverActive => "instance never leaves booting".to_owned(),
+            Fault::Unhealthy => "instance goes unhealthy".to_owned(),
+            Fault::NeverRegisters => "runner never registers".to_owned(),
+            Fault::NoCapacity => "no capacity for the whole wait".to_owned(),
+            Fault::CapacityVanishes { every_call } => {
+                format!("capacity vanishes before the launch, {}", when(every_call))
+            }
+            Fault::AgentTerminateFails => "agent's terminate fails 8 times".to_owned(),
+        }
+    }
+
+    /// Whether the machine's runner reports itself online once it runs (an unhealthy
+    /// machine's does not get that far).
+    fn runner_reports(self) -> bool {
+        !matches!(self, Fault::NeverRegisters | Fault::Unhealthy)
+    }
+}
+
+/// One scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scenario {
+    /// The flow.
+    pub flow: Flow,
+    /// What goes wrong.
+    pub fault: Fault,
+}
+
+/// Every scenario, baselines first.
+pub fn scenarios() -> Vec<Scenario> {
+    let mut all = Vec::new();
+    for flow in [Flow::Action, Flow::Run] {
+        all.push(Scenario {
+            flow,
+            fault: Fault::None,
+        });
+        for operation in flow.operations() {
+            for fault in LambdaFault::ALL {
+                for every_call in [false, true] {
+                    all.push(Scenario {
+                        flow,
+                        fault: Fault::Lambda {
+                            operation,
+                            fault,
+                            every_call,
+                        },
+                    });
+                }
+            }
+        }
+    }
+    let action = |fault| Scenario {
+        flow: Flow::Action,
+        fault,
+    };
+    for route in [
+        GitHubRoute::JitConfig,
+        GitHubRoute::RegistrationToken,
+        GitHubRoute::ListRunners,
+        GitHubRoute::DeleteRunner,
+    ] {
+        for failure in [
+            GitHubFailure::Status(401),
+            GitHubFailure::Status(403),
+            GitHubFailure::Status(422),
+            GitHubFailure::Status(502),
+            GitHubFailure::Hang,
+        ] {
+            all.push(action(Fault::GitHub(GitHubFault {
+                route,
+                failure,
+                // A hang is one 30 s timeout; on every call it is the same path, slower.
+                every_call: failure != GitHubFailure::Hang,
+            })));
+        }
+    }
+    all.extend(Moment::ALL.map(|moment| action(Fault::Killed(moment))));
+    all.extend(
+        [
+            Fault::NeverActive,
+            Fault::Unhealthy,
+            Fault::NeverRegisters,
+            Fault::NoCapacity,
+            Fault::CapacityVanishes { every_call: false },
+            Fault::CapacityVanishes { every_call: true },
+            Fault::AgentTerminateFails,
+        ]
+        .map(action),
+    );
+    all.extend(
+        [
+            Fault::NeverActive,
+            Fault::Unhealthy,
+            Fault::NoCapacity,
+            Fault::CapacityVanishes { every_call: false },
+            Fault::CapacityVanishes { every_call: true },
+        ]
+        .map(|fault| Scenario {
+            flow: Flow::Run,
+            fault,
+        }),
+    );
+    all
+}
+
+/// What was left: billing machines, runner registrations, SSH keys in the account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Left {
+    /// Machines still billing.
+    pub machines: usize,
+    /// Runner registrations.
+    pub runners: usize,
+    /// SSH keys in the account (it starts with none).
+    pub keys: usize,
+}
+
+impl Left {
+    fn is_clear(self) -> bool {
+        self == Left::default()
+    }
+}
+
+/// One scenario's result.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// How the flow ended: `ok`, or the exit code and the error, ids masked.
+    pub outcome: String,
+    /// Who ended what the flow made, in order (`start`, `stop`, `run`, `agent`, `reaper`).
+    pub ended_by: Vec<&'static str>,
+    /// What the flow itself left behind.
+    pub left_by_flow: Left,
+    /// What was left at the end, after the backstops.
+    pub left: Left,
+    /// Secrets found in the scenario's outputs (place: which secret).
+    pub secret_hits: Vec<String>,
+    /// Places scanned for secrets.
+    pub places_scanned: usize,
+    /// Lambda operations the flow called.
+    pub operations: BTreeSet<String>,
+    /// Problems with the scenario itself (a kill that found no moment to land in).
+    pub problems: Vec<String>,
+    /// Real seconds it took.
+    pub seconds: f64,
+}
+
+/// The whole matrix's result.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// One row per scenario, in scenario order.
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    /// Machines, registrations and keys left at the end, over all scenarios.
+    pub fn leaked(&self) -> Left {
+        self.rows.iter().fold(Left::default(), |sum, row| Left {
+            machines: sum.machines + row.left.machines,
+            runners: sum.runners + row.left.runners,
+            keys: sum.keys + row.left.keys,
+        })
+    }
+
+    /// Secret hits over all scenarios.
+    pub fn secret_hits(&self) -> usize {
+        self.rows.iter().map(|r| r.secret_hits.len()).sum()
+    }
+
+    /// Places scanned over all scenarios.
+    pub fn places_scanned(&self) -> usize {
+        self.rows.iter().map(|r| r.places_scanned).sum()
+    }
+
+    /// What is wrong with the matrix itself: a baseline that failed, or called operations
+    /// other than those its flow's scenarios fault; scenarios that could not do their part.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for row in &self.rows {
+            let name = format!(
+                "{} / {}",
+                row.scenario.flow.label(),
+                row.scenario.fault.label()
+            );
+            problems.extend(row.problems.iter().map(|p| format!("{name}: {p}")));
+            if row.scenario.fault != Fault::None {
+                continue;
+            }
+            if row.outcome.contains("exit") || row.outcome.contains("killed") {
+                problems.push(format!("{name}: the baseline failed: {}", row.outcome));
+            }
+            let faulted: BTreeSet<String> = row
+                .scenario
+                .flow
+                .operations()
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+            if faulted != row.operations {
+                problems.push(format!(
+                    "{name}: the flow calls {:?} but the matrix faults {:?}",
+                    row.operations, faulted
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The table for the documentation: deterministic columns only.
+    pub fn table(&self) -> String {
+        let mut out = String::from(
+            "| # | Flow | Fault | Outcome | Ended by | Left at the end (machines / runners / keys) |\n\
+             |---|---|---|---|---|---|\n",
+        );
+        for (i, row) in self.rows.iter().enumerate() {
+            let ended = if row.ended_by.is_empty() {
+                "nothing was made".to_owned()
+            } else {
+                row.ended_by.join(" + ")
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} / {} / {} |",
+                i + 1,
+                row.scenario.flow.label(),
+                row.scenario.fault.label(),
+                row.outcome.replace('|', "\\|"),
+                ended,
+                row.left.machines,
+                row.left.runners,
+                row.left.keys
+            );
+        }
+        let leaked = self.leaked();
+        let _ = write!(
+            out,
+            "\n{} scenarios; left at the end: {} machines, {} runner registrations, {} SSH keys; \
+             secrets found in {} captured outputs: {}.\n",
+            self.rows.len(),
+            leaked.machines,
+            leaked.runners,
+            leaked.keys,
+            self.places_scanned(),
+            self.secret_hits()
+        );
+        out
+    }
+}
+
+/// Runs every scenario, `parallel` at a time, printing a line per scenario as it ends.
+pub async fn run_matrix(programs: &Programs, scenarios: &[Scenario], parallel: usize) -> Report {
+    let work = std::env::temp_dir().join(format!("fault-matrix-{}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("create the matrix's work directory");
+    let internet = Arc::new(FakeInternet::start(&programs.cli, &work).await);
+    let permits = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let mut tasks = Vec::new();
+    for (index, scenario) in scenarios.iter().copied().enumerate() {
+        let (programs, internet, permits) = (programs.clone(), internet.clone(), permits.clone());
+        let dir = work.join(format!("s{index}"));
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let row = run_scenario(scenario, index, &programs, &internet, &dir).await;
+            if std::env::var_os("FAULT_MATRIX_KEEP").is_none() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            let leak = if row.left.is_clear() { "" } else { "  LEAK" };
+            #[allow(clippy::print_stdout)]
+            {
+                println!(
+                    "  {:>3} {:<6} {:<60} {:>5.1}s  {}{leak}",
+                    index + 1,
+                    scenario.flow.label(),
+                    scenario.fault.label(),
+                    row.seconds,
+                    row.outcome
+                );
+            }
+            row
+        }));
+    }
+    let mut rows = Vec::new();
+    for task in tasks {
+        rows.push(task.await.expect("a scenario panicked"));
+    }
+    if std::env::var_os("FAULT_MATRIX_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    Report { rows }
+}
+
+/// Everything a program run wrote.
+#[derive(Debug, Default)]
+struct Captured {
+    code: Option<i32>,
+    killed: bool,
+    stdout: String,
+    stderr: String,
+    output: String,
+    summary: String,
+}
+
+impl Captured {
+    fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// `ok`, `killed`, or `exit N: <error>` with ids masked.
+    fn outcome(&self) -> String {
+        if self.killed {
+            return "killed".to_owned();
+        }
+        if self.success() {
+            return "ok".to_owned();
+        }
+        let error = self
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("::error title="))
+            .map(|e| {
+                e.replacen("::", ": ", 1)
+                    .replace("%3A", ":")
+                    .replace("%2C", ",")
+                    .replace("%0A", " ")
+                    .replace("%25", "%")
+            })
+            .or_else(|| {
+                let lines = || self.stderr.lines().rev().map(str::trim);
+                lines()
+                    .find(|l| l.starts_with("error"))
+                    .or_else(|| lines().find(|l| l.contains("COULD NOT")))
+                    .or_else(|| lines().find(|l| !l.is_empty()))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let code = self.code.map_or("signal".to_owned(), |c| c.to_string());
+        format!("exit {code}: {}", mask(&error))
+    }
+
+    /// The texts to scan for secrets, named; `::add-mask::` lines are where secrets belong.
+    fn places(&self, name: &str) -> Vec<(String, String)> {
+        let stdout: Vec<&str> = self
+            .stdout
+            .lines()
+            .filter(|l| !l.starts_with("::add-mask::"))
+            .collect();
+        vec![
+            (format!("{name} stdout"), stdout.join("\n")),
+            (format!("{name} stderr"), self.stderr.clone()),
+            (format!("{name} GITHUB_OUTPUT"), self.output.clone()),
+            (format!("{name} step summary"), self.summary.clone()),
+        ]
+    }
+}
+
+/// Masks what changes per run (ids, labels, key names, durations, counts of retries) so an
+/// outcome can be compared across runs.
+pub fn mask(text: &str) -> String {
+    let rules: [(&str, &str); 6] = [
+        (r"\b[0-9a-f]{32}\b", "<id>"),
+        (r"lambda-gha-[a-z0-9-]+-t[0-9]+", "<launch-key>"),
+        (r"lambda-[0-9]+-[a-z0-9]{6}", "<label>"),
+        (r"\b[0-9]+(\.[0-9]+)?\s?(ms|s)\b", "<t>"),
+        (r"after [0-9]+ retr(y|ies)", "after retries"),
+        (r"http://127\.0\.0\.1:[0-9]+", "<url>"),
+    ];
+    let mut text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (pattern, replacement) in rules {
+        let re = regex::Regex::new(pattern).expect("a valid pattern");
+        text = re.replace_all(&text, replacement).into_owned();
+    }
+    text
+}
+
+struct Setup {
+    sim: Sim,
+    github: FakeGitHub,
+    dir: PathBuf,
+    lambda_key: String,
+    pat: String,
+    run_id: String,
+}
+
+impl Setup {
+    async fn new(scenario: Scenario, index: usize, dir: &Path) -> Setup {
+        std::fs::create_dir_all(dir.join("machines")).expect("create the scenario directory");
+        let fault = scenario.fault;
+        let mut world = World::default();
+        // Machines boot in 10 simulated seconds: 0.2 s.
+        for ty in &mut world.instance_types {
+            ty.boot_seconds = SecondsRange {
+                min: 10.0,
+                max: 10.0,
+            };
+        }
+        match fault {
+            Fault::Lambda {
+                operation,
+                fault,
+                every_call,
+            } => world = world.with_fault(fault.spec(operation, every_call)),
+            Fault::Killed(moment) => {
+                world = world.with_fault(FaultSpec {
+                    operation: moment.held_operation().to_owned(),
+                    status: None,
+                    code: String::new(),
+                    message: String::new(),
+                    on_calls: vec![1],
+                    probability: None,
+                    latency_ms: u64::try_from(HOLD.as_millis()).unwrap_or(u64::MAX),
+                    drop_connection: false,
+                });
+            }
+            Fault::NeverActive => world = world.with_behavior(1, InstanceBehavior::NeverActive),
+            Fault::Unhealthy => {
+                world = world.with_behavior(1, InstanceBehavior::UnhealthyAfter { seconds: 5.0 });
+            }
+            Fault::NoCapacity => {
+                for ty in ["gpu_1x_a10", "gpu_1x_a6000"] {
+                    world = world.with_capacity(ty, "us-east-1", &[(0, 0)]);
+                }
+            }
+            Fault::CapacityVanishes { every_call } => {
+                world = world.with_fault(FaultSpec {
+                    operation: "launchInstance".to_owned(),
+                    status: Some(400),
+                    code: "instance-operations/launch/insufficient-capacity".to_owned(),
+                    message: "Not enough capacity to fulfill launch request.".to_owned(),
+                    on_calls: if every_call { Vec::new() } else { vec![1] },
+                    probability: None,
+                    latency_ms: 0,
+                    drop_connection: false,
+                });
+            }
+            Fault::AgentTerminateFails => {
+                world = world.with_fault(FaultSpec {
+                    operation: "terminateInstance".to_owned(),
+                    status: Some(500),
+                    code: "global/internal-error".to_owned(),
+                    message: "Injected by the fault matrix.".to_owned(),
+                    on_calls: (1..=8).collect(),
+                    probability: None,
+                    latency_ms: 0,
+                    drop_connection: false,
+                });
+            }
+            Fault::None | Fault::GitHub(_) | Fault::NeverRegisters => {}
+        }
+        let lambda_key = format!("LAMBDACANARY{:016x}", fastrand::u64(..));
+        let sim = Sim::builder()
+            .scenario(world)
+            .time_scale(SCALE)
+            .api_key(lambda_key.clone())
+            .user_data_sandbox(dir.join("machines"))
+            .start()
+            .await
+            .expect("start the simulator");
+        // Every machine boots for real: its boot script fetches the runner and the agent, the
+        // runner reports itself online while it runs, and the agent ends the machine.
+        let github = FakeGitHub::start(false).await;
+        if let Fault::GitHub(fault) = fault {
+            github.inject(fault);
+        }
+        if fault.runner_reports() {
+            std::fs::write(
+                dir.join("machines").join(FAKE_GITHUB_URL_FILE),
+                github.uri(),
+            )
+            .expect("tell fake runners where GitHub is");
+        }
+        Setup {
+            sim,
+            github,
+            dir: dir.to_owned(),
+            lambda_key,
+            pat: format!("PATCANARY{:016x}", fastrand::u64(..)),
+            run_id: format!("{}", 7000 + index),
+        }
+    }
+
+    /// The secrets of this scenario.
+    fn canaries(&self) -> [(&'static str, String); 3] {
+        [
+            ("the Lambda API key", self.lambda_key.clone()),
+            ("the GitHub token", self.pat.clone()),
+            (
+                "a registration or JIT token",
+                self.github.canary().to_owned(),
+            ),
+        ]
+    }
+
+    async fn left(&self) -> Left {
+        let keys = match self.sim.client() {
+            Ok(client) => client
+                .ssh_keys()
+                .list()
+                .await
+                .map_or(usize::MAX, |k| k.len()),
+            Err(_) => usize::MAX,
+        };
+        Left {
+            machines: self.sim.ledger().still_billing.len(),
+            runners: self.github.runners().len(),
+            keys,
+        }
+    }
+
+    /// The CLI's environment: the key, the simulator, its clock.
+    fn cli_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("LAMBDA_API_KEY".to_owned(), self.lambda_key.clone()),
+            ("LAMBDA_API_URL".to_owned(), self.sim.base_url().to_owned()),
+            ("LAMBDA_API_TIME_SCALE".to_owned(), SCALE.to_string()),
+        ]
+    }
+
+    fn end_outage(&self) {
+        self.sim.clear_faults();
+        self.github.clear_faults();
+    }
+
+    /// The action's environment for `inputs`, as a workflow step gets it.
+    fn action_env(
+        &self,
+        internet: &FakeInternet,
+        inputs: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
+        let sums = self.dir.join("SHA256SUMS");
+        std::fs::write(
+            &sums,
+            format!(
+                "{}  lambda-gha-x86_64-unknown-linux-musl\n",
+                internet.agent_sha256()
+            ),
+        )
+        .expect("write SHA256SUMS");
+        let mut env: Vec<(String, String)> = [
+            ("LAMBDA_API_KEY", self.lambda_key.clone()),
+            ("LAMBDA_API_URL", self.sim.base_url().to_owned()),
+            ("LAMBDA_API_TIME_SCALE", SCALE.to_string()),
+            ("GH_PAT", self.pat.clone()),
+            ("GITHUB_API_URL", self.github.uri()),
+            ("GITHUB_REPOSITORY", "octo/gpu".to_owned()),
+            ("GITHUB_RUN_ID", self.run_id.clone()),
+            ("LAMBDA_GHA_SHA256SUMS", sums.display().to_string()),
+            ("LAMBDA_GHA_RELEASE_URL", internet.release_url()),
+            (
+                "LAMBDA_GHA_RUNNER_RELEASES_API",
+                internet.runner_releases_api(),
+            ),
+            (
+                "LAMBDA_GHA_RUNNER_DOWNLOAD_BASE",
+                internet.runner_download_base(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (name, value) in inputs {
+            env.push((
+                format!("INPUT_{}", name.to_ascii_uppercase()),
+                (*value).to_owned(),
+            ));
+        }
+        env
+    }
+}
+
+/// When to kill a program, given what it printed so far.
+type KillWhen<'a> = Box<dyn Fn(&str) -> bool + Send + Sync + 'a>;
+
+/// Runs `program` with exactly `env` (plus PATH and HOME), output to files; with `kill_when`,
+/// sends SIGKILL once it returns true (checked every 20 ms), after `settle`.
+async fn run_program(
+    program: &Path,
+    args: &[&str],
+    env: Vec<(String, String)>,
+    dir: &Path,
+    name: &str,
+    kill_when: Option<KillWhen<'_>>,
+) -> Captured {
+    let files = |what: &str| dir.join(format!("{name}.{what}"));
+    let (stdout, stderr, output, summary) = (
+        files("stdout"),
+        files("stderr"),
+        files("output"),
+        files("summary"),
+    );
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.join("home"))
+        .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).expect("create a stdout file"))
+        .stderr(std::fs::File::create(&stderr).expect("create a stderr file"));
+    let mut child = command.spawn().expect("start the program");
+    let started = Instant::now();
+    let mut killed = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the program") {
+            break status;
+        }
+        if let Some(condition) = &kill_when
+            && !killed
+            && condition(&std::fs::read_to_string(&stdout).unwrap_or_default())
+        {
+            // Inside the held call by now: everything before it is fast.
+            tokio::time::sleep(HOLD / 4).await;
+            let _ = child.kill();
+            killed = true;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{} {name} ran over 5 minutes",
+            program.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+    Captured {
+        code: status.code(),
+        killed,
+        stdout: read(&stdout),
+        stderr: read(&stderr),
+        output: read(&output),
+        summary: read(&summary),
+    }
+}
+
+async fn run_scenario(
+    scenario: Scenario,
+    index: usize,
+    programs: &Programs,
+    internet: &FakeInternet,
+    dir: &Path,
+) -> Row {
+    let started = Instant::now();
+    let setup = Setup::new(scenario, index, dir).await;
+    let mut places: Vec<(String, String)> = Vec::new();
+    let mut ended_by: Vec<&'static str> = Vec::new();
+    let mut problems = Vec::new();
+    let fault = scenario.fault;
+    let outcome = match scenario.flow {
+        Flow::Action => {
+            let mut inputs = vec![
+                ("instance_type", "gpu_1x_a10,gpu_1x_a6000"),
+                ("region", "us-east-1"),
+                // 12 s real, for the action and the machine alike.
+                ("runner_registration_timeout", "10m"),
+                // 54 s real: longer than any wait a fault causes (a 30 s GitHub timeout), so
+                // no machine ends itself while its start is still going.
+                ("runner_initial_grace_period", "45m"),
+            ];
+            match fault {
+                Fault::NoCapacity => inputs.push(("capacity_wait", "5m")),
+                Fault::GitHub(GitHubFault {
+                    route: GitHubRoute::RegistrationToken,
+                    ..
+                }) => inputs.push(("runner_mode", "reusable")),
+                _ => {}
+            }
+            let kill_start: Option<KillWhen<'_>> = match fault {
+                Fault::Killed(Moment::MakingKey) => {
+                    Some(Box::new(|out: &str| out.contains("worst case:")))
+                }
+                Fault::Killed(Moment::Launching) => {
+                    Some(Box::new(|out: &str| out.contains("made SSH key")))
+                }
+                Fault::Killed(Moment::WaitingForRunners) => {
+                    let sim = &setup.sim;
+                    Some(Box::new(move |_: &str| !sim.ledger().entries.is_empty()))
+                }
+                Fault::Killed(Moment::DeletingKey) => {
+                    let github = &setup.github;
+                    Some(Box::new(move |_: &str| {
+                        let runners = github.runners();
+                        !runners.is_empty() && runners.iter().all(|r| r.online)
+                    }))
+                }
+                _ => None,
+            };
+            let start = run_program(
+                &programs.action,
+                &[],
+                setup.action_env(internet, &inputs),
+                dir,
+                "start",
+                kill_start,
+            )
+            .await;
+            places.extend(start.places("start"));
+            let mut outcome = format!("start {}", start.outcome());
+            if matches!(fault, Fault::Killed(_))
+                && fault != Fault::Killed(Moment::Stopping)
+                && !start.killed
+            {
+                problems.push("the start ended before the kill".to_owned());
+            }
+            let mut last = "start";
+            // The stop job runs when the start gave it machines (`if: always()`); an agent
+            // test leaves the machine to its agent.
+            let mtx = start
+                .output
+                .lines()
+                .find_map(|l| l.strip_prefix("mtx="))
+                .map(str::to_owned);
+            if let (true, Some(mtx)) = (fault != Fault::AgentTerminateFails, mtx) {
+                let kill_stop: Option<KillWhen<'_>> = (fault == Fault::Killed(Moment::Stopping))
+                    .then(|| -> KillWhen<'_> {
+                        Box::new(|out: &str| out.contains("::group::Stopping"))
+                    });
+                let stop = run_program(
+                    &programs.action,
+                    &[],
+                    setup.action_env(internet, &[("mode", "stop"), ("mtx", &mtx)]),
+                    dir,
+                    "stop",
+                    kill_stop,
+                )
+                .await;
+                places.extend(stop.places("stop"));
+                let _ = write!(outcome, "; stop {}", stop.outcome());
+                if fault == Fault::Killed(Moment::Stopping) && !stop.killed {
+                    problems.push("the stop ended before the kill".to_owned());
+                }
+                last = "stop";
+            }
+            if setup.made_anything() {
+                ended_by.push(last);
+            }
+            outcome
+        }
+        Flow::Run => {
+            let project = dir.join("project");
+            std::fs::create_dir_all(&project).expect("create the project");
+            std::fs::write(project.join("train.sh"), "echo trained > out.txt\n")
+                .expect("write the project");
+            let types = "gpu_1x_a10,gpu_1x_a6000";
+            let sandbox = dir.join("machines").display().to_string();
+            let project_arg = project.display().to_string();
+            let mut args = vec![
+                "run",
+                "train.sh",
+                "--type",
+                types,
+                "--region",
+                "us-east-1",
+                "--sim-sandbox",
+                &sandbox,
+                "--project",
+                &project_arg,
+                "--boot-timeout",
+                "60s",
+            ];
+            if fault == Fault::NoCapacity {
+                // The CLI waits on its own clock.
+                args.extend(["--capacity-wait", "5s"]);
+            }
+            let run = run_program(&programs.cli, &args, setup.cli_env(), dir, "run", None).await;
+            places.extend(run.places("run"));
+            if setup.made_anything() {
+                ended_by.push("run");
+            }
+            let outcome = format!("run {}", run.outcome());
+            // A machine the run could not end is printed with the command that ends it; a
+            // person runs it once the outage is over.
+            let printed = regex::Regex::new(r"`lambda-gha terminate ([0-9a-f]{32})`")
+                .expect("a valid pattern")
+                .captures(&format!("{}\n{}", run.stdout, run.stderr))
+                .map(|c| c[1].to_owned());
+            if let Some(id) = printed {
+                setup.end_outage();
+                ended_by.clear();
+                let terminate = run_program(
+                    &programs.cli,
+                    &["terminate", &id],
+                    setup.cli_env(),
+                    dir,
+                    "terminate",
+                    None,
+                )
+                .await;
+                places.extend(terminate.places("terminate"));
+                if terminate.success() {
+                    ended_by.push("the printed command");
+                }
+            }
+            outcome
+        }
+    };
+    if matches!(fault, Fault::Killed(_)) {
+        // A call held when its caller died may still complete.
+        tokio::time::sleep(HOLD + Duration::from_millis(500)).await;
+    }
+    setup.end_outage();
+    let left_by_flow = setup.left().await;
+    let mut left = left_by_flow;
+    if !left.is_clear() {
+        ended_by.clear();
+    }
+    if !left.is_clear() {
+        // An agent ends its machine when no job comes (the initial grace: 18 s).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !setup.sim.ledger().still_billing.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // GitHub sees a dead machine's runner go offline a few seconds later.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let after = setup.left().await;
+        if after.machines < left.machines {
+            ended_by.push("agent");
+        }
+        left = after;
+    }
+    if !left.is_clear() {
+        let reap = run_program(
+            &programs.cli,
+            &[
+                "reap",
+                "--github-repository",
+                "octo/gpu",
+                "--orphan-after",
+                "0s",
+            ],
+            [
+                setup.cli_env(),
+                vec![
+                    ("GH_PAT".to_owned(), setup.pat.clone()),
+                    ("GITHUB_API_URL".to_owned(), setup.github.uri()),
+                ],
+            ]
+            .concat(),
+            dir,
+            "reap",
+            None,
+        )
+        .await;
+        places.extend(reap.places("reap"));
+        let after = setup.left().await;
+        if after != left {
+            ended_by.push("reaper");
+        }
+        left = after;
+    }
+    places.push((
+        "the simulator's request log".to_owned(),
+        setup.sim.request_log().join("\n"),
+    ));
+    places.extend(machine_logs(&dir.join("machines")));
+    let mut secret_hits = Vec::new();
+    for (place, text) in &places {
+        for (what, canary) in setup.canaries() {
+            if text.contains(&canary) {
+                secret_hits.push(format!("{place}: {what}"));
+            }
+        }
+    }
+    let operations = setup
+        .sim
+        .request_log()
+        .iter()
+        .filter_map(|line| {
+            let mut parts = line.split(' ');
+            let (method, uri) = (parts.next()?, parts.next()?);
+            let path = uri.split('?').next()?;
+            lambda_cloud::operations::find(method, path).map(|op| op.id.to_owned())
+        })
+        .collect();
+    setup.sim.shutdown().await;
+    Row {
+        scenario,
+        outcome,
+        ended_by,
+        left_by_flow,
+        left,
+        secret_hits,
+        places_scanned: places.len(),
+        operations,
+        problems,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+impl Setup {
+    /// Whether the flow made anything that must be ended: a machine, a registration, a key.
+    fn made_anything(&self) -> bool {
+        !self.sim.ledger().entries.is_empty()
+            || self.github.jit_requests() > 0
+            || self.github.tokens_issued() > 0
+            || self
+                .sim
+                .request_log()
+                .iter()
+                .any(|l| l.starts_with("POST /api/v1/ssh-keys 200"))
+    }
+}
+
+/// The machines' logs (boot script, agent, runner): every file under each sandbox's
+/// `var/log` and the runners' own logs.
+fn machine_logs(root: &Path) -> Vec<(String, String)> {
+    let mut logs = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "log" || e == "jsonl") {
+                logs.push((
+                    format!(
+                        "machine log {}",
+                        path.strip_prefix(root).unwrap_or(&path).display()
+                    ),
+                    std::fs::read_to_string(&path).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    logs
+}

@@ -1,0 +1,182 @@
+//! The internet as a boot script sees it: GitHub's runner release (notes with the checksum,
+//! the tarball) and the `lambda-gha` agent binary, served from one local server.
+//!
+//! The runner is a fake laid out like the real one (`config.sh`, `run.sh`,
+//! `bin/Runner.Listener`, `bin/Runner.Worker`). Its listener
+//! - reports itself online to a [`FakeGitHub`](crate::FakeGitHub) every half second when the
+//!   machine's sandbox has a `../fake-github-url` file (by its JIT configuration, or by the
+//!   name `config.sh` registered);
+//! - runs the jobs in `$LAMBDA_SIM_SANDBOX/fake-jobs` (`gap length [crash]` per line, in
+//!   simulated seconds) through its worker, calling the job hooks;
+//! - then waits, as an idle runner does.
+
+use std::path::Path;
+
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// The runner version the fake release claims.
+pub const RUNNER_VERSION: &str = "2.330.0";
+
+/// The file (next to the machines' sandboxes) that tells fake runners where GitHub is.
+pub const FAKE_GITHUB_URL_FILE: &str = "fake-github-url";
+
+const LISTENER: &str = r#"#!/bin/bash
+here="$(cd "$(dirname "$0")/.." && pwd)"
+scale="${LAMBDA_SIM_TIME_SCALE:-1}"
+real() { awk -v s="$1" -v k="$scale" 'BEGIN { print s / k }'; }
+github="$LAMBDA_SIM_SANDBOX/../fake-github-url"
+if [ -f "$github" ]; then
+  url="$(cat "$github")"
+  # A JIT runner is known by its configuration, a configured one by its name.
+  if [ "${1:-}" = --jitconfig ]; then report="$2"; else report="name:$(cat "$here/.runner-name")"; fi
+  ( while true; do
+      curl -fsS -X POST --data-binary "$report" "$url/_fake/online" >/dev/null 2>&1
+      sleep 0.5
+    done ) &
+fi
+if [ -f "$LAMBDA_SIM_SANDBOX/fake-jobs" ]; then
+  while read -r gap length mode; do
+    sleep "$(real "$gap")"
+    "$ACTIONS_RUNNER_HOOK_JOB_STARTED"
+    if [ "${mode:-}" = crash ]; then
+      bash "$here/bin/Runner.Worker" 100000 & worker=$!
+      sleep "$(real "$length")"; kill -9 $worker; wait $worker 2>/dev/null
+      continue
+    fi
+    bash "$here/bin/Runner.Worker" "$(real "$length")"
+    "$ACTIONS_RUNNER_HOOK_JOB_COMPLETED"
+    [ "${1:-}" = --jitconfig ] && exit 0
+  done < "$LAMBDA_SIM_SANDBOX/fake-jobs"
+fi
+sleep 100000
+"#;
+
+/// The local server and what it serves.
+pub struct FakeInternet {
+    server: MockServer,
+    agent_sha256: String,
+}
+
+impl FakeInternet {
+    /// Serves the fake runner release and `agent` (the `lambda-gha` binary); `work` holds the
+    /// files it builds.
+    pub async fn start(agent: &Path, work: &Path) -> FakeInternet {
+        let tarball = fake_runner_tarball(work);
+        let agent = std::fs::read(agent)
+            .unwrap_or_else(|e| panic!("cannot read the agent {}: {e}", agent.display()));
+        let server = MockServer::start().await;
+        let notes = format!(
+            "<!-- BEGIN SHA linux-x64 -->{}<!-- END SHA linux-x64 -->",
+            sha256(&tarball, work)
+        );
+        Mock::given(method("GET"))
+            .and(path("/releases/latest"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                serde_json::json!({"tag_name": format!("v{RUNNER_VERSION}"), "body": notes}),
+            ))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/download/v{RUNNER_VERSION}/actions-runner-linux-x64-{RUNNER_VERSION}.tar.gz"
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(tarball))
+            .mount(&server)
+            .await;
+        let agent_sha256 = sha256(&agent, work);
+        // As the boot script gets a pinned URL, and as a release asset the action names.
+        for route in [
+            "/lambda-gha",
+            "/release/lambda-gha-x86_64-unknown-linux-musl",
+        ] {
+            Mock::given(method("GET"))
+                .and(path(route))
+                .respond_with(ResponseTemplate::new(200).set_body_bytes(agent.clone()))
+                .mount(&server)
+                .await;
+        }
+        FakeInternet {
+            server,
+            agent_sha256,
+        }
+    }
+
+    /// GitHub's "latest runner release" endpoint.
+    pub fn runner_releases_api(&self) -> String {
+        format!("{}/releases/latest", self.server.uri())
+    }
+
+    /// Where runner tarballs are downloaded from.
+    pub fn runner_download_base(&self) -> String {
+        format!("{}/download", self.server.uri())
+    }
+
+    /// The agent binary's URL.
+    pub fn agent_url(&self) -> String {
+        format!("{}/lambda-gha", self.server.uri())
+    }
+
+    /// Where this version's release assets live (`LAMBDA_GHA_RELEASE_URL`): the agent is
+    /// `lambda-gha-x86_64-unknown-linux-musl` there.
+    pub fn release_url(&self) -> String {
+        format!("{}/release", self.server.uri())
+    }
+
+    /// The agent binary's SHA-256, hex.
+    pub fn agent_sha256(&self) -> &str {
+        &self.agent_sha256
+    }
+}
+
+fn fake_runner_tarball(work: &Path) -> Vec<u8> {
+    let files = [
+        (
+            "config.sh",
+            "#!/bin/bash\necho \"configured $*\" > .runner\n\
+             while [ $# -gt 0 ]; do [ \"$1\" = --name ] && echo \"$2\" > .runner-name; shift; done\n",
+        ),
+        (
+            "run.sh",
+            "#!/bin/bash\ncd \"$(dirname \"$0\")\"\nset -a; [ -f .env ] && . ./.env; set +a\nexec bash \"$PWD/bin/Runner.Listener\" \"$@\"\n",
+        ),
+        ("bin/Runner.Listener", LISTENER),
+        ("bin/Runner.Worker", "#!/bin/bash\nsleep \"$1\"\n"),
+    ];
+    let source = work.join("runner");
+    for (name, text) in files {
+        let file = source.join(name);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).expect("create the fake runner's directories");
+        }
+        std::fs::write(&file, text).expect("write the fake runner");
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("make the fake runner executable");
+    }
+    let tarball = work.join("runner.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&source)
+        .arg(".")
+        .status()
+        .expect("run tar");
+    assert!(status.success(), "tar failed");
+    std::fs::read(tarball).expect("read the fake runner tarball")
+}
+
+fn sha256(bytes: &[u8], work: &Path) -> String {
+    let file = work.join(format!("to-hash-{:016x}", fastrand::u64(..)));
+    std::fs::write(&file, bytes).expect("write a file to hash");
+    let output = std::process::Command::new("sha256sum")
+        .arg(&file)
+        .output()
+        .expect("run sha256sum");
+    let _ = std::fs::remove_file(&file);
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
