@@ -1197,3 +1197,39 @@ fn machine_logs(root: &Path) -> Vec<(String, String)> {
     }
     logs
 }
+
+/// The prefixes every test's secrets start with (`LAMBDACANARY…` keys, `PATCANARY…` tokens,
+/// the fake GitHub's `GHCANARY…` tokens): none may be in a file kept in the repository.
+pub const CANARY_PREFIXES: [&str; 3] = ["LAMBDACANARY", "PATCANARY", "GHCANARY"];
+
+/// Scans the repository's snapshots and documentation for test secrets: returns the files
+/// scanned and the hits (`file: prefix`).
+pub fn scan_repository() -> (usize, Vec<String>) {
+    let root = crate::workspace_root();
+    let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+    let mut stack = vec![root.join("crates"), root.join("docs"), root.join("tests")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "snap" || e == "md") {
+                files.push(path);
+            }
+        }
+    }
+    let mut hits = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for prefix in CANARY_PREFIXES {
+            if text.contains(prefix) {
+                let name = file.strip_prefix(&root).unwrap_or(file);
+                hits.push(format!("{}: {prefix}", name.display()));
+            }
+        }
+    }
+    (files.len(), hits)
+}

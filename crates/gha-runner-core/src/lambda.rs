@@ -89,9 +89,12 @@ impl LambdaProvider {
                 // half is then lost too, so delete it and make the key once more.
                 tracing::warn!(%error, "creating the launch key failed; checking and retrying");
                 self.delete_keys_named(&name).await?;
-                self.add_launch_key(&name, public_key)
-                    .await
-                    .map_err(|e| provider_error(&e))
+                let again = self.add_launch_key(&name, public_key).await;
+                if again.is_err() {
+                    // Not left behind by a second lost answer either.
+                    let _ = self.delete_keys_named(&name).await;
+                }
+                again.map_err(|e| provider_error(&e))
             }
             other => other.map_err(|e| provider_error(&e)),
         }

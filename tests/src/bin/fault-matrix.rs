@@ -54,7 +54,16 @@ async fn main() -> ExitCode {
         report.secret_hits(),
         report.places_scanned()
     );
+    let (files, repository_hits) = faults::scan_repository();
+    println!(
+        "fault matrix: secrets found in {files} snapshots and documents of the repository: {}",
+        repository_hits.len()
+    );
     let mut ok = true;
+    for hit in &repository_hits {
+        println!("  SECRET in {hit}");
+        ok = false;
+    }
     for row in &report.rows {
         for hit in &row.secret_hits {
             println!("  SECRET in {hit} ({:?})", row.scenario);
