@@ -59,7 +59,9 @@ pub fn format_duration(duration: Duration) -> String {
     }
     let (hours, minutes, seconds) = (total / 3600, total % 3600 / 60, total % 60);
     let mut text = String::new();
-    for (value, unit) in [(hours, "h"), (minutes, "m"), (seconds, "s")] {
+    // Milliseconds too, so that what is written reads back the same.
+    let millis = u64::from(duration.subsec_millis());
+    for (value, unit) in [(hours, "h"), (minutes, "m"), (seconds, "s"), (millis, "ms")] {
         if value > 0 {
             text.push_str(&value.to_string());
             text.push_str(unit);

@@ -164,10 +164,13 @@ async fn deleting_a_runner_that_is_gone_is_fine_and_other_failures_are_named() {
     github.delete_runner(2).await.unwrap();
     let error = github.delete_runner(3).await.unwrap_err();
     assert_eq!(error.status, Some(403));
-    assert_eq!(
-        error.to_string(),
-        "GitHub: delete runner 3 failed: HTTP 403: Must have admin rights"
+    assert!(
+        error
+            .to_string()
+            .starts_with("GitHub: delete runner 3 failed: HTTP 403: Must have admin rights — the token cannot manage self-hosted runners"),
+        "{error}"
     );
+    assert!(error.is_permanent());
 }
 
 #[tokio::test]

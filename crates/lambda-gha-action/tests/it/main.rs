@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod bad_inputs;
+mod parsers;
 mod start_stop;
 mod support;
