@@ -162,7 +162,7 @@ impl LambdaFault {
     }
 }
 
-/// Where the action process is killed (SIGKILL): inside a call held open for [`HOLD`].
+/// Where the action process is killed (SIGKILL): inside a call held open for 3 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Moment {
     /// Checked the request, making the launch's SSH key.
