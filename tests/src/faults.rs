@@ -1171,11 +1171,27 @@ impl Setup {
     }
 }
 
-/// The machines' logs (boot script, agent, runner): every file under each sandbox's
-/// `var/log` and the runners' own logs.
+/// The machines' logs (boot script, agent, runner): every `.log` and `.jsonl` file in their
+/// sandboxes.
 fn machine_logs(root: &Path) -> Vec<(String, String)> {
-    let mut logs = Vec::new();
-    let mut stack = vec![root.to_owned()];
+    files_under(&[root.to_owned()], &["log", "jsonl"])
+        .into_iter()
+        .map(|path| {
+            (
+                format!(
+                    "machine log {}",
+                    path.strip_prefix(root).unwrap_or(&path).display()
+                ),
+                std::fs::read_to_string(&path).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Every file under `roots` whose extension is one of `extensions`.
+fn files_under(roots: &[PathBuf], extensions: &[&str]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = roots.to_vec();
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -1184,18 +1200,15 @@ fn machine_logs(root: &Path) -> Vec<(String, String)> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "log" || e == "jsonl") {
-                logs.push((
-                    format!(
-                        "machine log {}",
-                        path.strip_prefix(root).unwrap_or(&path).display()
-                    ),
-                    std::fs::read_to_string(&path).unwrap_or_default(),
-                ));
+            } else if path
+                .extension()
+                .is_some_and(|e| extensions.iter().any(|wanted| e == *wanted))
+            {
+                files.push(path);
             }
         }
     }
-    logs
+    files
 }
 
 /// The prefixes every test's secrets start with (`LAMBDACANARY…` keys, `PATCANARY…` tokens,
@@ -1207,20 +1220,10 @@ pub const CANARY_PREFIXES: [&str; 3] = ["LAMBDACANARY", "PATCANARY", "GHCANARY"]
 pub fn scan_repository() -> (usize, Vec<String>) {
     let root = crate::workspace_root();
     let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
-    let mut stack = vec![root.join("crates"), root.join("docs"), root.join("tests")];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "snap" || e == "md") {
-                files.push(path);
-            }
-        }
-    }
+    files.extend(files_under(
+        &[root.join("crates"), root.join("docs"), root.join("tests")],
+        &["snap", "md"],
+    ));
     let mut hits = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap_or_default();

@@ -101,17 +101,25 @@ impl LambdaProvider {
     }
 
     async fn delete_keys_named(&self, name: &str) -> Result<(), ProviderError> {
-        let keys = self.client.ssh_keys();
-        for key in keys.list().await.map_err(|e| provider_error(&e))? {
-            if key.name == name {
-                match keys.delete(&key.id).await {
-                    Ok(()) => {}
-                    Err(error) if error.is_not_found() => {}
-                    Err(error) => return Err(provider_error(&error)),
-                }
-            }
+        let keys = self
+            .client
+            .ssh_keys()
+            .list()
+            .await
+            .map_err(|e| provider_error(&e))?;
+        for key in keys.iter().filter(|k| k.name == name) {
+            self.delete_key(&key.id).await?;
         }
         Ok(())
+    }
+
+    /// Deletes an SSH key; one already gone is not an error.
+    async fn delete_key(&self, id: &lambda_cloud::SshKeyId) -> Result<(), ProviderError> {
+        match self.client.ssh_keys().delete(id).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_not_found() => Ok(()),
+            Err(error) => Err(provider_error(&error)),
+        }
     }
 
     async fn add_launch_key(
@@ -161,11 +169,7 @@ impl LambdaProvider {
                 continue;
             }
             if !policy.dry_run {
-                match self.client.ssh_keys().delete(&key.id).await {
-                    Ok(()) => {}
-                    Err(error) if error.is_not_found() => {}
-                    Err(error) => return Err(provider_error(&error)),
-                }
+                self.delete_key(&key.id).await?;
             }
             reaped.push(key.name);
         }
@@ -174,11 +178,7 @@ impl LambdaProvider {
 
     /// Deletes a launch key; one already gone is not an error.
     pub async fn delete_launch_key(&self, key: &LaunchKey) -> Result<(), ProviderError> {
-        match self.client.ssh_keys().delete(&key.id).await {
-            Ok(()) => Ok(()),
-            Err(error) if error.is_not_found() => Ok(()),
-            Err(error) => Err(provider_error(&error)),
-        }
+        self.delete_key(&key.id).await
     }
 }
 
