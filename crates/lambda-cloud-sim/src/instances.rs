@@ -19,9 +19,19 @@ use crate::server::{Data, JsonBody, Shared, data};
 use crate::world::{BillingRecord, Effect, World};
 
 /// An instance with the timeline that drives its status.
+/// The GPUs a machine's `nvidia-smi` shows: its type's, less any a scenario broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Gpus {
+    /// The model, e.g. `A10 (24 GB PCIe)`.
+    pub(crate) model: String,
+    /// How many are visible.
+    pub(crate) visible: u32,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct SimInstance {
     pub(crate) instance: Instance,
+    pub(crate) gpus: Gpus,
     pub(crate) user_data: Option<Redacted>,
     pub(crate) host: u32,
     /// The public IP it gets when active, when the scenario fixes one.
@@ -77,6 +87,7 @@ impl SimInstance {
                 return Some(Effect::StartUserData {
                     id: self.instance.id.clone(),
                     script: script.clone(),
+                    gpus: self.gpus.clone(),
                 });
             }
         }
@@ -324,8 +335,16 @@ impl World {
             launched_at: self.now,
             ended_at: None,
         });
+        let missing = match behavior {
+            Some(InstanceBehavior::GpusMissing { count }) => count,
+            _ => 0,
+        };
         self.instances.push(SimInstance {
             instance,
+            gpus: Gpus {
+                model: spec.gpu_description.clone(),
+                visible: spec.gpus.saturating_sub(missing),
+            },
             user_data: request.user_data,
             host,
             public_ip: self.scenario.public_ip.clone(),

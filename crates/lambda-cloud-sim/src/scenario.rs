@@ -219,6 +219,11 @@ pub struct InstanceBehaviorSpec {
 pub enum InstanceBehavior {
     /// Stays `booting` until terminated.
     NeverActive,
+    /// Boots, but `count` of its GPUs are invisible to its `nvidia-smi` (a broken GPU).
+    GpusMissing {
+        /// How many of the type's GPUs are missing.
+        count: u32,
+    },
     /// Becomes `active`, then `unhealthy` this many simulated seconds later.
     UnhealthyAfter {
         /// Simulated seconds after becoming active.

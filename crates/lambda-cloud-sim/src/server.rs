@@ -99,10 +99,11 @@ impl Shared {
         };
         for effect in effects {
             match (&self.runner, effect) {
-                (Some(runner), Effect::StartUserData { id, script }) => {
+                (Some(runner), Effect::StartUserData { id, script, gpus }) => {
                     runner.start(
                         &id,
                         script.expose(),
+                        &gpus,
                         self.base_url.get().map_or("", String::as_str),
                         time_scale,
                     );

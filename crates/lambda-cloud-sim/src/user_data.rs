@@ -12,6 +12,8 @@ use std::sync::{Mutex, PoisonError};
 
 use lambda_cloud::InstanceId;
 
+use crate::instances::Gpus;
+
 /// File names inside an instance's sandbox.
 pub const SCRIPT_FILE: &str = "user-data.sh";
 /// The log of the user data's output (stdout and stderr).
@@ -42,9 +44,16 @@ impl UserDataRunner {
 
     /// Runs the shell script in `user_data` for instance `id`; anything else is noted in the
     /// log and not run.
-    pub(crate) fn start(&self, id: &InstanceId, user_data: &str, api_url: &str, time_scale: f64) {
+    pub(crate) fn start(
+        &self,
+        id: &InstanceId,
+        user_data: &str,
+        gpus: &Gpus,
+        api_url: &str,
+        time_scale: f64,
+    ) {
         let dir = self.sandbox(id);
-        if let Err(error) = self.spawn(id, &dir, user_data, api_url, time_scale) {
+        if let Err(error) = self.spawn(id, &dir, user_data, gpus, api_url, time_scale) {
             tracing::warn!(instance = id.as_str(), %error, "could not run user data");
             if let Ok(mut log) = File::options()
                 .create(true)
@@ -61,10 +70,20 @@ impl UserDataRunner {
         id: &InstanceId,
         dir: &Path,
         user_data: &str,
+        gpus: &Gpus,
         api_url: &str,
         time_scale: f64,
     ) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
+        let bin = write_nvidia_smi(dir, gpus)?;
+        let path = match std::env::var_os("PATH") {
+            Some(path) => {
+                let mut dirs = vec![bin];
+                dirs.extend(std::env::split_paths(&path));
+                std::env::join_paths(dirs).map_err(std::io::Error::other)?
+            }
+            None => bin.into_os_string(),
+        };
         let mut log = File::create(dir.join(LOG_FILE))?;
         let Some(script) = shell_script(user_data) else {
             writeln!(
@@ -84,6 +103,8 @@ impl UserDataRunner {
             .env("LAMBDA_SIM_INSTANCE_ID", id.as_str())
             .env("LAMBDA_SIM_API_URL", api_url)
             .env("LAMBDA_SIM_SANDBOX", dir)
+            // The machine's GPUs, as its `nvidia-smi` shows them.
+            .env("PATH", path)
             // Programs that keep time (the lambda-gha agent) run on the simulator's clock.
             .env("LAMBDA_SIM_TIME_SCALE", time_scale.to_string())
             .stdin(Stdio::null())
@@ -217,6 +238,45 @@ pub(crate) fn shell_script(user_data: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// Writes the sandbox's `nvidia-smi` (first on its PATH): `-L`, `--query-gpu=…
+/// --format=csv[,noheader]` (index, name, memory) and the bare table, for the GPUs `gpus` says
+/// are visible; none visible fails as the real one does without a driver or devices.
+fn write_nvidia_smi(dir: &Path, gpus: &Gpus) -> std::io::Result<PathBuf> {
+    let bin = dir.join(".lambda-cloud-sim/bin");
+    std::fs::create_dir_all(&bin)?;
+    let model = gpus.model.replace(['\'', '"', '\\', '$', '`'], "");
+    let script = format!(
+        r#"#!/bin/bash
+# lambda-cloud-sim: this machine's GPUs, as the scenario made them.
+count={count}
+model="NVIDIA {model}"
+if [ "$count" -eq 0 ]; then
+  echo "No devices were found" >&2
+  exit 6
+fi
+case " $* " in
+  *" -L "*)
+    for i in $(seq 0 $((count - 1))); do
+      echo "GPU $i: $model (UUID: GPU-sim-$i)"
+    done ;;
+  *--query-gpu=*)
+    case " $* " in *noheader*) ;; *) echo "index, name" ;; esac
+    for i in $(seq 0 $((count - 1))); do echo "$i, $model"; done ;;
+  *)
+    echo "+-----------------------------------------------------------------------------+"
+    echo "| NVIDIA-SMI (lambda-cloud-sim)                                               |"
+    for i in $(seq 0 $((count - 1))); do echo "|   $i  $model"; done
+    echo "+-----------------------------------------------------------------------------+" ;;
+esac
+"#,
+        count = gpus.visible,
+    );
+    let path = bin.join("nvidia-smi");
+    std::fs::write(&path, script)?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    Ok(bin)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use lambda_cloud::{
 };
 
 use crate::clock::SimClock;
-use crate::instances::SimInstance;
+use crate::instances::{Gpus, SimInstance};
 use crate::ledger::{self, Ledger};
 use crate::scenario::Scenario;
 use crate::tickets::SimAttachment;
@@ -21,6 +21,8 @@ pub(crate) enum Effect {
         id: InstanceId,
         /// Its user data.
         script: Redacted,
+        /// The GPUs its `nvidia-smi` shows.
+        gpus: Gpus,
     },
     /// An instance is terminating: stop its user-data processes.
     StopUserData {

@@ -481,3 +481,62 @@ async fn generated_key_pairs_are_real_ed25519_keys() {
     );
     assert_eq!(client.ssh_keys().list().await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn machines_see_their_gpus_and_a_scenario_can_break_them() {
+    let sim = Sim::builder()
+        .scenario(
+            Scenario::default()
+                .with_behavior(2, InstanceBehavior::GpusMissing { count: 1 })
+                .with_behavior(3, InstanceBehavior::GpusMissing { count: 1 }),
+        )
+        .time_scale(200.0)
+        .api_key(KEY)
+        .run_user_data()
+        .start()
+        .await
+        .unwrap();
+    let client = client(&sim, KEY);
+    with_key(&client).await;
+    let script = "#!/bin/bash\n\
+        nvidia-smi --query-gpu=index,name --format=csv,noheader > gpus.csv\n\
+        echo \"exit=$?\"\n\
+        nvidia-smi -L | head -1\n\
+        echo done\n";
+    let mut ids = Vec::new();
+    for ty in [
+        "gpu_8x_a100_80gb_sxm4",
+        "gpu_8x_a100_80gb_sxm4",
+        "gpu_1x_a10",
+    ] {
+        let id = client
+            .instances()
+            .launch(ty, "us-east-1", "ci")
+            .user_data(script)
+            .send()
+            .await
+            .unwrap()
+            .remove(0);
+        ids.push(id);
+    }
+    let mut seen = Vec::new();
+    for id in &ids {
+        wait_for(&client, id, InstanceStatus::Active).await;
+        eventually(Duration::from_secs(10), || async {
+            sim.user_data_log(id)
+                .is_some_and(|log| log.contains("done"))
+        })
+        .await;
+        let csv = std::fs::read_to_string(sim.sandbox_dir(id).unwrap().join("gpus.csv")).unwrap();
+        seen.push((csv.lines().count(), sim.user_data_log(id).unwrap()));
+    }
+    assert_eq!(seen[0].0, 8, "all eight: {}", seen[0].1);
+    assert!(seen[0].1.contains("GPU 0: NVIDIA A100"), "{}", seen[0].1);
+    assert_eq!(seen[1].0, 7, "one broken: {}", seen[1].1);
+    assert_eq!(seen[2].0, 0, "its only GPU broken");
+    assert!(
+        seen[2].1.contains("No devices were found") && seen[2].1.contains("exit=6"),
+        "{}",
+        seen[2].1
+    );
+}
