@@ -1118,9 +1118,10 @@ async fn run_scenario(
         }
         left = after;
     }
+    let request_log = setup.sim.request_log();
     places.push((
         "the simulator's request log".to_owned(),
-        setup.sim.request_log().join("\n"),
+        request_log.join("\n"),
     ));
     places.extend(machine_logs(&dir.join("machines")));
     let mut secret_hits = Vec::new();
@@ -1131,9 +1132,7 @@ async fn run_scenario(
             }
         }
     }
-    let operations = setup
-        .sim
-        .request_log()
+    let operations = request_log
         .iter()
         .filter_map(|line| {
             let mut parts = line.split(' ');

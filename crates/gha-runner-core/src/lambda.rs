@@ -101,16 +101,19 @@ impl LambdaProvider {
     }
 
     async fn delete_keys_named(&self, name: &str) -> Result<(), ProviderError> {
-        let keys = self
-            .client
-            .ssh_keys()
-            .list()
-            .await
-            .map_err(|e| provider_error(&e))?;
+        let keys = self.list_keys().await?;
         for key in keys.iter().filter(|k| k.name == name) {
             self.delete_key(&key.id).await?;
         }
         Ok(())
+    }
+
+    async fn list_keys(&self) -> Result<Vec<lambda_cloud::SshKey>, ProviderError> {
+        self.client
+            .ssh_keys()
+            .list()
+            .await
+            .map_err(|e| provider_error(&e))
     }
 
     /// Deletes an SSH key; one already gone is not an error.
@@ -155,12 +158,7 @@ impl LambdaProvider {
     ) -> Result<Vec<String>, ProviderError> {
         let orphan_after = jiff::SignedDuration::try_from(policy.orphan_after)
             .unwrap_or(jiff::SignedDuration::MAX);
-        let keys = self
-            .client
-            .ssh_keys()
-            .list()
-            .await
-            .map_err(|e| provider_error(&e))?;
+        let keys = self.list_keys().await?;
         let mut reaped = Vec::new();
         for key in keys {
             let stale = launch_key_made(&key.name)

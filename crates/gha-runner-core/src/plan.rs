@@ -425,8 +425,9 @@ async fn launch_surely(
     provider: &dyn CloudProvider,
     spec: &MachineSpec,
 ) -> Result<MachineId, ProviderError> {
-    let mut last = None;
-    for attempt in 0..2 {
+    let mut sent = 0;
+    loop {
+        sent += 1;
         let error = match provider.launch(spec).await {
             Ok(id) => return Ok(id),
             Err(error) => error,
@@ -451,12 +452,11 @@ async fn launch_surely(
                 return Err(error);
             }
         }
-        tracing::warn!(%error, attempt, "the launch did not happen; sending it again");
-        last = Some(error);
+        if sent == 2 {
+            return Err(error);
+        }
+        tracing::warn!(%error, "the launch did not happen; sending it again");
     }
-    Err(last.unwrap_or_else(|| {
-        ProviderError::new(ProviderErrorKind::Other, "the launch failed".to_owned())
-    }))
 }
 
 /// Terminates what the plan launched and builds the failure report.

@@ -281,3 +281,28 @@ async fn a_stop_that_cannot_list_machines_terminates_the_named_ones_directly() {
     );
     assert!(w.sim.ledger().still_billing.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_whose_answer_was_lost_is_found_not_launched_twice() {
+    let dropped = lambda_cloud_sim::FaultSpec {
+        operation: "launchInstance".into(),
+        status: None,
+        code: String::new(),
+        message: String::new(),
+        on_calls: vec![1],
+        probability: None,
+        latency_ms: 0,
+        drop_connection: true,
+    };
+    let w = world(Scenario::default().with_fault(dropped), true).await;
+    let provisioned = Provisioner::new(&w.provider, &w.github)
+        .provision(&request("gpu_1x_a10", 1, 30))
+        .await
+        .unwrap();
+    let ledger = w.sim.ledger();
+    assert_eq!(ledger.entries.len(), 1, "one launch, found by its tag");
+    assert_eq!(
+        ledger.entries[0].instance_id.as_str(),
+        provisioned.launched[0].machine.as_str()
+    );
+}
