@@ -9,20 +9,13 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lambda_cloud_sim::{FaultSpec, InstanceBehavior, Scenario as World, SecondsRange, Sim};
+use lambda_cloud_sim::{FaultSpec, InstanceBehavior, Scenario as World};
 
-use crate::{
-    FAKE_GITHUB_URL_FILE, FakeGitHub, FakeInternet, GitHubFailure, GitHubFault, GitHubRoute,
-};
-
-/// Simulated seconds per real second: a 12 s launch interval takes 0.24 s.
-const SCALE: f64 = 50.0;
-/// How long a "held" call makes the caller wait, so a kill lands inside it.
-const HOLD: Duration = Duration::from_secs(3);
+use crate::rig::{HOLD, KillWhen, Left, Rig, quick_boot_world, run_program};
+use crate::{FakeInternet, GitHubFailure, GitHubFault, GitHubRoute};
 
 /// The programs under test.
 #[derive(Debug, Clone)]
@@ -371,23 +364,6 @@ pub fn scenarios() -> Vec<Scenario> {
     all
 }
 
-/// What was left: billing machines, runner registrations, SSH keys in the account.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Left {
-    /// Machines still billing.
-    pub machines: usize,
-    /// Runner registrations.
-    pub runners: usize,
-    /// SSH keys in the account (it starts with none).
-    pub keys: usize,
-}
-
-impl Left {
-    fn is_clear(self) -> bool {
-        self == Left::default()
-    }
-}
-
 /// One scenario's result.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -559,70 +535,6 @@ pub async fn run_matrix(programs: &Programs, scenarios: &[Scenario], parallel: u
     Report { rows }
 }
 
-/// Everything a program run wrote.
-#[derive(Debug, Default)]
-struct Captured {
-    code: Option<i32>,
-    killed: bool,
-    stdout: String,
-    stderr: String,
-    output: String,
-    summary: String,
-}
-
-impl Captured {
-    fn success(&self) -> bool {
-        self.code == Some(0)
-    }
-
-    /// `ok`, `killed`, or `exit N: <error>` with ids masked.
-    fn outcome(&self) -> String {
-        if self.killed {
-            return "killed".to_owned();
-        }
-        if self.success() {
-            return "ok".to_owned();
-        }
-        let error = self
-            .stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("::error title="))
-            .map(|e| {
-                e.replacen("::", ": ", 1)
-                    .replace("%3A", ":")
-                    .replace("%2C", ",")
-                    .replace("%0A", " ")
-                    .replace("%25", "%")
-            })
-            .or_else(|| {
-                let lines = || self.stderr.lines().rev().map(str::trim);
-                lines()
-                    .find(|l| l.starts_with("error"))
-                    .or_else(|| lines().find(|l| l.contains("COULD NOT")))
-                    .or_else(|| lines().find(|l| !l.is_empty()))
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
-        let code = self.code.map_or("signal".to_owned(), |c| c.to_string());
-        format!("exit {code}: {}", mask(&error))
-    }
-
-    /// The texts to scan for secrets, named; `::add-mask::` lines are where secrets belong.
-    fn places(&self, name: &str) -> Vec<(String, String)> {
-        let stdout: Vec<&str> = self
-            .stdout
-            .lines()
-            .filter(|l| !l.starts_with("::add-mask::"))
-            .collect();
-        vec![
-            (format!("{name} stdout"), stdout.join("\n")),
-            (format!("{name} stderr"), self.stderr.clone()),
-            (format!("{name} GITHUB_OUTPUT"), self.output.clone()),
-            (format!("{name} step summary"), self.summary.clone()),
-        ]
-    }
-}
-
 /// Masks what changes per run (ids, labels, key names, durations, counts of retries) so an
 /// outcome can be compared across runs.
 pub fn mask(text: &str) -> String {
@@ -642,265 +554,63 @@ pub fn mask(text: &str) -> String {
     text
 }
 
-struct Setup {
-    sim: Sim,
-    github: FakeGitHub,
-    dir: PathBuf,
-    lambda_key: String,
-    pat: String,
-    run_id: String,
-}
-
-impl Setup {
-    async fn new(scenario: Scenario, index: usize, dir: &Path) -> Setup {
-        std::fs::create_dir_all(dir.join("machines")).expect("create the scenario directory");
-        let fault = scenario.fault;
-        let mut world = World::default();
-        // Machines boot in 10 simulated seconds: 0.2 s.
-        for ty in &mut world.instance_types {
-            ty.boot_seconds = SecondsRange {
-                min: 10.0,
-                max: 10.0,
-            };
+/// The simulated world of a scenario with `fault`.
+fn world(fault: Fault) -> World {
+    let mut world = quick_boot_world();
+    match fault {
+        Fault::Lambda {
+            operation,
+            fault,
+            every_call,
+        } => world = world.with_fault(fault.spec(operation, every_call)),
+        Fault::Killed(moment) => {
+            world = world.with_fault(FaultSpec {
+                operation: moment.held_operation().to_owned(),
+                status: None,
+                code: String::new(),
+                message: String::new(),
+                on_calls: vec![1],
+                probability: None,
+                latency_ms: u64::try_from(HOLD.as_millis()).unwrap_or(u64::MAX),
+                drop_connection: false,
+            });
         }
-        match fault {
-            Fault::Lambda {
-                operation,
-                fault,
-                every_call,
-            } => world = world.with_fault(fault.spec(operation, every_call)),
-            Fault::Killed(moment) => {
-                world = world.with_fault(FaultSpec {
-                    operation: moment.held_operation().to_owned(),
-                    status: None,
-                    code: String::new(),
-                    message: String::new(),
-                    on_calls: vec![1],
-                    probability: None,
-                    latency_ms: u64::try_from(HOLD.as_millis()).unwrap_or(u64::MAX),
-                    drop_connection: false,
-                });
+        Fault::NeverActive => world = world.with_behavior(1, InstanceBehavior::NeverActive),
+        Fault::Unhealthy => {
+            world = world.with_behavior(1, InstanceBehavior::UnhealthyAfter { seconds: 5.0 });
+        }
+        Fault::NoCapacity => {
+            for ty in ["gpu_1x_a10", "gpu_1x_a6000"] {
+                world = world.with_capacity(ty, "us-east-1", &[(0, 0)]);
             }
-            Fault::NeverActive => world = world.with_behavior(1, InstanceBehavior::NeverActive),
-            Fault::Unhealthy => {
-                world = world.with_behavior(1, InstanceBehavior::UnhealthyAfter { seconds: 5.0 });
-            }
-            Fault::NoCapacity => {
-                for ty in ["gpu_1x_a10", "gpu_1x_a6000"] {
-                    world = world.with_capacity(ty, "us-east-1", &[(0, 0)]);
-                }
-            }
-            Fault::CapacityVanishes { every_call } => {
-                world = world.with_fault(FaultSpec {
-                    operation: "launchInstance".to_owned(),
-                    status: Some(400),
-                    code: "instance-operations/launch/insufficient-capacity".to_owned(),
-                    message: "Not enough capacity to fulfill launch request.".to_owned(),
-                    on_calls: if every_call { Vec::new() } else { vec![1] },
-                    probability: None,
-                    latency_ms: 0,
-                    drop_connection: false,
-                });
-            }
-            Fault::AgentTerminateFails => {
-                world = world.with_fault(FaultSpec {
-                    operation: "terminateInstance".to_owned(),
-                    status: Some(500),
-                    code: "global/internal-error".to_owned(),
-                    message: "Injected by the fault matrix.".to_owned(),
-                    on_calls: (1..=8).collect(),
-                    probability: None,
-                    latency_ms: 0,
-                    drop_connection: false,
-                });
-            }
-            Fault::None | Fault::GitHub(_) | Fault::NeverRegisters => {}
         }
-        let lambda_key = format!("LAMBDACANARY{:016x}", fastrand::u64(..));
-        let sim = Sim::builder()
-            .scenario(world)
-            .time_scale(SCALE)
-            .api_key(lambda_key.clone())
-            .user_data_sandbox(dir.join("machines"))
-            .start()
-            .await
-            .expect("start the simulator");
-        // Every machine boots for real: its boot script fetches the runner and the agent, the
-        // runner reports itself online while it runs, and the agent ends the machine.
-        let github = FakeGitHub::start(false).await;
-        if let Fault::GitHub(fault) = fault {
-            github.inject(fault);
+        Fault::CapacityVanishes { every_call } => {
+            world = world.with_fault(FaultSpec {
+                operation: "launchInstance".to_owned(),
+                status: Some(400),
+                code: "instance-operations/launch/insufficient-capacity".to_owned(),
+                message: "Not enough capacity to fulfill launch request.".to_owned(),
+                on_calls: if every_call { Vec::new() } else { vec![1] },
+                probability: None,
+                latency_ms: 0,
+                drop_connection: false,
+            });
         }
-        if fault.runner_reports() {
-            std::fs::write(
-                dir.join("machines").join(FAKE_GITHUB_URL_FILE),
-                github.uri(),
-            )
-            .expect("tell fake runners where GitHub is");
+        Fault::AgentTerminateFails => {
+            world = world.with_fault(FaultSpec {
+                operation: "terminateInstance".to_owned(),
+                status: Some(500),
+                code: "global/internal-error".to_owned(),
+                message: "Injected by the fault matrix.".to_owned(),
+                on_calls: (1..=8).collect(),
+                probability: None,
+                latency_ms: 0,
+                drop_connection: false,
+            });
         }
-        Setup {
-            sim,
-            github,
-            dir: dir.to_owned(),
-            lambda_key,
-            pat: format!("PATCANARY{:016x}", fastrand::u64(..)),
-            run_id: format!("{}", 7000 + index),
-        }
+        Fault::None | Fault::GitHub(_) | Fault::NeverRegisters => {}
     }
-
-    /// The secrets of this scenario.
-    fn canaries(&self) -> [(&'static str, String); 3] {
-        [
-            ("the Lambda API key", self.lambda_key.clone()),
-            ("the GitHub token", self.pat.clone()),
-            (
-                "a registration or JIT token",
-                self.github.canary().to_owned(),
-            ),
-        ]
-    }
-
-    async fn left(&self) -> Left {
-        let keys = match self.sim.client() {
-            Ok(client) => client
-                .ssh_keys()
-                .list()
-                .await
-                .map_or(usize::MAX, |k| k.len()),
-            Err(_) => usize::MAX,
-        };
-        Left {
-            machines: self.sim.ledger().still_billing.len(),
-            runners: self.github.runners().len(),
-            keys,
-        }
-    }
-
-    /// The CLI's environment: the key, the simulator, its clock.
-    fn cli_env(&self) -> Vec<(String, String)> {
-        vec![
-            ("LAMBDA_API_KEY".to_owned(), self.lambda_key.clone()),
-            ("LAMBDA_API_URL".to_owned(), self.sim.base_url().to_owned()),
-            ("LAMBDA_API_TIME_SCALE".to_owned(), SCALE.to_string()),
-        ]
-    }
-
-    fn end_outage(&self) {
-        self.sim.clear_faults();
-        self.github.clear_faults();
-    }
-
-    /// The action's environment for `inputs`, as a workflow step gets it.
-    fn action_env(
-        &self,
-        internet: &FakeInternet,
-        inputs: &[(&str, &str)],
-    ) -> Vec<(String, String)> {
-        let sums = self.dir.join("SHA256SUMS");
-        std::fs::write(
-            &sums,
-            format!(
-                "{}  lambda-gha-x86_64-unknown-linux-musl\n",
-                internet.agent_sha256()
-            ),
-        )
-        .expect("write SHA256SUMS");
-        let mut env: Vec<(String, String)> = [
-            ("LAMBDA_API_KEY", self.lambda_key.clone()),
-            ("LAMBDA_API_URL", self.sim.base_url().to_owned()),
-            ("LAMBDA_API_TIME_SCALE", SCALE.to_string()),
-            ("GH_PAT", self.pat.clone()),
-            ("GITHUB_API_URL", self.github.uri()),
-            ("GITHUB_REPOSITORY", "octo/gpu".to_owned()),
-            ("GITHUB_RUN_ID", self.run_id.clone()),
-            ("LAMBDA_GHA_SHA256SUMS", sums.display().to_string()),
-            ("LAMBDA_GHA_RELEASE_URL", internet.release_url()),
-            (
-                "LAMBDA_GHA_RUNNER_RELEASES_API",
-                internet.runner_releases_api(),
-            ),
-            (
-                "LAMBDA_GHA_RUNNER_DOWNLOAD_BASE",
-                internet.runner_download_base(),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        for (name, value) in inputs {
-            env.push((
-                format!("INPUT_{}", name.to_ascii_uppercase()),
-                (*value).to_owned(),
-            ));
-        }
-        env
-    }
-}
-
-/// When to kill a program, given what it printed so far.
-type KillWhen<'a> = Box<dyn Fn(&str) -> bool + Send + Sync + 'a>;
-
-/// Runs `program` with exactly `env` (plus PATH and HOME), output to files; with `kill_when`,
-/// sends SIGKILL once it returns true (checked every 20 ms), after `settle`.
-async fn run_program(
-    program: &Path,
-    args: &[&str],
-    env: Vec<(String, String)>,
-    dir: &Path,
-    name: &str,
-    kill_when: Option<KillWhen<'_>>,
-) -> Captured {
-    let files = |what: &str| dir.join(format!("{name}.{what}"));
-    let (stdout, stderr, output, summary) = (
-        files("stdout"),
-        files("stderr"),
-        files("output"),
-        files("summary"),
-    );
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir.join("home"))
-        .env("GITHUB_OUTPUT", &output)
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout).expect("create a stdout file"))
-        .stderr(std::fs::File::create(&stderr).expect("create a stderr file"));
-    let mut child = command.spawn().expect("start the program");
-    let started = Instant::now();
-    let mut killed = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll the program") {
-            break status;
-        }
-        if let Some(condition) = &kill_when
-            && !killed
-            && condition(&std::fs::read_to_string(&stdout).unwrap_or_default())
-        {
-            // Inside the held call by now: everything before it is fast.
-            tokio::time::sleep(HOLD / 4).await;
-            let _ = child.kill();
-            killed = true;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "{} {name} ran over 5 minutes",
-            program.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
-    Captured {
-        code: status.code(),
-        killed,
-        stdout: read(&stdout),
-        stderr: read(&stderr),
-        output: read(&output),
-        summary: read(&summary),
-    }
+    world
 }
 
 async fn run_scenario(
@@ -911,7 +621,16 @@ async fn run_scenario(
     dir: &Path,
 ) -> Row {
     let started = Instant::now();
-    let setup = Setup::new(scenario, index, dir).await;
+    let setup = Rig::start(
+        world(scenario.fault),
+        dir,
+        format!("{}", 7000 + index),
+        scenario.fault.runner_reports(),
+    )
+    .await;
+    if let Fault::GitHub(fault) = scenario.fault {
+        setup.github.inject(fault);
+    }
     let mut places: Vec<(String, String)> = Vec::new();
     let mut ended_by: Vec<&'static str> = Vec::new();
     let mut problems = Vec::new();
@@ -1153,20 +872,6 @@ async fn run_scenario(
         operations,
         problems,
         seconds: started.elapsed().as_secs_f64(),
-    }
-}
-
-impl Setup {
-    /// Whether the flow made anything that must be ended: a machine, a registration, a key.
-    fn made_anything(&self) -> bool {
-        !self.sim.ledger().entries.is_empty()
-            || self.github.jit_requests() > 0
-            || self.github.tokens_issued() > 0
-            || self
-                .sim
-                .request_log()
-                .iter()
-                .any(|l| l.starts_with("POST /api/v1/ssh-keys 200"))
     }
 }
 

@@ -9,6 +9,9 @@
 //! - runs the jobs in `$LAMBDA_SIM_SANDBOX/fake-jobs` (`gap length [crash]` per line, in
 //!   simulated seconds) through its worker, calling the job hooks;
 //! - then waits, as an idle runner does.
+//!
+//! It writes the `CUDA_VISIBLE_DEVICES` it was started with (or `unset`) to
+//! `cuda-visible-devices` in its directory.
 
 use std::path::Path;
 
@@ -23,6 +26,8 @@ pub const FAKE_GITHUB_URL_FILE: &str = "fake-github-url";
 
 const LISTENER: &str = r#"#!/bin/bash
 here="$(cd "$(dirname "$0")/.." && pwd)"
+# The GPUs this runner's jobs would see, for the tests to check.
+printf '%s\n' "${CUDA_VISIBLE_DEVICES-unset}" > "$here/cuda-visible-devices"
 scale="${LAMBDA_SIM_TIME_SCALE:-1}"
 real() { awk -v s="$1" -v k="$scale" 'BEGIN { print s / k }'; }
 github="$LAMBDA_SIM_SANDBOX/../fake-github-url"

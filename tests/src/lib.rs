@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 mod fake_github;
 pub mod faults;
 mod internet;
+pub mod rig;
 mod sshd;
 
 pub use fake_github::{FakeGitHub, FakeRunner, GitHubFailure, GitHubFault, GitHubRoute};

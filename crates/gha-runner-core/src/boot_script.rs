@@ -77,6 +77,8 @@ pub struct RunnerBoot {
     pub labels: Vec<String>,
     /// Its credential.
     pub credential: RunnerCredential,
+    /// The GPUs it sees (`CUDA_VISIBLE_DEVICES`, e.g. `2,3`); `None` for every GPU.
+    pub gpu_devices: Option<String>,
 }
 
 /// Privileges of the runner user, each of which exposes the agent's API key to job code.
@@ -245,6 +247,15 @@ impl BootScript {
             (
                 "runner_labels",
                 list(self.runners.iter().map(|r| r.labels.join(",")).collect()),
+            ),
+            (
+                "runner_gpus",
+                list(
+                    self.runners
+                        .iter()
+                        .map(|r| r.gpu_devices.clone().unwrap_or_default())
+                        .collect(),
+                ),
             ),
             ("secrets", secrets.trim_end().to_owned()),
             ("user_script", user_script),

@@ -47,6 +47,7 @@ mod boot_script;
 mod duration;
 mod error;
 mod github;
+mod gpus;
 #[cfg(feature = "lambda")]
 mod lambda;
 mod naming;
@@ -70,9 +71,10 @@ pub use boot_script::{
 pub use duration::{format_duration, parse_duration};
 pub use error::{CoreError, GitHubError, InputError};
 pub use github::{GitHub, JitRunner, RunnerInfo, RunnerScope};
+pub use gpus::{GpuLayout, GpusPerRunner, gpu_layouts};
 #[cfg(feature = "lambda")]
 pub use lambda::{LambdaProvider, LaunchKey, provider_error};
-pub use naming::{MAX_LABELS, MAX_RUNNER_NAME, RunnerNaming, parse_labels};
+pub use naming::{MAX_LABELS, MAX_RUNNER_NAME, OWN_LABELS, RunnerNaming, parse_labels};
 pub use outputs::{MatrixEntry, Outputs};
 pub use plan::{
     Attempt, AttemptOutcome, Candidate, CapacityPolicy, LaunchPlan, LaunchSetup, Launched,

@@ -8,6 +8,9 @@ use crate::plan::Candidate;
 pub const MAX_RUNNER_NAME: usize = 64;
 /// GitHub accepts at most this many labels per runner.
 pub const MAX_LABELS: usize = 100;
+/// Labels every runner gets besides the extra ones: the launch's label, the runner's name,
+/// the type, the region, `gpu`, and the GPU slice (`gpus-2`).
+pub const OWN_LABELS: usize = 6;
 
 /// The label of one launch and the names derived from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,10 +129,10 @@ pub fn parse_labels(input: &str) -> Result<Vec<String>, InputError> {
     for label in &labels {
         check_label(label, "extra_gh_labels")?;
     }
-    if labels.len() + 5 > MAX_LABELS {
+    if labels.len() + OWN_LABELS > MAX_LABELS {
         return Err(InputError::new(
             "extra_gh_labels",
-            format!("at most {} extra labels", MAX_LABELS - 5),
+            format!("at most {} extra labels", MAX_LABELS - OWN_LABELS),
         ));
     }
     Ok(labels)

@@ -15,6 +15,7 @@ use crate::agent_config::{AgentConfig, AgentTimings};
 use crate::boot_script::{AgentSource, BootScript, RunnerBoot, RunnerCredential, RunnerPrivileges};
 use crate::error::InputError;
 use crate::github::GitHub;
+use crate::gpus::GpuLayout;
 use crate::naming::RunnerNaming;
 use crate::outputs::Outputs;
 use crate::plan::{Attempt, Candidate, LaunchPlan, LaunchSetup, Launched, terminate_all};
@@ -125,6 +126,11 @@ pub struct ProvisionRequest {
     pub machine: MachineTemplate,
     /// Boot script settings.
     pub boot: BootSettings,
+    /// How each candidate type's GPUs are shared among its runners ([`gpu_layouts`]); a type
+    /// not in it gets no pinning.
+    ///
+    /// [`gpu_layouts`]: crate::gpu_layouts
+    pub gpus: BTreeMap<String, GpuLayout>,
     /// How often to check that runners came online.
     pub online_poll: Duration,
     /// How long to wait for them: the registration timeout, on this process's clock (a
@@ -275,8 +281,25 @@ impl LaunchSetup for Registrar<'_> {
         let names: Vec<String> = (0..request.runners_per_instance)
             .map(|r| naming.runner_name(index, r))
             .collect();
+        let gpus = request
+            .gpus
+            .get(&candidate.instance_type)
+            .copied()
+            .unwrap_or(GpuLayout {
+                gpus: 0,
+                runners: request.runners_per_instance,
+                per_runner: None,
+            });
         let labels: Vec<Vec<String>> = (0..request.runners_per_instance)
-            .map(|r| naming.labels(index, r, candidate, &request.extra_labels))
+            .map(|r| {
+                let mut labels = naming.labels(index, r, candidate, &request.extra_labels);
+                if let Some(label) = gpus.label()
+                    && !labels.contains(&label)
+                {
+                    labels.push(label);
+                }
+                labels
+            })
             .collect();
         let credentials = self.credentials(index, &names, &labels).await?;
         let boot = &request.boot;
@@ -304,10 +327,12 @@ impl LaunchSetup for Registrar<'_> {
                 .into_iter()
                 .zip(labels)
                 .zip(credentials)
-                .map(|((name, labels), credential)| RunnerBoot {
+                .enumerate()
+                .map(|(runner, ((name, labels), credential))| RunnerBoot {
                     name,
                     labels,
                     credential,
+                    gpu_devices: gpus.devices(runner),
                 })
                 .collect(),
             privileges: boot.privileges,

@@ -38,6 +38,8 @@ GRANT_SUDO={{grant_sudo}}
 GRANT_DOCKER={{grant_docker}}
 RUNNER_NAMES=({{runner_names}})
 RUNNER_LABELS=({{runner_labels}})
+# Each runner's GPUs (CUDA_VISIBLE_DEVICES); empty: it sees every GPU.
+RUNNER_GPUS=({{runner_gpus}})
 
 ETC="$ROOT/etc/lambda-gha"
 BIN="$ROOT/usr/local/bin"
@@ -125,6 +127,10 @@ ACTIONS_RUNNER_HOOK_JOB_STARTED=$HOOKS/job-started.sh
 ACTIONS_RUNNER_HOOK_JOB_COMPLETED=$HOOKS/job-completed.sh
 LAMBDA_GHA_RUNNER=$i
 ENV
+  if [ -n "${RUNNER_GPUS[$i]}" ]; then
+    echo "CUDA_VISIBLE_DEVICES=${RUNNER_GPUS[$i]}" >> "$dir/.env"
+    step "runner ${RUNNER_NAMES[$i]} gets GPU(s) ${RUNNER_GPUS[$i]}"
+  fi
   if [ -z "$ROOT" ]; then chown -R "$RUNNER_USER:$RUNNER_USER" "$dir"; fi
   if [ "$RUNNER_MODE" = jit ]; then
     step "starting JIT runner ${RUNNER_NAMES[$i]}"

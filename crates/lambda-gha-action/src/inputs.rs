@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gha_runner_core::{
-    AgentTimings, CapacityPolicy, InputError, MachineId, RunnerMode, RunnerNaming,
+    AgentTimings, CapacityPolicy, GpusPerRunner, InputError, MachineId, RunnerMode, RunnerNaming,
     RunnerPrivileges, parse_duration, parse_labels, parse_list,
 };
 use secrecy::SecretString;
@@ -78,6 +78,8 @@ pub struct StartInputs {
     pub instance_count: usize,
     /// Runners per machine.
     pub runners_per_instance: usize,
+    /// How many GPUs each runner sees.
+    pub gpus_per_runner: GpusPerRunner,
     /// What to do without capacity.
     pub capacity: CapacityPolicy,
     /// Image family or id.
@@ -213,6 +215,7 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
     let regions = list(env, "region")?;
     let instance_count = number(env, "instance_count", 1, 100)?;
     let runners_per_instance = number(env, "runners_per_instance", 1, 16)?;
+    let gpus_per_runner = GpusPerRunner::parse(env.input("gpus_per_runner").unwrap_or(""))?;
     let capacity = CapacityPolicy::parse(env.input("capacity_wait").unwrap_or("0"))?;
     let runner_mode = RunnerMode::parse(env.input("runner_mode").unwrap_or("jit"))?;
     let scope = scope(env)?;
@@ -292,6 +295,7 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
         regions,
         instance_count,
         runners_per_instance,
+        gpus_per_runner,
         capacity,
         image: env.input("image").map(str::to_owned),
         filesystems: list(env, "filesystem")?,

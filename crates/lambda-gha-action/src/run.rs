@@ -7,7 +7,7 @@ use std::time::Duration;
 use gha_runner_core::{
     AgentDownload, AgentSource, BootSettings, CapacityPolicy, CoreError, GitHub, LAUNCHED_TAG,
     LambdaProvider, LaunchKey, LaunchPlan, MachineTemplate, ProvisionRequest, Provisioner,
-    RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API, RunnerNaming, RunnerScope, preflight,
+    RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API, RunnerNaming, RunnerScope, gpu_layouts, preflight,
 };
 use lambda_cloud::{RateLimits, TIME_SCALE_ENV};
 
@@ -223,6 +223,12 @@ async fn run_start<W: Write>(
         start.max_cost_usd,
     )
     .await?;
+    let gpus = gpu_layouts(
+        &checked.catalog,
+        &start.instance_types,
+        start.runners_per_instance,
+        start.gpus_per_runner,
+    )?;
     let scale = time_scale(env)?;
     let capacity = match start.capacity {
         CapacityPolicy::WaitUntil(wait) => CapacityPolicy::WaitUntil(wait.div_f64(scale)),
@@ -306,6 +312,7 @@ async fn run_start<W: Write>(
             },
             timings: start.timings,
         },
+        gpus,
         online_poll: Duration::from_secs(start.timings.poll_seconds.clamp(1, 5)).div_f64(scale),
         online_timeout: start.timings.registration_timeout().div_f64(scale),
     };

@@ -91,6 +91,7 @@ async fn run(case: Case) {
             credential: RunnerCredential::RegistrationToken(SecretString::from(
                 "fake-registration-token",
             )),
+            gpu_devices: None,
         }],
         privileges: RunnerPrivileges::default(),
         user_script: None,

@@ -8,6 +8,7 @@ mod agent;
 mod boot;
 mod examples;
 mod fetch_binary;
+mod gpus;
 mod reap;
 mod repository;
 mod simulator;

@@ -30,6 +30,7 @@ fn script(credentials: [RunnerCredential; 2], user_script: Option<&str>) -> Boot
             name: naming.runner_name(0, i),
             labels: naming.labels(0, i, &candidate, &["cuda".into()]),
             credential,
+            gpu_devices: Some(format!("{}", i * 4)),
         })
         .collect();
     BootScript {

@@ -75,6 +75,7 @@ fn request(types: &str, count: usize, registration_timeout_seconds: u64) -> Prov
                 ..AgentTimings::default()
             },
         },
+        gpus: std::collections::BTreeMap::new(),
         online_poll: Duration::from_millis(50),
         online_timeout: Duration::from_secs(registration_timeout_seconds),
     }

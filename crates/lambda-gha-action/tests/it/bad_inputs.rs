@@ -98,6 +98,37 @@ fn cases() -> Vec<Case> {
             message: "raise the cap",
         },
         Case {
+            what: "runners that cannot share the GPUs evenly",
+            inputs: &[
+                ("instance_type", "gpu_8x_h100_sxm5"),
+                ("runners_per_instance", "3"),
+            ],
+            env: &[],
+            scenario: default,
+            title: "Invalid input `runners_per_instance`",
+            message: "set `runners_per_instance` to one of 1, 2, 4, 8",
+        },
+        Case {
+            what: "more GPUs per runner than a candidate has",
+            inputs: &[
+                ("instance_type", "gpu_8x_h100_sxm5,gpu_1x_a10"),
+                ("runners_per_instance", "2"),
+                ("gpus_per_runner", "4"),
+            ],
+            env: &[],
+            scenario: default,
+            title: "Invalid input `gpus_per_runner`",
+            message: "gpu_1x_a10 has 1 GPU(s), fewer than 2 runner(s) × 4",
+        },
+        Case {
+            what: "gpus_per_runner not a number",
+            inputs: &[TYPE, ("gpus_per_runner", "half")],
+            env: &[],
+            scenario: default,
+            title: "Invalid input `gpus_per_runner`",
+            message: "or `all`",
+        },
+        Case {
             what: "runner_group without org scope",
             inputs: &[TYPE, ("runner_group", "3")],
             env: &[],

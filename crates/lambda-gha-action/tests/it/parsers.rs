@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gha_runner_core::{
-    Candidate, CapacityPolicy, Launched, MAX_LABELS, MachineId, Outputs, RunnerNaming,
+    Candidate, CapacityPolicy, Launched, MAX_LABELS, MachineId, OWN_LABELS, Outputs, RunnerNaming,
     format_duration, parse_duration, parse_labels, parse_list,
 };
 use lambda_gha_action::inputs::{self, Env, Mode, parse_tags};
@@ -79,7 +79,7 @@ proptest! {
     fn labels_are_what_github_accepts(input in typed()) {
         match parse_labels(&input) {
             Ok(labels) => {
-                prop_assert!(labels.len() + 5 <= MAX_LABELS);
+                prop_assert!(labels.len() + OWN_LABELS <= MAX_LABELS);
                 for label in &labels {
                     prop_assert!((1..=256).contains(&label.len()));
                     prop_assert!(label

@@ -14,6 +14,8 @@ async fn start_brings_runners_online_and_stop_leaves_nothing_behind() {
             ("instance_type", "gpu_1x_a10,gpu_1x_a6000"),
             ("region", "us-east-1"),
             ("runners_per_instance", "2"),
+            // Two runners share the one GPU (the default would pin one GPU to each).
+            ("gpus_per_runner", "all"),
             ("extra_gh_labels", "cuda"),
             ("tags", "team=ml"),
         ]))
