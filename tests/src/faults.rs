@@ -225,6 +225,11 @@ pub enum Fault {
     Unhealthy,
     /// The runner never comes online.
     NeverRegisters,
+    /// A machine boots with one of its GPUs missing, so its health gate fails.
+    GpuMissing {
+        /// Every machine launched, not just the first.
+        every_launch: bool,
+    },
     /// No capacity anywhere, for the whole capacity wait.
     NoCapacity,
     /// Capacity is listed, but the launch is refused for capacity.
@@ -263,6 +268,10 @@ impl Fault {
             Fault::NeverActive => "instance never leaves booting".to_owned(),
             Fault::Unhealthy => "instance goes unhealthy".to_owned(),
             Fault::NeverRegisters => "runner never registers".to_owned(),
+            Fault::GpuMissing { every_launch } => format!(
+                "a GPU missing on {} machine",
+                if every_launch { "every" } else { "the first" }
+            ),
             Fault::NoCapacity => "no capacity for the whole wait".to_owned(),
             Fault::CapacityVanishes { every_call } => {
                 format!("capacity vanishes before the launch, {}", when(every_call))
@@ -271,10 +280,10 @@ impl Fault {
         }
     }
 
-    /// Whether the machine's runner reports itself online once it runs (an unhealthy
-    /// machine's does not get that far).
+    /// Whether the machine's runner reports itself online once it runs (a machine that
+    /// turns unhealthy does so before its runner gets that far, and its replacement's does).
     fn runner_reports(self) -> bool {
-        !matches!(self, Fault::NeverRegisters | Fault::Unhealthy)
+        self != Fault::NeverRegisters
     }
 }
 
@@ -340,6 +349,10 @@ pub fn scenarios() -> Vec<Scenario> {
         [
             Fault::NeverActive,
             Fault::Unhealthy,
+            Fault::GpuMissing {
+                every_launch: false,
+            },
+            Fault::GpuMissing { every_launch: true },
             Fault::NeverRegisters,
             Fault::NoCapacity,
             Fault::CapacityVanishes { every_call: false },
@@ -578,6 +591,11 @@ fn world(fault: Fault) -> World {
         Fault::NeverActive => world = world.with_behavior(1, InstanceBehavior::NeverActive),
         Fault::Unhealthy => {
             world = world.with_behavior(1, InstanceBehavior::UnhealthyAfter { seconds: 5.0 });
+        }
+        Fault::GpuMissing { every_launch } => {
+            for launch in 1..=if every_launch { 3 } else { 1 } {
+                world = world.with_behavior(launch, InstanceBehavior::GpusMissing { count: 1 });
+            }
         }
         Fault::NoCapacity => {
             for ty in ["gpu_1x_a10", "gpu_1x_a6000"] {

@@ -237,6 +237,11 @@ impl Rig {
             ("GITHUB_REPOSITORY", "octo/gpu".to_owned()),
             ("GITHUB_RUN_ID", self.run_id.clone()),
             ("LAMBDA_GHA_SHA256SUMS", sums.display().to_string()),
+            // Boot logs are read from the machines' sandboxes, as over SSH on a real cloud.
+            (
+                "LAMBDA_GHA_SIM_SANDBOX",
+                self.dir.join("machines").display().to_string(),
+            ),
             ("LAMBDA_GHA_RELEASE_URL", internet.release_url()),
             (
                 "LAMBDA_GHA_RUNNER_RELEASES_API",

@@ -17,6 +17,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::time::Instant;
 
 use crate::agent_config::AgentConfig;
+use crate::health::{HealthReport, UNHEALTHY_HOLD, read_report};
 use crate::provider::{CloudProvider, MachineId};
 use crate::termination::{Decision, Event, PolicyConfig, Reason, TerminationPolicy};
 
@@ -47,6 +48,11 @@ impl AgentPaths {
     /// The JSON-lines decision log.
     pub fn log(&self) -> PathBuf {
         self.under("/var/log/lambda-gha-agent.jsonl")
+    }
+
+    /// The health gate's verdict ([`HealthReport`]), written before the agent starts.
+    pub fn health(&self) -> PathBuf {
+        self.under("/run/lambda-gha/health.json")
     }
 
     /// Runner `index`'s directory.
@@ -243,6 +249,17 @@ impl<'a> Agent<'a> {
         set_mode(&socket, 0o666);
         log.write(self.clock.now(), serde_json::json!({"agent": "started", "runners": runners, "label": self.config.run_label}));
 
+        if let Some(report) = read_report(&self.paths.health())
+            && !report.passed
+        {
+            log.write(
+                self.clock.now(),
+                serde_json::json!({"health": "failed", "why": report.summary}),
+            );
+            drop(listener);
+            let _ = std::fs::remove_file(&socket);
+            return Ok(self.end_unhealthy(&report, &mut log).await);
+        }
         let mut seen = vec![RunnerProcesses::default(); runners];
         let mut tick = tokio::time::interval(self.clock.real(policy_config.poll_interval));
         let reason = loop {
@@ -300,6 +317,35 @@ impl<'a> Agent<'a> {
         let _ = tokio::task::spawn_blocking(move || stop_runners(&paths, runners)).await;
         log.write(self.clock.now(), serde_json::json!({"runners": "stopped"}));
         Ok(self.terminate(reason, &mut log).await)
+    }
+
+    /// A machine whose health gate failed: says why where the launcher sees it, gives the
+    /// launcher [`UNHEALTHY_HOLD`] to read the boot log (and end the machine itself), then
+    /// ends it.
+    async fn end_unhealthy(&self, report: &HealthReport, log: &mut DecisionLog) -> AgentOutcome {
+        if let Some(provider) = self.provider {
+            let (key, value) = &self.config.machine_tag;
+            let reported = match provider.list_tagged(key, Some(value)).await {
+                Ok(machines) => match machines.into_iter().find(|m| m.state.may_bill()) {
+                    Some(machine) => provider
+                        .report_unhealthy(&machine.id, &report.summary)
+                        .await
+                        .map_err(|e| e.message),
+                    None => Err(format!("no running machine tagged {key}={value}")),
+                },
+                Err(error) => Err(error.message),
+            };
+            let now = self.clock.now();
+            match reported {
+                Ok(()) => log.write(now, serde_json::json!({"health": "reported"})),
+                Err(error) => log.write(
+                    now,
+                    serde_json::json!({"health": "not-reported", "error": error}),
+                ),
+            }
+        }
+        tokio::time::sleep(self.clock.real(UNHEALTHY_HOLD)).await;
+        self.terminate(Reason::Unhealthy, log).await
     }
 
     async fn terminate(&self, reason: Reason, log: &mut DecisionLog) -> AgentOutcome {

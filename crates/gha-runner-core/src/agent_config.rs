@@ -6,6 +6,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::health::HealthGate;
+
 /// When the agent ends the machine. Defaults follow ec2-gha's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentTimings {
@@ -62,6 +64,9 @@ pub struct AgentConfig {
     pub runner_mode: String,
     /// When to end the machine.
     pub timings: AgentTimings,
+    /// What the machine checks before its runners start; none: nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthGate>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -76,6 +81,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("runner_count", &self.runner_count)
             .field("runner_mode", &self.runner_mode)
             .field("timings", &self.timings)
+            .field("health", &self.health)
             .finish()
     }
 }
@@ -126,6 +132,7 @@ mod tests {
             runner_count: 1,
             runner_mode: "jit".into(),
             timings: AgentTimings::default(),
+            health: None,
         };
         assert!(!format!("{config:?}").contains("secret_key_value"));
         let json = config.to_json();

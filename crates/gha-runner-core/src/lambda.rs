@@ -208,6 +208,10 @@ pub fn provider_error(error: &lambda_cloud::Error) -> ProviderError {
     ProviderError::new(kind, error.to_string())
 }
 
+/// How a machine whose health gate failed is named: Lambda has no other field a machine can
+/// set on itself, and the dashboard shows it too.
+const UNHEALTHY_NAME: &str = "unhealthy: ";
+
 fn machine(instance: Instance) -> Machine {
     let state = match &instance.status {
         InstanceStatus::Booting => MachineState::Pending,
@@ -217,9 +221,15 @@ fn machine(instance: Instance) -> Machine {
         InstanceStatus::Terminated | InstanceStatus::Preempted => MachineState::Gone,
         other @ InstanceStatus::Unknown(_) => MachineState::Other(other.to_string()),
     };
+    let health_failure = instance
+        .name
+        .as_deref()
+        .and_then(|name| name.strip_prefix(UNHEALTHY_NAME))
+        .map(str::to_owned);
     Machine {
         id: MachineId::new(instance.id.as_str()),
         name: instance.name,
+        health_failure,
         instance_type: instance.instance_type.name.into_string(),
         region: instance.region.name.to_string(),
         state,
@@ -304,6 +314,17 @@ impl CloudProvider for LambdaProvider {
                 .map_err(|e| provider_error(&e))?;
         }
         Ok(MachineId::new(first.as_str()))
+    }
+
+    async fn report_unhealthy(&self, id: &MachineId, why: &str) -> Result<(), ProviderError> {
+        // Instance names are at most 64 characters.
+        let name: String = format!("{UNHEALTHY_NAME}{why}").chars().take(64).collect();
+        self.client
+            .instances()
+            .rename(&id.as_str().into(), name)
+            .await
+            .map(drop)
+            .map_err(|e| provider_error(&e))
     }
 
     async fn describe(&self, id: &MachineId) -> Result<Machine, ProviderError> {

@@ -21,6 +21,7 @@
 //! | `spec.ssh_key` | `ssh_key_names` (exactly one) | account public key | `KeyName` |
 //! | `describe(id)` | `GET /instances/{id}` | `pod(id)` | `DescribeInstances` |
 //! | `list_tagged(k, v)` | `GET /instances`, filtered by tag | `myself.pods`, filtered by name | `DescribeInstances` with `tag:k` filter |
+//! | `report_unhealthy(id, why)` | `POST /instances/{id}`: the name becomes `unhealthy: <why>` | the pod's name | `CreateTags` |
 //! | `terminate(ids)` | `POST /instance-operations/terminate` | `podTerminate` | `TerminateInstances` |
 //! | `capacity_hints()` | `regions_with_capacity_available` | `gpuTypes.lowestPrice.stockStatus` | none (always "available"; capacity shows as `InsufficientInstanceCapacity`) |
 //! | `Capacity` error | `instance-operations/launch/insufficient-capacity` | "no longer any instances available" | `InsufficientInstanceCapacity` |
@@ -43,11 +44,13 @@
 
 mod agent;
 mod agent_config;
+mod boot_log;
 mod boot_script;
 mod duration;
 mod error;
 mod github;
 mod gpus;
+mod health;
 #[cfg(feature = "lambda")]
 mod lambda;
 mod naming;
@@ -58,12 +61,14 @@ mod provider;
 mod provisioner;
 mod reaper;
 mod termination;
+pub mod transport;
 
 pub use agent::{
     Agent, AgentClock, AgentOutcome, AgentPaths, HookKind, RunnerProcesses, TERMINATE_MARGIN,
     scan_processes, send_hook,
 };
 pub use agent_config::{AgentConfig, AgentTimings};
+pub use boot_log::{BOOT_LOG, BOOT_LOG_LINES, MachineAccess};
 pub use boot_script::{
     AgentDownload, AgentSource, BootScript, MAX_USER_DATA_BYTES, RUNNER_DOWNLOAD_BASE,
     RUNNER_RELEASES_API, RunnerBoot, RunnerCredential, RunnerPrivileges, shell_quote,
@@ -72,6 +77,7 @@ pub use duration::{format_duration, parse_duration};
 pub use error::{CoreError, GitHubError, InputError};
 pub use github::{GitHub, JitRunner, RunnerInfo, RunnerScope};
 pub use gpus::{GpuLayout, GpusPerRunner, gpu_layouts};
+pub use health::{HealthGate, HealthReport, UNHEALTHY_HOLD, read_report};
 #[cfg(feature = "lambda")]
 pub use lambda::{LambdaProvider, LaunchKey, provider_error};
 pub use naming::{MAX_LABELS, MAX_RUNNER_NAME, OWN_LABELS, RunnerNaming, parse_labels};
@@ -86,8 +92,9 @@ pub use provider::{
     ProviderError, ProviderErrorKind,
 };
 pub use provisioner::{
-    BootSettings, CleanupReport, EXPIRES_TAG, LAUNCHED_TAG, MACHINE_TAG, MachineTemplate,
-    ProvisionFailure, ProvisionRequest, Provisioned, Provisioner, RUN_TAG, RunnerMode, StopReport,
+    BootSettings, CleanupReport, Diagnosis, EXPIRES_TAG, LAUNCHED_TAG, MACHINE_TAG,
+    MachineTemplate, ProvisionFailure, ProvisionRequest, Provisioned, Provisioner, RUN_TAG,
+    RunnerMode, StopReport,
 };
 pub use reaper::{ReapPolicy, ReapReason, ReapReport, reap};
 pub use termination::{Decision, Event, PolicyConfig, Reason, TerminationPolicy};

@@ -76,6 +76,16 @@ impl RunnerNaming {
         format!("{}-{instance}", self.label)
     }
 
+    /// The tag value of the `replacement`th machine launched in place of machine `instance`
+    /// (0 is the first, [`RunnerNaming::machine_tag`]); each is new, so a lost launch answer
+    /// is never mistaken for the machine it replaces.
+    pub fn replacement_tag(&self, instance: usize, replacement: u32) -> String {
+        match replacement {
+            0 => self.machine_tag(instance),
+            n => format!("{}-{instance}-r{n}", self.label),
+        }
+    }
+
     /// A runner's labels: the launch label, its own name (so a matrix job can target it),
     /// the machine type, the region, `gpu`, and the user's extras.
     pub fn labels(

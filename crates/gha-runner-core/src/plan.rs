@@ -231,6 +231,8 @@ pub struct LaunchPlan {
     pub capacity: CapacityPolicy,
     /// How often to poll availability while waiting.
     pub poll_interval: Duration,
+    /// The index of the plan's first machine (0; a replacement's plan continues a launch).
+    pub first_index: usize,
 }
 
 impl LaunchPlan {
@@ -257,7 +259,27 @@ impl LaunchPlan {
             count,
             capacity,
             poll_interval: Duration::from_secs(30),
+            first_index: 0,
         })
+    }
+
+    /// A plan for one machine that takes the place of machine `index` of this one: the
+    /// candidates after `failed` first, then those before it, `failed` itself last.
+    pub fn replacement(&self, index: usize, failed: &Candidate) -> LaunchPlan {
+        let at = self
+            .candidates
+            .iter()
+            .position(|c| c == failed)
+            .map_or(0, |i| i + 1);
+        let mut candidates = self.candidates.clone();
+        let len = candidates.len().max(1);
+        candidates.rotate_left(at % len);
+        LaunchPlan {
+            candidates,
+            count: 1,
+            first_index: index,
+            ..self.clone()
+        }
     }
 
     /// Sets how often availability is polled while waiting for capacity.
@@ -295,7 +317,7 @@ impl LaunchPlan {
         };
         let mut shown_available: Option<Vec<CapacityHint>> = None;
         while launched.len() < self.count {
-            let index = launched.len();
+            let index = self.first_index + launched.len();
             let round: Vec<&Candidate> = match &shown_available {
                 None => self.candidates.iter().collect(),
                 Some(hints) => self

@@ -132,6 +132,9 @@ pub struct Machine {
     pub tags: BTreeMap<String, String>,
     /// Its price in US cents per hour, when the provider says.
     pub price_cents_per_hour: Option<u32>,
+    /// Why its own health gate failed, when its agent said so
+    /// ([`CloudProvider::report_unhealthy`]).
+    pub health_failure: Option<String>,
 }
 
 /// Whether a (type, region) pair has capacity now. A hint: it can be stale both ways.
@@ -256,6 +259,10 @@ pub trait CloudProvider: Send + Sync {
         key: &str,
         value: Option<&str>,
     ) -> Result<Vec<Machine>, ProviderError>;
+
+    /// Says on the machine, where anyone describing it reads it back as
+    /// [`Machine::health_failure`], that its health gate failed and why (one short line).
+    async fn report_unhealthy(&self, id: &MachineId, why: &str) -> Result<(), ProviderError>;
 
     /// Terminates machines; terminating one that is already gone is not an error.
     async fn terminate(&self, ids: &[MachineId]) -> Result<(), ProviderError>;

@@ -12,10 +12,12 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::agent_config::{AgentConfig, AgentTimings};
+use crate::boot_log::{BOOT_LOG_LINES, MachineAccess};
 use crate::boot_script::{AgentSource, BootScript, RunnerBoot, RunnerCredential, RunnerPrivileges};
 use crate::error::InputError;
 use crate::github::GitHub;
 use crate::gpus::GpuLayout;
+use crate::health::HealthGate;
 use crate::naming::RunnerNaming;
 use crate::outputs::Outputs;
 use crate::plan::{Attempt, Candidate, LaunchPlan, LaunchSetup, Launched, terminate_all};
@@ -108,7 +110,12 @@ pub struct BootSettings {
     pub agent_api_key: Option<SecretString>,
     /// The agent's timings.
     pub timings: AgentTimings,
+    /// The user's GPU check (`gpu_check`), run by the health gate before the runners start.
+    pub gpu_check: Option<String>,
 }
+
+/// How long the user's GPU check may run.
+const GPU_CHECK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A complete request.
 pub struct ProvisionRequest {
@@ -131,6 +138,11 @@ pub struct ProvisionRequest {
     ///
     /// [`gpu_layouts`]: crate::gpu_layouts
     pub gpus: BTreeMap<String, GpuLayout>,
+    /// How many machines whose health gate failed (or that the provider reports unhealthy)
+    /// are replaced, each by a new machine of the next candidate, before the launch fails.
+    pub replace_unhealthy: u32,
+    /// How to reach the machines for their boot logs when they fail.
+    pub access: MachineAccess,
     /// How often to check that runners came online.
     pub online_poll: Duration,
     /// How long to wait for them: the registration timeout, on this process's clock (a
@@ -147,6 +159,39 @@ pub struct Provisioned {
     pub launched: Vec<Launched>,
     /// Every launch attempt.
     pub attempts: Vec<Attempt>,
+    /// Machines that were replaced, and why.
+    pub diagnoses: Vec<Diagnosis>,
+}
+
+/// A machine the launch gave up on: why, what its boot log said, and what took its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// Which of the N machines it was.
+    pub instance_index: usize,
+    /// Its id.
+    pub machine: MachineId,
+    /// Where it ran.
+    pub candidate: Candidate,
+    /// Why it was given up on.
+    pub why: String,
+    /// The end of its boot log, or why it could not be read.
+    pub boot_log: Result<String, String>,
+    /// The machine launched in its place, if any.
+    pub replaced_by: Option<MachineId>,
+}
+
+impl fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "machine {} {} ({}): {}",
+            self.instance_index, self.machine, self.candidate, self.why
+        )?;
+        match &self.replaced_by {
+            Some(id) => write!(f, "; terminated and replaced by {id}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// What a cleanup did.
@@ -178,6 +223,9 @@ pub struct ProvisionFailure {
     pub attempts: Vec<Attempt>,
     /// What the cleanup did.
     pub cleanup: CleanupReport,
+    /// Machines given up on (replaced, unhealthy, or whose runners never came online), with
+    /// their boot logs.
+    pub diagnoses: Vec<Diagnosis>,
 }
 
 impl fmt::Display for ProvisionFailure {
@@ -185,6 +233,9 @@ impl fmt::Display for ProvisionFailure {
         writeln!(f, "{}", self.reason)?;
         for attempt in &self.attempts {
             writeln!(f, "  {attempt}")?;
+        }
+        for diagnosis in &self.diagnoses {
+            writeln!(f, "  {diagnosis}")?;
         }
         let c = &self.cleanup;
         if !c.terminated.is_empty() {
@@ -224,6 +275,15 @@ struct Registrar<'a> {
     request: &'a ProvisionRequest,
     registered: BTreeMap<usize, Vec<u64>>,
     token: Option<SecretString>,
+    /// How many machines replaced each machine so far.
+    replacements: BTreeMap<usize, u32>,
+}
+
+impl Registrar<'_> {
+    fn machine_tag(&self, index: usize) -> String {
+        let replacement = self.replacements.get(&index).copied().unwrap_or(0);
+        self.request.naming.replacement_tag(index, replacement)
+    }
 }
 
 impl Registrar<'_> {
@@ -308,16 +368,22 @@ impl LaunchSetup for Registrar<'_> {
             provider: self.provider.to_owned(),
             api_url: boot.agent_api_url.clone(),
             api_key: boot.agent_api_key.clone(),
-            machine_tag: (MACHINE_TAG.to_owned(), naming.machine_tag(index)),
+            machine_tag: (MACHINE_TAG.to_owned(), self.machine_tag(index)),
             run_label: naming.label().to_owned(),
             runner_count: request.runners_per_instance,
             runner_mode: request.mode.as_str().to_owned(),
             timings: boot.timings,
+            health: Some(HealthGate {
+                instance_type: candidate.instance_type.clone(),
+                expected_gpus: gpus.gpus,
+                check: boot.gpu_check.clone(),
+                check_timeout_seconds: GPU_CHECK_TIMEOUT.as_secs(),
+            }),
         };
         let script = BootScript {
             version: boot.version.clone(),
             run_label: naming.label().to_owned(),
-            machine_tag: naming.machine_tag(index),
+            machine_tag: self.machine_tag(index),
             registration_url: self.github.registration_url(),
             runner_releases_api: boot.runner_releases_api.clone(),
             runner_download_base: boot.runner_download_base.clone(),
@@ -348,13 +414,13 @@ impl LaunchSetup for Registrar<'_> {
             .clone_from(&template.firewall_rulesets);
         spec.name = Some(match &template.name_template {
             Some(name) => name.replace("{idx}", &index.to_string()),
-            None => naming.machine_tag(index),
+            None => self.machine_tag(index),
         });
         spec.tags.clone_from(&template.tags);
         spec.tags
             .insert(RUN_TAG.to_owned(), naming.label().to_owned());
         spec.tags
-            .insert(MACHINE_TAG.to_owned(), naming.machine_tag(index));
+            .insert(MACHINE_TAG.to_owned(), self.machine_tag(index));
         let now = jiff::Timestamp::now();
         let life =
             Duration::from_secs(boot.timings.max_lifetime_seconds) + crate::agent::TERMINATE_MARGIN;
@@ -377,6 +443,16 @@ impl LaunchSetup for Registrar<'_> {
     }
 }
 
+/// A provisioning's state while it waits for runners: the machines (a replacement takes its
+/// machine's slot), every attempt, and what was given up on.
+struct Waiting<'r, 'l> {
+    registrar: Registrar<'r>,
+    launched: &'l mut Vec<Launched>,
+    attempts: &'l mut Vec<Attempt>,
+    diagnoses: Vec<Diagnosis>,
+    replaced: u32,
+}
+
 /// Runs provisionings for one provider and one GitHub scope.
 pub struct Provisioner<'a> {
     provider: &'a dyn CloudProvider,
@@ -390,7 +466,8 @@ impl<'a> Provisioner<'a> {
     }
 
     /// Launches the machines, waits until every runner is online (up to the registration
-    /// timeout), and returns the outputs; or cleans up everything and says why not.
+    /// timeout), replacing machines that turn out unhealthy (up to `replace_unhealthy`), and
+    /// returns the outputs; or cleans up everything and says why not.
     pub async fn provision(
         &self,
         request: &ProvisionRequest,
@@ -401,74 +478,86 @@ impl<'a> Provisioner<'a> {
             request,
             registered: BTreeMap::new(),
             token: None,
+            replacements: BTreeMap::new(),
         };
-        let (launched, attempts) = match request.plan.execute(self.provider, &mut registrar).await {
-            Ok(result) => result,
-            Err(failure) => {
-                let mut cleanup = self.cleanup(&request.naming, &[]).await;
-                // The sweep finds the machines the plan already ended, still `terminating`.
-                cleanup
-                    .terminated
-                    .retain(|id| !failure.terminated.contains(id));
-                cleanup.terminated.extend(failure.terminated);
-                cleanup.not_terminated.extend(failure.not_terminated);
-                return Err(ProvisionFailure {
-                    reason: failure.reason,
-                    attempts: failure.attempts,
-                    cleanup,
-                });
-            }
+        let (mut launched, mut attempts) =
+            match request.plan.execute(self.provider, &mut registrar).await {
+                Ok(result) => result,
+                Err(failure) => {
+                    let mut cleanup = self.cleanup(&request.naming, &[]).await;
+                    // The sweep finds the machines the plan already ended, still `terminating`.
+                    cleanup
+                        .terminated
+                        .retain(|id| !failure.terminated.contains(id));
+                    cleanup.terminated.extend(failure.terminated);
+                    cleanup.not_terminated.extend(failure.not_terminated);
+                    return Err(ProvisionFailure {
+                        reason: failure.reason,
+                        attempts: failure.attempts,
+                        cleanup,
+                        diagnoses: Vec::new(),
+                    });
+                }
+            };
+        let mut waiting = Waiting {
+            registrar,
+            launched: &mut launched,
+            attempts: &mut attempts,
+            diagnoses: Vec::new(),
+            replaced: 0,
         };
-        if let Err(reason) = self.wait_online(request, &launched).await {
+        if let Err(reason) = self.wait_online(request, &mut waiting).await {
+            let diagnoses = waiting.diagnoses;
             let machines: Vec<MachineId> = launched.iter().map(|l| l.machine.clone()).collect();
             let cleanup = self.cleanup(&request.naming, &machines).await;
             return Err(ProvisionFailure {
                 reason,
                 attempts,
                 cleanup,
+                diagnoses,
             });
         }
+        let diagnoses = waiting.diagnoses;
         let outputs = Outputs::new(&request.naming, &launched, request.runners_per_instance);
         Ok(Provisioned {
             outputs,
             launched,
             attempts,
+            diagnoses,
         })
     }
 
     async fn wait_online(
         &self,
         request: &ProvisionRequest,
-        launched: &[Launched],
+        waiting: &mut Waiting<'_, '_>,
     ) -> Result<(), String> {
         let timeout = request.online_timeout;
-        let deadline = Instant::now() + timeout;
-        let expected: Vec<String> = launched
-            .iter()
-            .flat_map(|l| {
-                (0..request.runners_per_instance)
-                    .map(|r| request.naming.runner_name(l.instance_index, r))
-            })
-            .collect();
+        let mut deadline = Instant::now() + timeout;
         loop {
-            for machine in launched {
-                match self.provider.describe(&machine.machine).await {
-                    Ok(m)
-                        if matches!(
-                            m.state,
-                            MachineState::Gone | MachineState::Unhealthy | MachineState::Stopping
-                        ) =>
-                    {
+            for slot in 0..waiting.launched.len() {
+                let launched = waiting.launched[slot].clone();
+                match self.provider.describe(&launched.machine).await {
+                    Ok(m) if m.health_failure.is_some() || m.state == MachineState::Unhealthy => {
+                        let why = match &m.health_failure {
+                            Some(why) => format!("failed its GPU health gate: {why}"),
+                            None => format!("is reported unhealthy by {}", self.provider.name()),
+                        };
+                        self.replace(request, waiting, slot, &m, why).await?;
+                        // The replacement gets the whole registration timeout.
+                        deadline = deadline.max(Instant::now() + timeout);
+                    }
+                    Ok(m) if matches!(m.state, MachineState::Gone | MachineState::Stopping) => {
                         return Err(format!(
                             "machine {} ({}) became {:?} before its runners came online",
-                            m.id, machine.candidate, m.state
+                            m.id, launched.candidate, m.state
                         ));
                     }
                     Ok(_) => {}
                     Err(error) if error.kind == crate::provider::ProviderErrorKind::NotFound => {
                         return Err(format!(
                             "machine {} disappeared before its runners came online",
-                            machine.machine
+                            launched.machine
                         ));
                     }
                     Err(error) => {
@@ -476,17 +565,46 @@ impl<'a> Provisioner<'a> {
                     }
                 }
             }
+            let expected: Vec<(usize, String)> = waiting
+                .launched
+                .iter()
+                .enumerate()
+                .flat_map(|(slot, l)| {
+                    (0..request.runners_per_instance)
+                        .map(move |r| (slot, request.naming.runner_name(l.instance_index, r)))
+                })
+                .collect();
             match self.github.list_runners().await {
                 Ok(runners) => {
-                    let missing: Vec<&String> = expected
+                    let missing: Vec<&(usize, String)> = expected
                         .iter()
-                        .filter(|name| !runners.iter().any(|r| &r.name == *name && r.is_online()))
+                        .filter(|(_, name)| {
+                            !runners.iter().any(|r| &r.name == name && r.is_online())
+                        })
                         .collect();
                     if missing.is_empty() {
                         return Ok(());
                     }
                     if Instant::now() >= deadline {
-                        let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+                        let why = format!(
+                            "its runners did not come online within {}s",
+                            timeout.as_secs()
+                        );
+                        let mut slots: Vec<usize> = missing.iter().map(|(slot, _)| *slot).collect();
+                        slots.dedup();
+                        for slot in slots {
+                            let launched = waiting.launched[slot].clone();
+                            let boot_log = self.boot_log(request, &launched.machine).await;
+                            waiting.diagnoses.push(Diagnosis {
+                                instance_index: launched.instance_index,
+                                machine: launched.machine,
+                                candidate: launched.candidate,
+                                why: why.clone(),
+                                boot_log,
+                                replaced_by: None,
+                            });
+                        }
+                        let names: Vec<&str> = missing.iter().map(|(_, n)| n.as_str()).collect();
                         return Err(format!(
                             "{} of {} runner(s) did not come online within {}s: {}",
                             missing.len(),
@@ -502,6 +620,83 @@ impl<'a> Provisioner<'a> {
                 Err(error) => tracing::warn!(%error, "could not list runners; still waiting"),
             }
             tokio::time::sleep(request.online_poll).await;
+        }
+    }
+
+    /// The end of `id`'s boot log, or why it cannot be read.
+    async fn boot_log(&self, request: &ProvisionRequest, id: &MachineId) -> Result<String, String> {
+        let machine = self
+            .provider
+            .describe(id)
+            .await
+            .map_err(|e| format!("cannot describe {id}: {e}"))?;
+        request.access.boot_log_tail(&machine, BOOT_LOG_LINES).await
+    }
+
+    /// Gives up on the unhealthy machine in `slot`: reads its boot log, terminates it, deletes
+    /// its runners, and launches a machine in its place when replacements are left.
+    async fn replace(
+        &self,
+        request: &ProvisionRequest,
+        waiting: &mut Waiting<'_, '_>,
+        slot: usize,
+        machine: &Machine,
+        why: String,
+    ) -> Result<(), String> {
+        let old = waiting.launched[slot].clone();
+        let index = old.instance_index;
+        tracing::warn!(machine = %old.machine, %why, "giving up on a machine");
+        let boot_log = request.access.boot_log_tail(machine, BOOT_LOG_LINES).await;
+        let mut diagnosis = Diagnosis {
+            instance_index: index,
+            machine: old.machine.clone(),
+            candidate: old.candidate.clone(),
+            why: why.clone(),
+            boot_log,
+            replaced_by: None,
+        };
+        let (_, not_terminated) =
+            terminate_all(self.provider, std::slice::from_ref(&old.machine)).await;
+        waiting.registrar.abandon(index).await;
+        let mut deleted = CleanupReport::default();
+        let prefix = format!("{}-{index}", request.naming.label());
+        delete_runners(self.github, &[prefix.as_str()], &mut deleted).await;
+        if let Some((id, error)) = not_terminated.first() {
+            waiting.diagnoses.push(diagnosis);
+            return Err(format!(
+                "machine {index} {id} ({}) {why}, and terminating it failed: {error}",
+                old.candidate
+            ));
+        }
+        if waiting.replaced >= request.replace_unhealthy {
+            waiting.diagnoses.push(diagnosis);
+            return Err(format!(
+                "machine {index} {} ({}) {why}; {} replacement(s) allowed \
+                 (`replace_unhealthy`), {} used",
+                old.machine, old.candidate, request.replace_unhealthy, waiting.replaced
+            ));
+        }
+        waiting.replaced += 1;
+        *waiting.registrar.replacements.entry(index).or_default() += 1;
+        let plan = request.plan.replacement(index, &old.candidate);
+        match plan.execute(self.provider, &mut waiting.registrar).await {
+            Ok((mut launched, attempts)) => {
+                waiting.attempts.extend(attempts);
+                let new = launched.remove(0);
+                tracing::info!(machine = %new.machine, replaces = %old.machine, "replacement launched");
+                diagnosis.replaced_by = Some(new.machine.clone());
+                waiting.diagnoses.push(diagnosis);
+                waiting.launched[slot] = new;
+                Ok(())
+            }
+            Err(failure) => {
+                waiting.attempts.extend(failure.attempts);
+                waiting.diagnoses.push(diagnosis);
+                Err(format!(
+                    "machine {index} {} ({}) {why}, and no machine could replace it: {}",
+                    old.machine, old.candidate, failure.reason
+                ))
+            }
         }
     }
 

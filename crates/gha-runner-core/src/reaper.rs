@@ -202,6 +202,7 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect::<BTreeMap<_, _>>(),
             price_cents_per_hour: Some(75),
+            health_failure: None,
         }
     }
 

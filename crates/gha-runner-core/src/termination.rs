@@ -115,6 +115,8 @@ pub enum Reason {
     RunnersGone,
     /// The maximum lifetime was reached, job or not.
     MaxLifetime,
+    /// The GPU health gate failed, so no runner started.
+    Unhealthy,
 }
 
 impl fmt::Display for Reason {
@@ -125,6 +127,7 @@ impl fmt::Display for Reason {
             Reason::Idle => "idle for the grace period after the last job",
             Reason::RunnersGone => "every runner has exited, so no job can arrive",
             Reason::MaxLifetime => "the maximum lifetime was reached",
+            Reason::Unhealthy => "the GPU health gate failed, so no runner started",
         })
     }
 }

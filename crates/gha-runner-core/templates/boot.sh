@@ -113,9 +113,19 @@ done
 
 {{user_script}}
 
+# --- the health gate: every GPU answers (and the user's gpu_check passes) before any runner ----
+step "checking the GPUs"
+HEALTHY=1
+"$BIN/lambda-gha" agent gate --config "$ETC/agent.json" || HEALTHY=0
+
 # --- the agent owns the machine's life from here -----------------------------------------------
 step "starting the agent"
 nohup setsid "$BIN/lambda-gha" agent run --config "$ETC/agent.json" >> "$ROOT/var/log/lambda-gha-agent.log" 2>&1 < /dev/null &
+if [ "$HEALTHY" = 0 ]; then
+  # Unused credentials go now; the agent reports the failure and ends the machine.
+  rm -f "$ETC/registration.token" "$ETC"/runner-*.jit
+  fail "the GPU health gate failed: no runner starts; the agent ends this machine"
+fi
 
 # --- runners ----------------------------------------------------------------------------------
 for i in "${!RUNNER_NAMES[@]}"; do

@@ -80,6 +80,10 @@ pub struct StartInputs {
     pub runners_per_instance: usize,
     /// How many GPUs each runner sees.
     pub gpus_per_runner: GpusPerRunner,
+    /// The user's GPU check, run on each machine before its runners start.
+    pub gpu_check: Option<String>,
+    /// How many unhealthy machines are replaced before the launch fails.
+    pub replace_unhealthy: u32,
     /// What to do without capacity.
     pub capacity: CapacityPolicy,
     /// Image family or id.
@@ -158,15 +162,24 @@ fn flag(env: &Env, name: &str, default: bool) -> Result<bool, InputError> {
     }
 }
 
-fn number(env: &Env, name: &str, default: usize, max: usize) -> Result<usize, InputError> {
+fn number(
+    env: &Env,
+    name: &str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, InputError> {
     let Some(text) = env.input(name) else {
         return Ok(default);
     };
     match text.parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        Ok(n) if range.contains(&n) => Ok(n),
         _ => Err(InputError::new(
             name,
-            format!("{text:?} must be a whole number from 1 to {max}"),
+            format!(
+                "{text:?} must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
         )),
     }
 }
@@ -213,9 +226,10 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
         }
     };
     let regions = list(env, "region")?;
-    let instance_count = number(env, "instance_count", 1, 100)?;
-    let runners_per_instance = number(env, "runners_per_instance", 1, 16)?;
+    let instance_count = number(env, "instance_count", 1, 1..=100)?;
+    let runners_per_instance = number(env, "runners_per_instance", 1, 1..=16)?;
     let gpus_per_runner = GpusPerRunner::parse(env.input("gpus_per_runner").unwrap_or(""))?;
+    let replace_unhealthy = u32::try_from(number(env, "replace_unhealthy", 1, 0..=5)?).unwrap_or(5);
     let capacity = CapacityPolicy::parse(env.input("capacity_wait").unwrap_or("0"))?;
     let runner_mode = RunnerMode::parse(env.input("runner_mode").unwrap_or("jit"))?;
     let scope = scope(env)?;
@@ -296,6 +310,8 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
         instance_count,
         runners_per_instance,
         gpus_per_runner,
+        gpu_check: env.input("gpu_check").map(str::to_owned),
+        replace_unhealthy,
         capacity,
         image: env.input("image").map(str::to_owned),
         filesystems: list(env, "filesystem")?,

@@ -5,9 +5,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use gha_runner_core::{
-    AgentDownload, AgentSource, BootSettings, CapacityPolicy, CoreError, GitHub, LAUNCHED_TAG,
-    LambdaProvider, LaunchKey, LaunchPlan, MachineTemplate, ProvisionRequest, Provisioner,
-    RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API, RunnerNaming, RunnerScope, gpu_layouts, preflight,
+    AgentDownload, AgentSource, BootSettings, CapacityPolicy, CoreError, Diagnosis, GitHub,
+    LAUNCHED_TAG, LambdaProvider, LaunchKey, LaunchPlan, MachineAccess, MachineTemplate,
+    ProvisionRequest, Provisioner, RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API, RunnerNaming,
+    RunnerScope, gpu_layouts, preflight,
 };
 use lambda_cloud::{RateLimits, TIME_SCALE_ENV};
 
@@ -273,6 +274,7 @@ async fn run_start<W: Write>(
         w.line(&format!("made SSH key {} for this launch", key.name));
         Some(key)
     };
+    let access = MachineKeyFile::new(env, start, launch_key.as_ref(), naming.label());
     let request = ProvisionRequest {
         plan,
         naming: naming.clone(),
@@ -311,8 +313,11 @@ async fn run_start<W: Write>(
                 None
             },
             timings: start.timings,
+            gpu_check: start.gpu_check.clone(),
         },
         gpus,
+        replace_unhealthy: start.replace_unhealthy,
+        access: access.access.clone(),
         online_poll: Duration::from_secs(start.timings.poll_seconds.clamp(1, 5)).div_f64(scale),
         online_timeout: start.timings.registration_timeout().div_f64(scale),
     };
@@ -324,10 +329,16 @@ async fn run_start<W: Write>(
     let result = Provisioner::new(&provider, &github)
         .provision(&request)
         .await;
+    drop(access);
     if let Some(key) = &launch_key {
         remove_launch_key(&provider, key, w).await;
     }
     let label = naming.label();
+    let diagnoses = match &result {
+        Ok(provisioned) => &provisioned.diagnoses,
+        Err(failure) => &failure.diagnoses,
+    };
+    print_diagnoses(diagnoses, w);
     match result {
         Ok(provisioned) => {
             for attempt in &provisioned.attempts {
@@ -375,6 +386,7 @@ async fn run_start<W: Write>(
                     machines: &machines,
                     estimate: Some(checked.estimate),
                     failure: None,
+                    diagnoses: &provisioned.diagnoses,
                 }))
             })();
             written.map_err(|e| Failure::new("Writing outputs", e.to_string()))?;
@@ -395,6 +407,7 @@ async fn run_start<W: Write>(
                 machines: &[],
                 estimate: Some(checked.estimate),
                 failure: Some((&failure.reason, &failure.cleanup)),
+                diagnoses: &failure.diagnoses,
             }));
             let leaked = if failure.cleanup.is_complete() {
                 ""
@@ -406,6 +419,113 @@ async fn run_start<W: Write>(
                 format!("{}{leaked}", failure.reason),
             ))
         }
+    }
+}
+
+/// How the action reaches its machines for their boot logs: the launch key it made, written
+/// to a private file for as long as the start runs (removed when dropped); a simulator's
+/// sandboxes (`LAMBDA_GHA_SIM_SANDBOX`); or not at all, when the machines carry the user's key.
+struct MachineKeyFile {
+    access: MachineAccess,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl MachineKeyFile {
+    fn new(env: &Env, start: &StartInputs, key: Option<&LaunchKey>, label: &str) -> MachineKeyFile {
+        if let Some(root) = env.var("LAMBDA_GHA_SIM_SANDBOX") {
+            return MachineKeyFile {
+                access: MachineAccess::Sandbox { root: root.into() },
+                dir: None,
+            };
+        }
+        let unavailable = |why: String| MachineKeyFile {
+            access: MachineAccess::Unavailable { why },
+            dir: None,
+        };
+        let private = match (
+            key.and_then(|k| k.private_key.as_ref()),
+            &start.ssh_key_name,
+        ) {
+            (Some(private), _) => private,
+            (None, Some(name)) => {
+                return unavailable(format!("the machines carry your SSH key `{name}`"));
+            }
+            (None, None) => {
+                return unavailable("the machines carry your `ssh_pubkey`".to_owned());
+            }
+        };
+        let base = env
+            .var("RUNNER_TEMP")
+            .map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+        let dir = base.join(format!("lambda-gha-{label}"));
+        match write_private_key(&dir, private) {
+            Ok(identity) => MachineKeyFile {
+                access: MachineAccess::Ssh {
+                    user: "ubuntu".to_owned(),
+                    port: 22,
+                    identity,
+                    state_dir: dir.clone(),
+                },
+                dir: Some(dir),
+            },
+            Err(error) => unavailable(format!(
+                "the launch key could not be written to {} ({error})",
+                dir.display()
+            )),
+        }
+    }
+}
+
+impl Drop for MachineKeyFile {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Writes `private` to `dir/id` (the directory 0700, the file 0600) and returns its path.
+fn write_private_key(
+    dir: &std::path::Path,
+    private: &secrecy::SecretString,
+) -> std::io::Result<std::path::PathBuf> {
+    use secrecy::ExposeSecret as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let path = dir.join("id");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    let mut text = private.expose_secret().trim_end().to_owned();
+    text.push('\n');
+    file.write_all(text.as_bytes())?;
+    Ok(path)
+}
+
+/// Each machine given up on: a line, and its boot log in a collapsed group.
+fn print_diagnoses<W: Write>(diagnoses: &[Diagnosis], w: &mut Workflow<W>) {
+    for diagnosis in diagnoses {
+        w.warning("Machine given up on", &diagnosis.to_string());
+        w.group(&format!(
+            "Boot log of machine {} {} ({})",
+            diagnosis.instance_index, diagnosis.machine, diagnosis.why
+        ));
+        match &diagnosis.boot_log {
+            // Indented: a log line must not read as a workflow command.
+            Ok(tail) => {
+                for line in tail.lines() {
+                    w.line(&format!("  {line}"));
+                }
+            }
+            Err(why) => w.line(&format!("boot log unavailable: {why}")),
+        }
+        w.end_group();
     }
 }
 

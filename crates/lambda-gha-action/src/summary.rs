@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use gha_runner_core::{
-    Attempt, AttemptOutcome, CleanupReport, CostEstimate, StopReport, format_duration,
+    Attempt, AttemptOutcome, CleanupReport, CostEstimate, Diagnosis, StopReport, format_duration,
 };
 
 /// One launched machine, as the summary shows it.
@@ -42,6 +42,8 @@ pub struct StartSummary<'a> {
     pub estimate: Option<CostEstimate>,
     /// Why it failed and what was cleaned up.
     pub failure: Option<(&'a str, &'a CleanupReport)>,
+    /// Machines given up on (replaced, unhealthy, never registering), with their boot logs.
+    pub diagnoses: &'a [Diagnosis],
 }
 
 fn cell(text: &str) -> String {
@@ -119,6 +121,9 @@ Together: {total}/h.
 "
         );
     }
+    if !s.diagnoses.is_empty() {
+        md.push_str(&render_diagnoses(s.diagnoses));
+    }
     if let Some(estimate) = s.estimate.filter(|_| s.failure.is_none()) {
         let _ = writeln!(
             md,
@@ -128,6 +133,51 @@ Together: {total}/h.
     }
     if let Some((_, cleanup)) = s.failure {
         md.push_str(&render_cleanup(cleanup));
+    }
+    md
+}
+
+/// Renders the machines given up on: a table, then each one's boot log, collapsed.
+pub fn render_diagnoses(diagnoses: &[Diagnosis]) -> String {
+    let mut md = String::from(
+        "### Machines given up on\n\n| machine | instance id | type | region | why | replaced by |\n|---|---|---|---|---|---|\n",
+    );
+    for d in diagnoses {
+        let replaced = d
+            .replaced_by
+            .as_ref()
+            .map_or_else(|| "—".to_owned(), |id| format!("`{id}`"));
+        let _ = writeln!(
+            md,
+            "| {} | `{}` | `{}` | `{}` | {} | {replaced} |",
+            d.instance_index,
+            d.machine,
+            d.candidate.instance_type,
+            d.candidate.region,
+            cell(&d.why)
+        );
+    }
+    md.push('\n');
+    for d in diagnoses {
+        let _ = writeln!(
+            md,
+            "<details><summary>Boot log of <code>{}</code> (last lines)</summary>\n",
+            d.machine
+        );
+        match &d.boot_log {
+            // A fence longer than any the log could hold.
+            Ok(tail) => {
+                let _ = writeln!(
+                    md,
+                    "`````text\n{}\n`````",
+                    tail.replace("`````", "` ` ` ` `")
+                );
+            }
+            Err(why) => {
+                let _ = writeln!(md, "Unavailable: {}", cell(why));
+            }
+        }
+        md.push_str("\n</details>\n\n");
     }
     md
 }

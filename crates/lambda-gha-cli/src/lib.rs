@@ -13,7 +13,7 @@ pub mod project;
 pub mod run;
 pub mod ssh;
 pub mod tables;
-pub mod transport;
+pub use gha_runner_core::transport;
 
 pub use error::CliError;
 

@@ -310,6 +310,9 @@ enum AgentCommand {
     Run(AgentRun),
     /// Tell the running agent that a job started or completed (the runner's job hooks).
     Hook(AgentHook),
+    /// Check the machine's GPUs before its runners start (the boot script's health gate);
+    /// exits 1 when they fail, leaving the verdict for the agent.
+    Gate(AgentRun),
 }
 
 #[derive(Args)]
@@ -354,6 +357,38 @@ fn time_scale() -> f64 {
         .and_then(|s| s.parse().ok())
         .filter(|s: &f64| *s > 0.0)
         .unwrap_or(1.0)
+}
+
+async fn agent_gate(args: AgentRun) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let config: AgentConfig = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an agent configuration", args.config.display()))?;
+    let Some(gate) = config.health else {
+        println!("GPU health gate: none configured");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let report = gate.run(&args.root.root, time_scale()).await;
+    let paths = AgentPaths::new(&args.root.root);
+    let verdict = paths.health();
+    if let Some(dir) = verdict.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&verdict, serde_json::to_string(&report)?)
+        .with_context(|| format!("cannot write {}", verdict.display()))?;
+    if report.passed {
+        println!("GPU health gate passed: {}", report.summary);
+    } else {
+        println!("GPU HEALTH GATE FAILED: {}", report.summary);
+    }
+    for line in report.detail.lines() {
+        println!("  {line}");
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn agent_run(args: AgentRun) -> Result<ExitCode> {
@@ -1052,6 +1087,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Agent(AgentCommand::Run(args)) => agent_run(args).await,
         Command::Agent(AgentCommand::Hook(args)) => Ok(agent_hook(args).await),
+        Command::Agent(AgentCommand::Gate(args)) => agent_gate(args).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -72,6 +72,7 @@ async fn run(case: Case) {
         runner_count: 1,
         runner_mode: "reusable".into(),
         timings: case.timings,
+        health: None,
     };
     let script = BootScript {
         version: "0.1.0".into(),

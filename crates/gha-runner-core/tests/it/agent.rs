@@ -96,6 +96,7 @@ fn config(tag: &str, timings: AgentTimings) -> AgentConfig {
         runner_count: 1,
         runner_mode: "jit".into(),
         timings,
+        health: None,
     }
 }
 

@@ -93,6 +93,7 @@ impl CloudProvider for FakeProvider {
                         ip: None,
                         tags: spec.tags.clone(),
                         price_cents_per_hour: Some(100),
+                        health_failure: None,
                     },
                 );
                 let alive = state
@@ -109,6 +110,16 @@ impl CloudProvider for FakeProvider {
             )),
             Outcome::Fail(kind) => Err(ProviderError::new(kind, format!("scripted {kind:?}"))),
         }
+    }
+
+    async fn report_unhealthy(&self, id: &MachineId, why: &str) -> Result<(), ProviderError> {
+        let mut state = self.state.lock().unwrap();
+        let machine = state
+            .machines
+            .get_mut(id)
+            .ok_or_else(|| ProviderError::new(ProviderErrorKind::NotFound, "no such machine"))?;
+        machine.health_failure = Some(why.to_owned());
+        Ok(())
     }
 
     async fn describe(&self, id: &MachineId) -> Result<Machine, ProviderError> {

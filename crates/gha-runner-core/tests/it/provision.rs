@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use gha_runner_core::{
     AgentDownload, AgentSource, AgentTimings, BootSettings, CapacityPolicy, GitHub, LambdaProvider,
-    LaunchPlan, MachineId, MachineTemplate, ProvisionRequest, Provisioner, RUN_TAG, ReapPolicy,
-    ReapReason, RunnerMode, RunnerNaming, RunnerPrivileges, RunnerScope, candidates, reap,
+    LaunchPlan, MachineAccess, MachineId, MachineTemplate, ProvisionRequest, Provisioner, RUN_TAG,
+    ReapPolicy, ReapReason, RunnerMode, RunnerNaming, RunnerPrivileges, RunnerScope, candidates,
+    reap,
 };
 use lambda_cloud_sim::{Scenario, Sim};
 use lambda_gha_tests::FakeGitHub;
@@ -74,6 +75,11 @@ fn request(types: &str, count: usize, registration_timeout_seconds: u64) -> Prov
                 registration_timeout_seconds,
                 ..AgentTimings::default()
             },
+            gpu_check: None,
+        },
+        replace_unhealthy: 1,
+        access: MachineAccess::Unavailable {
+            why: "a test".into(),
         },
         gpus: std::collections::BTreeMap::new(),
         online_poll: Duration::from_millis(50),

@@ -1,7 +1,7 @@
-//! How `run` reaches a machine: a shell command there, with our end of its stdin and stdout.
-//! Everything `run` does (listing, uploading, setup, scripts, downloading) is a command, so
-//! one trait with two implementations serves a real machine over OpenSSH and a simulated one
-//! through its sandbox directory.
+//! Reaching a machine: a shell command there, with our end of its stdin and stdout. One
+//! trait with two implementations serves a real machine over OpenSSH and a simulated one
+//! through its sandbox directory: the CLI's `run` does everything (listing, uploading,
+//! scripts, downloading) as commands, and the action reads a failed machine's boot log.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -144,7 +144,7 @@ impl Transport for OpenSsh {
                 return Err(format!(
                     "{} did not accept SSH within {}: {last}",
                     self.describe(),
-                    gha_runner_core::format_duration(timeout)
+                    crate::format_duration(timeout)
                 ));
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
