@@ -6,8 +6,9 @@
 //! - reports itself online to a [`FakeGitHub`](crate::FakeGitHub) every half second when the
 //!   machine's sandbox has a `../fake-github-url` file (by its JIT configuration, or by the
 //!   name `config.sh` registered);
-//! - runs the jobs in `$LAMBDA_SIM_SANDBOX/fake-jobs` (`gap length [crash]` per line, in
-//!   simulated seconds) through its worker, calling the job hooks;
+//! - runs the jobs in `$LAMBDA_SIM_SANDBOX/fake-jobs`, or else in `fake-jobs` next to the
+//!   sandboxes (`gap length [crash]` per line, in simulated seconds) through its worker,
+//!   calling the job hooks;
 //! - then waits, as an idle runner does.
 //!
 //! It writes the `CUDA_VISIBLE_DEVICES` it was started with (or `unset`) to
@@ -40,7 +41,10 @@ if [ -f "$github" ]; then
       sleep 0.5
     done ) &
 fi
-if [ -f "$LAMBDA_SIM_SANDBOX/fake-jobs" ]; then
+# This machine's jobs, or every machine's (next to the sandboxes).
+jobs="$LAMBDA_SIM_SANDBOX/fake-jobs"
+[ -f "$jobs" ] || jobs="$LAMBDA_SIM_SANDBOX/../fake-jobs"
+if [ -f "$jobs" ]; then
   while read -r gap length mode; do
     sleep "$(real "$gap")"
     "$ACTIONS_RUNNER_HOOK_JOB_STARTED"
@@ -52,7 +56,7 @@ if [ -f "$LAMBDA_SIM_SANDBOX/fake-jobs" ]; then
     bash "$here/bin/Runner.Worker" "$(real "$length")"
     "$ACTIONS_RUNNER_HOOK_JOB_COMPLETED"
     [ "${1:-}" = --jitconfig ] && exit 0
-  done < "$LAMBDA_SIM_SANDBOX/fake-jobs"
+  done < "$jobs"
 fi
 sleep 100000
 "#;

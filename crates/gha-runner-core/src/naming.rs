@@ -153,6 +153,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_replacement_gets_a_machine_tag_of_its_own() {
+        let naming = RunnerNaming::with_label("lambda-1-abcdef").unwrap();
+        assert_eq!(naming.replacement_tag(3, 0), naming.machine_tag(3));
+        assert_eq!(naming.replacement_tag(3, 1), "lambda-1-abcdef-3-r1");
+        assert_ne!(naming.replacement_tag(3, 2), naming.replacement_tag(3, 1));
+    }
+
+    #[test]
     fn labels_are_unique_per_launch_and_names_fit_github() {
         let a = RunnerNaming::for_run(Some("12345678901"));
         let b = RunnerNaming::for_run(Some("12345678901"));

@@ -446,11 +446,24 @@ impl LaunchSetup for Registrar<'_> {
 /// A provisioning's state while it waits for runners: the machines (a replacement takes its
 /// machine's slot), every attempt, and what was given up on.
 struct Waiting<'r, 'l> {
+    /// When the first plan started (its attempts' clock).
+    started: Instant,
     registrar: Registrar<'r>,
     launched: &'l mut Vec<Launched>,
     attempts: &'l mut Vec<Attempt>,
     diagnoses: Vec<Diagnosis>,
     replaced: u32,
+}
+
+impl Waiting<'_, '_> {
+    /// `attempts` of a plan started at `at`, timed from the first plan's start.
+    fn since_start(&self, mut attempts: Vec<Attempt>, at: Instant) -> Vec<Attempt> {
+        let offset = at.duration_since(self.started).as_secs_f64();
+        for attempt in &mut attempts {
+            attempt.at_seconds += offset;
+        }
+        attempts
+    }
 }
 
 /// Runs provisionings for one provider and one GitHub scope.
@@ -500,6 +513,10 @@ impl<'a> Provisioner<'a> {
                 }
             };
         let mut waiting = Waiting {
+            started: Instant::now()
+                - attempts.last().map_or(Duration::ZERO, |a| {
+                    Duration::try_from_secs_f64(a.at_seconds).unwrap_or_default()
+                }),
             registrar,
             launched: &mut launched,
             attempts: &mut attempts,
@@ -679,9 +696,12 @@ impl<'a> Provisioner<'a> {
         waiting.replaced += 1;
         *waiting.registrar.replacements.entry(index).or_default() += 1;
         let plan = request.plan.replacement(index, &old.candidate);
+        let replan = Instant::now();
         match plan.execute(self.provider, &mut waiting.registrar).await {
             Ok((mut launched, attempts)) => {
-                waiting.attempts.extend(attempts);
+                waiting
+                    .attempts
+                    .extend(waiting.since_start(attempts, replan));
                 let new = launched.remove(0);
                 tracing::info!(machine = %new.machine, replaces = %old.machine, "replacement launched");
                 diagnosis.replaced_by = Some(new.machine.clone());
@@ -690,7 +710,9 @@ impl<'a> Provisioner<'a> {
                 Ok(())
             }
             Err(failure) => {
-                waiting.attempts.extend(failure.attempts);
+                waiting
+                    .attempts
+                    .extend(waiting.since_start(failure.attempts, replan));
                 waiting.diagnoses.push(diagnosis);
                 Err(format!(
                     "machine {index} {} ({}) {why}, and no machine could replace it: {}",

@@ -135,3 +135,188 @@ async fn runners_on_an_8_gpu_machine_get_disjoint_devices() {
     stop(&rig, &programs, &internet, &started).await;
     rig.sim.shutdown().await;
 }
+
+/// The first line of the file at `path` containing `marker`, once it does (up to `timeout`).
+async fn wait_for_line(path: &Path, marker: &str, timeout: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if std::fs::read_to_string(path).is_ok_and(|text| text.contains(marker)) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_machine_with_a_broken_gpu_is_replaced_by_the_next_candidate() {
+    let programs = Programs::build();
+    let work = WorkDir::new("gate");
+    let internet = FakeInternet::start(&programs.cli, &work.0).await;
+    // The first machine launched comes up with 7 of its 8 GPUs.
+    let world = quick_boot_world().with_behavior(
+        1,
+        lambda_cloud_sim::InstanceBehavior::GpusMissing { count: 1 },
+    );
+    let rig = Rig::start(world, &work.0.join("run"), "9200".into(), true).await;
+    // One job, on whichever machine's runner comes online: 10 s after it starts, 20 s long.
+    std::fs::write(rig.dir.join("machines/fake-jobs"), "10 20\n").unwrap();
+
+    // When the first machine's gate fails, on the simulator's clock, watched as the start runs.
+    let watch = async {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        let first = loop {
+            if let Some(entry) = rig.sim.ledger().entries.first() {
+                break entry.instance_id.clone();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "nothing launched");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        let log = rig
+            .dir
+            .join("machines")
+            .join(first.as_str())
+            .join("var/log/lambda-gha-boot.log");
+        let failed = wait_for_line(
+            &log,
+            "GPU HEALTH GATE FAILED",
+            std::time::Duration::from_secs(60),
+        )
+        .await;
+        assert!(failed, "the first machine's gate did not fail");
+        (first, rig.sim.now())
+    };
+    let inputs = [
+        ("instance_type", "gpu_8x_h100_sxm5,gpu_8x_a100_80gb_sxm4"),
+        (
+            "gpu_check",
+            "nvidia-smi --query-gpu=name --format=csv,noheader | grep -q NVIDIA",
+        ),
+    ];
+    let (started, (first, gate_failed_at)) =
+        tokio::join!(start(&rig, &programs, &internet, &inputs), watch);
+    assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
+
+    // The replacement is on the next candidate, and it is what the outputs name.
+    let ledger = rig.sim.ledger();
+    assert_eq!(ledger.entries.len(), 2, "one machine and its replacement");
+    let (broken, replacement) = (&ledger.entries[0], &ledger.entries[1]);
+    assert_eq!(broken.instance_id, first);
+    assert_eq!(broken.instance_type.as_str(), "gpu_8x_h100_sxm5");
+    assert_eq!(replacement.instance_type.as_str(), "gpu_8x_a100_80gb_sxm4");
+    assert!(
+        started
+            .output
+            .contains(&format!("instance-id={}", replacement.instance_id)),
+        "{}",
+        started.output
+    );
+    // Billed only until the gate failed: the action ended it at once, well before the
+    // machine's own agent would have (after a 60 s hold).
+    let ended = broken
+        .billing_ended_at
+        .expect("the broken machine was terminated");
+    let after_gate = ended - gate_failed_at;
+    println!(
+        "broken machine: billed {:.1} simulated s; terminated {after_gate:.1} s after its gate failed",
+        broken.billable_seconds
+    );
+    assert!(
+        after_gate < 20.0,
+        "terminated {after_gate} s after the gate failed"
+    );
+
+    // The action says which machine was replaced and why, with its boot log.
+    let why = "failed its GPU health gate: nvidia-smi sees 7 of 8 GPUs";
+    assert!(started.stdout.contains(why), "{}", started.stdout);
+    assert!(
+        started
+            .stdout
+            .contains(&format!("::group::Boot log of machine 0 {first}")),
+        "{}",
+        started.stdout
+    );
+    assert!(
+        started
+            .stdout
+            .contains("  GPU HEALTH GATE FAILED: nvidia-smi sees 7 of 8 GPUs")
+    );
+    assert!(
+        started.summary.contains("### Machines given up on"),
+        "{}",
+        started.summary
+    );
+    assert!(
+        started
+            .summary
+            .contains(&format!("| {why} | `{}` |", replacement.instance_id)),
+        "{}",
+        started.summary
+    );
+    // The broken machine's runners never started; the job ran on the replacement.
+    let sandbox = |id: &lambda_cloud::InstanceId| rig.dir.join("machines").join(id.as_str());
+    assert!(
+        !sandbox(&first)
+            .join("home/runner/runner-0/runner.log")
+            .exists()
+    );
+    let jobs = sandbox(&replacement.instance_id).join("var/log/lambda-gha-agent.jsonl");
+    assert!(
+        wait_for_line(&jobs, "job-completed", std::time::Duration::from_secs(30)).await,
+        "the job ran on the replacement"
+    );
+    stop(&rig, &programs, &internet, &started).await;
+    rig.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runner_that_never_registers_shows_the_boot_log_and_its_machine_ends() {
+    let programs = Programs::build();
+    let work = WorkDir::new("never");
+    let internet = FakeInternet::start(&programs.cli, &work.0).await;
+    // The runner never reports to GitHub: nothing comes online.
+    let rig = Rig::start(
+        quick_boot_world(),
+        &work.0.join("run"),
+        "9300".into(),
+        false,
+    )
+    .await;
+    let inputs = [
+        ("instance_type", "gpu_1x_a10"),
+        // Later inputs win: 2 simulated minutes.
+        ("runner_registration_timeout", "2m"),
+    ];
+    let started = start(&rig, &programs, &internet, &inputs).await;
+    assert!(!started.success(), "{}", started.stdout);
+    assert!(
+        started.stdout.contains("did not come online within 2s"),
+        "{}",
+        started.stdout
+    );
+    let group = started
+        .stdout
+        .split("::group::Boot log of machine 0 ")
+        .nth(1)
+        .and_then(|rest| rest.split("::endgroup::").next())
+        .unwrap_or_else(|| panic!("no boot log group:\n{}", started.stdout));
+    assert!(group.contains("its runners did not come online"), "{group}");
+    assert!(group.contains("  [lambda-gha boot"), "{group}");
+    assert!(group.contains("boot complete"), "{group}");
+    assert!(
+        started.summary.contains("<details><summary>Boot log of"),
+        "{}",
+        started.summary
+    );
+    assert!(
+        started.summary.contains("boot complete"),
+        "{}",
+        started.summary
+    );
+    assert!(
+        rig.sim.ledger().still_billing.is_empty(),
+        "the machine was terminated"
+    );
+    assert!(rig.left().await.is_clear(), "{:?}", rig.left().await);
+    rig.sim.shutdown().await;
+}

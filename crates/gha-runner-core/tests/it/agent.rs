@@ -235,3 +235,48 @@ async fn a_killed_worker_starts_the_idle_clock_and_failed_terminate_calls_are_re
     assert!(log.iter().any(|l| l["event"] == "worker-gone"), "{log:#?}");
     assert_eq!(log.iter().filter(|l| l["terminate"] == "failed").count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_health_gate_is_reported_held_for_the_launcher_then_ended() {
+    let sandbox = Sandbox::new("unhealthy");
+    let provider = FakeProvider::new(vec![], vec![]);
+    let id = machine(&provider, "m-0").await;
+    let paths = sandbox.paths();
+    std::fs::create_dir_all(paths.health().parent().unwrap()).unwrap();
+    let report = gha_runner_core::HealthReport {
+        passed: false,
+        summary: "nvidia-smi sees 7 of 8 GPUs".into(),
+        detail: String::new(),
+    };
+    std::fs::write(paths.health(), serde_json::to_string(&report).unwrap()).unwrap();
+    let agent = Agent::new(
+        config("m-0", AgentTimings::default()),
+        Some(&provider),
+        paths,
+        AgentClock::new(SCALE),
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(10), agent.run())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        AgentOutcome::Terminated {
+            reason: Reason::Unhealthy,
+            machine: id.clone()
+        }
+    );
+    let described = provider.describe(&id).await.unwrap();
+    assert_eq!(
+        described.health_failure.as_deref(),
+        Some("nvidia-smi sees 7 of 8 GPUs"),
+        "the launcher can read why"
+    );
+    let log = sandbox.log();
+    let held = at(&log, "terminate", "calling") - at(&log, "health", "reported");
+    let hold = gha_runner_core::UNHEALTHY_HOLD.as_secs_f64();
+    assert!(
+        (hold..=hold + 2.0).contains(&held),
+        "held {held} simulated s before ending itself"
+    );
+}

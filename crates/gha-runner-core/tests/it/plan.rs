@@ -194,3 +194,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_replacement_tries_the_candidates_after_the_failed_one_first_and_it_last() {
+    let whole = plan(3, CapacityPolicy::FailFast);
+    let order = |failed: usize| {
+        let replacement = whole.replacement(2, &whole.candidates[failed]);
+        assert_eq!((replacement.count, replacement.first_index), (1, 2));
+        replacement
+            .candidates
+            .iter()
+            .map(|c| c.instance_type.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    assert_eq!(order(0), "b,c,a");
+    assert_eq!(order(1), "c,a,b");
+    assert_eq!(order(2), "a,b,c");
+
+    // It launches machine 2, not machine 0.
+    let provider = FakeProvider::new(vec![], vec![]);
+    let mut setup = CountingSetup::default();
+    let (launched, _) = paused(
+        whole
+            .replacement(2, &whole.candidates[0])
+            .execute(&provider, &mut setup),
+    )
+    .unwrap();
+    assert_eq!(launched[0].instance_index, 2);
+    assert_eq!(launched[0].candidate.instance_type, "b");
+}

@@ -1,0 +1,106 @@
+//! Reading a machine's boot log: over a real OpenSSH server on 127.0.0.1 with the key the
+//! launcher holds, from a simulated machine's sandbox, and, without a key of ours, the
+//! command that reads it by hand.
+
+use std::collections::BTreeMap;
+
+use gha_runner_core::{Machine, MachineAccess, MachineId, MachineState};
+use lambda_gha_tests::{Sshd, SshdOptions};
+
+fn machine(id: &str, ip: Option<&str>) -> Machine {
+    Machine {
+        id: MachineId::new(id),
+        name: None,
+        instance_type: "gpu_1x_a10".into(),
+        region: "us-east-1".into(),
+        state: MachineState::Running,
+        ip: ip.map(str::to_owned),
+        tags: BTreeMap::new(),
+        price_cents_per_hour: None,
+        health_failure: None,
+    }
+}
+
+fn log_text() -> String {
+    (1..=100)
+        .map(|n| format!("[lambda-gha boot] line {n}\n"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tail_comes_over_ssh_with_the_launch_key() {
+    let sshd = Sshd::start(&SshdOptions::default()).expect("sshd");
+    let log = sshd.home.join("lambda-gha-boot.log");
+    std::fs::write(&log, log_text()).unwrap();
+    let state = sshd.home.join("state");
+    let access = MachineAccess::Ssh {
+        user: sshd.user.clone(),
+        port: sshd.port,
+        identity: sshd.key.clone(),
+        state_dir: state.clone(),
+    };
+    let m = machine("0123456789abcdef0123456789abcdef", Some("127.0.0.1"));
+    let tail = access.tail(&m, log.to_str().unwrap(), 40).await.unwrap();
+    let lines: Vec<&str> = tail.lines().collect();
+    assert_eq!(lines.len(), 40);
+    assert_eq!(lines[0], "[lambda-gha boot] line 61");
+    assert_eq!(lines[39], "[lambda-gha boot] line 100");
+    // The machine's host key was pinned in the launcher's own directory.
+    assert!(
+        state
+            .join("known_hosts-0123456789abcdef0123456789abcdef")
+            .exists()
+    );
+
+    // A key the machine does not accept: why, and how to read the log by hand.
+    let stranger = sshd.home.join("stranger");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let refused = MachineAccess::Ssh {
+        user: sshd.user.clone(),
+        port: sshd.port,
+        identity: stranger,
+        state_dir: state,
+    };
+    let error = refused
+        .tail(&m, log.to_str().unwrap(), 40)
+        .await
+        .unwrap_err();
+    assert!(
+        error.contains("ssh ubuntu@127.0.0.1 sudo tail -n 100"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_sandbox_is_read_in_place_and_without_a_key_the_fix_is_named() {
+    let root = std::env::temp_dir().join(format!("boot-log-{}", fastrand::u64(..)));
+    let id = "fedcba9876543210fedcba9876543210";
+    let dir = root.join(id).join("var/log");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("lambda-gha-boot.log"), log_text()).unwrap();
+    let sandbox = MachineAccess::Sandbox { root: root.clone() };
+    let tail = sandbox.boot_log_tail(&machine(id, None), 3).await.unwrap();
+    assert_eq!(
+        tail,
+        "[lambda-gha boot] line 98\n[lambda-gha boot] line 99\n[lambda-gha boot] line 100"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+
+    let none = MachineAccess::Unavailable {
+        why: "the machines carry your SSH key `mine`".into(),
+    };
+    let error = none
+        .boot_log_tail(&machine(id, Some("192.0.2.7")), 40)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        "the machines carry your SSH key `mine`: read it with \
+         `ssh ubuntu@192.0.2.7 sudo tail -n 100 /var/log/lambda-gha-boot.log` before the machine ends"
+    );
+}
