@@ -273,10 +273,10 @@ async fn a_failed_health_gate_is_reported_held_for_the_launcher_then_ended() {
         "the launcher can read why"
     );
     let log = sandbox.log();
-    let held = at(&log, "terminate", "calling") - at(&log, "health", "reported");
+    let waited = at(&log, "terminate", "calling") - at(&log, "health", "reported");
     let hold = gha_runner_core::UNHEALTHY_HOLD.as_secs_f64();
     assert!(
-        (hold..=hold + 2.0).contains(&held),
-        "held {held} simulated s before ending itself"
+        (hold..=hold + 2.0).contains(&waited),
+        "waited {waited} simulated s before ending itself"
     );
 }

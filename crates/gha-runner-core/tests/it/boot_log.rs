@@ -22,9 +22,10 @@ fn machine(id: &str, ip: Option<&str>) -> Machine {
 }
 
 fn log_text() -> String {
-    (1..=100)
-        .map(|n| format!("[lambda-gha boot] line {n}\n"))
-        .collect()
+    let lines: Vec<String> = (1..=100)
+        .map(|n| format!("[lambda-gha boot] line {n}"))
+        .collect();
+    lines.join("\n") + "\n"
 }
 
 #[tokio::test(flavor = "multi_thread")]
