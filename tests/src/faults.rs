@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use lambda_cloud_sim::{FaultSpec, InstanceBehavior, Scenario as World};
 
-use crate::rig::{HOLD, KillWhen, Left, Rig, quick_boot_world, run_program};
+use crate::rig::{HOLD, KillWhen, Left, Rig, files_where, quick_boot_world, run_program};
 use crate::{FakeInternet, GitHubFailure, GitHubFault, GitHubRoute};
 
 /// The programs under test.
@@ -912,25 +912,10 @@ fn machine_logs(root: &Path) -> Vec<(String, String)> {
 
 /// Every file under `roots` whose extension is one of `extensions`.
 fn files_under(roots: &[PathBuf], extensions: &[&str]) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = roots.to_vec();
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path
-                .extension()
-                .is_some_and(|e| extensions.iter().any(|wanted| e == *wanted))
-            {
-                files.push(path);
-            }
-        }
-    }
-    files
+    files_where(roots, |path| {
+        path.extension()
+            .is_some_and(|e| extensions.iter().any(|wanted| e == *wanted))
+    })
 }
 
 /// The prefixes every test's secrets start with (`LAMBDACANARY…` keys, `PATCANARY…` tokens,

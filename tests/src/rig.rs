@@ -344,3 +344,23 @@ impl Rig {
                 .any(|l| l.starts_with("POST /api/v1/ssh-keys 200"))
     }
 }
+
+/// Every file under `roots` (recursively) that `wanted` accepts.
+pub fn files_where(roots: &[PathBuf], wanted: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = roots.to_vec();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if wanted(&path) {
+                files.push(path);
+            }
+        }
+    }
+    files
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use lambda_gha_tests::FakeInternet;
 use lambda_gha_tests::faults::Programs;
-use lambda_gha_tests::rig::{Captured, Rig, quick_boot_world, run_program};
+use lambda_gha_tests::rig::{Captured, Rig, files_where, quick_boot_world, run_program};
 
 /// A fresh directory for one test, removed when it ends (however it ends).
 struct WorkDir(PathBuf);
@@ -75,45 +75,62 @@ async fn stop(rig: &Rig, programs: &Programs, internet: &FakeInternet, start: &C
     assert!(rig.left().await.is_clear(), "{:?}", rig.left().await);
 }
 
-/// Every file named `name` under `dir`.
-fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.file_name().is_some_and(|n| n == name) {
-                found.push(path);
-            }
+/// Everything one test needs: the programs, its directory, the internet the machines see,
+/// and the simulator with the fake GitHub.
+struct Stage {
+    programs: Programs,
+    internet: FakeInternet,
+    rig: Rig,
+    _work: WorkDir,
+}
+
+impl Stage {
+    async fn new(
+        name: &str,
+        world: lambda_cloud_sim::Scenario,
+        run_id: &str,
+        reporting: bool,
+    ) -> Stage {
+        let programs = Programs::build();
+        let work = WorkDir::new(name);
+        let internet = FakeInternet::start(&programs.cli, &work.0).await;
+        let rig = Rig::start(world, &work.0.join("run"), run_id.to_owned(), reporting).await;
+        Stage {
+            programs,
+            internet,
+            rig,
+            _work: work,
         }
     }
-    found.sort();
-    found
+
+    async fn start(&self, inputs: &[(&str, &str)]) -> Captured {
+        start(&self.rig, &self.programs, &self.internet, inputs).await
+    }
+
+    async fn stop(&self, started: &Captured) {
+        stop(&self.rig, &self.programs, &self.internet, started).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runners_on_an_8_gpu_machine_get_disjoint_devices() {
-    let programs = Programs::build();
-    let work = WorkDir::new("pinning");
-    let internet = FakeInternet::start(&programs.cli, &work.0).await;
-    let rig = Rig::start(quick_boot_world(), &work.0.join("run"), "9100".into(), true).await;
-
-    let started = start(
-        &rig,
-        &programs,
-        &internet,
-        &[
+    let stage = Stage::new("pinning", quick_boot_world(), "9100", true).await;
+    let rig = &stage.rig;
+    let started = stage
+        .start(&[
             ("instance_type", "gpu_8x_h100_sxm5"),
             ("runners_per_instance", "4"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
 
     // What each runner was started with, from the runner itself.
-    let seen: Vec<String> = files_named(&rig.dir.join("machines"), "cuda-visible-devices")
+    let mut files = files_where(&[rig.dir.join("machines")], |path| {
+        path.file_name()
+            .is_some_and(|n| n == "cuda-visible-devices")
+    });
+    files.sort();
+    let seen: Vec<String> = files
         .iter()
         .map(|f| std::fs::read_to_string(f).unwrap().trim().to_owned())
         .collect();
@@ -132,8 +149,7 @@ async fn runners_on_an_8_gpu_machine_get_disjoint_devices() {
             .all(|r| r.labels.iter().any(|l| l == "gpus-2")),
         "{runners:?}"
     );
-    stop(&rig, &programs, &internet, &started).await;
-    rig.sim.shutdown().await;
+    stage.stop(&started).await;
 }
 
 /// The first line of the file at `path` containing `marker`, once it does (up to `timeout`).
@@ -150,15 +166,13 @@ async fn wait_for_line(path: &Path, marker: &str, timeout: std::time::Duration) 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_machine_with_a_broken_gpu_is_replaced_by_the_next_candidate() {
-    let programs = Programs::build();
-    let work = WorkDir::new("gate");
-    let internet = FakeInternet::start(&programs.cli, &work.0).await;
     // The first machine launched comes up with 7 of its 8 GPUs.
     let world = quick_boot_world().with_behavior(
         1,
         lambda_cloud_sim::InstanceBehavior::GpusMissing { count: 1 },
     );
-    let rig = Rig::start(world, &work.0.join("run"), "9200".into(), true).await;
+    let stage = Stage::new("gate", world, "9200", true).await;
+    let rig = &stage.rig;
     // One job, on whichever machine's runner comes online: 10 s after it starts, 20 s long.
     std::fs::write(rig.dir.join("machines/fake-jobs"), "10 20\n").unwrap();
 
@@ -193,8 +207,7 @@ async fn a_machine_with_a_broken_gpu_is_replaced_by_the_next_candidate() {
             "nvidia-smi --query-gpu=name --format=csv,noheader | grep -q NVIDIA",
         ),
     ];
-    let (started, (first, gate_failed_at)) =
-        tokio::join!(start(&rig, &programs, &internet, &inputs), watch);
+    let (started, (first, gate_failed_at)) = tokio::join!(stage.start(&inputs), watch);
     assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
 
     // The replacement is on the next candidate, and it is what the outputs name.
@@ -265,29 +278,20 @@ async fn a_machine_with_a_broken_gpu_is_replaced_by_the_next_candidate() {
         wait_for_line(&jobs, "job-completed", std::time::Duration::from_secs(30)).await,
         "the job ran on the replacement"
     );
-    stop(&rig, &programs, &internet, &started).await;
-    rig.sim.shutdown().await;
+    stage.stop(&started).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_runner_that_never_registers_shows_the_boot_log_and_its_machine_ends() {
-    let programs = Programs::build();
-    let work = WorkDir::new("never");
-    let internet = FakeInternet::start(&programs.cli, &work.0).await;
     // The runner never reports to GitHub: nothing comes online.
-    let rig = Rig::start(
-        quick_boot_world(),
-        &work.0.join("run"),
-        "9300".into(),
-        false,
-    )
-    .await;
+    let stage = Stage::new("never", quick_boot_world(), "9300", false).await;
+    let rig = &stage.rig;
     let inputs = [
         ("instance_type", "gpu_1x_a10"),
         // Later inputs win: 2 simulated minutes.
         ("runner_registration_timeout", "2m"),
     ];
-    let started = start(&rig, &programs, &internet, &inputs).await;
+    let started = stage.start(&inputs).await;
     assert!(!started.success(), "{}", started.stdout);
     assert!(
         started.stdout.contains("did not come online within 2s"),
@@ -318,5 +322,4 @@ async fn a_runner_that_never_registers_shows_the_boot_log_and_its_machine_ends()
         "the machine was terminated"
     );
     assert!(rig.left().await.is_clear(), "{:?}", rig.left().await);
-    rig.sim.shutdown().await;
 }

@@ -115,6 +115,14 @@ fn at(log: &[Value], key: &str, value: &str) -> f64 {
         .unwrap()
 }
 
+/// Runs `agent` until it ends the machine (at most 10 s).
+async fn run_to_end(agent: Agent<'_>) -> AgentOutcome {
+    tokio::time::timeout(Duration::from_secs(10), agent.run())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 async fn sleep_sim(seconds: f64) {
     sleep_at(seconds, SCALE).await;
 }
@@ -187,10 +195,7 @@ async fn without_a_key_the_agent_stops_the_runners_and_says_who_terminates() {
         sandbox.paths(),
         AgentClock::new(SCALE),
     );
-    let outcome = tokio::time::timeout(Duration::from_secs(10), agent.run())
-        .await
-        .unwrap()
-        .unwrap();
+    let outcome = run_to_end(agent).await;
     assert_eq!(
         outcome,
         AgentOutcome::StoppedWithoutKey {
@@ -255,10 +260,7 @@ async fn a_failed_health_gate_is_reported_held_for_the_launcher_then_ended() {
         paths,
         AgentClock::new(SCALE),
     );
-    let outcome = tokio::time::timeout(Duration::from_secs(10), agent.run())
-        .await
-        .unwrap()
-        .unwrap();
+    let outcome = run_to_end(agent).await;
     assert_eq!(
         outcome,
         AgentOutcome::Terminated {
