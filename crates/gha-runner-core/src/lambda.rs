@@ -208,9 +208,10 @@ pub fn provider_error(error: &lambda_cloud::Error) -> ProviderError {
     ProviderError::new(kind, error.to_string())
 }
 
-/// How a machine whose health gate failed is named: Lambda has no other field a machine can
-/// set on itself, and the dashboard shows it too.
-const UNHEALTHY_NAME: &str = "unhealthy: ";
+/// How a machine whose health gate failed is named (`unhealthy: <why>`): Lambda has no other
+/// field a machine can set on itself, and the dashboard shows it too. No other machine of
+/// ours may be named so.
+pub const UNHEALTHY_NAME: &str = "unhealthy: ";
 
 fn machine(instance: Instance) -> Machine {
     let state = match &instance.status {

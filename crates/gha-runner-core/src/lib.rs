@@ -79,7 +79,7 @@ pub use github::{GitHub, JitRunner, RunnerInfo, RunnerScope};
 pub use gpus::{GpuLayout, GpusPerRunner, gpu_layouts};
 pub use health::{HealthGate, HealthReport, UNHEALTHY_HOLD, read_report};
 #[cfg(feature = "lambda")]
-pub use lambda::{LambdaProvider, LaunchKey, provider_error};
+pub use lambda::{LambdaProvider, LaunchKey, UNHEALTHY_NAME, provider_error};
 pub use naming::{MAX_LABELS, MAX_RUNNER_NAME, OWN_LABELS, RunnerNaming, parse_labels};
 pub use outputs::{MatrixEntry, Outputs};
 pub use plan::{

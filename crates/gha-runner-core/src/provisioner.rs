@@ -513,10 +513,15 @@ impl<'a> Provisioner<'a> {
                 }
             };
         let mut waiting = Waiting {
-            started: Instant::now()
-                - attempts.last().map_or(Duration::ZERO, |a| {
+            // The plan's attempts are timed from its start: as long ago as the last one.
+            started: {
+                let since = attempts.last().map_or(Duration::ZERO, |a| {
                     Duration::try_from_secs_f64(a.at_seconds).unwrap_or_default()
-                }),
+                });
+                Instant::now()
+                    .checked_sub(since)
+                    .unwrap_or_else(Instant::now)
+            },
             registrar,
             launched: &mut launched,
             attempts: &mut attempts,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gha_runner_core::{
     AgentTimings, CapacityPolicy, GpusPerRunner, InputError, MachineId, RunnerMode, RunnerNaming,
-    RunnerPrivileges, parse_duration, parse_labels, parse_list,
+    RunnerPrivileges, UNHEALTHY_NAME, parse_duration, parse_labels, parse_list,
 };
 use secrecy::SecretString;
 
@@ -457,6 +457,15 @@ pub fn instance_name(
             ),
         ));
     }
+    if name.starts_with(UNHEALTHY_NAME) {
+        return Err(InputError::new(
+            "instance_name",
+            format!(
+                "{name:?} starts with {UNHEALTHY_NAME:?}, which marks a machine that failed its \
+                 GPU health gate: choose another name"
+            ),
+        ));
+    }
     if name.replace("{idx}", "99").len() > 64 {
         return Err(InputError::new(
             "instance_name",
@@ -570,5 +579,7 @@ mod tests {
         );
         assert!(instance_name("{nope}", "l", "1", "o/r").is_err());
         assert!(instance_name(&"x".repeat(70), "l", "1", "o/r").is_err());
+        let error = instance_name("unhealthy: {idx}", "l", "1", "o/r").unwrap_err();
+        assert!(error.problem.contains("GPU health gate"), "{error}");
     }
 }
