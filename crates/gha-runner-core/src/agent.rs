@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::agent_config::AgentConfig;
 use crate::health::{HealthReport, UNHEALTHY_HOLD, read_report};
-use crate::provider::{CloudProvider, MachineId};
+use crate::provider::{CloudProvider, MachineId, ProviderError, ProviderErrorKind};
 use crate::termination::{Decision, Event, PolicyConfig, Reason, TerminationPolicy};
 
 /// Extra time past the maximum lifetime during which termination is still retried.
@@ -324,28 +324,38 @@ impl<'a> Agent<'a> {
     /// ends it.
     async fn end_unhealthy(&self, report: &HealthReport, log: &mut DecisionLog) -> AgentOutcome {
         if let Some(provider) = self.provider {
-            let (key, value) = &self.config.machine_tag;
-            let reported = match provider.list_tagged(key, Some(value)).await {
-                Ok(machines) => match machines.into_iter().find(|m| m.state.may_bill()) {
-                    Some(machine) => provider
-                        .report_unhealthy(&machine.id, &report.summary)
-                        .await
-                        .map_err(|e| e.message),
-                    None => Err(format!("no running machine tagged {key}={value}")),
-                },
-                Err(error) => Err(error.message),
+            let reported = match self.own_machine(provider).await {
+                Ok(id) => provider.report_unhealthy(&id, &report.summary).await,
+                Err(error) => Err(error),
             };
             let now = self.clock.now();
             match reported {
                 Ok(()) => log.write(now, serde_json::json!({"health": "reported"})),
                 Err(error) => log.write(
                     now,
-                    serde_json::json!({"health": "not-reported", "error": error}),
+                    serde_json::json!({"health": "not-reported", "error": error.message}),
                 ),
             }
         }
         tokio::time::sleep(self.clock.real(UNHEALTHY_HOLD)).await;
         self.terminate(Reason::Unhealthy, log).await
+    }
+
+    /// This machine's id, found by its tag (there is no metadata service).
+    async fn own_machine(&self, provider: &dyn CloudProvider) -> Result<MachineId, ProviderError> {
+        let (key, value) = &self.config.machine_tag;
+        provider
+            .list_tagged(key, Some(value))
+            .await?
+            .into_iter()
+            .find(|m| m.state.may_bill())
+            .map(|m| m.id)
+            .ok_or_else(|| {
+                ProviderError::new(
+                    ProviderErrorKind::NotFound,
+                    format!("no running machine tagged {key}={value}"),
+                )
+            })
     }
 
     async fn terminate(&self, reason: Reason, log: &mut DecisionLog) -> AgentOutcome {
@@ -355,7 +365,6 @@ impl<'a> Agent<'a> {
         };
         let deadline =
             Duration::from_secs(self.config.timings.max_lifetime_seconds) + TERMINATE_MARGIN;
-        let (key, value) = &self.config.machine_tag;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -365,17 +374,11 @@ impl<'a> Agent<'a> {
                 self.clock.now(),
                 serde_json::json!({"terminate": "calling", "attempt": attempt}),
             );
-            let result = match provider.list_tagged(key, Some(value)).await {
-                Ok(machines) => match machines.into_iter().find(|m| m.state.may_bill()) {
-                    Some(machine) => provider
-                        .terminate(std::slice::from_ref(&machine.id))
-                        .await
-                        .map(|()| machine.id),
-                    None => Err(crate::provider::ProviderError::new(
-                        crate::provider::ProviderErrorKind::NotFound,
-                        format!("no running machine tagged {key}={value}"),
-                    )),
-                },
+            let result = match self.own_machine(provider).await {
+                Ok(id) => provider
+                    .terminate(std::slice::from_ref(&id))
+                    .await
+                    .map(|()| id),
                 Err(error) => Err(error),
             };
             let now = self.clock.now();
