@@ -35,10 +35,16 @@ pub const EXPIRES_TAG: &str = "lambda-gha:expires";
 
 /// Formats a tag timestamp, to the second.
 pub(crate) fn tag_time(at: jiff::Timestamp) -> String {
-    at.round(jiff::Unit::Second)
-        .unwrap_or(at)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    // Truncated, not rounded: a launch time rounded up lies in the future for up to half a
+    // second, and a stop in that window would find a negative time billed.
+    at.round(
+        jiff::TimestampRound::new()
+            .smallest(jiff::Unit::Second)
+            .mode(jiff::RoundMode::Trunc),
+    )
+    .unwrap_or(at)
+    .strftime("%Y-%m-%dT%H:%M:%SZ")
+    .to_string()
 }
 
 /// How runners register.
@@ -855,5 +861,18 @@ pub(crate) async fn delete_runners(github: &GitHub, labels: &[&str], report: &mu
         Err(error) => report
             .runners_not_deleted
             .push((0, format!("could not list runners to delete: {error}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_time;
+
+    #[test]
+    fn tag_times_never_lie_in_the_future() {
+        let at: jiff::Timestamp = "2026-11-23T10:00:00.9Z".parse().unwrap();
+        assert_eq!(tag_time(at), "2026-11-23T10:00:00Z");
+        let whole: jiff::Timestamp = "2026-11-23T10:00:01Z".parse().unwrap();
+        assert_eq!(tag_time(whole), "2026-11-23T10:00:01Z");
     }
 }

@@ -571,7 +571,8 @@ async fn run_stop<W: Write>(
         .iter()
         .map(|m| {
             let launched: jiff::Timestamp = m.tags.get(LAUNCHED_TAG)?.parse().ok()?;
-            Duration::try_from(now.duration_since(launched)).ok()
+            // A clock behind the launcher's reads as nothing billed yet, not as unknown.
+            Some(Duration::try_from(now.duration_since(launched)).unwrap_or(Duration::ZERO))
         })
         .collect();
     for machine in &report.stopped {
