@@ -365,6 +365,9 @@ pub fn scenarios() -> Vec<Scenario> {
         [
             Fault::NeverActive,
             Fault::Unhealthy,
+            Fault::GpuMissing {
+                every_launch: false,
+            },
             Fault::NoCapacity,
             Fault::CapacityVanishes { every_call: false },
             Fault::CapacityVanishes { every_call: true },

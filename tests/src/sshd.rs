@@ -31,6 +31,9 @@ pub struct SshdOptions {
     pub path_prefix: Option<PathBuf>,
     /// Where its keys and the sessions' home go (default: the temporary directory).
     pub root: Option<PathBuf>,
+    /// GPUs the machine's `nvidia-smi` shows (the simulator's fake, on `PATH` after
+    /// `path_prefix`); `None`: no `nvidia-smi`.
+    pub gpus: Option<u32>,
 }
 
 fn find(program: &str) -> Option<PathBuf> {
@@ -89,10 +92,16 @@ impl Sshd {
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
             .port();
-        let path = match &options.path_prefix {
-            Some(prefix) => format!("{}:/usr/local/bin:/usr/bin:/bin", prefix.display()),
-            None => "/usr/local/bin:/usr/bin:/bin".to_owned(),
-        };
+        let mut path = "/usr/local/bin:/usr/bin:/bin".to_owned();
+        if let Some(gpus) = options.gpus {
+            let bin = dir.join("bin");
+            lambda_cloud_sim::write_fake_nvidia_smi(&bin, "A10 (24 GB PCIe)", gpus)
+                .map_err(|e| e.to_string())?;
+            path = format!("{}:{path}", bin.display());
+        }
+        if let Some(prefix) = &options.path_prefix {
+            path = format!("{}:{path}", prefix.display());
+        }
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_ed25519\n\
              PidFile {dir}/sshd.pid\nAuthorizedKeysFile {dir}/authorized_keys\n\

@@ -12,12 +12,20 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
+use crate::transport::Transport;
+
 /// How long a machine that failed its gate waits before ending itself, so that the launcher
 /// watching it can read its boot log first (and terminate it sooner).
 pub const UNHEALTHY_HOLD: Duration = Duration::from_secs(60);
 
 /// How long `nvidia-smi` may take: a wedged driver makes it hang.
 const NVIDIA_SMI_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long the user's check may run.
+pub const GPU_CHECK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The shell's exit for a command it cannot find.
+const NOT_FOUND: i32 = 127;
 
 /// What one machine checks before its runners start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,34 +101,53 @@ fn clip(text: &str, max: usize) -> String {
 }
 
 impl HealthGate {
-    /// Runs the checks in `dir` (the machine's root directory, or a simulated machine's
-    /// sandbox). `scale` shrinks the timeouts for a simulated machine's faster clock.
+    /// Runs the checks on this machine, in `dir` (its root directory, or a simulated
+    /// machine's sandbox): the agent's gate at boot. `scale` shrinks the timeouts for a
+    /// simulated machine's faster clock.
     pub async fn run(&self, dir: &Path, scale: f64) -> HealthReport {
         self.run_with_path(dir, scale, None).await
     }
 
+    /// Runs the checks on a machine reached through `transport` (`lambda-gha run`'s gate), as
+    /// its login user.
+    pub async fn run_over(&self, transport: &dyn Transport, scale: f64) -> HealthReport {
+        self.check(|script| transport.command(script), scale).await
+    }
+
     /// [`HealthGate::run`] with the commands' `PATH` set (tests stand in for `nvidia-smi`).
     async fn run_with_path(&self, dir: &Path, scale: f64, path: Option<&str>) -> HealthReport {
-        let command = |program: &str| {
-            let mut command = Command::new(program);
-            command.current_dir(dir);
-            if let Some(path) = path {
-                command.env("PATH", path);
-            }
-            command
-        };
+        self.check(
+            |script| {
+                let mut command = Command::new("bash");
+                command.args(["-c", script]).current_dir(dir);
+                if let Some(path) = path {
+                    command.env("PATH", path);
+                }
+                command
+            },
+            scale,
+        )
+        .await
+    }
+
+    /// The checks, each a shell command that `shell` makes runnable where the machine is.
+    async fn check(&self, shell: impl Fn(&str) -> Command, scale: f64) -> HealthReport {
         let scale = if scale > 0.0 { scale } else { 1.0 };
         let mut detail = String::new();
         let mut passed = Vec::new();
         if self.expected_gpus > 0 {
-            let mut command = command("nvidia-smi");
-            command.arg("-L");
-            match run(command, NVIDIA_SMI_TIMEOUT.div_f64(scale)).await {
+            match run(shell("nvidia-smi -L"), NVIDIA_SMI_TIMEOUT.div_f64(scale)).await {
                 Err(why) => {
                     return HealthReport::failed(
                         format!("nvidia-smi: {}", clip(&why, 40)),
+                        format!("nvidia-smi -L could not run: {why}"),
+                    );
+                }
+                Ok((Some(NOT_FOUND), output)) => {
+                    return HealthReport::failed(
+                        "nvidia-smi not found",
                         format!(
-                            "nvidia-smi -L could not run: {why} (does the image have the NVIDIA driver?)"
+                            "{output}\nnvidia-smi is not on the machine's PATH: does the image have the NVIDIA driver?"
                         ),
                     );
                 }
@@ -146,10 +173,8 @@ impl HealthGate {
             }
         }
         if let Some(check) = &self.check {
-            let mut command = command("bash");
-            command.args(["-c", check]);
             let timeout = Duration::from_secs(self.check_timeout_seconds).div_f64(scale);
-            match run(command, timeout).await {
+            match run(shell(check), timeout).await {
                 Ok((Some(0), output)) => {
                     if !output.is_empty() {
                         detail.push('\n');
@@ -273,6 +298,14 @@ mod tests {
             .run_with_path(&dir, 10.0, Some(&path(&dir)))
             .await;
         assert_eq!(report.summary, "gpu_check did not finish within 500ms");
+
+        let empty = std::env::temp_dir().join(format!("health-empty-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&empty).unwrap();
+        let report = gate(1, None)
+            .run_with_path(&empty, 1.0, Some(&path(&empty)))
+            .await;
+        assert_eq!(report.summary, "nvidia-smi not found");
+        assert!(report.detail.contains("NVIDIA driver"), "{}", report.detail);
     }
 
     #[tokio::test]

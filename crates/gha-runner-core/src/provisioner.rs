@@ -17,7 +17,7 @@ use crate::boot_script::{AgentSource, BootScript, RunnerBoot, RunnerCredential, 
 use crate::error::InputError;
 use crate::github::GitHub;
 use crate::gpus::GpuLayout;
-use crate::health::HealthGate;
+use crate::health::{GPU_CHECK_TIMEOUT, HealthGate};
 use crate::naming::RunnerNaming;
 use crate::outputs::Outputs;
 use crate::plan::{Attempt, Candidate, LaunchPlan, LaunchSetup, Launched, terminate_all};
@@ -119,9 +119,6 @@ pub struct BootSettings {
     /// The user's GPU check (`gpu_check`), run by the health gate before the runners start.
     pub gpu_check: Option<String>,
 }
-
-/// How long the user's GPU check may run.
-const GPU_CHECK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A complete request.
 pub struct ProvisionRequest {

@@ -172,8 +172,13 @@ impl Transport for OpenSsh {
     }
 }
 
+/// Where a simulated machine keeps its own programs (its `nvidia-smi`), inside its sandbox:
+/// the simulator's `SANDBOX_BIN` (a test keeps the two equal).
+pub const SIM_SANDBOX_BIN: &str = ".lambda-cloud-sim/bin";
+
 /// A simulated machine: commands run locally with bash in the instance's sandbox directory,
-/// which is their home. The simulator kills what runs there when the instance is terminated.
+/// which is their home, with the machine's own programs first on `PATH`. The simulator kills
+/// what runs there when the instance is terminated.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     /// The instance's sandbox directory.
@@ -196,6 +201,16 @@ impl Sandbox {
 impl Transport for Sandbox {
     fn command(&self, script: &str) -> Command {
         let mut command = Command::new("bash");
+        let mut path = vec![self.dir.join(SIM_SANDBOX_BIN)];
+        path.extend(
+            std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths),
+        );
+        // (A sandbox path with a `:` in it cannot go on PATH; its programs are then missing.)
+        if let Ok(path) = std::env::join_paths(path) {
+            command.env("PATH", path);
+        }
         command
             .args(["-c", script])
             .current_dir(&self.dir)

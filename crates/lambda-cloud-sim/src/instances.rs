@@ -83,13 +83,12 @@ impl SimInstance {
         self.instance.status = status;
         if self.instance.status == InstanceStatus::Active && !self.user_data_started {
             self.user_data_started = true;
-            if let Some(script) = &self.user_data {
-                return Some(Effect::StartUserData {
-                    id: self.instance.id.clone(),
-                    script: script.clone(),
-                    gpus: self.gpus.clone(),
-                });
-            }
+            // Without user data too: what runs over SSH later finds the machine's programs.
+            return Some(Effect::StartUserData {
+                id: self.instance.id.clone(),
+                script: self.user_data.clone(),
+                gpus: self.gpus.clone(),
+            });
         }
         None
     }

@@ -66,7 +66,7 @@ pub use scenario::{
     CapacitySpec, CapacityStep, FaultSpec, InstanceBehavior, InstanceBehaviorSpec,
     InstanceTypeSpec, RateLimitSpec, RegionSpec, Scenario, SecondsRange, SshKeySpec,
 };
-pub use user_data::{LOG_FILE, SCRIPT_FILE};
+pub use user_data::{LOG_FILE, SANDBOX_BIN, SCRIPT_FILE, write_fake_nvidia_smi};
 
 use crate::clock::SimClock;
 use crate::server::Shared;

@@ -102,7 +102,7 @@ impl Shared {
                 (Some(runner), Effect::StartUserData { id, script, gpus }) => {
                     runner.start(
                         &id,
-                        script.expose(),
+                        script.as_ref().map(lambda_cloud::Redacted::expose),
                         &gpus,
                         self.base_url.get().map_or("", String::as_str),
                         time_scale,

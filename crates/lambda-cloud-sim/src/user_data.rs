@@ -18,6 +18,9 @@ use crate::instances::Gpus;
 pub const SCRIPT_FILE: &str = "user-data.sh";
 /// The log of the user data's output (stdout and stderr).
 pub const LOG_FILE: &str = "user-data.log";
+/// The machine's own programs (its `nvidia-smi`), inside its sandbox: first on the user
+/// data's `PATH`, and on the `PATH` of anything run in the sandbox as if over SSH.
+pub const SANDBOX_BIN: &str = ".lambda-cloud-sim/bin";
 
 /// Starts and stops user-data processes under one sandbox root.
 #[derive(Debug)]
@@ -42,12 +45,12 @@ impl UserDataRunner {
         self.root.join(id.as_str())
     }
 
-    /// Runs the shell script in `user_data` for instance `id`; anything else is noted in the
-    /// log and not run.
+    /// Prepares instance `id`'s sandbox (its programs: `nvidia-smi`) and runs the shell script
+    /// in `user_data`, if any; other user data is noted in the log and not run.
     pub(crate) fn start(
         &self,
         id: &InstanceId,
-        user_data: &str,
+        user_data: Option<&str>,
         gpus: &Gpus,
         api_url: &str,
         time_scale: f64,
@@ -69,13 +72,16 @@ impl UserDataRunner {
         &self,
         id: &InstanceId,
         dir: &Path,
-        user_data: &str,
+        user_data: Option<&str>,
         gpus: &Gpus,
         api_url: &str,
         time_scale: f64,
     ) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let bin = write_nvidia_smi(dir, gpus)?;
+        let Some(user_data) = user_data else {
+            return Ok(());
+        };
         let path = match std::env::var_os("PATH") {
             Some(path) => {
                 let mut dirs = vec![bin];
@@ -240,17 +246,25 @@ pub(crate) fn shell_script(user_data: &str) -> Option<String> {
     None
 }
 
-/// Writes the sandbox's `nvidia-smi` (first on its PATH): `-L`, `--query-gpu=…
-/// --format=csv[,noheader]` (index, name, memory) and the bare table, for the GPUs `gpus` says
-/// are visible; none visible fails as the real one does without a driver or devices.
+/// Writes the sandbox's `nvidia-smi` (first on its PATH) for the GPUs `gpus` says are visible.
 fn write_nvidia_smi(dir: &Path, gpus: &Gpus) -> std::io::Result<PathBuf> {
-    let bin = dir.join(".lambda-cloud-sim/bin");
-    std::fs::create_dir_all(&bin)?;
-    let model = gpus.model.replace(['\'', '"', '\\', '$', '`'], "");
+    let bin = dir.join(SANDBOX_BIN);
+    write_fake_nvidia_smi(&bin, &gpus.model, gpus.visible)?;
+    Ok(bin)
+}
+
+/// Writes an `nvidia-smi` into `bin` that shows `visible` GPUs of `model` (e.g.
+/// `A10 (24 GB PCIe)`): `-L`, `--query-gpu=… --format=csv[,noheader]` (index, name) and the
+/// bare table; none visible fails as the real one does without a driver or devices. The
+/// simulator puts one in every machine's sandbox; tests that stand in for a machine another
+/// way (an `sshd`) use it too.
+pub fn write_fake_nvidia_smi(bin: &Path, model: &str, visible: u32) -> std::io::Result<()> {
+    std::fs::create_dir_all(bin)?;
+    let model = model.replace(['\'', '"', '\\', '$', '`'], "");
     let script = format!(
         r#"#!/bin/bash
 # lambda-cloud-sim: this machine's GPUs, as the scenario made them.
-count={count}
+count={visible}
 model="NVIDIA {model}"
 if [ "$count" -eq 0 ]; then
   echo "No devices were found" >&2
@@ -270,13 +284,11 @@ case " $* " in
     for i in $(seq 0 $((count - 1))); do echo "|   $i  $model"; done
     echo "+-----------------------------------------------------------------------------+" ;;
 esac
-"#,
-        count = gpus.visible,
+"#
     );
     let path = bin.join("nvidia-smi");
     std::fs::write(&path, script)?;
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    Ok(bin)
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
 }
 
 #[cfg(test)]

@@ -15,12 +15,13 @@ use crate::tickets::SimAttachment;
 /// Work that must happen outside the lock, after a change of state.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Effect {
-    /// An instance became active: run its user data.
+    /// An instance became active: prepare its sandbox (its `nvidia-smi`) and run its user
+    /// data, if it has any.
     StartUserData {
         /// The instance.
         id: InstanceId,
         /// Its user data.
-        script: Redacted,
+        script: Option<Redacted>,
         /// The GPUs its `nvidia-smi` shows.
         gpus: Gpus,
     },

@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::launch::LaunchRequest;
 use crate::progress::Ui;
 use crate::project::Project;
-use crate::run::{Reach, RunRequest, RunSummary, Step};
+use crate::run::{GpuGate, Reach, RunRequest, RunSummary, Step};
 
 /// The demo project's files: path and contents.
 pub const PROJECT: &[(&str, &str)] = &[
@@ -105,6 +105,7 @@ pub async fn demo(ui: Ui, interrupts: &mut UnboundedReceiver<()>) -> Result<Demo
         reach: Reach::Sandbox {
             root: sandboxes.clone(),
         },
+        gpu_gate: GpuGate::default(),
         boot_timeout: Duration::from_secs(60),
         time_scale: TIME_SCALE,
         user: "demo".to_owned(),
@@ -168,11 +169,16 @@ mod tests {
                 "launch",
                 "boot",
                 "connect",
+                "gpu check",
                 "upload",
                 "run",
                 "download",
                 "terminate"
             ]
+        );
+        assert_eq!(
+            summary.gpu_check.as_deref(),
+            Some("nvidia-smi sees all 1 GPUs")
         );
         assert!(summary.cost_usd > 0.0);
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gha_runner_core::{
     Attempt, Candidate, CapacityPolicy, CoreError, LambdaProvider, LaunchPlan, LaunchSetup,
-    Launched, MACHINE_TAG, MachineSpec, PlanFailure, Preflight, preflight,
+    Launched, MACHINE_TAG, MachineSpec, Offering, PlanFailure, Preflight, preflight,
 };
 use secrecy::SecretString;
 
@@ -57,8 +57,8 @@ pub struct LaunchOutcome {
     pub launched: Result<Launched, PlanFailure>,
     /// Every attempt.
     pub attempts: Vec<Attempt>,
-    /// The launched type's price, US cents per hour, from the catalog read before launching.
-    pub price_cents_per_hour: Option<u32>,
+    /// The launched type as the catalog read before launching has it (price, GPUs).
+    pub offering: Option<Offering>,
 }
 
 /// Checks the request against the catalog, then launches one machine.
@@ -116,14 +116,11 @@ pub async fn launch_checked(
     spec.user_data = request.user_data.clone().map(SecretString::from);
     let mut setup = Setup(spec);
     let catalog = checked.catalog;
-    let price = |launched: &Launched| {
-        catalog
-            .offering(&launched.candidate.instance_type)
-            .map(|o| o.price_cents_per_hour)
-    };
+    let offering =
+        |launched: &Launched| catalog.offering(&launched.candidate.instance_type).cloned();
     Ok(match plan.execute(provider, &mut setup).await {
         Ok((mut launched, attempts)) => LaunchOutcome {
-            price_cents_per_hour: launched.last().and_then(price),
+            offering: launched.last().and_then(offering),
             launched: launched.pop().ok_or_else(|| PlanFailure {
                 reason: "the plan launched nothing".into(),
                 attempts: attempts.clone(),
@@ -133,7 +130,7 @@ pub async fn launch_checked(
             attempts,
         },
         Err(failure) => LaunchOutcome {
-            price_cents_per_hour: None,
+            offering: None,
             attempts: failure.attempts.clone(),
             launched: Err(failure),
         },

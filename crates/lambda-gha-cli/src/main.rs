@@ -68,7 +68,7 @@ enum Command {
     Launch(LaunchArgs),
     /// Run project scripts on a new machine: launch, upload, set up, run, download, and
     /// terminate (always, unless --keep), then print the time and cost of each phase.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve a simulated Lambda Cloud locally until Ctrl-C.
     #[cfg(feature = "simulator")]
     Sim(SimArgs),
@@ -214,6 +214,14 @@ struct RunArgs {
     /// How long to wait for the machine to boot and then to accept SSH.
     #[arg(long, default_value = "20m", value_parser = parse_duration_arg)]
     boot_timeout: std::time::Duration,
+    /// Your own GPU check, run on the machine before the upload; a failure ends the run
+    /// (e.g. `python3 -c 'import torch; assert torch.cuda.is_available()'`).
+    #[arg(long, value_name = "COMMAND")]
+    gpu_check: Option<String>,
+    /// Skip the GPU check (`nvidia-smi` must see every GPU of the type), e.g. on an image
+    /// without the NVIDIA driver.
+    #[arg(long, conflicts_with = "gpu_check")]
+    no_gpu_gate: bool,
     /// Reach machines of `lambda-gha sim --sandbox DIR` through their sandbox directories
     /// instead of SSH.
     #[arg(long, value_name = "DIR")]
@@ -703,7 +711,7 @@ async fn everyday(command: Command, settings: &Settings, out: &Out) -> Result<Ex
         }
         Command::SshKeys(command) => ssh_keys(&client, command, out).await?,
         Command::Filesystems(command) => filesystems(&client, command, out).await?,
-        Command::Run(args) => return run(args, settings, out).await,
+        Command::Run(args) => return run(*args, settings, out).await,
         other => unreachable!("dispatched in main: {}", command_name(&other)),
     }
     Ok(ExitCode::SUCCESS)
@@ -809,7 +817,7 @@ fn interrupts() -> tokio::sync::mpsc::UnboundedReceiver<()> {
 }
 
 async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> {
-    use lambda_gha_cli::run::{Reach, RunRequest, Step};
+    use lambda_gha_cli::run::{GpuGate, Reach, RunRequest, Step};
     // Everything that can be wrong with the request is found before anything is launched.
     let project_root = args
         .project
@@ -873,6 +881,10 @@ async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> 
                 port: args.ssh_port,
                 identity: args.identity,
             },
+        },
+        gpu_gate: GpuGate {
+            skip: args.no_gpu_gate,
+            check: args.gpu_check,
         },
         boot_timeout: args.boot_timeout,
         time_scale,

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use gha_runner_core::{CloudProvider, LambdaProvider, LaunchKey, MachineId, MachineState};
+use gha_runner_core::{
+    CloudProvider, GPU_CHECK_TIMEOUT, HealthGate, LambdaProvider, LaunchKey, MachineId,
+    MachineState,
+};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -104,6 +107,16 @@ pub enum Reach {
     },
 }
 
+/// The GPU check between connecting and uploading: the action's health gate, run over SSH.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GpuGate {
+    /// Skip it (`--no-gpu-gate`), for an image without `nvidia-smi`.
+    pub skip: bool,
+    /// The user's own check (`--gpu-check`), a shell command run in the login user's home
+    /// that must exit 0.
+    pub check: Option<String>,
+}
+
 /// Everything `run` needs.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -123,6 +136,8 @@ pub struct RunRequest {
     pub keep: bool,
     /// How to reach it.
     pub reach: Reach,
+    /// The GPU check before the upload.
+    pub gpu_gate: GpuGate,
     /// How long to wait for `active` and then for SSH.
     pub boot_timeout: Duration,
     /// Simulated seconds per real second (1 on a real cloud): scales polling and the cost.
@@ -136,7 +151,8 @@ pub struct RunRequest {
 /// The time one phase took.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PhaseTime {
-    /// `launch`, `boot`, `connect`, `upload`, `setup`, `run`, `download`, `terminate`.
+    /// `launch`, `boot`, `connect`, `gpu check`, `upload`, `setup`, `run`, `download`,
+    /// `terminate`.
     pub phase: &'static str,
     /// Wall seconds.
     pub seconds: f64,
@@ -182,6 +198,8 @@ pub struct RunSummary {
     pub price_cents_per_hour: Option<u32>,
     /// Wall time per phase, in order.
     pub phases: Vec<PhaseTime>,
+    /// What the GPU check found (its one-line verdict), when it ran.
+    pub gpu_check: Option<String>,
     /// The upload.
     pub upload: Option<UploadReport>,
     /// Files brought back.
@@ -223,6 +241,9 @@ impl RunSummary {
         }
         let total: f64 = self.phases.iter().map(|p| p.seconds).sum();
         let _ = writeln!(text, "{:<9} {total:>8.1} s", "total");
+        if let Some(verdict) = &self.gpu_check {
+            let _ = writeln!(text, "gpus      {verdict}");
+        }
         if let Some(upload) = &self.upload {
             let _ = writeln!(
                 text,
@@ -352,6 +373,7 @@ pub async fn run(
             region: None,
             price_cents_per_hour: None,
             phases: Vec::new(),
+            gpu_check: None,
             upload: None,
             downloaded_files: 0,
             missing_downloads: Vec::new(),
@@ -430,7 +452,7 @@ async fn work(
     state: &mut State,
 ) -> Result<i32, String> {
     // --- launch (or take the named machine) ---------------------------------------------
-    let price = if let Some(id) = &request.instance {
+    let (price, gpus) = if let Some(id) = &request.instance {
         let machine = provider
             .describe(&MachineId::new(id.as_str()))
             .await
@@ -443,10 +465,14 @@ async fn work(
         state.summary.instance_id = Some(machine.id.to_string());
         state.summary.instance_type = Some(machine.instance_type.clone());
         state.summary.region = Some(machine.region.clone());
-        machine.price_cents_per_hour
+        (machine.price_cents_per_hour, None)
     } else {
         state.begin("launch");
-        launch_machine(provider, request, ui, state).await?
+        let offering = launch_machine(provider, request, ui, state).await?;
+        (
+            offering.as_ref().map(|o| o.price_cents_per_hour),
+            offering.map(|o| o.gpus),
+        )
     };
     state.summary.price_cents_per_hour = price;
     let Some(id) = state.target.as_ref().map(|t| t.id.clone()) else {
@@ -493,6 +519,12 @@ async fn work(
     ready?;
     let transport = transport.as_ref();
     let dir = remote_dir(&request.project);
+
+    // --- gpu check (before the upload: a broken GPU costs no transfer) ---------------------
+    if !request.gpu_gate.skip {
+        state.begin("gpu check");
+        gpu_check(provider, request, transport, &id, gpus, ui, state).await?;
+    }
 
     // --- upload -----------------------------------------------------------------------------
     state.begin("upload");
@@ -573,12 +605,69 @@ async fn work(
 const ENSURE_UV: &str = "export PATH=\"$HOME/.local/bin:$PATH\" && \
     { command -v uv >/dev/null || curl -LsSf https://astral.sh/uv/install.sh | sh; }";
 
+/// The action's health gate over the run's transport: `nvidia-smi` sees every GPU of the
+/// machine's type (`gpus`, or the catalog's word for a named machine), and `--gpu-check`
+/// passes.
+async fn gpu_check(
+    provider: &LambdaProvider,
+    request: &RunRequest,
+    transport: &dyn Transport,
+    id: &MachineId,
+    gpus: Option<u32>,
+    ui: Ui,
+    state: &mut State,
+) -> Result<(), String> {
+    let instance_type = state.summary.instance_type.clone().unwrap_or_default();
+    let expected_gpus = match gpus {
+        Some(gpus) => gpus,
+        None => provider
+            .catalog()
+            .await
+            .map_err(|e| {
+                format!("cannot read the catalog for the GPU check: {e} (--no-gpu-gate skips it)")
+            })?
+            .offering(&instance_type)
+            .map_or(0, |o| o.gpus),
+    };
+    let gate = HealthGate {
+        instance_type,
+        expected_gpus,
+        check: request.gpu_gate.check.clone(),
+        check_timeout_seconds: GPU_CHECK_TIMEOUT.as_secs(),
+    };
+    let bar = ui.spinner(format!("checking the GPUs of {id}"));
+    let report = gate.run_over(transport, request.time_scale).await;
+    bar.finish_and_clear();
+    state.summary.gpu_check = Some(report.summary.clone());
+    if report.passed {
+        ui.line(format!("gpu check: {}", report.summary));
+        return Ok(());
+    }
+    ui.line(format!(
+        "GPU health gate failed on {id}: {}",
+        report.summary
+    ));
+    for line in report.detail.lines() {
+        ui.line(format!("  {line}"));
+    }
+    let next = if state.target.as_ref().is_some_and(|t| t.ours) && !request.keep {
+        "it is terminated; run again for another machine (or put another type first in \
+         --type), or skip the check with --no-gpu-gate"
+    } else {
+        "fix the machine, or skip the check with --no-gpu-gate"
+    };
+    Err(format!(
+        "GPU health gate failed on {id} ({}): {next}",
+        report.summary
+    ))
+}
+
 async fn launch_machine(
     provider: &LambdaProvider,
     request: &RunRequest,
     ui: Ui,
     state: &mut State,
-) -> Result<Option<u32>, String> {
+) -> Result<Option<gha_runner_core::Offering>, String> {
     let mut launch_request: LaunchRequest = request.launch.clone();
     launch_request
         .tags
@@ -633,7 +722,7 @@ async fn launch_machine(
             file
         });
     }
-    Ok(outcome.price_cents_per_hour)
+    Ok(outcome.offering)
 }
 
 async fn delete_launch_key(provider: &LambdaProvider, state: &mut State) {
@@ -986,10 +1075,15 @@ mod tests {
                     seconds: 180.0,
                 },
                 PhaseTime {
+                    phase: "gpu check",
+                    seconds: 0.4,
+                },
+                PhaseTime {
                     phase: "run",
                     seconds: 61.5,
                 },
             ],
+            gpu_check: Some("nvidia-smi sees all 1 GPUs".into()),
             upload: Some(UploadReport {
                 files: 120,
                 files_sent: 3,
@@ -1011,8 +1105,10 @@ mod tests {
         machine   i-1 (gpu_1x_a10 in us-east-1)
         launch         1.2 s
         boot         180.0 s
+        gpu check      0.4 s
         run           61.5 s
-        total        242.7 s
+        total        243.1 s
+        gpus      nvidia-smi sees all 1 GPUs
         upload    3 of 120 files, 20.5 kB (4.1 kB on the wire)
         download  2 files (not on the machine: plots)
         cost      $0.0597 (4m10s billed × $0.86/h)

@@ -105,3 +105,30 @@ async fn a_sandbox_is_read_in_place_and_without_a_key_the_fix_is_named() {
          `ssh ubuntu@192.0.2.7 sudo tail -n 100 /var/log/lambda-gha-boot.log` before the machine ends"
     );
 }
+
+#[tokio::test]
+async fn a_simulated_machines_own_programs_come_first_on_the_sandbox_path() {
+    assert_eq!(
+        gha_runner_core::transport::SIM_SANDBOX_BIN,
+        lambda_cloud_sim::SANDBOX_BIN,
+        "the transport looks where the simulator writes"
+    );
+    let root = std::env::temp_dir().join(format!("sandbox-path-{:016x}", fastrand::u64(..)));
+    lambda_cloud_sim::write_fake_nvidia_smi(
+        &root.join(lambda_cloud_sim::SANDBOX_BIN),
+        "H100 80GB HBM3",
+        2,
+    )
+    .unwrap();
+    let sandbox = gha_runner_core::transport::Sandbox::new(&root);
+    let listed = gha_runner_core::transport::capture(&sandbox, "nvidia-smi -L")
+        .await
+        .unwrap();
+    let listed = String::from_utf8(listed).unwrap();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.starts_with("GPU 0: NVIDIA H100 80GB HBM3"),
+        "{listed}"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}

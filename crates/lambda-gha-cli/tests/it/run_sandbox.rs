@@ -1,15 +1,16 @@
 //! `run` through the library against the simulator, machines reached through their sandbox:
-//! the paths that need no sshd (a run's own SSH key, a refused launch).
+//! the paths that need no sshd (a run's own SSH key, a refused launch, the GPU check against
+//! the simulated machine's `nvidia-smi`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use gha_runner_core::LambdaProvider;
-use lambda_cloud_sim::{Scenario, Sim};
+use lambda_cloud_sim::{InstanceBehavior, Scenario, Sim};
 use lambda_gha_cli::launch::LaunchRequest;
 use lambda_gha_cli::progress::Ui;
 use lambda_gha_cli::project::Project;
-use lambda_gha_cli::run::{MachineFate, Reach, RunRequest, Step, run};
+use lambda_gha_cli::run::{GpuGate, MachineFate, Reach, RunRequest, RunSummary, Step, run};
 
 const SCALE: f64 = 100.0;
 
@@ -21,10 +22,14 @@ struct World {
 
 impl World {
     async fn new() -> World {
+        World::with(Scenario::default()).await
+    }
+
+    async fn with(scenario: Scenario) -> World {
         let dir =
             std::env::temp_dir().join(format!("lambda-gha-runlib-{:016x}", fastrand::u64(..)));
         let sim = Sim::builder()
-            .scenario(Scenario::default())
+            .scenario(scenario)
             .time_scale(SCALE)
             .user_data_sandbox(dir.join("machines"))
             .start()
@@ -52,11 +57,17 @@ impl World {
             reach: Reach::Sandbox {
                 root: self.dir.join("machines"),
             },
+            gpu_gate: GpuGate::default(),
             boot_timeout: Duration::from_secs(60),
             time_scale: SCALE,
             user: "tester".into(),
             state_dir: self.dir.join("state"),
         }
+    }
+
+    async fn run(&self, request: &RunRequest) -> RunSummary {
+        let (_tx, mut interrupts) = tokio::sync::mpsc::unbounded_channel();
+        run(&self.provider, request, quiet(), &mut interrupts).await
     }
 
     fn key_files(&self) -> usize {
@@ -90,6 +101,11 @@ async fn without_a_named_key_the_run_makes_one_and_leaves_neither_it_nor_the_mac
     .await;
     assert_eq!(summary.exit_code, 0, "{}", summary.render());
     assert_eq!(summary.machine, MachineFate::Terminated);
+    assert_eq!(
+        summary.gpu_check.as_deref(),
+        Some("nvidia-smi sees all 1 GPUs"),
+        "the simulated machine's nvidia-smi answered the check"
+    );
     assert_eq!(summary.downloaded_files, 1);
     let keys = world.sim.client().unwrap().ssh_keys().list().await.unwrap();
     assert!(
@@ -119,4 +135,58 @@ async fn a_refused_launch_reports_the_fix_and_leaves_nothing() {
     let keys = world.sim.client().unwrap().ssh_keys().list().await.unwrap();
     assert!(keys.is_empty(), "{keys:?}");
     assert_eq!(world.key_files(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_machine_with_a_missing_gpu_is_terminated_before_the_upload() {
+    // The first machine comes up with 7 of its 8 GPUs visible.
+    let world = World::with(
+        Scenario::default().with_behavior(1, InstanceBehavior::GpusMissing { count: 1 }),
+    )
+    .await;
+    let summary = world.run(&world.request(&["gpu_8x_h100_sxm5"])).await;
+    assert_eq!(summary.exit_code, 1, "{}", summary.render());
+    let error = summary.error.clone().unwrap();
+    assert!(
+        error.contains("GPU health gate failed")
+            && error.contains("nvidia-smi sees 7 of 8 GPUs")
+            && error.contains("--no-gpu-gate"),
+        "{error}"
+    );
+    assert_eq!(summary.machine, MachineFate::Terminated);
+    assert_eq!(summary.upload, None, "nothing was uploaded to it");
+    assert!(
+        summary.phases.iter().any(|p| p.phase == "gpu check")
+            && !summary.phases.iter().any(|p| p.phase == "upload"),
+        "{:?}",
+        summary.phases
+    );
+    assert!(world.sim.ledger().still_billing.is_empty());
+    assert_eq!(world.key_files(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_users_gpu_check_gates_the_run_and_the_gate_can_be_skipped() {
+    let world = World::with(
+        Scenario::default().with_behavior(2, InstanceBehavior::GpusMissing { count: 1 }),
+    )
+    .await;
+    let mut request = world.request(&["gpu_1x_a10"]);
+    request.gpu_gate.check = Some("echo 'CUDA error: no kernel image' >&2; exit 3".into());
+    let summary = world.run(&request).await;
+    assert_eq!(summary.exit_code, 1, "{}", summary.render());
+    assert_eq!(
+        summary.gpu_check.as_deref(),
+        Some("gpu_check exit 3: CUDA error: no kernel image")
+    );
+    assert_eq!(summary.machine, MachineFate::Terminated);
+
+    // The second machine shows no GPU at all: skipped, the run goes on.
+    let mut request = world.request(&["gpu_1x_a10"]);
+    request.gpu_gate.skip = true;
+    let summary = world.run(&request).await;
+    assert_eq!(summary.exit_code, 0, "{}", summary.render());
+    assert_eq!(summary.gpu_check, None);
+    assert_eq!(summary.downloaded_files, 1);
+    assert!(world.sim.ledger().still_billing.is_empty());
 }

@@ -18,8 +18,13 @@ struct World {
 }
 
 impl World {
+    /// The machine: an `sshd` whose `nvidia-smi` shows the one GPU of a gpu_1x_a10.
     async fn new(options: SshdOptions) -> World {
-        let sshd = Sshd::start(&options).expect("sshd");
+        let sshd = Sshd::start(&SshdOptions {
+            gpus: Some(1),
+            ..options
+        })
+        .expect("sshd");
         let sim = Sim::builder()
             .scenario(
                 Scenario::default()
@@ -138,7 +143,14 @@ async fn run_uploads_what_git_tracks_runs_downloads_and_terminates() {
             &project,
             &World::launch_args(
                 "train.sh",
-                &["--download", "results", "--download", "missing.txt"],
+                &[
+                    "--download",
+                    "results",
+                    "--download",
+                    "missing.txt",
+                    "--gpu-check",
+                    "nvidia-smi -L | grep -q A10",
+                ],
             ),
         )
         .await;
@@ -168,11 +180,16 @@ async fn run_uploads_what_git_tracks_runs_downloads_and_terminates() {
             "launch",
             "boot",
             "connect",
+            "gpu check",
             "upload",
             "run",
             "download",
             "terminate"
         ]
+    );
+    assert_eq!(
+        summary["gpu_check"], "nvidia-smi sees all 1 GPUs; gpu_check passed",
+        "the GPU check ran over SSH"
     );
     assert!(summary["cost_usd"].as_f64().unwrap() > 0.0);
     world.assert_nothing_billing();
