@@ -22,10 +22,46 @@ pub const UNHEALTHY_HOLD: Duration = Duration::from_secs(60);
 const NVIDIA_SMI_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long the user's check may run.
-pub const GPU_CHECK_TIMEOUT: Duration = Duration::from_secs(600);
+const GPU_CHECK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The shell's exit for a command it cannot find.
 const NOT_FOUND: i32 = 127;
+
+/// Whether machines check their GPUs before use, and with what: one setting for the action's
+/// machines (`gpu_health_gate`, `gpu_check`) and `lambda-gha run`'s (`--no-gpu-gate`,
+/// `--gpu-check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GpuGate {
+    /// `nvidia-smi` must see every GPU of the machine's type, and the user's check, if any,
+    /// must exit 0.
+    On {
+        /// The user's check: a bash command that must exit 0.
+        check: Option<String>,
+    },
+    /// No check at all (an image without the NVIDIA driver).
+    Off,
+}
+
+impl Default for GpuGate {
+    fn default() -> Self {
+        GpuGate::On { check: None }
+    }
+}
+
+impl GpuGate {
+    /// The gate a machine of `instance_type` with `gpus` GPUs runs; none when it is off.
+    pub fn for_machine(&self, instance_type: &str, gpus: u32) -> Option<HealthGate> {
+        match self {
+            GpuGate::Off => None,
+            GpuGate::On { check } => Some(HealthGate {
+                instance_type: instance_type.to_owned(),
+                expected_gpus: gpus,
+                check: check.clone(),
+                check_timeout_seconds: GPU_CHECK_TIMEOUT.as_secs(),
+            }),
+        }
+    }
+}
 
 /// What one machine checks before its runners start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

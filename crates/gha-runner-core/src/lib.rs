@@ -77,7 +77,7 @@ pub use duration::{format_duration, parse_duration};
 pub use error::{CoreError, GitHubError, InputError};
 pub use github::{GitHub, JitRunner, RunnerInfo, RunnerScope};
 pub use gpus::{GpuLayout, GpusPerRunner, gpu_layouts};
-pub use health::{GPU_CHECK_TIMEOUT, HealthGate, HealthReport, UNHEALTHY_HOLD, read_report};
+pub use health::{GpuGate, HealthGate, HealthReport, UNHEALTHY_HOLD, read_report};
 #[cfg(feature = "lambda")]
 pub use lambda::{LambdaProvider, LaunchKey, UNHEALTHY_NAME, provider_error};
 pub use naming::{MAX_LABELS, MAX_RUNNER_NAME, OWN_LABELS, RunnerNaming, parse_labels};

@@ -17,7 +17,7 @@ use crate::boot_script::{AgentSource, BootScript, RunnerBoot, RunnerCredential, 
 use crate::error::InputError;
 use crate::github::GitHub;
 use crate::gpus::GpuLayout;
-use crate::health::{GPU_CHECK_TIMEOUT, HealthGate};
+use crate::health::GpuGate;
 use crate::naming::RunnerNaming;
 use crate::outputs::Outputs;
 use crate::plan::{Attempt, Candidate, LaunchPlan, LaunchSetup, Launched, terminate_all};
@@ -116,8 +116,8 @@ pub struct BootSettings {
     pub agent_api_key: Option<SecretString>,
     /// The agent's timings.
     pub timings: AgentTimings,
-    /// The user's GPU check (`gpu_check`), run by the health gate before the runners start.
-    pub gpu_check: Option<String>,
+    /// The GPU health gate each machine runs before its runners start.
+    pub gpu_gate: GpuGate,
 }
 
 /// A complete request.
@@ -376,12 +376,9 @@ impl LaunchSetup for Registrar<'_> {
             runner_count: request.runners_per_instance,
             runner_mode: request.mode.as_str().to_owned(),
             timings: boot.timings,
-            health: Some(HealthGate {
-                instance_type: candidate.instance_type.clone(),
-                expected_gpus: gpus.gpus,
-                check: boot.gpu_check.clone(),
-                check_timeout_seconds: GPU_CHECK_TIMEOUT.as_secs(),
-            }),
+            health: boot
+                .gpu_gate
+                .for_machine(&candidate.instance_type, gpus.gpus),
         };
         let script = BootScript {
             version: boot.version.clone(),

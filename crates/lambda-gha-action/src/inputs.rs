@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gha_runner_core::{
-    AgentTimings, CapacityPolicy, GpusPerRunner, InputError, MachineId, RunnerMode, RunnerNaming,
-    RunnerPrivileges, UNHEALTHY_NAME, parse_duration, parse_labels, parse_list,
+    AgentTimings, CapacityPolicy, GpuGate, GpusPerRunner, InputError, MachineId, RunnerMode,
+    RunnerNaming, RunnerPrivileges, UNHEALTHY_NAME, parse_duration, parse_labels, parse_list,
 };
 use secrecy::SecretString;
 
@@ -80,8 +80,8 @@ pub struct StartInputs {
     pub runners_per_instance: usize,
     /// How many GPUs each runner sees.
     pub gpus_per_runner: GpusPerRunner,
-    /// The user's GPU check, run on each machine before its runners start.
-    pub gpu_check: Option<String>,
+    /// The GPU health gate each machine runs before its runners start.
+    pub gpu_gate: GpuGate,
     /// How many unhealthy machines are replaced before the launch fails.
     pub replace_unhealthy: u32,
     /// What to do without capacity.
@@ -230,6 +230,19 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
     let runners_per_instance = number(env, "runners_per_instance", 1, 1..=16)?;
     let gpus_per_runner = GpusPerRunner::parse(env.input("gpus_per_runner").unwrap_or(""))?;
     let replace_unhealthy = u32::try_from(number(env, "replace_unhealthy", 1, 0..=5)?).unwrap_or(5);
+    let gpu_gate = match (flag(env, "gpu_health_gate", true)?, env.input("gpu_check")) {
+        (true, check) => GpuGate::On {
+            check: check.map(str::to_owned),
+        },
+        (false, None) => GpuGate::Off,
+        (false, Some(_)) => {
+            return Err(InputError::new(
+                "gpu_check",
+                "runs as part of the GPU health gate, which `gpu_health_gate: false` turns off: \
+                 drop one of the two",
+            ));
+        }
+    };
     let capacity = CapacityPolicy::parse(env.input("capacity_wait").unwrap_or("0"))?;
     let runner_mode = RunnerMode::parse(env.input("runner_mode").unwrap_or("jit"))?;
     let scope = scope(env)?;
@@ -310,7 +323,7 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
         instance_count,
         runners_per_instance,
         gpus_per_runner,
-        gpu_check: env.input("gpu_check").map(str::to_owned),
+        gpu_gate,
         replace_unhealthy,
         capacity,
         image: env.input("image").map(str::to_owned),
@@ -501,6 +514,36 @@ mod tests {
         assert_eq!(start.timings, AgentTimings::default());
         assert!(start.self_terminate);
         assert_eq!(start.capacity, CapacityPolicy::FailFast);
+        assert_eq!(start.gpu_gate, GpuGate::On { check: None });
+    }
+
+    #[test]
+    fn the_gpu_gate_takes_a_check_or_is_turned_off() {
+        let gate = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("instance_type", "gpu_1x_a10")];
+            all.extend_from_slice(pairs);
+            match parse(&env(&all)) {
+                Ok(Mode::Start(start)) => Ok(start.gpu_gate),
+                Ok(Mode::Stop(_)) => panic!("a start"),
+                Err(error) => Err(error.field),
+            }
+        };
+        assert_eq!(
+            gate(&[("gpu_check", "nvidia-smi -q")]),
+            Ok(GpuGate::On {
+                check: Some("nvidia-smi -q".into())
+            })
+        );
+        assert_eq!(gate(&[("gpu_health_gate", "false")]), Ok(GpuGate::Off));
+        assert_eq!(
+            gate(&[("gpu_health_gate", "")]),
+            Ok(GpuGate::On { check: None }),
+            "empty (a reusable workflow's unset input) is the default"
+        );
+        assert_eq!(
+            gate(&[("gpu_health_gate", "false"), ("gpu_check", "true")]),
+            Err("gpu_check".to_owned())
+        );
     }
 
     #[test]
@@ -539,6 +582,10 @@ mod tests {
             (
                 &[("instance_type", "a"), ("self_terminate", "maybe")],
                 "self_terminate",
+            ),
+            (
+                &[("instance_type", "a"), ("gpu_health_gate", "off")],
+                "gpu_health_gate",
             ),
             (
                 &[("instance_type", "a"), ("max_cost_usd", "-3")],

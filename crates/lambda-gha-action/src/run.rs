@@ -313,7 +313,7 @@ async fn run_start<W: Write>(
                 None
             },
             timings: start.timings,
-            gpu_check: start.gpu_check.clone(),
+            gpu_gate: start.gpu_gate.clone(),
         },
         gpus,
         replace_unhealthy: start.replace_unhealthy,

@@ -12,7 +12,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::launch::LaunchRequest;
 use crate::progress::Ui;
 use crate::project::Project;
-use crate::run::{GpuGate, Reach, RunRequest, RunSummary, Step};
+use crate::run::{Reach, RunRequest, RunSummary, Step};
+use gha_runner_core::GpuGate;
 
 /// The demo project's files: path and contents.
 pub const PROJECT: &[(&str, &str)] = &[

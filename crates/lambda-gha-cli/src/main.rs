@@ -817,7 +817,8 @@ fn interrupts() -> tokio::sync::mpsc::UnboundedReceiver<()> {
 }
 
 async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> {
-    use lambda_gha_cli::run::{GpuGate, Reach, RunRequest, Step};
+    use gha_runner_core::GpuGate;
+    use lambda_gha_cli::run::{Reach, RunRequest, Step};
     // Everything that can be wrong with the request is found before anything is launched.
     let project_root = args
         .project
@@ -882,9 +883,12 @@ async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> 
                 identity: args.identity,
             },
         },
-        gpu_gate: GpuGate {
-            skip: args.no_gpu_gate,
-            check: args.gpu_check,
+        gpu_gate: if args.no_gpu_gate {
+            GpuGate::Off
+        } else {
+            GpuGate::On {
+                check: args.gpu_check,
+            }
         },
         boot_timeout: args.boot_timeout,
         time_scale,

@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use gha_runner_core::{
-    CloudProvider, GPU_CHECK_TIMEOUT, HealthGate, LambdaProvider, LaunchKey, MachineId,
-    MachineState,
-};
+use gha_runner_core::{CloudProvider, GpuGate, LambdaProvider, LaunchKey, MachineId, MachineState};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -107,16 +104,6 @@ pub enum Reach {
     },
 }
 
-/// The GPU check between connecting and uploading: the action's health gate, run over SSH.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GpuGate {
-    /// Skip it (`--no-gpu-gate`), for an image without `nvidia-smi`.
-    pub skip: bool,
-    /// The user's own check (`--gpu-check`), a shell command run in the login user's home
-    /// that must exit 0.
-    pub check: Option<String>,
-}
-
 /// Everything `run` needs.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -136,7 +123,7 @@ pub struct RunRequest {
     pub keep: bool,
     /// How to reach it.
     pub reach: Reach,
-    /// The GPU check before the upload.
+    /// The GPU check between connecting and uploading (the action's health gate, over SSH).
     pub gpu_gate: GpuGate,
     /// How long to wait for `active` and then for SSH.
     pub boot_timeout: Duration,
@@ -521,7 +508,7 @@ async fn work(
     let dir = remote_dir(&request.project);
 
     // --- gpu check (before the upload: a broken GPU costs no transfer) ---------------------
-    if !request.gpu_gate.skip {
+    if request.gpu_gate != GpuGate::Off {
         state.begin("gpu check");
         gpu_check(provider, request, transport, &id, gpus, ui, state).await?;
     }
@@ -629,11 +616,8 @@ async fn gpu_check(
             .offering(&instance_type)
             .map_or(0, |o| o.gpus),
     };
-    let gate = HealthGate {
-        instance_type,
-        expected_gpus,
-        check: request.gpu_gate.check.clone(),
-        check_timeout_seconds: GPU_CHECK_TIMEOUT.as_secs(),
+    let Some(gate) = request.gpu_gate.for_machine(&instance_type, expected_gpus) else {
+        return Ok(());
     };
     let bar = ui.spinner(format!("checking the GPUs of {id}"));
     let report = gate.run_over(transport, request.time_scale).await;

@@ -282,6 +282,37 @@ async fn a_machine_with_a_broken_gpu_is_replaced_by_the_next_candidate() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn with_the_gate_turned_off_a_machine_short_of_gpus_is_used() {
+    let world = quick_boot_world().with_behavior(
+        1,
+        lambda_cloud_sim::InstanceBehavior::GpusMissing { count: 1 },
+    );
+    let stage = Stage::new("gate-off", world, "9300", true).await;
+    let rig = &stage.rig;
+    let started = stage
+        .start(&[
+            ("instance_type", "gpu_8x_h100_sxm5,gpu_8x_a100_80gb_sxm4"),
+            ("gpu_health_gate", "false"),
+        ])
+        .await;
+    assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
+    let ledger = rig.sim.ledger();
+    assert_eq!(ledger.entries.len(), 1, "no replacement: {ledger:?}");
+    let machine = rig
+        .dir
+        .join("machines")
+        .join(ledger.entries[0].instance_id.as_str());
+    let boot_log = std::fs::read_to_string(machine.join("var/log/lambda-gha-boot.log")).unwrap();
+    assert!(
+        boot_log.contains("GPU health gate: none configured")
+            && !boot_log.contains("GPU HEALTH GATE FAILED"),
+        "{boot_log}"
+    );
+    assert_eq!(rig.github.runners().len(), 1, "its runner came online");
+    stage.stop(&started).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_runner_that_never_registers_shows_the_boot_log_and_its_machine_ends() {
     // The runner never reports to GitHub: nothing comes online.
     let stage = Stage::new("never", quick_boot_world(), "9300", false).await;

@@ -75,7 +75,7 @@ fn request(types: &str, count: usize, registration_timeout_seconds: u64) -> Prov
                 registration_timeout_seconds,
                 ..AgentTimings::default()
             },
-            gpu_check: None,
+            gpu_gate: gha_runner_core::GpuGate::default(),
         },
         replace_unhealthy: 1,
         access: MachineAccess::Unavailable {

@@ -129,6 +129,18 @@ fn cases() -> Vec<Case> {
             message: "or `all`",
         },
         Case {
+            what: "gpu_check with the gate turned off",
+            inputs: &[
+                TYPE,
+                ("gpu_health_gate", "false"),
+                ("gpu_check", "nvidia-smi"),
+            ],
+            env: &[],
+            scenario: default,
+            title: "Invalid input `gpu_check`",
+            message: "drop one of the two",
+        },
+        Case {
             what: "runner_group without org scope",
             inputs: &[TYPE, ("runner_group", "3")],
             env: &[],

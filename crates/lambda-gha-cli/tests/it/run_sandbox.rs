@@ -5,12 +5,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gha_runner_core::GpuGate;
 use gha_runner_core::LambdaProvider;
 use lambda_cloud_sim::{InstanceBehavior, Scenario, Sim};
 use lambda_gha_cli::launch::LaunchRequest;
 use lambda_gha_cli::progress::Ui;
 use lambda_gha_cli::project::Project;
-use lambda_gha_cli::run::{GpuGate, MachineFate, Reach, RunRequest, RunSummary, Step, run};
+use lambda_gha_cli::run::{MachineFate, Reach, RunRequest, RunSummary, Step, run};
 
 const SCALE: f64 = 100.0;
 
@@ -172,7 +173,9 @@ async fn the_users_gpu_check_gates_the_run_and_the_gate_can_be_skipped() {
     )
     .await;
     let mut request = world.request(&["gpu_1x_a10"]);
-    request.gpu_gate.check = Some("echo 'CUDA error: no kernel image' >&2; exit 3".into());
+    request.gpu_gate = GpuGate::On {
+        check: Some("echo 'CUDA error: no kernel image' >&2; exit 3".into()),
+    };
     let summary = world.run(&request).await;
     assert_eq!(summary.exit_code, 1, "{}", summary.render());
     assert_eq!(
@@ -183,7 +186,7 @@ async fn the_users_gpu_check_gates_the_run_and_the_gate_can_be_skipped() {
 
     // The second machine shows no GPU at all: skipped, the run goes on.
     let mut request = world.request(&["gpu_1x_a10"]);
-    request.gpu_gate.skip = true;
+    request.gpu_gate = GpuGate::Off;
     let summary = world.run(&request).await;
     assert_eq!(summary.exit_code, 0, "{}", summary.render());
     assert_eq!(summary.gpu_check, None);
