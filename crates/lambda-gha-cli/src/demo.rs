@@ -107,6 +107,7 @@ pub async fn demo(ui: Ui, interrupts: &mut UnboundedReceiver<()>) -> Result<Demo
             root: sandboxes.clone(),
         },
         gpu_gate: GpuGate::default(),
+        replace_unhealthy: 1,
         boot_timeout: Duration::from_secs(60),
         time_scale: TIME_SCALE,
         user: "demo".to_owned(),

@@ -222,6 +222,11 @@ struct RunArgs {
     /// without the NVIDIA driver.
     #[arg(long, conflicts_with = "gpu_check")]
     no_gpu_gate: bool,
+    /// How many launched machines that fail the GPU check are terminated and replaced (the
+    /// other types first) before the run fails.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=5))]
+    replace_unhealthy: u32,
     /// Reach machines of `lambda-gha sim --sandbox DIR` through their sandbox directories
     /// instead of SSH.
     #[arg(long, value_name = "DIR")]
@@ -890,6 +895,7 @@ async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> 
                 check: args.gpu_check,
             }
         },
+        replace_unhealthy: args.replace_unhealthy,
         boot_timeout: args.boot_timeout,
         time_scale,
         user: user(),

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use gha_runner_core::{CloudProvider, GpuGate, LambdaProvider, LaunchKey, MachineId, MachineState};
+use gha_runner_core::{
+    CloudProvider, GpuGate, HealthReport, LambdaProvider, LaunchKey, MachineId, MachineState,
+};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -125,6 +127,9 @@ pub struct RunRequest {
     pub reach: Reach,
     /// The GPU check between connecting and uploading (the action's health gate, over SSH).
     pub gpu_gate: GpuGate,
+    /// How many launched machines that fail the GPU check are terminated and replaced, the
+    /// other types first, before the run fails.
+    pub replace_unhealthy: u32,
     /// How long to wait for `active` and then for SSH.
     pub boot_timeout: Duration,
     /// Simulated seconds per real second (1 on a real cloud): scales polling and the cost.
@@ -158,6 +163,17 @@ pub struct UploadReport {
     pub wire_bytes: u64,
 }
 
+/// A machine that failed the GPU check, terminated so that another could take its place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplacedMachine {
+    /// Its id.
+    pub instance_id: String,
+    /// Its type.
+    pub instance_type: String,
+    /// The check's verdict.
+    pub why: String,
+}
+
 /// What became of the machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "state", content = "detail")]
@@ -187,6 +203,8 @@ pub struct RunSummary {
     pub phases: Vec<PhaseTime>,
     /// What the GPU check found (its one-line verdict), when it ran.
     pub gpu_check: Option<String>,
+    /// Machines that failed the GPU check and were replaced, in order.
+    pub replaced: Vec<ReplacedMachine>,
     /// The upload.
     pub upload: Option<UploadReport>,
     /// Files brought back.
@@ -228,6 +246,13 @@ impl RunSummary {
         }
         let total: f64 = self.phases.iter().map(|p| p.seconds).sum();
         let _ = writeln!(text, "{:<9} {total:>8.1} s", "total");
+        for replaced in &self.replaced {
+            let _ = writeln!(
+                text,
+                "replaced  {} ({}): {}",
+                replaced.instance_id, replaced.instance_type, replaced.why
+            );
+        }
         if let Some(verdict) = &self.gpu_check {
             let _ = writeln!(text, "gpus      {verdict}");
         }
@@ -258,15 +283,24 @@ impl RunSummary {
             } else {
                 String::new()
             };
-            let _ = writeln!(
-                text,
-                "cost      ${:.4} ({} billed × ${:.2}/h{simulated})",
-                self.cost_usd,
-                gha_runner_core::format_duration(Duration::from_secs_f64(
-                    self.billed_seconds.max(0.0).round()
-                )),
-                f64::from(price) / 100.0
-            );
+            let billed = gha_runner_core::format_duration(Duration::from_secs_f64(
+                self.billed_seconds.max(0.0).round(),
+            ));
+            let _ = if self.replaced.is_empty() {
+                writeln!(
+                    text,
+                    "cost      ${:.4} ({billed} billed × ${:.2}/h{simulated})",
+                    self.cost_usd,
+                    f64::from(price) / 100.0
+                )
+            } else {
+                writeln!(
+                    text,
+                    "cost      ${:.4} ({billed} billed over {} machines{simulated})",
+                    self.cost_usd,
+                    self.replaced.len() + 1
+                )
+            };
         }
         let id = self.instance_id.as_deref().unwrap_or("?");
         let fate = match &self.machine {
@@ -322,6 +356,8 @@ struct State {
     key_file: Option<PathBuf>,
     transport: Option<std::sync::Arc<dyn Transport>>,
     phase: Option<(&'static str, Instant)>,
+    /// Billed seconds (on the cloud's clock) and dollars of the machines replaced so far.
+    retired: (f64, f64),
 }
 
 impl State {
@@ -361,6 +397,7 @@ pub async fn run(
             price_cents_per_hour: None,
             phases: Vec::new(),
             gpu_check: None,
+            replaced: Vec::new(),
             upload: None,
             downloaded_files: 0,
             missing_downloads: Vec::new(),
@@ -379,6 +416,7 @@ pub async fn run(
         key_file: None,
         transport: None,
         phase: None,
+        retired: (0.0, 0.0),
     };
     let result = {
         let work = work(provider, request, ui, &mut state);
@@ -438,80 +476,101 @@ async fn work(
     ui: Ui,
     state: &mut State,
 ) -> Result<i32, String> {
-    // --- launch (or take the named machine) ---------------------------------------------
-    let (price, gpus) = if let Some(id) = &request.instance {
-        let machine = provider
-            .describe(&MachineId::new(id.as_str()))
-            .await
-            .map_err(|e| format!("{id}: {e}"))?;
-        state.target = Some(Target {
-            id: machine.id.clone(),
-            ours: false,
-            launched_at: Instant::now(),
-        });
-        state.summary.instance_id = Some(machine.id.to_string());
-        state.summary.instance_type = Some(machine.instance_type.clone());
-        state.summary.region = Some(machine.region.clone());
-        (machine.price_cents_per_hour, None)
-    } else {
-        state.begin("launch");
-        let offering = launch_machine(provider, request, ui, state).await?;
-        (
-            offering.as_ref().map(|o| o.price_cents_per_hour),
-            offering.map(|o| o.gpus),
-        )
-    };
-    state.summary.price_cents_per_hour = price;
-    let Some(id) = state.target.as_ref().map(|t| t.id.clone()) else {
-        return Err("nothing was launched".to_owned());
-    };
+    // Types in the order the next launch tries them: one whose machine failed the GPU check
+    // goes last.
+    let mut types = request.launch.instance_types.clone();
+    let transport = loop {
+        // --- launch (or take the named machine) ---------------------------------------------
+        let (price, gpus) = if let Some(id) = &request.instance {
+            let machine = provider
+                .describe(&MachineId::new(id.as_str()))
+                .await
+                .map_err(|e| format!("{id}: {e}"))?;
+            state.target = Some(Target {
+                id: machine.id.clone(),
+                ours: false,
+                launched_at: Instant::now(),
+            });
+            state.summary.instance_id = Some(machine.id.to_string());
+            state.summary.instance_type = Some(machine.instance_type.clone());
+            state.summary.region = Some(machine.region.clone());
+            (machine.price_cents_per_hour, None)
+        } else {
+            state.begin("launch");
+            let offering = launch_machine(provider, request, &types, ui, state).await?;
+            (
+                offering.as_ref().map(|o| o.price_cents_per_hour),
+                offering.map(|o| o.gpus),
+            )
+        };
+        state.summary.price_cents_per_hour = price;
+        let Some(id) = state.target.as_ref().map(|t| t.id.clone()) else {
+            return Err("nothing was launched".to_owned());
+        };
 
-    // --- boot -------------------------------------------------------------------------------
-    state.begin("boot");
-    let ip = wait_active(provider, &id, request, ui).await?;
+        // --- boot -------------------------------------------------------------------------------
+        state.begin("boot");
+        let ip = wait_active(provider, &id, request, ui).await?;
 
-    // --- connect ----------------------------------------------------------------------------
-    state.begin("connect");
-    let transport: std::sync::Arc<dyn Transport> = match &request.reach {
-        Reach::Ssh {
-            user,
-            port,
-            identity,
-        } => {
-            let identity = identity
-                .clone()
-                .or_else(|| state.key_file.clone())
-                .or_else(|| {
-                    let kept = kept_key(&request.state_dir, id.as_str());
-                    kept.exists().then_some(kept)
-                });
-            let known_hosts = request.state_dir.join("known_hosts").join(id.as_str());
-            create_private_dir(known_hosts.parent().unwrap_or(&request.state_dir))?;
-            std::sync::Arc::new(OpenSsh {
-                host: ip,
-                port: *port,
-                user: user.clone(),
+        // --- connect ----------------------------------------------------------------------------
+        state.begin("connect");
+        let transport: std::sync::Arc<dyn Transport> = match &request.reach {
+            Reach::Ssh {
+                user,
+                port,
                 identity,
-                known_hosts,
-                // Unix socket paths are short (108 bytes): keep it in /tmp.
-                control_path: std::env::temp_dir().join(format!("lgha-{}", state.run_id)),
-            })
+            } => {
+                let identity = identity
+                    .clone()
+                    .or_else(|| state.key_file.clone())
+                    .or_else(|| {
+                        let kept = kept_key(&request.state_dir, id.as_str());
+                        kept.exists().then_some(kept)
+                    });
+                let known_hosts = request.state_dir.join("known_hosts").join(id.as_str());
+                create_private_dir(known_hosts.parent().unwrap_or(&request.state_dir))?;
+                std::sync::Arc::new(OpenSsh {
+                    host: ip,
+                    port: *port,
+                    user: user.clone(),
+                    identity,
+                    known_hosts,
+                    // Unix socket paths are short (108 bytes): keep it in /tmp.
+                    control_path: std::env::temp_dir().join(format!("lgha-{}", state.run_id)),
+                })
+            }
+            Reach::Sandbox { root } => std::sync::Arc::new(Sandbox::new(root.join(id.as_str()))),
+        };
+        let bar = ui.spinner(format!("waiting for SSH on {}", transport.describe()));
+        let ready = transport.wait_ready(request.boot_timeout).await;
+        bar.finish_and_clear();
+        state.transport = Some(transport.clone());
+        ready?;
+
+        // --- gpu check (before the upload: a broken GPU costs no transfer) ---------------------
+        if request.gpu_gate != GpuGate::Off {
+            state.begin("gpu check");
+            if let Some(failed) =
+                gpu_check(provider, request, transport.as_ref(), &id, gpus, ui, state).await?
+            {
+                let ours = state.target.as_ref().is_some_and(|t| t.ours);
+                let replaced = u32::try_from(state.summary.replaced.len()).unwrap_or(u32::MAX);
+                if ours && replaced < request.replace_unhealthy {
+                    let failed_type = state.summary.instance_type.clone().unwrap_or_default();
+                    retire(provider, request, ui, state, failed).await?;
+                    if let Some(at) = types.iter().position(|t| *t == failed_type) {
+                        let failed_type = types.remove(at);
+                        types.push(failed_type);
+                    }
+                    continue;
+                }
+                return Err(gate_failed(&id, &failed, ours, request, replaced));
+            }
         }
-        Reach::Sandbox { root } => std::sync::Arc::new(Sandbox::new(root.join(id.as_str()))),
+        break transport;
     };
-    let bar = ui.spinner(format!("waiting for SSH on {}", transport.describe()));
-    let ready = transport.wait_ready(request.boot_timeout).await;
-    bar.finish_and_clear();
-    state.transport = Some(transport.clone());
-    ready?;
     let transport = transport.as_ref();
     let dir = remote_dir(&request.project);
-
-    // --- gpu check (before the upload: a broken GPU costs no transfer) ---------------------
-    if request.gpu_gate != GpuGate::Off {
-        state.begin("gpu check");
-        gpu_check(provider, request, transport, &id, gpus, ui, state).await?;
-    }
 
     // --- upload -----------------------------------------------------------------------------
     state.begin("upload");
@@ -594,7 +653,7 @@ const ENSURE_UV: &str = "export PATH=\"$HOME/.local/bin:$PATH\" && \
 
 /// The action's health gate over the run's transport: `nvidia-smi` sees every GPU of the
 /// machine's type (`gpus`, or the catalog's word for a named machine), and `--gpu-check`
-/// passes.
+/// passes. The failed verdict, if it failed.
 async fn gpu_check(
     provider: &LambdaProvider,
     request: &RunRequest,
@@ -603,7 +662,7 @@ async fn gpu_check(
     gpus: Option<u32>,
     ui: Ui,
     state: &mut State,
-) -> Result<(), String> {
+) -> Result<Option<HealthReport>, String> {
     let instance_type = state.summary.instance_type.clone().unwrap_or_default();
     let expected_gpus = match gpus {
         Some(gpus) => gpus,
@@ -617,7 +676,7 @@ async fn gpu_check(
             .map_or(0, |o| o.gpus),
     };
     let Some(gate) = request.gpu_gate.for_machine(&instance_type, expected_gpus) else {
-        return Ok(());
+        return Ok(None);
     };
     let bar = ui.spinner(format!("checking the GPUs of {id}"));
     let report = gate.run_over(transport, request.time_scale).await;
@@ -625,7 +684,7 @@ async fn gpu_check(
     state.summary.gpu_check = Some(report.summary.clone());
     if report.passed {
         ui.line(format!("gpu check: {}", report.summary));
-        return Ok(());
+        return Ok(None);
     }
     ui.line(format!(
         "GPU health gate failed on {id}: {}",
@@ -634,25 +693,105 @@ async fn gpu_check(
     for line in report.detail.lines() {
         ui.line(format!("  {line}"));
     }
-    let next = if state.target.as_ref().is_some_and(|t| t.ours) && !request.keep {
-        "it is terminated; run again for another machine (or put another type first in \
-         --type), or skip the check with --no-gpu-gate"
-    } else {
-        "fix the machine, or skip the check with --no-gpu-gate"
+    Ok(Some(report))
+}
+
+/// The error of a run whose machine failed the GPU check with no replacement left: what
+/// became of the machine, and what to do.
+fn gate_failed(
+    id: &MachineId,
+    failed: &HealthReport,
+    ours: bool,
+    request: &RunRequest,
+    replaced: u32,
+) -> String {
+    let next = match (ours, request.keep) {
+        (false, _) => "fix the machine, or skip the check with --no-gpu-gate".to_owned(),
+        (true, true) => format!(
+            "it is left running (--keep; `lambda-gha terminate {id}` ends it); skip the check \
+             with --no-gpu-gate"
+        ),
+        (true, false) => {
+            let tried = if replaced > 0 {
+                format!(
+                    ", the last of {} machines (--replace-unhealthy {})",
+                    replaced + 1,
+                    request.replace_unhealthy
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "it is terminated{tried}; run again for another machine (or put another type \
+                 first in --type), or skip the check with --no-gpu-gate"
+            )
+        }
     };
-    Err(format!(
+    format!(
         "GPU health gate failed on {id} ({}): {next}",
-        report.summary
-    ))
+        failed.summary
+    )
+}
+
+/// Ends a launched machine that failed the GPU check so that another can take its place:
+/// closes the connection, terminates it (the run stops if that fails; the cleanup tries
+/// again), forgets its key, and keeps what it was billed.
+async fn retire(
+    provider: &LambdaProvider,
+    request: &RunRequest,
+    ui: Ui,
+    state: &mut State,
+    failed: HealthReport,
+) -> Result<(), String> {
+    if let Some(transport) = state.transport.take() {
+        transport.close().await;
+    }
+    let Some(target) = state.target.take() else {
+        return Ok(());
+    };
+    let id = target.id.clone();
+    state.begin("replace");
+    let bar = ui.spinner(format!("terminating {id}"));
+    let (_, mut not_terminated) =
+        gha_runner_core::terminate_all(provider, std::slice::from_ref(&id)).await;
+    bar.finish_and_clear();
+    if let Some((_, why)) = not_terminated.pop() {
+        state.target = Some(target);
+        return Err(format!(
+            "GPU health gate failed on {id} ({}), and it could not be terminated for a \
+             replacement: {why}",
+            failed.summary
+        ));
+    }
+    let billed = target.launched_at.elapsed().as_secs_f64() * request.time_scale;
+    let cost = state
+        .summary
+        .price_cents_per_hour
+        .map_or(0.0, |price| billed / 3600.0 * f64::from(price) / 100.0);
+    state.retired = (state.retired.0 + billed, state.retired.1 + cost);
+    if let Some(file) = state.key_file.take() {
+        let _ = std::fs::remove_file(file);
+    }
+    let _ = std::fs::remove_file(request.state_dir.join("known_hosts").join(id.as_str()));
+    state.summary.replaced.push(ReplacedMachine {
+        instance_id: id.to_string(),
+        instance_type: state.summary.instance_type.clone().unwrap_or_default(),
+        why: failed.summary,
+    });
+    state.summary.gpu_check = None;
+    ui.line(format!("terminated {id}; launching a replacement"));
+    Ok(())
 }
 
 async fn launch_machine(
     provider: &LambdaProvider,
     request: &RunRequest,
+    types: &[String],
     ui: Ui,
     state: &mut State,
 ) -> Result<Option<gha_runner_core::Offering>, String> {
     let mut launch_request: LaunchRequest = request.launch.clone();
+    launch_request.instance_types = types.to_vec();
     launch_request
         .tags
         .insert(RUN_TAG.to_owned(), state.run_id.clone());
@@ -902,7 +1041,14 @@ async fn cleanup(provider: &LambdaProvider, request: &RunRequest, ui: Ui, state:
     if state.launch_started
         && state.target.is_none()
         && let Ok(machines) = provider.list_tagged(RUN_TAG, Some(&state.run_id)).await
-        && let Some(machine) = machines.into_iter().find(|m| m.state.may_bill())
+        && let Some(machine) = machines.into_iter().find(|m| {
+            m.state.may_bill()
+                && !state
+                    .summary
+                    .replaced
+                    .iter()
+                    .any(|r| r.instance_id == m.id.as_str())
+        })
     {
         state.summary.instance_id = Some(machine.id.to_string());
         state.target = Some(Target {
@@ -947,9 +1093,10 @@ async fn cleanup(provider: &LambdaProvider, request: &RunRequest, ui: Ui, state:
     }
     if ours {
         let billed = billed.as_secs_f64() * request.time_scale;
-        state.summary.billed_seconds = round(billed);
+        let (retired_seconds, retired_cost) = state.retired;
+        state.summary.billed_seconds = round(billed + retired_seconds);
         if let Some(price) = state.summary.price_cents_per_hour {
-            state.summary.cost_usd = billed / 3600.0 * f64::from(price) / 100.0;
+            state.summary.cost_usd = billed / 3600.0 * f64::from(price) / 100.0 + retired_cost;
         }
     }
     if let (MachineFate::LeftRunning, Some(file)) = (&state.summary.machine, &state.key_file) {
@@ -1068,6 +1215,7 @@ mod tests {
                 },
             ],
             gpu_check: Some("nvidia-smi sees all 1 GPUs".into()),
+            replaced: Vec::new(),
             upload: Some(UploadReport {
                 files: 120,
                 files_sent: 3,

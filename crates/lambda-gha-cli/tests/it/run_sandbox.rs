@@ -11,7 +11,7 @@ use lambda_cloud_sim::{InstanceBehavior, Scenario, Sim};
 use lambda_gha_cli::launch::LaunchRequest;
 use lambda_gha_cli::progress::Ui;
 use lambda_gha_cli::project::Project;
-use lambda_gha_cli::run::{MachineFate, Reach, RunRequest, RunSummary, Step, run};
+use lambda_gha_cli::run::{MachineFate, Reach, ReplacedMachine, RunRequest, RunSummary, Step, run};
 
 const SCALE: f64 = 100.0;
 
@@ -59,6 +59,7 @@ impl World {
                 root: self.dir.join("machines"),
             },
             gpu_gate: GpuGate::default(),
+            replace_unhealthy: 0,
             boot_timeout: Duration::from_secs(60),
             time_scale: SCALE,
             user: "tester".into(),
@@ -192,4 +193,87 @@ async fn the_users_gpu_check_gates_the_run_and_the_gate_can_be_skipped() {
     assert_eq!(summary.gpu_check, None);
     assert_eq!(summary.downloaded_files, 1);
     assert!(world.sim.ledger().still_billing.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_machine_that_fails_the_gpu_check_is_replaced_by_another_type() {
+    let world = World::with(
+        Scenario::default().with_behavior(1, InstanceBehavior::GpusMissing { count: 1 }),
+    )
+    .await;
+    let mut request = world.request(&["gpu_8x_h100_sxm5", "gpu_8x_a100_80gb_sxm4"]);
+    request.replace_unhealthy = 1;
+    let summary = world.run(&request).await;
+    assert_eq!(summary.exit_code, 0, "{}", summary.render());
+    let ledger = world.sim.ledger();
+    assert_eq!(ledger.entries.len(), 2, "{ledger:?}");
+    let (broken, replacement) = (&ledger.entries[0], &ledger.entries[1]);
+    assert_eq!(
+        summary.replaced,
+        [ReplacedMachine {
+            instance_id: broken.instance_id.to_string(),
+            instance_type: "gpu_8x_h100_sxm5".into(),
+            why: "nvidia-smi sees 7 of 8 GPUs".into(),
+        }]
+    );
+    assert_eq!(
+        replacement.instance_type.as_str(),
+        "gpu_8x_a100_80gb_sxm4",
+        "the other type went first"
+    );
+    assert_eq!(
+        summary.instance_id.as_deref(),
+        Some(replacement.instance_id.as_str())
+    );
+    assert_eq!(
+        summary.gpu_check.as_deref(),
+        Some("nvidia-smi sees all 8 GPUs")
+    );
+    assert_eq!(
+        summary.downloaded_files, 1,
+        "the work ran on the replacement"
+    );
+    let phases: Vec<&str> = summary.phases.iter().map(|p| p.phase).collect();
+    assert_eq!(
+        phases[..6],
+        [
+            "launch",
+            "boot",
+            "connect",
+            "gpu check",
+            "replace",
+            "launch"
+        ]
+    );
+    assert!(
+        summary.render().contains("billed over 2 machines"),
+        "{}",
+        summary.render()
+    );
+    assert!(ledger.still_billing.is_empty());
+    assert_eq!(world.key_files(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_every_replacement_fails_too_the_run_says_how_many_it_tried() {
+    let world = World::with(
+        Scenario::default()
+            .with_behavior(1, InstanceBehavior::GpusMissing { count: 1 })
+            .with_behavior(2, InstanceBehavior::GpusMissing { count: 1 }),
+    )
+    .await;
+    let mut request = world.request(&["gpu_1x_a10", "gpu_1x_a6000"]);
+    request.replace_unhealthy = 1;
+    let summary = world.run(&request).await;
+    assert_eq!(summary.exit_code, 1, "{}", summary.render());
+    let error = summary.error.clone().unwrap();
+    assert!(
+        error.contains("the last of 2 machines (--replace-unhealthy 1)"),
+        "{error}"
+    );
+    assert_eq!(summary.replaced.len(), 1);
+    assert_eq!(summary.machine, MachineFate::Terminated);
+    let ledger = world.sim.ledger();
+    assert_eq!(ledger.entries.len(), 2);
+    assert!(ledger.still_billing.is_empty());
 }
