@@ -356,8 +356,10 @@ struct State {
     key_file: Option<PathBuf>,
     transport: Option<std::sync::Arc<dyn Transport>>,
     phase: Option<(&'static str, Instant)>,
-    /// Billed seconds (on the cloud's clock) and dollars of the machines replaced so far.
-    retired: (f64, f64),
+    /// Billed seconds (on the cloud's clock) of the machines replaced so far.
+    retired_seconds: f64,
+    /// And their cost, US dollars (each at its own type's price).
+    retired_cost_usd: f64,
 }
 
 impl State {
@@ -416,7 +418,8 @@ pub async fn run(
         key_file: None,
         transport: None,
         phase: None,
-        retired: (0.0, 0.0),
+        retired_seconds: 0.0,
+        retired_cost_usd: 0.0,
     };
     let result = {
         let work = work(provider, request, ui, &mut state);
@@ -768,7 +771,8 @@ async fn retire(
         .summary
         .price_cents_per_hour
         .map_or(0.0, |price| billed / 3600.0 * f64::from(price) / 100.0);
-    state.retired = (state.retired.0 + billed, state.retired.1 + cost);
+    state.retired_seconds += billed;
+    state.retired_cost_usd += cost;
     if let Some(file) = state.key_file.take() {
         let _ = std::fs::remove_file(file);
     }
@@ -1093,10 +1097,10 @@ async fn cleanup(provider: &LambdaProvider, request: &RunRequest, ui: Ui, state:
     }
     if ours {
         let billed = billed.as_secs_f64() * request.time_scale;
-        let (retired_seconds, retired_cost) = state.retired;
-        state.summary.billed_seconds = round(billed + retired_seconds);
+        state.summary.billed_seconds = round(billed + state.retired_seconds);
         if let Some(price) = state.summary.price_cents_per_hour {
-            state.summary.cost_usd = billed / 3600.0 * f64::from(price) / 100.0 + retired_cost;
+            state.summary.cost_usd =
+                billed / 3600.0 * f64::from(price) / 100.0 + state.retired_cost_usd;
         }
     }
     if let (MachineFate::LeftRunning, Some(file)) = (&state.summary.machine, &state.key_file) {
