@@ -265,22 +265,11 @@ mod tests {
         }
     }
 
-    /// A directory with a fake `nvidia-smi` first on PATH, printing `gpus` GPUs.
-    fn fake_nvidia_smi(gpus: usize, exit: i32) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("health-{gpus}-{exit}-{}", fastrand::u64(..)));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut lines = vec!["#!/bin/bash".to_owned()];
-        lines.extend(
-            (0..gpus).map(|i| format!("echo 'GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-{i})'")),
-        );
-        if exit != 0 {
-            lines.push(format!("echo 'No devices were found'; exit {exit}"));
-        }
-        let script = lines.join("\n") + "\n";
-        let file = dir.join("nvidia-smi");
-        std::fs::write(&file, script).unwrap();
-        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+    /// A directory holding the simulator's `nvidia-smi`, showing `gpus` GPUs (none: it fails
+    /// as without a driver, exit 6).
+    fn fake_nvidia_smi(gpus: u32) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("health-{gpus}-{}", fastrand::u64(..)));
+        lambda_cloud_sim::write_fake_nvidia_smi(&dir, "H100 80GB HBM3", gpus).unwrap();
         dir
     }
 
@@ -290,7 +279,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_gpu_seen_and_the_check_passing_is_a_pass() {
-        let dir = fake_nvidia_smi(8, 0);
+        let dir = fake_nvidia_smi(8);
         let report = gate(8, Some("echo cuda ok"))
             .run_with_path(&dir, 1.0, Some(&path(&dir)))
             .await;
@@ -304,20 +293,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_gpu_a_failing_driver_or_check_is_a_failure() {
-        let dir = fake_nvidia_smi(7, 0);
+        let dir = fake_nvidia_smi(7);
         let report = gate(8, None)
             .run_with_path(&dir, 1.0, Some(&path(&dir)))
             .await;
         assert!(!report.passed);
         assert_eq!(report.summary, "nvidia-smi sees 7 of 8 GPUs");
 
-        let dir = fake_nvidia_smi(0, 6);
+        let dir = fake_nvidia_smi(0);
         let report = gate(1, None)
             .run_with_path(&dir, 1.0, Some(&path(&dir)))
             .await;
         assert_eq!(report.summary, "nvidia-smi exit 6: No devices were found");
 
-        let dir = fake_nvidia_smi(8, 0);
+        let dir = fake_nvidia_smi(8);
         let check = "echo 'RuntimeError: CUDA error: no kernel image' >&2; exit 3";
         let report = gate(8, Some(check))
             .run_with_path(&dir, 1.0, Some(&path(&dir)))

@@ -699,6 +699,30 @@ async fn gpu_check(
     Ok(Some(report))
 }
 
+/// Terminates machine `id` — the call that stops the billing: tried again, and checked when
+/// its answer is lost — and forgets its private key and host key. Why it failed, if it did.
+async fn terminate(
+    provider: &LambdaProvider,
+    request: &RunRequest,
+    ui: Ui,
+    state: &mut State,
+    id: &MachineId,
+) -> Result<(), String> {
+    let bar = ui.spinner(format!("terminating {id}"));
+    let (_, mut failed) = gha_runner_core::terminate_all(provider, std::slice::from_ref(id)).await;
+    bar.finish_and_clear();
+    if let Some(file) = state.key_file.take() {
+        let _ = std::fs::remove_file(file);
+    }
+    let _ = std::fs::remove_file(request.state_dir.join("known_hosts").join(id.as_str()));
+    failed.pop().map_or(Ok(()), |(_, why)| Err(why))
+}
+
+/// What `seconds` billed cost at `price_cents` per hour, US dollars.
+fn cost_usd(seconds: f64, price_cents: u32) -> f64 {
+    seconds / 3600.0 * f64::from(price_cents) / 100.0
+}
+
 /// The error of a run whose machine failed the GPU check with no replacement left: what
 /// became of the machine, and what to do.
 fn gate_failed(
@@ -754,11 +778,7 @@ async fn retire(
     };
     let id = target.id.clone();
     state.begin("replace");
-    let bar = ui.spinner(format!("terminating {id}"));
-    let (_, mut not_terminated) =
-        gha_runner_core::terminate_all(provider, std::slice::from_ref(&id)).await;
-    bar.finish_and_clear();
-    if let Some((_, why)) = not_terminated.pop() {
+    if let Err(why) = terminate(provider, request, ui, state, &id).await {
         state.target = Some(target);
         return Err(format!(
             "GPU health gate failed on {id} ({}), and it could not be terminated for a \
@@ -767,16 +787,11 @@ async fn retire(
         ));
     }
     let billed = target.launched_at.elapsed().as_secs_f64() * request.time_scale;
-    let cost = state
+    state.retired_seconds += billed;
+    state.retired_cost_usd += state
         .summary
         .price_cents_per_hour
-        .map_or(0.0, |price| billed / 3600.0 * f64::from(price) / 100.0);
-    state.retired_seconds += billed;
-    state.retired_cost_usd += cost;
-    if let Some(file) = state.key_file.take() {
-        let _ = std::fs::remove_file(file);
-    }
-    let _ = std::fs::remove_file(request.state_dir.join("known_hosts").join(id.as_str()));
+        .map_or(0.0, |price| cost_usd(billed, price));
     state.summary.replaced.push(ReplacedMachine {
         instance_id: id.to_string(),
         instance_type: state.summary.instance_type.clone().unwrap_or_default(),
@@ -1081,26 +1096,16 @@ async fn cleanup(provider: &LambdaProvider, request: &RunRequest, ui: Ui, state:
         state.summary.machine = MachineFate::LeftRunning;
     } else {
         state.begin("terminate");
-        let bar = ui.spinner(format!("terminating {id}"));
-        // The call that stops the billing: tried again, and checked when its answer is lost.
-        let (_, mut failed) =
-            gha_runner_core::terminate_all(provider, std::slice::from_ref(&id)).await;
-        bar.finish_and_clear();
-        state.summary.machine = match failed.pop() {
-            None => MachineFate::Terminated,
-            Some((_, why)) => MachineFate::TerminateFailed(why),
+        state.summary.machine = match terminate(provider, request, ui, state, &id).await {
+            Ok(()) => MachineFate::Terminated,
+            Err(why) => MachineFate::TerminateFailed(why),
         };
-        if let Some(file) = state.key_file.take() {
-            let _ = std::fs::remove_file(file);
-        }
-        let _ = std::fs::remove_file(request.state_dir.join("known_hosts").join(id.as_str()));
     }
     if ours {
         let billed = billed.as_secs_f64() * request.time_scale;
         state.summary.billed_seconds = round(billed + state.retired_seconds);
         if let Some(price) = state.summary.price_cents_per_hour {
-            state.summary.cost_usd =
-                billed / 3600.0 * f64::from(price) / 100.0 + state.retired_cost_usd;
+            state.summary.cost_usd = cost_usd(billed, price) + state.retired_cost_usd;
         }
     }
     if let (MachineFate::LeftRunning, Some(file)) = (&state.summary.machine, &state.key_file) {
