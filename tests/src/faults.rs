@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use lambda_cloud_sim::{FaultSpec, InstanceBehavior, Scenario as World};
 
-use crate::rig::{HOLD, KillWhen, Left, Rig, files_where, quick_boot_world, run_program};
+use crate::rig::{HOLD, KillWhen, Left, Machines, Rig, files_where, quick_boot_world, run_program};
 use crate::{FakeInternet, GitHubFailure, GitHubFault, GitHubRoute};
 
 /// The programs under test.
@@ -647,6 +647,10 @@ async fn run_scenario(
         dir,
         format!("{}", 7000 + index),
         scenario.fault.runner_reports(),
+        match scenario.flow {
+            Flow::Action => Machines::Root,
+            Flow::Run => Machines::Sandbox,
+        },
     )
     .await;
     if let Fault::GitHub(fault) = scenario.fault {

@@ -1,18 +1,14 @@
 //! The internet as a boot script sees it: GitHub's runner release (notes with the checksum,
 //! the tarball) and the `lambda-gha` agent binary, served from one local server.
 //!
-//! The runner is a fake laid out like the real one (`config.sh`, `run.sh`,
-//! `bin/Runner.Listener`, `bin/Runner.Worker`). Its listener
-//! - reports itself online to a [`FakeGitHub`](crate::FakeGitHub) every half second when the
-//!   machine's sandbox has a `../fake-github-url` file (by its JIT configuration, or by the
-//!   name `config.sh` registered);
-//! - runs the jobs in `$LAMBDA_SIM_SANDBOX/fake-jobs`, or else in `fake-jobs` next to the
-//!   sandboxes (`gap length [crash]` per line, in simulated seconds) through its worker,
-//!   calling the job hooks;
-//! - then waits, as an idle runner does.
-//!
+//! The runner is a fake that behaves like the real one (`tests/fake-runner/`: `run.sh` →
+//! `run-helper.sh` → `bin/Runner.Listener` → a `bin/Runner.Worker` per job, `config.sh`,
+//! `env.sh`), for machines that boot as root in the simulator. Its listener reports itself
+//! online to a [`FakeGitHub`](crate::FakeGitHub) every half second when the simulator's shared
+//! directory has a [`FAKE_GITHUB_URL_FILE`], and runs the jobs listed in `<instance-id>.jobs`
+//! there, or else in `fake-jobs` (`gap length [crash] [setup=S]` a line, simulated seconds).
 //! It writes the `CUDA_VISIBLE_DEVICES` it was started with (or `unset`) to
-//! `cuda-visible-devices` in its directory.
+//! `cuda-visible-devices` in its directory, and each job's result to `_diag/jobs.log`.
 
 use std::path::Path;
 
@@ -25,41 +21,25 @@ pub const RUNNER_VERSION: &str = "2.330.0";
 /// The file (next to the machines' sandboxes) that tells fake runners where GitHub is.
 pub const FAKE_GITHUB_URL_FILE: &str = "fake-github-url";
 
-const LISTENER: &str = r#"#!/bin/bash
-here="$(cd "$(dirname "$0")/.." && pwd)"
-# The GPUs this runner's jobs would see, for the tests to check.
-printf '%s\n' "${CUDA_VISIBLE_DEVICES-unset}" > "$here/cuda-visible-devices"
-scale="${LAMBDA_SIM_TIME_SCALE:-1}"
-real() { awk -v s="$1" -v k="$scale" 'BEGIN { print s / k }'; }
-github="$LAMBDA_SIM_SANDBOX/../fake-github-url"
-if [ -f "$github" ]; then
-  url="$(cat "$github")"
-  # A JIT runner is known by its configuration, a configured one by its name.
-  if [ "${1:-}" = --jitconfig ]; then report="$2"; else report="name:$(cat "$here/.runner-name")"; fi
-  ( while true; do
-      curl -fsS -X POST --data-binary "$report" "$url/_fake/online" >/dev/null 2>&1
-      sleep 0.5
-    done ) &
-fi
-# This machine's jobs, or every machine's (next to the sandboxes).
-jobs="$LAMBDA_SIM_SANDBOX/fake-jobs"
-[ -f "$jobs" ] || jobs="$LAMBDA_SIM_SANDBOX/../fake-jobs"
-if [ -f "$jobs" ]; then
-  while read -r gap length mode; do
-    sleep "$(real "$gap")"
-    "$ACTIONS_RUNNER_HOOK_JOB_STARTED"
-    if [ "${mode:-}" = crash ]; then
-      bash "$here/bin/Runner.Worker" 100000 & worker=$!
-      sleep "$(real "$length")"; kill -9 $worker; wait $worker 2>/dev/null
-      continue
-    fi
-    bash "$here/bin/Runner.Worker" "$(real "$length")"
-    "$ACTIONS_RUNNER_HOOK_JOB_COMPLETED"
-    [ "${1:-}" = --jitconfig ] && exit 0
-  done < "$jobs"
-fi
-sleep 100000
-"#;
+/// The fake runner's files (`tests/fake-runner/`), each modelled on the real runner's file of
+/// the same name; their comments name the source each behaviour comes from.
+const RUNNER_FILES: [(&str, &str); 6] = [
+    ("run.sh", include_str!("../fake-runner/run.sh")),
+    (
+        "run-helper.sh.template",
+        include_str!("../fake-runner/run-helper.sh.template"),
+    ),
+    ("config.sh", include_str!("../fake-runner/config.sh")),
+    ("env.sh", include_str!("../fake-runner/env.sh")),
+    (
+        "bin/Runner.Listener",
+        include_str!("../fake-runner/bin/Runner.Listener"),
+    ),
+    (
+        "bin/Runner.Worker",
+        include_str!("../fake-runner/bin/Runner.Worker"),
+    ),
+];
 
 /// The local server and what it serves.
 pub struct FakeInternet {
@@ -139,21 +119,8 @@ impl FakeInternet {
 }
 
 fn fake_runner_tarball(work: &Path) -> Vec<u8> {
-    let files = [
-        (
-            "config.sh",
-            "#!/bin/bash\necho \"configured $*\" > .runner\n\
-             while [ $# -gt 0 ]; do [ \"$1\" = --name ] && echo \"$2\" > .runner-name; shift; done\n",
-        ),
-        (
-            "run.sh",
-            "#!/bin/bash\ncd \"$(dirname \"$0\")\"\nset -a; [ -f .env ] && . ./.env; set +a\nexec bash \"$PWD/bin/Runner.Listener\" \"$@\"\n",
-        ),
-        ("bin/Runner.Listener", LISTENER),
-        ("bin/Runner.Worker", "#!/bin/bash\nsleep \"$1\"\n"),
-    ];
     let source = work.join("runner");
-    for (name, text) in files {
+    for (name, text) in RUNNER_FILES {
         let file = source.join(name);
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent).expect("create the fake runner's directories");

@@ -21,6 +21,22 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
 }
 
+/// The Debian root filesystem machines boot from as root (`LAMBDA_GHA_ROOTFS`, else
+/// `target/machine-rootfs`); `cargo xtask rootfs` builds it, `cargo xtask e2e` and `ci` too.
+pub fn machine_rootfs() -> PathBuf {
+    let path = std::env::var_os("LAMBDA_GHA_ROOTFS").map_or_else(
+        || workspace_root().join("target/machine-rootfs"),
+        PathBuf::from,
+    );
+    assert!(
+        path.join("usr/bin/sudo").exists(),
+        "no machine root filesystem at {}: run `cargo xtask rootfs` (as root), or the suite \
+         through `cargo xtask e2e`",
+        path.display()
+    );
+    path
+}
+
 /// Reads a file relative to the workspace root, with the path in the panic message.
 pub fn read_repo_file(relative: &str) -> String {
     let path = workspace_root().join(relative);

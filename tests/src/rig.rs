@@ -134,30 +134,46 @@ pub struct Rig {
     pub run_id: String,
 }
 
+/// How the simulator's machines run their user data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machines {
+    /// As real root in their own root filesystem: every flow whose machines boot.
+    Root,
+    /// In sandboxes as this user: for `lambda-gha run`, whose machines run no user data and
+    /// which reaches them through their sandbox.
+    Sandbox,
+}
+
 impl Rig {
-    /// Starts a simulator of `world` (time ×[`SCALE`], machines' sandboxes under
-    /// `dir/machines`) and a fake GitHub, with fresh canary secrets; with `reporting`, fake
+    /// Starts a simulator of `world` (time ×[`SCALE`], machines under `dir/machines`, booting
+    /// as `machines` says) and a fake GitHub, with fresh canary secrets; with `reporting`, fake
     /// runners report themselves online to that GitHub.
-    pub async fn start(world: World, dir: &Path, run_id: String, reporting: bool) -> Rig {
+    pub async fn start(
+        world: World,
+        dir: &Path,
+        run_id: String,
+        reporting: bool,
+        machines: Machines,
+    ) -> Rig {
         std::fs::create_dir_all(dir.join("machines")).expect("create the run's directory");
         let lambda_key = format!("LAMBDACANARY{:016x}", fastrand::u64(..));
-        let sim = Sim::builder()
+        let builder = Sim::builder()
             .scenario(world)
             .time_scale(SCALE)
             .api_key(lambda_key.clone())
-            .user_data_sandbox(dir.join("machines"))
-            .start()
-            .await
-            .expect("start the simulator");
+            .user_data_sandbox(dir.join("machines"));
+        let builder = match machines {
+            Machines::Root => builder.machine_rootfs(crate::machine_rootfs()),
+            Machines::Sandbox => builder,
+        };
+        let sim = builder.start().await.expect("start the simulator");
         // Every machine boots for real: its boot script fetches the runner and the agent, the
         // runner reports itself online while it runs, and the agent ends the machine.
         let github = FakeGitHub::start(false).await;
         if reporting {
-            std::fs::write(
-                dir.join("machines").join(FAKE_GITHUB_URL_FILE),
-                github.uri(),
-            )
-            .expect("tell fake runners where GitHub is");
+            let shared = sim.shared_dir().expect("user data runs");
+            std::fs::write(shared.join(FAKE_GITHUB_URL_FILE), github.uri())
+                .expect("tell fake runners where GitHub is");
         }
         Rig {
             sim,

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 mod bench;
 mod dist;
 mod lint;
+mod rootfs;
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -24,6 +25,8 @@ commands:
                           e2e and package checks
   e2e [--faults]          run the workspace end-to-end suite (tests/); with --faults, the
                           fault matrix instead (docs/fault-matrix.md)
+  rootfs                  build the Debian root filesystem machines boot from as root in
+                          the e2e suite and the fault matrix (cached in target/)
   lint                    actionlint and zizmor over the workflows and action.yml
   dist [--target TRIPLE]  release binaries and SHA256SUMS under target/dist
   bench [NAME...]         benchmarks with ratios against in-run baselines (action, transfer)
@@ -33,11 +36,15 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("e2e") => Ok(e2e(&args[1..])),
+        Some("e2e") => e2e(&args[1..]),
         Some("lint") => {
             let mut run = Run::new();
             lint::steps(&mut run).map(|()| run.summary())
         }
+        Some("rootfs") => rootfs::ensure().map(|path| {
+            println!("{}", path.display());
+            true
+        }),
         Some("dist") => dist::dist(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
         Some("-h" | "--help" | "help") => {
@@ -144,6 +151,7 @@ impl Run {
 fn ci() -> Result<bool> {
     let started = Instant::now();
     install_system_tools()?;
+    let rootfs = rootfs::ensure()?;
     let mut run = Run::new();
     run.cargo("cargo fmt --check", &["fmt", "--all", "--check"]);
     run.cargo(
@@ -176,8 +184,8 @@ fn ci() -> Result<bool> {
         &["test", "--workspace", "--doc", "--locked", "--quiet"],
     );
     lint::steps(&mut run)?;
-    e2e_step(&mut run);
-    faults_step(&mut run);
+    e2e_step(&mut run, &rootfs);
+    faults_step(&mut run, &rootfs);
     run.cargo_with_env(
         "cargo doc (no warnings, no broken links)",
         &["doc", "--workspace", "--no-deps", "--locked", "--quiet"],
@@ -199,19 +207,20 @@ fn ci() -> Result<bool> {
     Ok(ok)
 }
 
-fn e2e(args: &[String]) -> bool {
+fn e2e(args: &[String]) -> Result<bool> {
+    let rootfs = rootfs::ensure()?;
     let mut run = Run::new();
     if args.iter().any(|a| a == "--faults") {
-        faults_step(&mut run);
+        faults_step(&mut run, &rootfs);
     } else {
-        e2e_step(&mut run);
+        e2e_step(&mut run, &rootfs);
     }
-    run.summary()
+    Ok(run.summary())
 }
 
 /// The fault matrix: every scenario, a row each, nothing left, no secret anywhere.
-fn faults_step(run: &mut Run) {
-    run.cargo(
+fn faults_step(run: &mut Run, rootfs: &Path) {
+    run.cargo_with_env(
         "fault matrix (cargo xtask e2e --faults)",
         &[
             "run",
@@ -222,11 +231,12 @@ fn faults_step(run: &mut Run) {
             "--bin",
             "fault-matrix",
         ],
+        &[("LAMBDA_GHA_ROOTFS", &rootfs.to_string_lossy())],
     );
 }
 
-fn e2e_step(run: &mut Run) {
-    run.cargo(
+fn e2e_step(run: &mut Run, rootfs: &Path) {
+    run.cargo_with_env(
         "end-to-end suite (tests/)",
         &[
             "nextest",
@@ -237,6 +247,7 @@ fn e2e_step(run: &mut Run) {
             "--profile",
             "ci",
         ],
+        &[("LAMBDA_GHA_ROOTFS", &rootfs.to_string_lossy())],
     );
 }
 

@@ -1,7 +1,9 @@
 //! The on-machine agent: feeds job hooks (over a unix socket, the moment they happen) and
 //! runner process state (polled as a backstop) into the [`TerminationPolicy`], logs every
 //! decision as a JSON line, and when the policy says so stops the runners and terminates the
-//! machine through its provider, retrying until the maximum lifetime plus a margin.
+//! machine through its provider, retrying for as long as the provider accepts its key. It is
+//! restarted when it dies (by systemd or the boot script's respawn loop): its clock counts from
+//! the machine's boot, and a decision once made is kept on disk.
 //!
 //! Paths live under a root (empty on a real machine; the sandbox under the simulator), and the
 //! clock can run faster than real time (the simulator's time scale), so the same code runs on
@@ -12,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::agent_config::AgentConfig;
@@ -21,8 +24,14 @@ use crate::health::{HealthReport, UNHEALTHY_HOLD, read_report};
 use crate::provider::{CloudProvider, MachineId, ProviderError, ProviderErrorKind};
 use crate::termination::{Decision, Event, PolicyConfig, Reason, TerminationPolicy};
 
-/// Extra time past the maximum lifetime during which termination is still retried.
+/// How long past its maximum lifetime a machine may still be billing (its `expires` tag): the
+/// agent's stop and the watchdog come first; the reaper ends what is left after this.
 pub const TERMINATE_MARGIN: Duration = Duration::from_secs(600);
+/// How long one hook connection may take to send its message (real time): a client that
+/// holds its connection open cannot hold up the agent, which reads each one apart.
+pub const HOOK_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most bytes read from one hook connection (a message is under 100).
+pub const HOOK_MAX_BYTES: u64 = 4096;
 
 /// Where the agent's files are, under a root directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +62,18 @@ impl AgentPaths {
     /// The health gate's verdict ([`HealthReport`]), written before the agent starts.
     pub fn health(&self) -> PathBuf {
         self.under("/run/lambda-gha/health.json")
+    }
+
+    /// When the machine booted (Unix seconds with a fraction, written by the boot script): a restarted agent
+    /// counts the machine's life from there, not from its own start.
+    pub fn booted_at(&self) -> PathBuf {
+        self.under("/var/lib/lambda-gha/booted-at")
+    }
+
+    /// Written once the agent decided the machine ends (the reason, JSON): an agent restarted
+    /// after that goes straight to ending it.
+    pub fn ended(&self) -> PathBuf {
+        self.under("/var/lib/lambda-gha/ended")
     }
 
     /// Runner `index`'s directory.
@@ -142,6 +163,23 @@ impl AgentClock {
         }
     }
 
+    /// A clock from the machine's boot, as the boot script wrote it to `paths.booted_at()`
+    /// (from now when it did not, or when the file is unreadable or in the future).
+    pub fn since_boot(paths: &AgentPaths, scale: f64) -> Self {
+        let mut clock = AgentClock::new(scale);
+        let booted = std::fs::read_to_string(paths.booted_at())
+            .ok()
+            .and_then(|text| text.trim().parse::<f64>().ok())
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+            .map(|since_epoch| std::time::UNIX_EPOCH + since_epoch);
+        if let Some(up) = booted.and_then(|at| at.elapsed().ok())
+            && let Some(started) = clock.started.checked_sub(up)
+        {
+            clock.started = started;
+        }
+        clock
+    }
+
     /// (Simulated) time since start.
     pub fn now(&self) -> Duration {
         self.started.elapsed().mul_f64(self.scale)
@@ -168,7 +206,7 @@ pub enum AgentOutcome {
         /// Why.
         reason: Reason,
     },
-    /// Termination kept failing until the deadline: the machine may still be billing.
+    /// The provider refused the key: the machine may still be billing.
     TerminationFailed {
         /// Why it was to end.
         reason: Reason,
@@ -245,8 +283,9 @@ impl<'a> Agent<'a> {
         }
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket)?;
-        // The runner user's hooks connect; the directory and socket carry no secrets.
-        set_mode(&socket, 0o666);
+        // The runner user's hooks connect: the boot script makes the directory the runner
+        // group's (setgid), so the socket is too; nobody else may.
+        set_mode(&socket, 0o660);
         log.write(self.clock.now(), serde_json::json!({"agent": "started", "runners": runners, "label": self.config.run_label}));
 
         if let Some(report) = read_report(&self.paths.health())
@@ -260,6 +299,18 @@ impl<'a> Agent<'a> {
             let _ = std::fs::remove_file(&socket);
             return Ok(self.end_unhealthy(&report, &mut log).await);
         }
+        if let Some(reason) = std::fs::read(self.paths.ended())
+            .ok()
+            .and_then(|text| serde_json::from_slice::<Reason>(&text).ok())
+        {
+            // Restarted after deciding: what is left is ending the machine.
+            log.write(self.clock.now(), serde_json::json!({"agent": "restarted", "decision": "terminate", "reason": reason}));
+            drop(listener);
+            let _ = std::fs::remove_file(&socket);
+            return Ok(self.terminate(reason, &mut log).await);
+        }
+        let (hooks, mut heard) = mpsc::channel(64);
+        let accepting = tokio::spawn(accept_hooks(listener, hooks));
         let mut seen = vec![RunnerProcesses::default(); runners];
         let mut tick = tokio::time::interval(self.clock.real(policy_config.poll_interval));
         let reason = loop {
@@ -270,20 +321,14 @@ impl<'a> Agent<'a> {
             let until_deadline = self.clock.real(deadline.saturating_sub(self.clock.now()));
             tokio::select! {
                 () = tokio::time::sleep(until_deadline) => {}
-                accepted = listener.accept() => {
-                    if let Ok((stream, _)) = accepted {
-                        let mut lines = BufReader::new(stream).lines();
-                        while let Ok(Some(line)) = lines.next_line().await {
-                            let Ok(message) = serde_json::from_str::<HookMessage>(&line) else { continue };
-                            let event = match message.hook {
-                                HookKind::JobStarted => Event::JobStarted { runner: message.runner },
-                                HookKind::JobCompleted => Event::JobCompleted { runner: message.runner },
-                            };
-                            let now = self.clock.now();
-                            policy.observe(event, now);
-                            log.write(now, serde_json::json!({"hook": message.hook, "runner": message.runner}));
-                        }
-                    }
+                Some(message) = heard.recv() => {
+                    let event = match message.hook {
+                        HookKind::JobStarted => Event::JobStarted { runner: message.runner },
+                        HookKind::JobCompleted => Event::JobCompleted { runner: message.runner },
+                    };
+                    let now = self.clock.now();
+                    policy.observe(event, now);
+                    log.write(now, serde_json::json!({"hook": message.hook, "runner": message.runner}));
                 }
                 _ = tick.tick() => {
                     let now = self.clock.now();
@@ -308,10 +353,17 @@ impl<'a> Agent<'a> {
             let now = self.clock.now();
             if let Decision::Terminate(reason) = policy.decide(now) {
                 log.write(now, serde_json::json!({"decision": "terminate", "reason": reason, "why": reason.to_string()}));
+                if let Some(dir) = self.paths.ended().parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let _ = std::fs::write(
+                    self.paths.ended(),
+                    serde_json::to_vec(&reason).unwrap_or_default(),
+                );
                 break reason;
             }
         };
-        drop(listener);
+        accepting.abort();
         let _ = std::fs::remove_file(&socket);
         let paths = self.paths.clone();
         let _ = tokio::task::spawn_blocking(move || stop_runners(&paths, runners)).await;
@@ -363,8 +415,6 @@ impl<'a> Agent<'a> {
             log.write(self.clock.now(), serde_json::json!({"terminate": "skipped", "why": "no API key on this machine: the action's stop mode or the reaper terminates it"}));
             return AgentOutcome::StoppedWithoutKey { reason };
         };
-        let deadline =
-            Duration::from_secs(self.config.timings.max_lifetime_seconds) + TERMINATE_MARGIN;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -387,7 +437,8 @@ impl<'a> Agent<'a> {
                     log.write(now, serde_json::json!({"terminate": "called", "machine": machine, "attempt": attempt}));
                     return AgentOutcome::Terminated { reason, machine };
                 }
-                Err(error) if now >= deadline => {
+                // Only a refused key is final: an outage, however long, ends some time.
+                Err(error) if error.kind == ProviderErrorKind::Unauthorized => {
                     log.write(now, serde_json::json!({"terminate": "gave-up", "attempt": attempt, "error": error.message, "warning": "THIS MACHINE MAY STILL BE BILLING"}));
                     return AgentOutcome::TerminationFailed {
                         reason,
@@ -402,6 +453,30 @@ impl<'a> Agent<'a> {
             }
         }
     }
+}
+
+/// Accepts hook connections for as long as the agent listens, each read in its own task.
+async fn accept_hooks(listener: UnixListener, hooks: mpsc::Sender<HookMessage>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(read_hook(stream, hooks.clone()));
+    }
+}
+
+/// Reads one connection's messages: at most [`HOOK_MAX_BYTES`] within [`HOOK_READ_TIMEOUT`];
+/// whatever a slow or oversized client sent after that is dropped with its connection.
+async fn read_hook(stream: UnixStream, hooks: mpsc::Sender<HookMessage>) {
+    let mut lines = BufReader::new(stream.take(HOOK_MAX_BYTES)).lines();
+    let _ = tokio::time::timeout(HOOK_READ_TIMEOUT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(message) = serde_json::from_str::<HookMessage>(&line) {
+                let _ = hooks.send(message).await;
+            }
+        }
+    })
+    .await;
 }
 
 /// Events implied by a runner's processes changing between two scans.

@@ -20,6 +20,10 @@ pub const RUNNER_RELEASES_API: &str = "https://api.github.com/repos/actions/runn
 pub const RUNNER_DOWNLOAD_BASE: &str = "https://github.com/actions/runner/releases/download";
 const SECRET_DELIMITER: &str = "LAMBDA_GHA_SECRET";
 const USER_SCRIPT_DELIMITER: &str = "LAMBDA_GHA_USER_SCRIPT";
+const TERMINATE_SELF_DELIMITER: &str = "LAMBDA_GHA_TERMINATE_SELF";
+/// How long after its maximum lifetime the watchdog ends a machine: the agent's orderly stop
+/// (runners stopped, then terminate) comes first.
+pub const WATCHDOG_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Where the agent binary comes from, with its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -114,6 +118,13 @@ pub struct BootScript {
     pub privileges: RunnerPrivileges,
     /// A script of the user's, run as root before the runners start.
     pub user_script: Option<String>,
+    /// How the machine ends itself without the agent (the provider's
+    /// [`CloudProvider::self_terminate_script`](crate::CloudProvider::self_terminate_script)):
+    /// its watchdog at the maximum lifetime, and a failed boot after a hold. `None` leaves
+    /// that to the agent, the action's stop and the reaper.
+    pub self_terminate: Option<String>,
+    /// The machine's maximum lifetime (seconds); the watchdog fires [`WATCHDOG_MARGIN`] later.
+    pub max_lifetime_seconds: u64,
 }
 
 /// Quotes `value` for bash: single quotes, with embedded single quotes closed and escaped.
@@ -189,6 +200,19 @@ impl BootScript {
             ),
             None => "# (no user script)".to_owned(),
         };
+        let self_terminate = match &self.self_terminate {
+            Some(script) if script.lines().any(|l| l.trim() == TERMINATE_SELF_DELIMITER) => {
+                return Err(CoreError::BootScript(
+                    "the self-terminate script contains its heredoc delimiter".into(),
+                ));
+            }
+            Some(script) => format!(
+                "cat > \"$TERMINATE_SELF\" <<'{TERMINATE_SELF_DELIMITER}'\n{}\n{TERMINATE_SELF_DELIMITER}\n\
+                 chmod 0700 \"$TERMINATE_SELF\"",
+                script.trim_end_matches('\n')
+            ),
+            None => "# (this provider has no self-terminate script)".to_owned(),
+        };
         let list = |values: Vec<String>| {
             values
                 .iter()
@@ -258,6 +282,15 @@ impl BootScript {
                 ),
             ),
             ("secrets", secrets.trim_end().to_owned()),
+            ("self_terminate", self_terminate),
+            (
+                "watchdog_seconds",
+                (self.max_lifetime_seconds + WATCHDOG_MARGIN.as_secs()).to_string(),
+            ),
+            (
+                "failed_boot_hold_seconds",
+                crate::health::UNHEALTHY_HOLD.as_secs().to_string(),
+            ),
             ("user_script", user_script),
         ];
         let script = fill(TEMPLATE, &values)?;

@@ -250,6 +250,10 @@ impl CloudProvider for LambdaProvider {
         "lambda"
     }
 
+    fn self_terminate_script(&self) -> Option<&'static str> {
+        Some(include_str!("../templates/terminate-self-lambda.sh"))
+    }
+
     async fn launch(&self, spec: &MachineSpec) -> Result<MachineId, ProviderError> {
         let Some(ssh_key) = &spec.ssh_key else {
             return Err(ProviderError::new(

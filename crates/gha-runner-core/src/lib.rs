@@ -64,14 +64,15 @@ mod termination;
 pub mod transport;
 
 pub use agent::{
-    Agent, AgentClock, AgentOutcome, AgentPaths, HookKind, RunnerProcesses, TERMINATE_MARGIN,
-    scan_processes, send_hook,
+    Agent, AgentClock, AgentOutcome, AgentPaths, HOOK_MAX_BYTES, HOOK_READ_TIMEOUT, HookKind,
+    RunnerProcesses, TERMINATE_MARGIN, scan_processes, send_hook,
 };
 pub use agent_config::{AgentConfig, AgentTimings};
 pub use boot_log::{BOOT_LOG, BOOT_LOG_LINES, MachineAccess};
 pub use boot_script::{
     AgentDownload, AgentSource, BootScript, MAX_USER_DATA_BYTES, RUNNER_DOWNLOAD_BASE,
-    RUNNER_RELEASES_API, RunnerBoot, RunnerCredential, RunnerPrivileges, shell_quote,
+    RUNNER_RELEASES_API, RunnerBoot, RunnerCredential, RunnerPrivileges, WATCHDOG_MARGIN,
+    shell_quote,
 };
 pub use duration::{format_duration, parse_duration};
 pub use error::{CoreError, GitHubError, InputError};

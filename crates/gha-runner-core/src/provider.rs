@@ -274,4 +274,14 @@ pub trait CloudProvider: Send + Sync {
     async fn capacity_hints(&self) -> Result<Vec<CapacityHint>, ProviderError> {
         Ok(self.catalog().await?.capacity_hints())
     }
+
+    /// A bash script that ends the machine it runs on through the provider's API, as root,
+    /// without the agent binary: the machine's backstop at its maximum lifetime and after a
+    /// failed boot. It reads the agent's configuration (`/etc/lambda-gha/agent.json`: key,
+    /// API URL, machine tag), retries until the machine is ending, and exits non-zero only
+    /// when it cannot (no key, or the key refused). `None`: the provider has none, and only
+    /// the agent, the action's stop and the reaper end its machines.
+    fn self_terminate_script(&self) -> Option<&'static str> {
+        None
+    }
 }

@@ -274,6 +274,8 @@ impl std::error::Error for ProvisionFailure {}
 /// registered, per machine, so that a machine that was not launched can be undone.
 struct Registrar<'a> {
     provider: &'static str,
+    /// The provider's way for a machine to end itself without the agent.
+    self_terminate: Option<&'static str>,
     github: &'a GitHub,
     request: &'a ProvisionRequest,
     registered: BTreeMap<usize, Vec<u64>>,
@@ -403,6 +405,12 @@ impl LaunchSetup for Registrar<'_> {
                 .collect(),
             privileges: boot.privileges,
             user_script: boot.user_script.clone(),
+            // Without a key on the machine nothing there can end it.
+            self_terminate: self
+                .self_terminate
+                .filter(|_| boot.agent_api_key.is_some())
+                .map(str::to_owned),
+            max_lifetime_seconds: boot.timings.max_lifetime_seconds,
         };
         let user_data = script.render().map_err(|e| e.to_string())?;
         let template = &request.machine;
@@ -487,6 +495,7 @@ impl<'a> Provisioner<'a> {
     ) -> Result<Provisioned, ProvisionFailure> {
         let mut registrar = Registrar {
             provider: self.provider.name(),
+            self_terminate: self.provider.self_terminate_script(),
             github: self.github,
             request,
             registered: BTreeMap::new(),

@@ -148,6 +148,8 @@ struct RunnerState {
     listener_gone_since: Option<Duration>,
     /// When the running job started and when its worker was last seen.
     job: Option<(Duration, Duration)>,
+    /// When this runner's last job ended.
+    last_end: Option<Duration>,
 }
 
 /// The state machine. Times are durations since the machine booted (a monotonic clock).
@@ -192,17 +194,35 @@ impl TerminationPolicy {
             }
             Event::JobStarted { .. } => {
                 state.registered = true;
-                state.job = Some((now, now));
                 self.first_registered.get_or_insert(now);
-                self.jobs_seen += 1;
-            }
-            Event::Heartbeat { .. } => {
+                // Opened by its worker already, maybe: the hook comes after "set up job".
                 if let Some((_, seen)) = &mut state.job {
                     *seen = (*seen).max(now);
+                } else {
+                    state.job = Some((now, now));
+                    self.jobs_seen += 1;
                 }
             }
+            Event::Heartbeat { .. } => match &mut state.job {
+                Some((_, seen)) => *seen = (*seen).max(now),
+                // A live worker is a job, hook or not: the real Worker runs the job-started
+                // hook only after "set up job" (actions/runner JobExtension.cs), and a hook
+                // may never arrive. Not the tail of the job that just completed, though: its
+                // worker outlives the completed hook by a moment.
+                None if state.last_end.is_none_or(|end| {
+                    now.saturating_sub(end) > self.config.heartbeat_staleness
+                }) =>
+                {
+                    state.registered = true;
+                    state.job = Some((now, now));
+                    self.first_registered.get_or_insert(now);
+                    self.jobs_seen += 1;
+                }
+                None => {}
+            },
             Event::JobCompleted { .. } | Event::WorkerGone { .. } => {
                 if state.job.take().is_some() {
+                    state.last_end = Some(now);
                     self.last_job_end = Some(self.last_job_end.map_or(now, |t| t.max(now)));
                 }
             }
@@ -366,6 +386,37 @@ mod tests {
         // Stale from 80 s on; the idle clock runs from then.
         assert_eq!(p.decide(s(139)), Decision::Keep);
         assert_eq!(p.decide(s(140)), Decision::Terminate(Reason::Idle));
+    }
+
+    #[test]
+    fn a_worker_seen_before_its_hook_opens_the_job() {
+        let mut p = policy();
+        p.observe(Event::ListenerAlive { runner: 0 }, s(0));
+        // "Set up job" from 170 s; the started hook only at 200 s.
+        for t in (170..=190).step_by(10) {
+            p.observe(Event::Heartbeat { runner: 0 }, s(t));
+            assert_eq!(p.decide(s(t)), Decision::Keep, "no 'no job' at {t}s");
+        }
+        p.observe(Event::JobStarted { runner: 0 }, s(200));
+        p.observe(Event::Heartbeat { runner: 0 }, s(210));
+        p.observe(Event::JobCompleted { runner: 0 }, s(220));
+        assert_eq!(p.decide(s(279)), Decision::Keep);
+        assert_eq!(p.decide(s(280)), Decision::Terminate(Reason::Idle));
+    }
+
+    #[test]
+    fn the_worker_outliving_its_completed_hook_is_no_new_job() {
+        let mut p = policy();
+        p.observe(Event::JobStarted { runner: 0 }, s(10));
+        p.observe(Event::JobCompleted { runner: 0 }, s(100));
+        p.observe(Event::Heartbeat { runner: 0 }, s(101));
+        assert_eq!(p.decide(s(160)), Decision::Terminate(Reason::Idle));
+        // Past the staleness window a live worker is a job again.
+        let mut p = policy();
+        p.observe(Event::JobStarted { runner: 0 }, s(10));
+        p.observe(Event::JobCompleted { runner: 0 }, s(100));
+        p.observe(Event::Heartbeat { runner: 0 }, s(140));
+        assert_eq!(p.decide(s(160)), Decision::Keep);
     }
 
     #[test]

@@ -1,23 +1,32 @@
 #!/bin/bash
 # lambda-gha boot script, rendered for one machine (version: LAMBDA_GHA_VERSION below).
-# It creates an unprivileged runner user, fetches the latest GitHub runner for this CPU,
-# fetches the lambda-gha agent of the same version (checksum-verified, or built from the
-# action's commit when that has no release), starts
-# {{runner_count}} runner(s), and hands the machine's life to the agent.
+# cloud-init runs it as root. It writes the machine's secrets to root-only files, empties
+# cloud-init's copies of this script, creates the unprivileged runner user, fetches the GitHub
+# runner and the lambda-gha agent of the same version (checksum-verified, or built from the
+# action's commit when that has no release), starts {{runner_count}} runner(s) as that user,
+# and hands the machine's life to the agent.
 #
-# Secrets (runner credentials, the agent's configuration) are written to root-only files
-# below and never echoed: do not add `set -x` to this script.
+# Secrets are written to root-only files and never echoed or put on a command line: do not add
+# `set -x` to this script.
 set -euo pipefail
+# Private until the secrets are written; 022 after, so what the runner needs is readable.
 umask 077
 
-# Under lambda-cloud-sim the script runs in a sandbox directory instead of on a machine.
-ROOT="${LAMBDA_SIM_SANDBOX:-}"
-LOG="$ROOT/var/log/lambda-gha-boot.log"
+LOG=/var/log/lambda-gha-boot.log
 mkdir -p "$(dirname "$LOG")"
 exec > >(tee -a "$LOG") 2>&1
 step() { printf '[lambda-gha boot %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
-fail() { step "FAILED: $*"; exit 1; }
+# A failed boot ends its machine itself, once the launcher had the hold to read this log.
+fail() {
+  step "FAILED: $*"
+  if [ -x "${TERMINATE_SELF:-}" ]; then
+    step "this machine ends itself in ${FAILED_BOOT_HOLD}s"
+    arm failed-boot "$FAILED_BOOT_HOLD"
+  fi
+  exit 1
+}
 trap 'fail "line $LINENO exited with status $?"' ERR
+[ "$(id -u)" = 0 ] || fail "the boot script runs as root (as cloud-init runs user data)"
 
 # --- configuration ------------------------------------------------------------------------
 LAMBDA_GHA_VERSION={{version}}
@@ -41,30 +50,77 @@ RUNNER_LABELS=({{runner_labels}})
 # Each runner's GPUs (CUDA_VISIBLE_DEVICES); empty: it sees every GPU.
 RUNNER_GPUS=({{runner_gpus}})
 
-ETC="$ROOT/etc/lambda-gha"
-BIN="$ROOT/usr/local/bin"
-HOOKS="$ROOT/usr/local/lib/lambda-gha"
-RUNNERS="$ROOT/home/$RUNNER_USER"
-mkdir -p "$ETC" "$BIN" "$HOOKS" "$RUNNERS"
-chmod 0700 "$ETC"
+WATCHDOG_SECONDS={{watchdog_seconds}}
+FAILED_BOOT_HOLD={{failed_boot_hold_seconds}}
+# Seconds pass TIME_SCALE times faster under lambda-cloud-sim; on a machine this is 1.
+TIME_SCALE="${LAMBDA_SIM_TIME_SCALE:-1}"
+
+ETC=/etc/lambda-gha
+BIN=/usr/local/bin
+STATE=/var/lib/lambda-gha
+TERMINATE_SELF=/usr/local/lib/lambda-gha/terminate-self.sh
+HOOKS=/usr/local/lib/lambda-gha
+RUNNERS="/home/$RUNNER_USER"
+# The agent's socket and the health verdict: the runner user's hooks reach it, others do not.
+AGENT_RUN=/run/lambda-gha
+install -d -m 0700 "$ETC"
 step "machine $MACHINE_TAG of $RUN_LABEL, lambda-gha $LAMBDA_GHA_VERSION, ${#RUNNER_NAMES[@]} runner(s)"
 
 # --- secrets: root-only files ---------------------------------------------------------------
 {{secrets}}
 
-# --- the runner user --------------------------------------------------------------------------
-as_runner() { if [ -n "$ROOT" ]; then "$@"; else sudo -u "$RUNNER_USER" -H "$@"; fi; }
-if [ -z "$ROOT" ]; then
-  id "$RUNNER_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$RUNNER_USER"
-  # The runner user gets sudo or docker only when asked: either can read the agent's API key.
-  if [ "$GRANT_SUDO" = 1 ]; then
-    echo "$RUNNER_USER ALL=(ALL) NOPASSWD:ALL" > /etc/sudoers.d/90-lambda-gha-runner
-    chmod 0440 /etc/sudoers.d/90-lambda-gha-runner
+# cloud-init keeps copies of this script, secrets and all. Replaced, not truncated: bash is
+# still reading this one through its open file.
+for copy in /var/lib/cloud/instances/*/user-data.txt /var/lib/cloud/instances/*/user-data.txt.i \
+  /var/lib/cloud/instances/*/scripts/part-* /var/lib/cloud/instances/*/obj.pkl; do
+  [ -f "$copy" ] || continue
+  : > "$copy.lambda-gha" && mv -f "$copy.lambda-gha" "$copy"
+done
+
+# --- the backstop: the machine ends at its maximum lifetime whatever becomes of the agent ------
+# Armed before any download, so nothing later can leave a machine billing: by a systemd timer
+# where systemd runs, by a detached root process where it does not. Runner jobs cannot stop
+# either (they run as another user).
+install -d -m 0755 "$STATE" "$(dirname "$TERMINATE_SELF")"
+date +%s.%N > "$STATE/booted-at"
+{{self_terminate}}
+# arm NAME SECONDS: run terminate-self SECONDS (simulated under the simulator) from now.
+arm() {
+  local seconds
+  seconds="$(awk -v s="$2" -v k="$TIME_SCALE" 'BEGIN { printf "%.3f", s / k }')"
+  if [ -d /run/systemd/system ]; then
+    systemd-run --quiet --unit="lambda-gha-$1" --on-active="${seconds}s" \
+      --timer-property=AccuracySec=1s "$TERMINATE_SELF"
+  else
+    setsid nohup bash -c 'sleep "$1"; exec "$2"' "lambda-gha-$1" "$seconds" "$TERMINATE_SELF" \
+      >> "/var/log/lambda-gha-$1.log" 2>&1 < /dev/null &
   fi
-  if [ "$GRANT_DOCKER" = 1 ] && getent group docker >/dev/null; then
-    usermod -aG docker "$RUNNER_USER"
-  fi
+}
+if [ -x "$TERMINATE_SELF" ]; then
+  arm watchdog "$WATCHDOG_SECONDS"
+  step "watchdog armed: this machine ends ${WATCHDOG_SECONDS}s after boot at the latest"
+else
+  step "no watchdog: this provider's machines are ended by the agent, the action's stop and the reaper"
 fi
+umask 022
+
+# --- the runner user, and its home owned by it --------------------------------------------------
+# Before anything is put in the home: useradd leaves an existing directory as it is.
+id "$RUNNER_USER" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$RUNNER_USER"
+chown "$RUNNER_USER:$RUNNER_USER" "$RUNNERS"
+# The runner user gets sudo or docker only when asked: either can read the agent's API key.
+if [ "$GRANT_SUDO" = 1 ]; then
+  echo "$RUNNER_USER ALL=(ALL) NOPASSWD:ALL" > /etc/sudoers.d/90-lambda-gha-runner
+  chmod 0440 /etc/sudoers.d/90-lambda-gha-runner
+fi
+if [ "$GRANT_DOCKER" = 1 ] && getent group docker >/dev/null; then
+  usermod -aG docker "$RUNNER_USER"
+fi
+# Hooks reach the agent through a socket in here: the runner's group may enter, nobody else.
+# (setgid: the socket the agent makes in it is the runner group's.)
+install -d -m 2750 -o root -g "$RUNNER_USER" "$AGENT_RUN"
+install -d -m 0755 "$BIN" "$HOOKS"
+as_runner() { sudo -u "$RUNNER_USER" -H "$@"; }
 
 # --- the GitHub runner: latest release for this CPU, checksum from its release notes ---------
 case "$(uname -m)" in
@@ -73,12 +129,13 @@ case "$(uname -m)" in
   *) fail "unsupported CPU $(uname -m)" ;;
 esac
 step "fetching the latest GitHub runner for linux-$RUNNER_ARCH"
+install -d -m 0755 /var/cache/lambda-gha
 RELEASE="$(curl -fsSL --retry 5 --retry-delay 2 "$RUNNER_RELEASES_API")"
 RUNNER_VERSION="$(printf '%s' "$RELEASE" | sed -n 's/.*"tag_name": *"v\([0-9.]*\)".*/\1/p' | head -n 1)"
 RUNNER_SHA256="$(printf '%s' "$RELEASE" | sed -n "s/.*BEGIN SHA linux-$RUNNER_ARCH -->\([0-9a-f]\{64\}\)<!-- END SHA.*/\1/p" | head -n 1)"
 [ -n "$RUNNER_VERSION" ] || fail "no runner version in $RUNNER_RELEASES_API"
 [ -n "$RUNNER_SHA256" ] || fail "no linux-$RUNNER_ARCH checksum in the v$RUNNER_VERSION release notes"
-TARBALL="$RUNNERS/actions-runner-linux-$RUNNER_ARCH-$RUNNER_VERSION.tar.gz"
+TARBALL="/var/cache/lambda-gha/actions-runner-linux-$RUNNER_ARCH-$RUNNER_VERSION.tar.gz"
 curl -fsSL --retry 5 --retry-delay 2 -o "$TARBALL" \
   "$RUNNER_DOWNLOAD_BASE/v$RUNNER_VERSION/actions-runner-linux-$RUNNER_ARCH-$RUNNER_VERSION.tar.gz"
 echo "$RUNNER_SHA256  $TARBALL" | sha256sum -c - >/dev/null || fail "runner v$RUNNER_VERSION checksum mismatch"
@@ -92,13 +149,13 @@ if [ -n "$AGENT_URL" ]; then
 elif [ -n "$AGENT_SOURCE_REV" ]; then
   # No release for the action's ref (a branch, a commit, a fork): build that exact commit.
   step "building the lambda-gha agent from $AGENT_SOURCE_REPO at $AGENT_SOURCE_REV"
-  export CARGO_HOME="$ROOT/opt/lambda-gha/cargo" RUSTUP_HOME="$ROOT/opt/lambda-gha/rustup"
+  export CARGO_HOME=/opt/lambda-gha/cargo RUSTUP_HOME=/opt/lambda-gha/rustup
   if [ ! -x "$CARGO_HOME/bin/cargo" ]; then
     curl -fsSL --proto '=https' --tlsv1.2 https://sh.rustup.rs | sh -s -- -y --profile minimal --no-modify-path >/dev/null
   fi
   "$CARGO_HOME/bin/cargo" install --quiet --locked --git "$AGENT_SOURCE_REPO" --rev "$AGENT_SOURCE_REV" \
-    --root "$ROOT/opt/lambda-gha/agent" --no-default-features lambda-gha-cli || fail "building the agent failed"
-  cp "$ROOT/opt/lambda-gha/agent/bin/lambda-gha" "$BIN/lambda-gha.download"
+    --root /opt/lambda-gha/agent --no-default-features lambda-gha-cli || fail "building the agent failed"
+  cp /opt/lambda-gha/agent/bin/lambda-gha "$BIN/lambda-gha.download"
 else
   fail "no lambda-gha agent for linux-$RUNNER_ARCH in this release"
 fi
@@ -118,43 +175,74 @@ step "checking the GPUs"
 HEALTHY=1
 "$BIN/lambda-gha" agent gate --config "$ETC/agent.json" || HEALTHY=0
 
-# --- the agent owns the machine's life from here -----------------------------------------------
+# --- the agent owns the machine's life from here, restarted if it dies --------------------------
 step "starting the agent"
-nohup setsid "$BIN/lambda-gha" agent run --config "$ETC/agent.json" >> "$ROOT/var/log/lambda-gha-agent.log" 2>&1 < /dev/null &
+if [ -d /run/systemd/system ]; then
+  cat > /etc/systemd/system/lambda-gha-agent.service <<UNIT
+[Unit]
+Description=lambda-gha agent: ends this machine when its runners are done
+[Service]
+ExecStart=$BIN/lambda-gha agent run --config $ETC/agent.json
+Restart=always
+RestartSec=2
+StandardOutput=append:/var/log/lambda-gha-agent.log
+StandardError=append:/var/log/lambda-gha-agent.log
+[Install]
+WantedBy=multi-user.target
+UNIT
+  systemctl daemon-reload
+  systemctl enable --now --quiet lambda-gha-agent.service
+else
+  setsid nohup bash -c 'while :; do "$1" agent run --config "$2"; sleep 2; done' lambda-gha-agent \
+    "$BIN/lambda-gha" "$ETC/agent.json" >> /var/log/lambda-gha-agent.log 2>&1 < /dev/null &
+fi
 if [ "$HEALTHY" = 0 ]; then
   # Unused credentials go now; the agent reports the failure and ends the machine.
   rm -f "$ETC/registration.token" "$ETC"/runner-*.jit
   fail "the GPU health gate failed: no runner starts; the agent ends this machine"
 fi
 
-# --- runners ----------------------------------------------------------------------------------
+# --- runners, as the runner user ---------------------------------------------------------------
+# Credentials reach the runner through ACTIONS_RUNNER_INPUT_* variables, which the runner's
+# Listener reads and removes from its environment before any job starts (actions/runner
+# src/Runner.Listener/CommandSettings.cs): never on a command line, where `ps` shows them.
 for i in "${!RUNNER_NAMES[@]}"; do
   dir="$RUNNERS/runner-$i"
-  mkdir -p "$dir"
-  tar -xzf "$TARBALL" -C "$dir"
-  cat > "$dir/.env" <<ENV
-ACTIONS_RUNNER_HOOK_JOB_STARTED=$HOOKS/job-started.sh
-ACTIONS_RUNNER_HOOK_JOB_COMPLETED=$HOOKS/job-completed.sh
-LAMBDA_GHA_RUNNER=$i
-ENV
-  if [ -n "${RUNNER_GPUS[$i]}" ]; then
-    echo "CUDA_VISIBLE_DEVICES=${RUNNER_GPUS[$i]}" >> "$dir/.env"
-    step "runner ${RUNNER_NAMES[$i]} gets GPU(s) ${RUNNER_GPUS[$i]}"
-  fi
-  if [ -z "$ROOT" ]; then chown -R "$RUNNER_USER:$RUNNER_USER" "$dir"; fi
-  if [ "$RUNNER_MODE" = jit ]; then
-    step "starting JIT runner ${RUNNER_NAMES[$i]}"
-    # Read here, not in the background command: the file is removed below, maybe first.
-    jit="$(cat "$ETC/runner-$i.jit")"
-    (cd "$dir" && as_runner nohup ./run.sh --jitconfig "$jit" > "$dir/runner.log" 2>&1 < /dev/null &)
-  else
+  install -d -m 0755 -o "$RUNNER_USER" -g "$RUNNER_USER" "$dir"
+  tar -xzf "$TARBALL" -C "$dir" --no-same-owner
+  # Read literally by the runner (KEY=VALUE lines): no quotes, no expansions.
+  {
+    echo "ACTIONS_RUNNER_HOOK_JOB_STARTED=$HOOKS/job-started.sh"
+    echo "ACTIONS_RUNNER_HOOK_JOB_COMPLETED=$HOOKS/job-completed.sh"
+    echo "LAMBDA_GHA_RUNNER=$i"
+    if [ -n "${RUNNER_GPUS[$i]}" ]; then echo "CUDA_VISIBLE_DEVICES=${RUNNER_GPUS[$i]}"; fi
+  } > "$dir/.env"
+  if [ -n "${RUNNER_GPUS[$i]}" ]; then step "runner ${RUNNER_NAMES[$i]} gets GPU(s) ${RUNNER_GPUS[$i]}"; fi
+  chown -R "$RUNNER_USER:$RUNNER_USER" "$dir"
+  if [ "$RUNNER_MODE" = reusable ]; then
     step "configuring runner ${RUNNER_NAMES[$i]}"
-    (cd "$dir" && as_runner ./config.sh --unattended --replace --url "$REGISTRATION_URL" \
-      --token "$(cat "$ETC/registration.token")" --name "${RUNNER_NAMES[$i]}" \
-      --labels "${RUNNER_LABELS[$i]}" --work _work > "$dir/config.log" 2>&1) || fail "runner $i did not register (see $dir/config.log)"
-    (cd "$dir" && as_runner nohup ./run.sh > "$dir/runner.log" 2>&1 < /dev/null &)
+    # Every runner is configured before any starts: no job runs while the token is in use.
+    (cd "$dir" && ACTIONS_RUNNER_INPUT_TOKEN="$(cat "$ETC/registration.token")" \
+      as_runner --preserve-env=ACTIONS_RUNNER_INPUT_TOKEN "$dir/config.sh" --unattended --replace \
+      --url "$REGISTRATION_URL" --name "${RUNNER_NAMES[$i]}" --labels "${RUNNER_LABELS[$i]}" \
+      --work _work > "$dir/config.log" 2>&1) || fail "runner $i did not register (see $dir/config.log)"
   fi
 done
-# Credentials are single-use: runners have read theirs by now.
-rm -f "$ETC/registration.token" "$ETC"/runner-*.jit
+rm -f "$ETC/registration.token"
+for i in "${!RUNNER_NAMES[@]}"; do
+  dir="$RUNNERS/runner-$i"
+  step "starting runner ${RUNNER_NAMES[$i]}"
+  if [ "$RUNNER_MODE" = jit ]; then
+    # Read here, in the foreground: the file is removed below, maybe before a background read.
+    jit="$(cat "$ETC/runner-$i.jit")"
+    (cd "$dir" && ACTIONS_RUNNER_INPUT_JITCONFIG="$jit" \
+      as_runner --preserve-env=ACTIONS_RUNNER_INPUT_JITCONFIG nohup "$dir/run.sh" \
+      > "$dir/runner.log" 2>&1 < /dev/null &)
+    unset jit
+  else
+    (cd "$dir" && as_runner nohup "$dir/run.sh" > "$dir/runner.log" 2>&1 < /dev/null &)
+  fi
+done
+# Single-use credentials: the runners hold theirs by now.
+rm -f "$ETC"/runner-*.jit
 step "boot complete"

@@ -35,4 +35,7 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
+    /// Machines cannot boot as root here.
+    #[error("cannot boot machines as root: {0}")]
+    Rootfs(String),
 }

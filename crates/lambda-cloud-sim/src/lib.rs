@@ -42,6 +42,7 @@ mod firewall;
 mod instances;
 mod ledger;
 mod rate_limit;
+mod root_machine;
 mod scenario;
 mod server;
 mod sim_routes;
@@ -62,11 +63,14 @@ use tokio::task::JoinHandle;
 
 pub use error::SimError;
 pub use ledger::{Ledger, LedgerEntry};
+pub use root_machine::{MACHINE_SIM_DIR, ROOT_LOG_FILE};
 pub use scenario::{
     CapacitySpec, CapacityStep, FaultSpec, InstanceBehavior, InstanceBehaviorSpec,
     InstanceTypeSpec, RateLimitSpec, RegionSpec, Scenario, SecondsRange, SshKeySpec,
 };
-pub use user_data::{LOG_FILE, SANDBOX_BIN, SCRIPT_FILE, write_fake_nvidia_smi};
+pub use user_data::{
+    LOG_FILE, MachineMode, SANDBOX_BIN, SCRIPT_FILE, SHARED_DIR, write_fake_nvidia_smi,
+};
 
 use crate::clock::SimClock;
 use crate::server::Shared;
@@ -83,6 +87,7 @@ pub struct SimBuilder {
     listen: SocketAddr,
     sandbox: Option<PathBuf>,
     run_user_data: bool,
+    machine_mode: MachineMode,
 }
 
 impl Default for SimBuilder {
@@ -94,6 +99,7 @@ impl Default for SimBuilder {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             sandbox: None,
             run_user_data: false,
+            machine_mode: MachineMode::Sandbox,
         }
     }
 }
@@ -144,6 +150,16 @@ impl SimBuilder {
         self
     }
 
+    /// Boots machines as real root in their own copy of `rootfs` (see [`MachineMode::Root`])
+    /// instead of sandboxes; user data runs.
+    pub fn machine_rootfs(mut self, rootfs: impl Into<PathBuf>) -> Self {
+        self.run_user_data = true;
+        self.machine_mode = MachineMode::Root {
+            rootfs: rootfs.into(),
+        };
+        self
+    }
+
     /// Starts serving; returns once the listener is bound.
     pub async fn start(self) -> Result<Sim, SimError> {
         if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
@@ -158,11 +174,15 @@ impl SimBuilder {
                     fastrand::u64(..)
                 ))
             });
-            std::fs::create_dir_all(&root).map_err(|source| SimError::Sandbox {
-                path: root.display().to_string(),
+            if let MachineMode::Root { rootfs } = &self.machine_mode {
+                root_machine::check(rootfs).map_err(SimError::Rootfs)?;
+            }
+            let shared = root.join(SHARED_DIR);
+            std::fs::create_dir_all(&shared).map_err(|source| SimError::Sandbox {
+                path: shared.display().to_string(),
                 source,
             })?;
-            Some(UserDataRunner::new(root))
+            Some(UserDataRunner::new(root, self.machine_mode))
         } else {
             None
         };
@@ -338,9 +358,16 @@ impl Sim {
         self.shared.runner.as_ref().map(|runner| runner.sandbox(id))
     }
 
+    /// The directory whose files every root machine sees, read-only, under
+    /// [`MACHINE_SIM_DIR`]`/shared`, when user data runs.
+    pub fn shared_dir(&self) -> Option<PathBuf> {
+        self.shared.runner.as_ref().map(UserDataRunner::shared)
+    }
+
     /// The output of an instance's user data so far.
     pub fn user_data_log(&self, id: &InstanceId) -> Option<String> {
-        std::fs::read_to_string(self.sandbox_dir(id)?.join(LOG_FILE)).ok()
+        let runner = self.shared.runner.as_ref()?;
+        std::fs::read_to_string(runner.sandbox(id).join(runner.log_file())).ok()
     }
 
     /// Instances whose user data is still running.

@@ -13,6 +13,7 @@ use std::sync::{Mutex, PoisonError};
 use lambda_cloud::InstanceId;
 
 use crate::instances::Gpus;
+use crate::root_machine::{MachineEnv, RootMachine};
 
 /// File names inside an instance's sandbox.
 pub const SCRIPT_FILE: &str = "user-data.sh";
@@ -22,18 +23,57 @@ pub const LOG_FILE: &str = "user-data.log";
 /// data's `PATH`, and on the `PATH` of anything run in the sandbox as if over SSH.
 pub const SANDBOX_BIN: &str = ".lambda-cloud-sim/bin";
 
+/// The directory under the sandbox root whose files every root machine sees, read-only, at
+/// `/var/lib/lambda-cloud-sim/shared`.
+pub const SHARED_DIR: &str = "shared";
+
+/// How a simulated machine runs its user data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MachineMode {
+    /// bash as the simulator's own user, in the instance's sandbox directory
+    /// (`LAMBDA_SIM_SANDBOX` tells scripts where their root is). Fast, and needs nothing, but
+    /// users, owners and modes are not a machine's.
+    #[default]
+    Sandbox,
+    /// As real root in the instance's own copy of this Debian root filesystem, in new mount,
+    /// PID and UTS namespaces (see the `root_machine` module): the production path of a boot
+    /// script, users and modes included. Needs the simulator to run as root; build the
+    /// filesystem with `cargo xtask rootfs`.
+    Root {
+        /// The root filesystem (`debootstrap --variant=minbase` with bash, sudo, curl, …).
+        rootfs: PathBuf,
+    },
+}
+
+const NOT_A_SCRIPT: &str = "lambda-cloud-sim: user data not run: it is neither a `#!` script \
+    nor a multipart message with a text/x-shellscript part (cloud-config is not simulated)";
+
 /// Starts and stops user-data processes under one sandbox root.
 #[derive(Debug)]
 pub(crate) struct UserDataRunner {
     root: PathBuf,
+    mode: MachineMode,
     children: Mutex<HashMap<InstanceId, Child>>,
 }
 
 impl UserDataRunner {
-    pub(crate) fn new(root: PathBuf) -> Self {
+    pub(crate) fn new(root: PathBuf, mode: MachineMode) -> Self {
         UserDataRunner {
             root,
+            mode,
             children: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> PathBuf {
+        self.root.join(SHARED_DIR)
+    }
+
+    /// Where an instance's user-data output goes, under its sandbox.
+    pub(crate) fn log_file(&self) -> &'static str {
+        match self.mode {
+            MachineMode::Sandbox => LOG_FILE,
+            MachineMode::Root { .. } => crate::root_machine::ROOT_LOG_FILE,
         }
     }
 
@@ -78,6 +118,9 @@ impl UserDataRunner {
         time_scale: f64,
     ) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
+        if let MachineMode::Root { rootfs } = &self.mode {
+            return self.boot_root(rootfs, id, dir, user_data, gpus, api_url, time_scale);
+        }
         let bin = write_nvidia_smi(dir, gpus)?;
         let Some(user_data) = user_data else {
             return Ok(());
@@ -92,11 +135,7 @@ impl UserDataRunner {
         };
         let mut log = File::create(dir.join(LOG_FILE))?;
         let Some(script) = shell_script(user_data) else {
-            writeln!(
-                log,
-                "lambda-cloud-sim: user data not run: it is neither a `#!` script nor a multipart \
-                 message with a text/x-shellscript part (cloud-config is not simulated)"
-            )?;
+            writeln!(log, "{NOT_A_SCRIPT}")?;
             return Ok(());
         };
         let script_path = dir.join(SCRIPT_FILE);
@@ -123,6 +162,55 @@ impl UserDataRunner {
             instance = id.as_str(),
             pid = child.id(),
             "user data started"
+        );
+        self.children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), child);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn boot_root(
+        &self,
+        rootfs: &Path,
+        id: &InstanceId,
+        dir: &Path,
+        user_data: Option<&str>,
+        gpus: &Gpus,
+        api_url: &str,
+        time_scale: f64,
+    ) -> std::io::Result<()> {
+        // Lambda's image has the driver's `nvidia-smi` in /usr/bin.
+        write_fake_nvidia_smi(&dir.join("usr/bin"), &gpus.model, gpus.visible)?;
+        let Some(user_data) = user_data else {
+            return Ok(());
+        };
+        let Some(script) = shell_script(user_data) else {
+            let log = dir.join(crate::root_machine::ROOT_LOG_FILE);
+            if let Some(parent) = log.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(log, NOT_A_SCRIPT)?;
+            return Ok(());
+        };
+        let machine = RootMachine {
+            rootfs,
+            upper: dir.to_path_buf(),
+            shared: &self.shared(),
+        };
+        let child = machine.boot(
+            &script,
+            &MachineEnv {
+                id,
+                api_url,
+                time_scale,
+            },
+        )?;
+        tracing::info!(
+            instance = id.as_str(),
+            pid = child.id(),
+            "root machine booted"
         );
         self.children
             .lock()

@@ -422,11 +422,13 @@ async fn agent_run(args: AgentRun) -> Result<ExitCode> {
         }
         _ => None,
     };
+    let paths = AgentPaths::new(args.root.root);
+    let clock = AgentClock::since_boot(&paths, scale);
     let agent = Agent::new(
         config,
         provider.as_ref().map(|p| p as &dyn CloudProvider),
-        AgentPaths::new(args.root.root),
-        AgentClock::new(scale),
+        paths,
+        clock,
     );
     match agent.run().await? {
         AgentOutcome::Terminated { reason, machine } => {

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use gha_runner_core::{
-    AgentConfig, AgentDownload, AgentSource, AgentTimings, BootScript, MACHINE_TAG, RunnerBoot,
-    RunnerCredential, RunnerNaming, RunnerPrivileges,
+    AgentConfig, AgentDownload, AgentSource, AgentTimings, BootScript, CloudProvider,
+    LambdaProvider, MACHINE_TAG, RunnerBoot, RunnerCredential, RunnerNaming, RunnerPrivileges,
 };
 use lambda_cloud::InstanceStatus;
 use lambda_gha_tests::{FakeInternet, RUNNER_VERSION};
@@ -27,7 +27,7 @@ struct Case {
     /// The end must come this long (simulated s, up to 2 more; log lines trail the events
     /// they record by milliseconds, so 0.1 less is accepted) after the first log line
     /// matching `(key, value)`, the last one when `last`; `("job", "end")` is the last job's
-    /// end as the agent learnt it.
+    /// end as the agent learnt it, `("boot", _)` the machine's boot.
     after: (&'static str, &'static str, bool, f64),
 }
 
@@ -56,6 +56,7 @@ async fn run(case: Case) {
         .time_scale(SCALE)
         .api_key("boot-key")
         .user_data_sandbox(work.join("sandboxes"))
+        .machine_rootfs(lambda_gha_tests::machine_rootfs())
         .start()
         .await
         .unwrap();
@@ -96,6 +97,10 @@ async fn run(case: Case) {
         }],
         privileges: RunnerPrivileges::default(),
         user_script: None,
+        self_terminate: LambdaProvider::new(client.clone())
+            .self_terminate_script()
+            .map(str::to_owned),
+        max_lifetime_seconds: case.timings.max_lifetime_seconds,
     }
     .render()
     .unwrap();
@@ -109,8 +114,11 @@ async fn run(case: Case) {
         .unwrap()
         .remove(0);
     let sandbox = sim.sandbox_dir(&id).unwrap();
-    std::fs::create_dir_all(&sandbox).unwrap();
-    std::fs::write(sandbox.join("fake-jobs"), case.jobs).unwrap();
+    std::fs::write(
+        sim.shared_dir().unwrap().join(format!("{id}.jobs")),
+        case.jobs,
+    )
+    .unwrap();
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
@@ -179,7 +187,10 @@ async fn run(case: Case) {
         .expect("the agent decided");
     assert_eq!(decided["reason"], case.reason, "{}", case.name);
     let (key, value, last, expected) = case.after;
-    let anchor = if (key, value) == ("job", "end") {
+    let anchor = if key == "boot" {
+        // The agent's clock counts from the machine's boot.
+        0.0
+    } else if (key, value) == ("job", "end") {
         // The last job ended when the agent first learnt it: its completed hook, or its worker
         // vanishing from the process table, whichever came first.
         let started = find("hook", "job-started", true).expect("a job started");
@@ -276,7 +287,7 @@ async fn a_job_past_the_maximum_lifetime_is_ended_at_it() {
         },
         faults: Vec::new(),
         reason: "max-lifetime",
-        after: ("agent", "started", false, 240.0),
+        after: ("boot", "", false, 240.0),
     })
     .await;
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use lambda_gha_tests::FakeInternet;
 use lambda_gha_tests::faults::Programs;
-use lambda_gha_tests::rig::{Captured, Rig, files_where, quick_boot_world, run_program};
+use lambda_gha_tests::rig::{Captured, Machines, Rig, files_where, quick_boot_world, run_program};
 
 /// A fresh directory for one test, removed when it ends (however it ends).
 struct WorkDir(PathBuf);
@@ -94,7 +94,14 @@ impl Stage {
         let programs = Programs::build();
         let work = WorkDir::new(name);
         let internet = FakeInternet::start(&programs.cli, &work.0).await;
-        let rig = Rig::start(world, &work.0.join("run"), run_id.to_owned(), reporting).await;
+        let rig = Rig::start(
+            world,
+            &work.0.join("run"),
+            run_id.to_owned(),
+            reporting,
+            Machines::Root,
+        )
+        .await;
         Stage {
             programs,
             internet,
@@ -174,7 +181,7 @@ async fn a_machine_with_a_broken_gpu_is_replaced_by_the_next_candidate() {
     let stage = Stage::new("gate", world, "9200", true).await;
     let rig = &stage.rig;
     // One job, on whichever machine's runner comes online: 10 s after it starts, 20 s long.
-    std::fs::write(rig.dir.join("machines/fake-jobs"), "10 20\n").unwrap();
+    std::fs::write(rig.sim.shared_dir().unwrap().join("fake-jobs"), "10 20\n").unwrap();
 
     // When the first machine's gate fails, on the simulator's clock, watched as the start runs.
     let watch = async {

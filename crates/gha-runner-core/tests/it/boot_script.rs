@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use gha_runner_core::{
-    AgentDownload, AgentSource, BootScript, Candidate, MAX_USER_DATA_BYTES, Outputs,
+    AgentDownload, AgentSource, BootScript, Candidate, CloudProvider, MAX_USER_DATA_BYTES, Outputs,
     RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API, RunnerBoot, RunnerCredential, RunnerNaming,
     RunnerPrivileges,
 };
@@ -48,6 +48,12 @@ fn script(credentials: [RunnerCredential; 2], user_script: Option<&str>) -> Boot
         runners,
         privileges: RunnerPrivileges::default(),
         user_script: user_script.map(str::to_owned),
+        self_terminate: gha_runner_core::LambdaProvider::new(
+            lambda_cloud::Client::builder().api_key("k").build().unwrap(),
+        )
+        .self_terminate_script()
+        .map(str::to_owned),
+        max_lifetime_seconds: 7200,
     }
 }
 
