@@ -64,6 +64,8 @@ struct State {
     online_on_register: bool,
     jit_requests: usize,
     tokens_issued: usize,
+    /// Every `encoded_jit_config` issued.
+    jit_configs: Vec<String>,
     /// Faults, each with how many times its route was called.
     faults: Vec<(GitHubFault, u32)>,
     /// When each runner that reports itself (a fake runner on a simulated machine) last did.
@@ -217,6 +219,11 @@ impl FakeGitHub {
         self.lock().jit_requests
     }
 
+    /// Every `encoded_jit_config` this fake issued: secrets too, in their encoded form.
+    pub fn jit_configs(&self) -> Vec<String> {
+        self.lock().jit_configs.clone()
+    }
+
     /// Registers a runner directly (as a reusable runner's `config.sh` would).
     pub fn register(&self, name: &str, online: bool) -> u64 {
         let mut state = self.lock();
@@ -264,6 +271,37 @@ fn message(status: u16, text: &str) -> ResponseTemplate {
     }))
 }
 
+/// A JIT configuration in GitHub's format, as the runner decodes it (actions/runner
+/// src/Runner.Listener/Runner.cs): base64 of a JSON map from the files the runner keeps in its
+/// root to their base64 contents. Its secret, `<canary>-jit-<id>`, is the RSA key's private
+/// exponent, by which a fake runner reports itself online.
+fn encoded_jit_config(canary: &str, runner: &FakeRunner) -> String {
+    use base64::Engine as _;
+    let b64 = |value: &Value| base64::engine::general_purpose::STANDARD.encode(value.to_string());
+    let files = json!({
+        ".runner": b64(&json!({
+            "agentId": runner.id,
+            "agentName": runner.name,
+            "poolId": 1,
+            "poolName": "Default",
+            "serverUrl": "https://pipelines.actions.githubusercontent.com/fake",
+            "gitHubUrl": "https://github.com/octo/gpu",
+            "workFolder": "_work",
+            "ephemeral": true,
+        })),
+        ".credentials": b64(&json!({
+            "scheme": "OAuth",
+            "data": {"clientId": format!("fake-client-{}", runner.id), "authorizationUrl": "https://fake.invalid/token"},
+        })),
+        ".credentials_rsaparams": b64(&json!({
+            "d": format!("{canary}-jit-{}", runner.id),
+            "modulus": "fake",
+            "exponent": "AQAB",
+        })),
+    });
+    base64::engine::general_purpose::STANDARD.encode(files.to_string())
+}
+
 impl Route {
     fn github_route(&self) -> Option<GitHubRoute> {
         match self.handler {
@@ -301,7 +339,8 @@ impl Route {
     fn answer(&self, state: &mut State, request: &Request) -> ResponseTemplate {
         match self.handler {
             Handler::Online => {
-                // `<canary>-jit-<id>`, as this fake issues them, or `name:<name>` from a runner
+                // `<canary>-jit-<id>`, the secret of a JIT configuration this fake issued, or
+                // `name:<name>` from a runner
                 // `config.sh` registered (with a registration token), registered at its first
                 // report.
                 let report = String::from_utf8_lossy(&request.body).trim().to_owned();
@@ -347,7 +386,8 @@ impl Route {
                     online: state.online_on_register,
                 };
                 state.runners.push(runner.clone());
-                let config = format!("{}-jit-{}", self.fake.canary, runner.id);
+                let config = encoded_jit_config(&self.fake.canary, &runner);
+                state.jit_configs.push(config.clone());
                 ResponseTemplate::new(201).set_body_json(json!({
                     "runner": runner_json(&FakeRunner { online: false, ..runner }),
                     "encoded_jit_config": config,

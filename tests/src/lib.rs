@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 mod fake_github;
 pub mod faults;
 mod internet;
+pub mod machine;
 pub mod rig;
 mod sshd;
 

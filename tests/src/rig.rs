@@ -185,16 +185,24 @@ impl Rig {
         }
     }
 
-    /// The secrets of this scenario.
-    pub fn canaries(&self) -> [(&'static str, String); 3] {
-        [
+    /// The secrets of this scenario: the keys, the fake GitHub's canary (in every token and
+    /// JIT secret it issues), and each JIT configuration it issued, encoded as it was sent.
+    pub fn canaries(&self) -> Vec<(&'static str, String)> {
+        let mut canaries = vec![
             ("the Lambda API key", self.lambda_key.clone()),
             ("the GitHub token", self.pat.clone()),
             (
                 "a registration or JIT token",
                 self.github.canary().to_owned(),
             ),
-        ]
+        ];
+        canaries.extend(
+            self.github
+                .jit_configs()
+                .into_iter()
+                .map(|config| ("a JIT configuration", config)),
+        );
+        canaries
     }
 
     /// What is left in the simulator and the fake GitHub.

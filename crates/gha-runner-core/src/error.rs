@@ -77,4 +77,7 @@ pub enum CoreError {
     /// The boot script cannot be sent.
     #[error("boot script: {0}")]
     BootScript(String),
+    /// A JIT runner configuration could not be unpacked on the machine.
+    #[error("{0}: generate a new one (the launcher does, at every launch)")]
+    JitConfig(String),
 }

@@ -51,6 +51,7 @@ mod error;
 mod github;
 mod gpus;
 mod health;
+mod jit;
 #[cfg(feature = "lambda")]
 mod lambda;
 mod naming;
@@ -79,6 +80,7 @@ pub use error::{CoreError, GitHubError, InputError};
 pub use github::{GitHub, JitRunner, RunnerInfo, RunnerScope};
 pub use gpus::{GpuLayout, GpusPerRunner, gpu_layouts};
 pub use health::{GpuGate, HealthGate, HealthReport, UNHEALTHY_HOLD, read_report};
+pub use jit::unpack_jit_config;
 #[cfg(feature = "lambda")]
 pub use lambda::{LambdaProvider, LaunchKey, UNHEALTHY_NAME, provider_error};
 pub use naming::{MAX_LABELS, MAX_RUNNER_NAME, OWN_LABELS, RunnerNaming, parse_labels};

@@ -84,7 +84,7 @@ done
 install -d -m 0755 "$STATE" "$(dirname "$TERMINATE_SELF")"
 date +%s.%N > "$STATE/booted-at"
 {{self_terminate}}
-# arm NAME SECONDS: run terminate-self SECONDS (simulated under the simulator) from now.
+# arm NAME SECONDS: end this machine SECONDS (simulated ones under the simulator) from now.
 arm() {
   local seconds
   seconds="$(awk -v s="$2" -v k="$TIME_SCALE" 'BEGIN { printf "%.3f", s / k }')"
@@ -92,8 +92,7 @@ arm() {
     systemd-run --quiet --unit="lambda-gha-$1" --on-active="${seconds}s" \
       --timer-property=AccuracySec=1s "$TERMINATE_SELF"
   else
-    setsid nohup bash -c 'sleep "$1"; exec "$2"' "lambda-gha-$1" "$seconds" "$TERMINATE_SELF" \
-      >> "/var/log/lambda-gha-$1.log" 2>&1 < /dev/null &
+    setsid nohup "$TERMINATE_SELF" "$seconds" >> "/var/log/lambda-gha-$1.log" 2>&1 < /dev/null &
   fi
 }
 if [ -x "$TERMINATE_SELF" ]; then
@@ -203,9 +202,11 @@ if [ "$HEALTHY" = 0 ]; then
 fi
 
 # --- runners, as the runner user ---------------------------------------------------------------
-# Credentials reach the runner through ACTIONS_RUNNER_INPUT_* variables, which the runner's
-# Listener reads and removes from its environment before any job starts (actions/runner
-# src/Runner.Listener/CommandSettings.cs): never on a command line, where `ps` shows them.
+# No credential goes on a command line (where `ps` shows it) or into the runner's environment
+# (which every process of its user can read): a JIT configuration is unpacked into the files the
+# runner would write from it itself, a registration token goes to config.sh through the
+# ACTIONS_RUNNER_INPUT_TOKEN variable, which the runner reads and drops (actions/runner
+# src/Runner.Listener/CommandSettings.cs), while no job runs yet.
 for i in "${!RUNNER_NAMES[@]}"; do
   dir="$RUNNERS/runner-$i"
   install -d -m 0755 -o "$RUNNER_USER" -g "$RUNNER_USER" "$dir"
@@ -218,6 +219,9 @@ for i in "${!RUNNER_NAMES[@]}"; do
     if [ -n "${RUNNER_GPUS[$i]}" ]; then echo "CUDA_VISIBLE_DEVICES=${RUNNER_GPUS[$i]}"; fi
   } > "$dir/.env"
   if [ -n "${RUNNER_GPUS[$i]}" ]; then step "runner ${RUNNER_NAMES[$i]} gets GPU(s) ${RUNNER_GPUS[$i]}"; fi
+  if [ "$RUNNER_MODE" = jit ]; then
+    "$BIN/lambda-gha" agent unpack-jit --from "$ETC/runner-$i.jit" --into "$dir"
+  fi
   chown -R "$RUNNER_USER:$RUNNER_USER" "$dir"
   if [ "$RUNNER_MODE" = reusable ]; then
     step "configuring runner ${RUNNER_NAMES[$i]}"
@@ -232,17 +236,8 @@ rm -f "$ETC/registration.token"
 for i in "${!RUNNER_NAMES[@]}"; do
   dir="$RUNNERS/runner-$i"
   step "starting runner ${RUNNER_NAMES[$i]}"
-  if [ "$RUNNER_MODE" = jit ]; then
-    # Read here, in the foreground: the file is removed below, maybe before a background read.
-    jit="$(cat "$ETC/runner-$i.jit")"
-    (cd "$dir" && ACTIONS_RUNNER_INPUT_JITCONFIG="$jit" \
-      as_runner --preserve-env=ACTIONS_RUNNER_INPUT_JITCONFIG nohup "$dir/run.sh" \
-      > "$dir/runner.log" 2>&1 < /dev/null &)
-    unset jit
-  else
-    (cd "$dir" && as_runner nohup "$dir/run.sh" > "$dir/runner.log" 2>&1 < /dev/null &)
-  fi
+  (cd "$dir" && as_runner nohup "$dir/run.sh" > "$dir/runner.log" 2>&1 < /dev/null &)
 done
-# Single-use credentials: the runners hold theirs by now.
+# Unpacked where each runner reads it.
 rm -f "$ETC"/runner-*.jit
 step "boot complete"

@@ -370,6 +370,13 @@ impl Sim {
         std::fs::read_to_string(runner.sandbox(id).join(runner.log_file())).ok()
     }
 
+    /// The host pid of a root machine's PID 1 while the machine runs: `nsenter --target PID
+    /// --mount --pid --root` enters the machine, as a login would (tests run commands in it as
+    /// its users). `None` for sandboxes.
+    pub fn machine_pid(&self, id: &InstanceId) -> Option<u32> {
+        self.shared.runner.as_ref()?.machine_init(id)
+    }
+
     /// Instances whose user data is still running.
     pub fn user_data_running(&self) -> Vec<InstanceId> {
         self.shared

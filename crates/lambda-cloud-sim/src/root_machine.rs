@@ -34,8 +34,8 @@ pub const ROOT_LOG_FILE: &str = "var/log/cloud-init-output.log";
 /// The simulator's own directory inside a root machine.
 pub const MACHINE_SIM_DIR: &str = "/var/lib/lambda-cloud-sim";
 
-/// Sets up the machine's namespaces, mounts and hostname, then becomes its PID 1: it starts
-/// cloud-init's script part inside the chroot and reaps orphans until the machine is ended.
+/// Sets up the machine's mounts and hostname in its new namespaces, then becomes its PID 1,
+/// inside its root: it starts cloud-init's script part and reaps orphans until the machine ends.
 const MACHINE_INIT: &str = r#"set -eu
 lower=$1 upper=$2 work=$3 merged=$4 shared=$5 host=$6
 mount --make-rprivate /
@@ -51,12 +51,13 @@ set -a
 . "$merged/var/lib/lambda-cloud-sim/machine.env"
 set +a
 cd "$merged"
-chroot "$merged" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+# The machine's PID 1, inside it: starts cloud-init's script part, then reaps orphans (bash
+# reaps every child it gets SIGCHLD for while it waits, adopted ones too) until the machine ends.
+exec chroot "$merged" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   HOME=/root LANG=C.UTF-8 LAMBDA_SIM=1 LAMBDA_SIM_INSTANCE_ID="$LAMBDA_SIM_INSTANCE_ID" \
   LAMBDA_SIM_API_URL="$LAMBDA_SIM_API_URL" LAMBDA_SIM_TIME_SCALE="$LAMBDA_SIM_TIME_SCALE" \
-  /bin/bash /var/lib/cloud/instance/scripts/part-001 < /dev/null &
-# bash reaps every child it is sent SIGCHLD for, adopted orphans too, while it waits.
-while :; do sleep 3600 & wait || true; done
+  /bin/bash -c '/bin/bash /var/lib/cloud/instance/scripts/part-001 < /dev/null &
+while :; do sleep 3600 & wait || true; done' lambda-cloud-sim-init
 "#;
 
 /// Checks that machines can boot as root from `rootfs`: the simulator runs as root and the

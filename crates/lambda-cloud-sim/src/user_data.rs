@@ -249,6 +249,25 @@ impl UserDataRunner {
         kill_sandboxed(&self.root);
     }
 
+    /// The host pid of a root machine's PID 1 (the child of its `unshare`), while it runs.
+    pub(crate) fn machine_init(&self, id: &InstanceId) -> Option<u32> {
+        if !matches!(self.mode, MachineMode::Root { .. }) {
+            return None;
+        }
+        let holder = self
+            .children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)?
+            .id();
+        std::fs::read_to_string(format!("/proc/{holder}/task/{holder}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// Ids of instances whose user data is still running.
     pub(crate) fn running(&self) -> Vec<InstanceId> {
         let mut children = self.children.lock().unwrap_or_else(PoisonError::into_inner);

@@ -95,6 +95,8 @@ struct Slots {
 pub(crate) struct Limiter {
     limits: RateLimits,
     slots: Mutex<Slots>,
+    /// When the limiter was made: slots are traced as offsets from it.
+    epoch: Instant,
 }
 
 impl Limiter {
@@ -102,12 +104,21 @@ impl Limiter {
         Limiter {
             limits,
             slots: Mutex::new(Slots::default()),
+            epoch: Instant::now(),
         }
     }
 
     /// Reserves the earliest slot the limits allow for `budget`, and returns when it has come.
     pub(crate) async fn acquire(&self, budget: Budget) {
         let slot = self.reserve(budget, Instant::now());
+        // The pacing decision itself, which wake-up times on a loaded machine blur: a check of
+        // the spacing reads these (target `lambda_cloud::pacing`).
+        tracing::trace!(
+            target: "lambda_cloud::pacing",
+            launch = budget == Budget::Launch,
+            slot_us = u64::try_from(slot.duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX),
+            "slot reserved"
+        );
         tokio::time::sleep_until(slot).await;
     }
 

@@ -326,6 +326,19 @@ enum AgentCommand {
     /// Check the machine's GPUs before its runners start (the boot script's health gate);
     /// exits 1 when they fail, leaving the verdict for the agent.
     Gate(AgentRun),
+    /// Unpack a JIT runner configuration into the runner's directory (the boot script, as
+    /// root), as the runner itself would from `--jitconfig`.
+    UnpackJit(AgentUnpackJit),
+}
+
+#[derive(Args)]
+struct AgentUnpackJit {
+    /// The file holding the encoded JIT configuration (root-only).
+    #[arg(long)]
+    from: PathBuf,
+    /// The runner's directory.
+    #[arg(long)]
+    into: PathBuf,
 }
 
 #[derive(Args)]
@@ -402,6 +415,13 @@ async fn agent_gate(args: AgentRun) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn agent_unpack_jit(args: &AgentUnpackJit) -> Result<ExitCode> {
+    let encoded = std::fs::read_to_string(&args.from)
+        .with_context(|| format!("cannot read {}", args.from.display()))?;
+    gha_runner_core::unpack_jit_config(&SecretString::from(encoded), &args.into)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn agent_run(args: AgentRun) -> Result<ExitCode> {
@@ -1112,6 +1132,7 @@ async fn main() -> ExitCode {
         Command::Agent(AgentCommand::Run(args)) => agent_run(args).await,
         Command::Agent(AgentCommand::Hook(args)) => Ok(agent_hook(args).await),
         Command::Agent(AgentCommand::Gate(args)) => agent_gate(args).await,
+        Command::Agent(AgentCommand::UnpackJit(args)) => agent_unpack_jit(&args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -9,20 +9,21 @@ use gha_runner_core::{
     AgentConfig, AgentDownload, AgentSource, AgentTimings, BootScript, CloudProvider,
     LambdaProvider, MACHINE_TAG, RunnerBoot, RunnerCredential, RunnerNaming, RunnerPrivileges,
 };
-use lambda_cloud::InstanceStatus;
+use lambda_gha_tests::machine::{run_in_machine, spawn_in_machine};
 use lambda_gha_tests::{FakeInternet, RUNNER_VERSION};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 const SCALE: f64 = 20.0;
 /// One end-to-end run: what the runner's jobs are, how the agent is tuned, what the simulator
-/// does wrong, and when the machine must end.
+/// does wrong, what happens on the machine meanwhile, and when the machine must end.
 struct Case {
     name: &'static str,
-    /// The fake runner's jobs: `gap length [crash]` per line, simulated seconds.
+    /// The fake runner's jobs: `gap length [crash] [setup=S]` per line, simulated seconds.
     jobs: &'static str,
     timings: AgentTimings,
     faults: Vec<lambda_cloud_sim::FaultSpec>,
+    during: During,
     reason: &'static str,
     /// The end must come this long (simulated s, up to 2 more; log lines trail the events
     /// they record by milliseconds, so 0.1 less is accepted) after the first log line
@@ -31,13 +32,62 @@ struct Case {
     after: (&'static str, &'static str, bool, f64),
 }
 
-async fn run(case: Case) {
+/// Something done on the machine while it works.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum During {
+    Nothing,
+    /// `kill -9` of the agent once it heard the first job start.
+    KillAgentMidJob,
+    /// A connection to the agent's socket, as the runner user, held open for 10 minutes.
+    HoldHookConnection,
+}
+
+/// A machine booted by the rendered boot script, as root, in a simulator of its own.
+pub(crate) struct Booted {
+    pub(crate) sim: lambda_cloud_sim::Sim,
+    pub(crate) id: lambda_cloud::InstanceId,
+    /// The machine's files as it wrote them (the overlay's upper layer).
+    pub(crate) sandbox: std::path::PathBuf,
+    _internet: FakeInternet,
+    _cleanup: RemoveOnDrop,
+}
+
+/// What a booted machine is given.
+pub(crate) struct Boot {
+    pub(crate) name: &'static str,
+    pub(crate) jobs: &'static str,
+    pub(crate) timings: AgentTimings,
+    pub(crate) faults: Vec<lambda_cloud_sim::FaultSpec>,
+    pub(crate) user_script: Option<&'static str>,
+    /// The credential each runner gets (its count is the machine's runners).
+    pub(crate) credentials: Vec<RunnerCredential>,
+    /// The API key, the simulator's and the agent's on the machine.
+    pub(crate) agent_key: String,
+}
+
+impl Boot {
+    pub(crate) fn new(name: &'static str, jobs: &'static str) -> Boot {
+        Boot {
+            name,
+            jobs,
+            timings: AgentTimings::default(),
+            faults: Vec::new(),
+            user_script: None,
+            credentials: vec![RunnerCredential::RegistrationToken(SecretString::from(
+                "fake-registration-token",
+            ))],
+            agent_key: "boot-key".to_owned(),
+        }
+    }
+}
+
+pub(crate) async fn boot(setup: Boot) -> Booted {
     let binary = lambda_gha_tests::lambda_gha_binary();
-    let work = std::env::temp_dir().join(format!("boot-e2e-{}-{}", case.name, std::process::id()));
+    let work = std::env::temp_dir().join(format!("boot-e2e-{}-{}", setup.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
     // Removed however the test ends (a failed assertion too): each leaves ~50 MB otherwise.
-    let _cleanup = RemoveOnDrop(work.clone());
+    let cleanup = RemoveOnDrop(work.clone());
 
     // The internet, as far as the boot script is concerned.
     let internet = FakeInternet::start(&binary, &work).await;
@@ -50,11 +100,11 @@ async fn run(case: Case) {
             max: 10.0,
         };
     }
-    scenario.faults = case.faults;
+    scenario.faults = setup.faults;
     let sim = lambda_cloud_sim::Sim::builder()
         .scenario(scenario.with_ssh_key("ci"))
         .time_scale(SCALE)
-        .api_key("boot-key")
+        .api_key(setup.agent_key.clone())
         .user_data_sandbox(work.join("sandboxes"))
         .machine_rootfs(lambda_gha_tests::machine_rootfs())
         .start()
@@ -63,16 +113,18 @@ async fn run(case: Case) {
     let client = sim.client().unwrap();
 
     let naming = RunnerNaming::with_label("lambda-5-boot").unwrap();
+    let runners = setup.credentials.len();
+    let jit = matches!(setup.credentials[0], RunnerCredential::Jit(_));
     let agent_config = AgentConfig {
         version: "0.1.0".into(),
         provider: "lambda".into(),
         api_url: Some(sim.base_url().to_owned()),
-        api_key: Some(SecretString::from("boot-key")),
+        api_key: Some(SecretString::from(setup.agent_key.clone())),
         machine_tag: (MACHINE_TAG.into(), naming.machine_tag(0)),
         run_label: naming.label().into(),
-        runner_count: 1,
-        runner_mode: "reusable".into(),
-        timings: case.timings,
+        runner_count: runners,
+        runner_mode: if jit { "jit" } else { "reusable" }.into(),
+        timings: setup.timings,
         health: None,
     };
     let script = BootScript {
@@ -87,20 +139,23 @@ async fn run(case: Case) {
             sha256: internet.agent_sha256().to_owned(),
         }),
         agent_config: agent_config.to_json(),
-        runners: vec![RunnerBoot {
-            name: naming.runner_name(0, 0),
-            labels: vec![naming.label().into()],
-            credential: RunnerCredential::RegistrationToken(SecretString::from(
-                "fake-registration-token",
-            )),
-            gpu_devices: None,
-        }],
+        runners: setup
+            .credentials
+            .into_iter()
+            .enumerate()
+            .map(|(i, credential)| RunnerBoot {
+                name: naming.runner_name(0, i),
+                labels: vec![naming.label().into()],
+                credential,
+                gpu_devices: None,
+            })
+            .collect(),
         privileges: RunnerPrivileges::default(),
-        user_script: None,
+        user_script: setup.user_script.map(str::to_owned),
         self_terminate: LambdaProvider::new(client.clone())
             .self_terminate_script()
             .map(str::to_owned),
-        max_lifetime_seconds: case.timings.max_lifetime_seconds,
+        max_lifetime_seconds: setup.timings.max_lifetime_seconds,
     }
     .render()
     .unwrap();
@@ -116,47 +171,140 @@ async fn run(case: Case) {
     let sandbox = sim.sandbox_dir(&id).unwrap();
     std::fs::write(
         sim.shared_dir().unwrap().join(format!("{id}.jobs")),
-        case.jobs,
+        setup.jobs,
     )
     .unwrap();
-
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let instance = client.instances().get(&id).await;
-        if matches!(
-            instance.as_ref().map(|i| &i.status),
-            Ok(InstanceStatus::Terminating | InstanceStatus::Terminated)
-        ) {
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            let boot = std::fs::read_to_string(sandbox.join("var/log/lambda-gha-boot.log"))
-                .unwrap_or_default();
-            let agent = std::fs::read_to_string(sandbox.join("var/log/lambda-gha-agent.log"))
-                .unwrap_or_default();
-            panic!("not terminated in time\n--- boot log\n{boot}\n--- agent log\n{agent}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    Booted {
+        sim,
+        id,
+        sandbox,
+        _internet: internet,
+        _cleanup: cleanup,
     }
-    // The instance turns `terminating` a moment before the agent logs the call's answer.
-    let read = || -> Vec<Value> {
-        std::fs::read_to_string(sandbox.join("var/log/lambda-gha-agent.jsonl"))
-            .unwrap_or_default()
+}
+
+impl Booted {
+    pub(crate) fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.sandbox.join(path)).unwrap_or_default()
+    }
+
+    /// The agent's decisions so far.
+    pub(crate) fn decisions(&self) -> Vec<Value> {
+        self.read("var/log/lambda-gha-agent.jsonl")
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
-    };
-    let mut decisions = read();
+    }
+
+    /// Waits (up to `limit`, real) until `path` on the machine exists and contains `text`.
+    pub(crate) async fn wait_for(&self, path: &str, text: &str, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if std::fs::read_to_string(self.sandbox.join(path)).is_ok_and(|t| t.contains(text)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    /// Waits until the machine stopped billing (its termination was asked for), or panics
+    /// with its logs after two minutes. Read from the simulator's ledger: no API request that
+    /// would count against the machine's own.
+    pub(crate) async fn wait_ended(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            if self.sim.ledger().still_billing.is_empty() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not terminated in time\n--- boot log\n{}\n--- agent log\n{}\n--- watchdog\n{}",
+                self.read("var/log/lambda-gha-boot.log"),
+                self.read("var/log/lambda-gha-agent.log"),
+                self.read("var/log/lambda-gha-watchdog.log"),
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn run(case: Case) {
+    let machine = boot(Boot {
+        timings: case.timings,
+        faults: case.faults,
+        ..Boot::new(case.name, case.jobs)
+    })
+    .await;
+    let (sim, sandbox) = (&machine.sim, &machine.sandbox);
+    let mut held = None;
+    match case.during {
+        During::Nothing => {}
+        During::KillAgentMidJob => {
+            assert!(
+                machine
+                    .wait_for(
+                        "var/log/lambda-gha-agent.jsonl",
+                        "job-started",
+                        Duration::from_secs(60)
+                    )
+                    .await,
+                "no job started"
+            );
+            let killed = run_in_machine(sim, &machine.id, "root", "pkill -KILL -x lambda-gha");
+            assert!(killed.status.success(), "{killed:?}");
+        }
+        During::HoldHookConnection => {
+            assert!(
+                machine
+                    .wait_for(
+                        "var/log/lambda-gha-agent.jsonl",
+                        "listener-alive",
+                        Duration::from_secs(60)
+                    )
+                    .await,
+                "no runner"
+            );
+            // As any job could: connect, say nothing, hold on.
+            held = Some(spawn_in_machine(
+                sim,
+                &machine.id,
+                "runner",
+                "exec python3 -c 'import socket, time\n\
+                 s = socket.socket(socket.AF_UNIX)\n\
+                 s.connect(\"/run/lambda-gha/agent.sock\")\n\
+                 open(\"/tmp/connection-held\", \"w\").close()\n\
+                 time.sleep(600)'",
+            ));
+            assert!(
+                machine
+                    .wait_for("tmp/connection-held", "", Duration::from_secs(30))
+                    .await,
+                "the runner user could not connect to the agent"
+            );
+        }
+    }
+    machine.wait_ended().await;
+    if let Some(mut held) = held {
+        let _ = held.kill();
+        let _ = held.wait();
+    }
+    // The instance turns `terminating` a moment before the agent logs the call's answer.
+    let mut decisions = machine.decisions();
     for _ in 0..100 {
         if decisions.iter().any(|l| l["terminate"] == "calling") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        decisions = read();
+        decisions = machine.decisions();
     }
-    println!("boot e2e timeline (simulated s since the agent started):");
+    println!("boot e2e timeline (simulated s since the machine booted):");
     for line in &decisions {
         println!("  {line}");
+    }
+    if case.during == During::KillAgentMidJob {
+        let starts = decisions.iter().filter(|l| l["agent"] == "started").count();
+        assert_eq!(starts, 2, "the killed agent was restarted once");
     }
     let ledger = sim.ledger();
     assert!(ledger.still_billing.is_empty(), "nothing left billing");
@@ -170,6 +318,20 @@ async fn run(case: Case) {
         !boot_log.contains("fake-registration-token") && !boot_log.contains("boot-key"),
         "no secret in the boot log"
     );
+    assert!(
+        !sandbox.join("etc/lambda-gha/registration.token").is_file(),
+        "the registration token outlived the boot"
+    );
+    if case.reason == "idle" && !case.jobs.contains("crash") {
+        // Every job ran to its end, hooks and all, as the runner's Worker reports it.
+        let results = machine.read("home/runner/runner-0/_diag/jobs.log");
+        assert_eq!(
+            results.matches(": succeeded").count(),
+            case.jobs.lines().count(),
+            "{}: {results}",
+            case.name
+        );
+    }
     let find = |key: &str, value: &str, last: bool| {
         let mut matching = decisions
             .iter()
@@ -217,7 +379,6 @@ async fn run(case: Case) {
         "{}: billed {:.0} simulated s",
         case.name, ledger.entries[0].billable_seconds
     );
-    sim.shutdown().await;
 }
 
 struct RemoveOnDrop(std::path::PathBuf);
@@ -243,6 +404,7 @@ fn idle_after_jobs(
         jobs,
         timings: timings(),
         faults,
+        during: During::Nothing,
         reason: "idle",
         after: ("job", "end", true, 60.0),
     }
@@ -270,6 +432,7 @@ async fn no_job_ends_after_the_initial_grace() {
         jobs: "",
         timings: timings(),
         faults: Vec::new(),
+        during: During::Nothing,
         reason: "no-job",
         after: ("event", "listener-alive", false, 180.0),
     })
@@ -286,6 +449,7 @@ async fn a_job_past_the_maximum_lifetime_is_ended_at_it() {
             ..timings()
         },
         faults: Vec::new(),
+        during: During::Nothing,
         reason: "max-lifetime",
         after: ("boot", "", false, 240.0),
     })
@@ -299,6 +463,7 @@ async fn a_worker_killed_mid_job_starts_the_idle_clock() {
         jobs: "10 30 crash\n",
         timings: timings(),
         faults: Vec::new(),
+        during: During::Nothing,
         reason: "idle",
         after: ("event", "worker-gone", false, 60.0),
     })
@@ -318,4 +483,82 @@ async fn terminate_failing_twice_with_5xx_still_terminates() {
         drop_connection: false,
     };
     run(idle_after_jobs("terminate-5xx", "20 20\n", vec![failing])).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_set_up_job_longer_than_the_initial_grace_is_not_cut_short() {
+    // The job-started hook comes only after "set up job": 200 s here, past the 180 s grace.
+    run(Case {
+        name: "long-setup",
+        jobs: "0 20 setup=200\n",
+        timings: timings(),
+        faults: Vec::new(),
+        during: During::Nothing,
+        reason: "idle",
+        after: ("job", "end", true, 60.0),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_agent_is_restarted_and_still_ends_the_machine_after_the_job() {
+    run(Case {
+        during: During::KillAgentMidJob,
+        ..idle_after_jobs("agent-killed", "10 80\n", Vec::new())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hook_connection_held_open_does_not_delay_the_maximum_lifetime() {
+    run(Case {
+        name: "held-socket",
+        jobs: "10 1000\n",
+        timings: AgentTimings {
+            max_lifetime_seconds: 240,
+            ..timings()
+        },
+        faults: Vec::new(),
+        during: During::HoldHookConnection,
+        reason: "max-lifetime",
+        after: ("boot", "", false, 240.0),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_user_script_ends_the_machine_after_the_hold() {
+    let machine = boot(Boot {
+        user_script: Some("echo 'setting up'\nexit 1"),
+        ..Boot::new("user-script-fails", "")
+    })
+    .await;
+    assert!(
+        machine
+            .wait_for(
+                "var/log/lambda-gha-boot.log",
+                "FAILED",
+                Duration::from_secs(60)
+            )
+            .await,
+        "the boot did not fail"
+    );
+    let failed_at = machine.sim.now();
+    machine.wait_ended().await;
+    let ended_at = machine.sim.ledger().entries[0]
+        .billing_ended_at
+        .expect("terminated");
+    let hold = gha_runner_core::UNHEALTHY_HOLD.as_secs_f64();
+    let waited = ended_at - failed_at;
+    println!("user-script-fails: FAILED -> terminated: {waited:.1} simulated s (hold {hold})");
+    assert!(
+        (hold - 0.1..=hold + 2.0).contains(&waited),
+        "ended {waited} simulated s after failing\n{}",
+        machine.read("var/log/lambda-gha-failed-boot.log")
+    );
+    let boot_log = machine.read("var/log/lambda-gha-boot.log");
+    assert!(
+        boot_log.contains("the user's script failed") && !boot_log.contains("starting runner"),
+        "{boot_log}"
+    );
 }

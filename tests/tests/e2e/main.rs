@@ -9,6 +9,7 @@ mod boot;
 mod examples;
 mod fetch_binary;
 mod gpus;
+mod permissions;
 mod reap;
 mod repository;
 mod simulator;

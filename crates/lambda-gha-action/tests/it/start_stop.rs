@@ -113,7 +113,10 @@ async fn without_self_termination_the_key_stays_off_the_machine() {
         "the Lambda key never reaches the machine"
     );
     assert!(
-        user_data.contains(w.github.canary()),
+        w.github
+            .jit_configs()
+            .iter()
+            .any(|config| user_data.contains(config.as_str())),
         "the runner's JIT config does"
     );
     let running: Vec<_> = instances

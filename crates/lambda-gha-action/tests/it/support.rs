@@ -137,11 +137,14 @@ impl World {
 
     /// Every secret of this world: the Lambda key, the PAT, and what the fake GitHub issued.
     pub(crate) fn canaries(&self) -> Vec<String> {
-        vec![
+        let mut canaries = vec![
             self.lambda_key.clone(),
             self.pat.clone(),
             self.github.canary().to_owned(),
-        ]
+        ];
+        // JIT configurations carry the canary only encoded.
+        canaries.extend(self.github.jit_configs());
+        canaries
     }
 
     /// Asserts no secret appears anywhere but in `::add-mask::` commands.
