@@ -34,6 +34,8 @@ pub enum GitHubRoute {
     ListRunners,
     /// `DELETE …/actions/runners/{id}`.
     DeleteRunner,
+    /// `GET …/actions/runners/downloads`.
+    RunnerDownloads,
 }
 
 /// How an injected failure answers.
@@ -66,6 +68,8 @@ struct State {
     tokens_issued: usize,
     /// Every `encoded_jit_config` issued.
     jit_configs: Vec<String>,
+    /// The answer to "list runner applications".
+    downloads: Value,
     /// Faults, each with how many times its route was called.
     faults: Vec<(GitHubFault, u32)>,
     /// When each runner that reports itself (a fake runner on a simulated machine) last did.
@@ -138,12 +142,13 @@ impl FakeGitHub {
             state: Arc::new(Mutex::new(State {
                 online_on_register,
                 next_id: 100,
+                downloads: default_downloads(),
                 ..State::default()
             })),
             server: Arc::new(MockServer::start().await),
             canary: format!("GHCANARY{canary}"),
         };
-        let routes: [(&str, String, Handler); 6] = [
+        let routes: [(&str, String, Handler); 7] = [
             // Not GitHub's: what a fake runner calls when it starts (body: its JIT config).
             ("POST", "^/_fake/online$".to_owned(), Handler::Online),
             ("POST", format!("{SCOPE}/generate-jitconfig$"), Handler::Jit),
@@ -158,6 +163,7 @@ impl FakeGitHub {
                 Handler::Token("remove"),
             ),
             ("GET", format!("{SCOPE}$"), Handler::List),
+            ("GET", format!("{SCOPE}/downloads$"), Handler::Downloads),
             ("DELETE", format!("{SCOPE}/[0-9]+$"), Handler::Delete),
         ];
         for (verb, pattern, handler) in routes {
@@ -197,6 +203,12 @@ impl FakeGitHub {
     /// The registered runners' names.
     pub fn names(&self) -> Vec<String> {
         self.lock().runners.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// Serves `applications` as the runner GitHub offers ("list runner applications": an
+    /// array of `{os, architecture, download_url, filename, sha256_checksum}`).
+    pub fn serve_runner(&self, applications: Value) {
+        self.lock().downloads = applications;
     }
 
     /// Injects `fault`.
@@ -246,6 +258,7 @@ enum Handler {
     Token(&'static str),
     List,
     Delete,
+    Downloads,
 }
 
 struct Route {
@@ -302,6 +315,29 @@ fn encoded_jit_config(canary: &str, runner: &FakeRunner) -> String {
     base64::engine::general_purpose::STANDARD.encode(files.to_string())
 }
 
+/// What github.com answers "list runner applications" with (docs.github.com, REST, "List
+/// runner applications for a repository"): a package per OS and CPU, with its SHA-256. The
+/// URLs lead nowhere: machines that download them are given a [`crate::FakeInternet`]'s.
+fn default_downloads() -> Value {
+    let version = crate::RUNNER_VERSION;
+    let app = |os: &str, arch: &str| {
+        let filename = format!("actions-runner-{os}-{arch}-{version}.tar.gz");
+        json!({
+            "os": os,
+            "architecture": arch,
+            "download_url": format!("https://github.invalid/actions/runner/releases/download/v{version}/{filename}"),
+            "filename": filename,
+            "sha256_checksum": "0".repeat(64),
+        })
+    };
+    json!([
+        app("osx", "x64"),
+        app("linux", "x64"),
+        app("linux", "arm64"),
+        app("win", "x64")
+    ])
+}
+
 impl Route {
     fn github_route(&self) -> Option<GitHubRoute> {
         match self.handler {
@@ -310,6 +346,7 @@ impl Route {
             Handler::Online | Handler::Token(_) => None,
             Handler::List => Some(GitHubRoute::ListRunners),
             Handler::Delete => Some(GitHubRoute::DeleteRunner),
+            Handler::Downloads => Some(GitHubRoute::RunnerDownloads),
         }
     }
 }
@@ -400,6 +437,7 @@ impl Route {
                     "expires_at": "2099-01-01T00:00:00Z",
                 }))
             }
+            Handler::Downloads => ResponseTemplate::new(200).set_body_json(state.downloads.clone()),
             Handler::List => {
                 let runners: Vec<Value> = state.listed().iter().map(runner_json).collect();
                 ResponseTemplate::new(200)

@@ -257,6 +257,7 @@ impl Fault {
                     GitHubRoute::RegistrationToken => "registration-token",
                     GitHubRoute::ListRunners => "list runners",
                     GitHubRoute::DeleteRunner => "delete runner",
+                    GitHubRoute::RunnerDownloads => "runner downloads",
                 };
                 let how = match fault.failure {
                     GitHubFailure::Status(status) => status.to_string(),
@@ -328,6 +329,7 @@ pub fn scenarios() -> Vec<Scenario> {
         GitHubRoute::RegistrationToken,
         GitHubRoute::ListRunners,
         GitHubRoute::DeleteRunner,
+        GitHubRoute::RunnerDownloads,
     ] {
         for failure in [
             GitHubFailure::Status(401),

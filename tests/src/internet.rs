@@ -15,8 +15,10 @@ use std::path::Path;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-/// The runner version the fake release claims.
+/// The runner version the fake GitHub serves.
 pub const RUNNER_VERSION: &str = "2.330.0";
+/// An older release, for pinning: the same fake runner under another version.
+pub const PINNED_RUNNER_VERSION: &str = "2.329.0";
 
 /// The file (next to the machines' sandboxes) that tells fake runners where GitHub is.
 pub const FAKE_GITHUB_URL_FILE: &str = "fake-github-url";
@@ -45,6 +47,7 @@ const RUNNER_FILES: [(&str, &str); 6] = [
 pub struct FakeInternet {
     server: MockServer,
     agent_sha256: String,
+    runner_sha256: String,
 }
 
 impl FakeInternet {
@@ -55,24 +58,27 @@ impl FakeInternet {
         let agent = std::fs::read(agent)
             .unwrap_or_else(|e| panic!("cannot read the agent {}: {e}", agent.display()));
         let server = MockServer::start().await;
+        let runner_sha256 = sha256(&tarball, work);
+        // A release as actions/runner's release workflow writes its notes: checksums in comments.
         let notes = format!(
-            "<!-- BEGIN SHA linux-x64 -->{}<!-- END SHA linux-x64 -->",
-            sha256(&tarball, work)
+            "## What's Changed\n<!-- BEGIN SHA linux-x64 -->{runner_sha256}<!-- END SHA linux-x64 -->"
         );
-        Mock::given(method("GET"))
-            .and(path("/releases/latest"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                serde_json::json!({"tag_name": format!("v{RUNNER_VERSION}"), "body": notes}),
-            ))
-            .mount(&server)
-            .await;
-        Mock::given(method("GET"))
-            .and(path(format!(
-                "/download/v{RUNNER_VERSION}/actions-runner-linux-x64-{RUNNER_VERSION}.tar.gz"
-            )))
-            .respond_with(ResponseTemplate::new(200).set_body_bytes(tarball))
-            .mount(&server)
-            .await;
+        for version in [RUNNER_VERSION, PINNED_RUNNER_VERSION] {
+            Mock::given(method("GET"))
+                .and(path(format!("/releases/tags/v{version}")))
+                .respond_with(ResponseTemplate::new(200).set_body_json(
+                    serde_json::json!({"tag_name": format!("v{version}"), "body": notes}),
+                ))
+                .mount(&server)
+                .await;
+            Mock::given(method("GET"))
+                .and(path(format!(
+                    "/download/v{version}/actions-runner-linux-x64-{version}.tar.gz"
+                )))
+                .respond_with(ResponseTemplate::new(200).set_body_bytes(tarball.clone()))
+                .mount(&server)
+                .await;
+        }
         let agent_sha256 = sha256(&agent, work);
         // As the boot script gets a pinned URL, and as a release asset the action names.
         for route in [
@@ -88,12 +94,38 @@ impl FakeInternet {
         FakeInternet {
             server,
             agent_sha256,
+            runner_sha256,
         }
     }
 
-    /// GitHub's "latest runner release" endpoint.
+    /// actions/runner's releases (`…/tags/v{version}` describes one).
     pub fn runner_releases_api(&self) -> String {
-        format!("{}/releases/latest", self.server.uri())
+        format!("{}/releases", self.server.uri())
+    }
+
+    /// The fake runner's tarball (linux-x64) URL.
+    pub fn runner_url(&self) -> String {
+        format!(
+            "{}/v{RUNNER_VERSION}/actions-runner-linux-x64-{RUNNER_VERSION}.tar.gz",
+            self.runner_download_base()
+        )
+    }
+
+    /// The fake runner tarball's SHA-256, hex.
+    pub fn runner_sha256(&self) -> &str {
+        &self.runner_sha256
+    }
+
+    /// GitHub's "list runner applications" answer for the fake runner, for
+    /// [`FakeGitHub::serve_runner`](crate::FakeGitHub::serve_runner).
+    pub fn runner_applications(&self) -> serde_json::Value {
+        serde_json::json!([{
+            "os": "linux",
+            "architecture": "x64",
+            "download_url": self.runner_url(),
+            "filename": format!("actions-runner-linux-x64-{RUNNER_VERSION}.tar.gz"),
+            "sha256_checksum": self.runner_sha256,
+        }])
     }
 
     /// Where runner tarballs are downloaded from.

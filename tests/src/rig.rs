@@ -237,12 +237,14 @@ impl Rig {
         self.github.clear_faults();
     }
 
-    /// The action's environment for `inputs`, as a workflow step gets it.
+    /// The action's environment for `inputs`, as a workflow step gets it; the fake GitHub
+    /// serves `internet`'s runner from then on.
     pub fn action_env(
         &self,
         internet: &FakeInternet,
         inputs: &[(&str, &str)],
     ) -> Vec<(String, String)> {
+        self.github.serve_runner(internet.runner_applications());
         let sums = self.dir.join("SHA256SUMS");
         std::fs::write(
             &sums,

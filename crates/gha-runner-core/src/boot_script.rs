@@ -10,14 +10,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::error::CoreError;
+use crate::runner_release::{RunnerDownload, RunnerPackage};
 
 const TEMPLATE: &str = include_str!("../templates/boot.sh");
 /// The most bytes of user data a provider accepts (Lambda: 1 MB).
 pub const MAX_USER_DATA_BYTES: usize = 1_000_000;
-/// Where the GitHub runner's latest release is described.
-pub const RUNNER_RELEASES_API: &str = "https://api.github.com/repos/actions/runner/releases/latest";
-/// Where GitHub runner releases are downloaded from.
-pub const RUNNER_DOWNLOAD_BASE: &str = "https://github.com/actions/runner/releases/download";
 const SECRET_DELIMITER: &str = "LAMBDA_GHA_SECRET";
 const USER_SCRIPT_DELIMITER: &str = "LAMBDA_GHA_USER_SCRIPT";
 const TERMINATE_SELF_DELIMITER: &str = "LAMBDA_GHA_TERMINATE_SELF";
@@ -104,10 +101,8 @@ pub struct BootScript {
     pub machine_tag: String,
     /// `config.sh --url`.
     pub registration_url: String,
-    /// The runner release description (GitHub's API, or a mirror).
-    pub runner_releases_api: String,
-    /// The runner download base URL.
-    pub runner_download_base: String,
+    /// The GitHub runner, as the launcher resolved it.
+    pub runner: RunnerPackage,
     /// Where the agent comes from.
     pub agent: AgentSource,
     /// The agent's configuration (JSON); it may hold the provider API key, so it is secret.
@@ -185,6 +180,16 @@ impl BootScript {
             "agent.json",
             &mut secrets,
         )?;
+        for (arch, download) in [("x64", &self.runner.x64), ("arm64", &self.runner.arm64)] {
+            if let Some(token) = download.as_ref().and_then(|d| d.token.as_ref()) {
+                // A curl config line: the download's token never goes on a command line.
+                let header = format!(
+                    "header = \"Authorization: Bearer {}\"",
+                    token.expose_secret()
+                );
+                heredoc(&header, &format!("runner-{arch}.curl"), &mut secrets)?;
+            }
+        }
         let user_script = match &self.user_script {
             Some(script) if script.lines().any(|l| l.trim() == USER_SCRIPT_DELIMITER) => {
                 return Err(CoreError::BootScript(
@@ -249,12 +254,20 @@ impl BootScript {
             ),
             ("registration_url", shell_quote(&self.registration_url)),
             (
-                "runner_releases_api",
-                shell_quote(&self.runner_releases_api),
+                "runner_x64_url",
+                shell_quote(&runner_url(self.runner.x64.as_ref())),
             ),
             (
-                "runner_download_base",
-                shell_quote(&self.runner_download_base),
+                "runner_x64_sha256",
+                shell_quote(&runner_sha256(self.runner.x64.as_ref())),
+            ),
+            (
+                "runner_arm64_url",
+                shell_quote(&runner_url(self.runner.arm64.as_ref())),
+            ),
+            (
+                "runner_arm64_sha256",
+                shell_quote(&runner_sha256(self.runner.arm64.as_ref())),
             ),
             ("agent_x86_64_url", shell_quote(&release(x86_64).0)),
             ("agent_x86_64_sha256", shell_quote(&release(x86_64).1)),
@@ -302,6 +315,14 @@ impl BootScript {
         }
         Ok(SecretString::from(script))
     }
+}
+
+fn runner_url(download: Option<&RunnerDownload>) -> String {
+    download.map(|d| d.url.clone()).unwrap_or_default()
+}
+
+fn runner_sha256(download: Option<&RunnerDownload>) -> String {
+    download.and_then(|d| d.sha256.clone()).unwrap_or_default()
 }
 
 /// Replaces every `{{name}}`; an unknown name or an unused value is an error.

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GitHubError, InputError};
+use crate::runner_release::{RunnerApplication, RunnerPackage};
 
 /// Where runners are registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,6 +364,66 @@ impl GitHub {
             }
         }
         Ok(runners)
+    }
+
+    /// The runner GitHub serves this scope now, for every Linux CPU it has one for.
+    pub async fn served_runner(&self) -> Result<RunnerPackage, GitHubError> {
+        let action = "list the runner applications";
+        let route = match &self.scope {
+            RunnerScope::Repo { owner, repo } => {
+                format!("/repos/{owner}/{repo}/actions/runners/downloads")
+            }
+            RunnerScope::Org { org, .. } => format!("/orgs/{org}/actions/runners/downloads"),
+        };
+        let applications: Vec<RunnerApplication> = retrying(action, || async {
+            self.octocrab.get(&route, None::<&()>).await
+        })
+        .await?;
+        RunnerPackage::from_applications(applications).ok_or_else(|| GitHubError {
+            action: action.to_owned(),
+            message: "GitHub lists no Linux runner".into(),
+            status: None,
+        })
+    }
+
+    /// Release `version` of `actions/runner`, described at `releases_api` (its release notes
+    /// hold the checksums) and downloaded from `download_base`. Asked without this client's
+    /// token: the releases are public, and a GHES token is no business of github.com's.
+    pub async fn pinned_runner(
+        version: &str,
+        releases_api: &str,
+        download_base: &str,
+    ) -> Result<RunnerPackage, GitHubError> {
+        let action = format!("read the runner v{version} release");
+        let anonymous = Octocrab::builder()
+            .set_connect_timeout(Some(CONNECT_TIMEOUT))
+            .set_read_timeout(Some(ANSWER_TIMEOUT))
+            .build()
+            .map_err(|e| GitHubError {
+                action: action.clone(),
+                message: e.to_string(),
+                status: None,
+            })?;
+        let url = format!("{}/tags/v{version}", releases_api.trim_end_matches('/'));
+        let release: serde_json::Value =
+            retrying(&action, || async { anonymous.get(&url, None::<&()>).await })
+                .await
+                .map_err(|mut error| {
+                    if error.status == Some(404) {
+                        error.message = format!(
+                            "there is no runner v{version}: see github.com/actions/runner/releases"
+                        );
+                    }
+                    error
+                })?;
+        let notes = release["body"].as_str().unwrap_or_default();
+        RunnerPackage::from_release_notes(version, notes, download_base).ok_or_else(|| {
+            GitHubError {
+                action,
+                message: "its release notes carry no Linux checksum".into(),
+                status: None,
+            }
+        })
     }
 
     /// Deletes a runner; one that is already gone is not an error.

@@ -61,6 +61,7 @@ mod preflight;
 mod provider;
 mod provisioner;
 mod reaper;
+mod runner_release;
 mod termination;
 pub mod transport;
 
@@ -71,9 +72,8 @@ pub use agent::{
 pub use agent_config::{AgentConfig, AgentTimings};
 pub use boot_log::{BOOT_LOG, BOOT_LOG_LINES, MachineAccess};
 pub use boot_script::{
-    AgentDownload, AgentSource, BootScript, MAX_USER_DATA_BYTES, RUNNER_DOWNLOAD_BASE,
-    RUNNER_RELEASES_API, RunnerBoot, RunnerCredential, RunnerPrivileges, WATCHDOG_MARGIN,
-    shell_quote,
+    AgentDownload, AgentSource, BootScript, MAX_USER_DATA_BYTES, RunnerBoot, RunnerCredential,
+    RunnerPrivileges, WATCHDOG_MARGIN, shell_quote,
 };
 pub use duration::{format_duration, parse_duration};
 pub use error::{CoreError, GitHubError, InputError};
@@ -100,4 +100,7 @@ pub use provisioner::{
     RunnerMode, StopReport,
 };
 pub use reaper::{ReapPolicy, ReapReason, ReapReport, reap};
+pub use runner_release::{
+    RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API, RunnerDownload, RunnerPackage, RunnerVersion,
+};
 pub use termination::{Decision, Event, PolicyConfig, Reason, TerminationPolicy};

@@ -22,6 +22,7 @@ use crate::naming::RunnerNaming;
 use crate::outputs::Outputs;
 use crate::plan::{Attempt, Candidate, LaunchPlan, LaunchSetup, Launched, terminate_all};
 use crate::provider::{CloudProvider, Machine, MachineId, MachineSpec, MachineState};
+use crate::runner_release::{RunnerPackage, RunnerVersion};
 
 /// The tag every machine carries with its launch's label.
 pub const RUN_TAG: &str = "lambda-gha:run";
@@ -102,9 +103,12 @@ pub struct BootSettings {
     pub version: String,
     /// Where machines get the agent.
     pub agent: AgentSource,
-    /// Where the runner release is described and downloaded.
+    /// Which GitHub runner machines get.
+    pub runner: RunnerVersion,
+    /// Where a pinned runner version is described ([`RUNNER_RELEASES_API`](crate::RUNNER_RELEASES_API)).
     pub runner_releases_api: String,
-    /// Where runner releases are downloaded from.
+    /// Where a pinned runner version is downloaded from
+    /// ([`RUNNER_DOWNLOAD_BASE`](crate::RUNNER_DOWNLOAD_BASE)).
     pub runner_download_base: String,
     /// Extra privileges for the runner user.
     pub privileges: RunnerPrivileges,
@@ -274,6 +278,8 @@ impl std::error::Error for ProvisionFailure {}
 /// registered, per machine, so that a machine that was not launched can be undone.
 struct Registrar<'a> {
     provider: &'static str,
+    /// The runner every machine of this launch installs.
+    runner: RunnerPackage,
     /// The provider's way for a machine to end itself without the agent.
     self_terminate: Option<&'static str>,
     github: &'a GitHub,
@@ -387,8 +393,7 @@ impl LaunchSetup for Registrar<'_> {
             run_label: naming.label().to_owned(),
             machine_tag: self.machine_tag(index),
             registration_url: self.github.registration_url(),
-            runner_releases_api: boot.runner_releases_api.clone(),
-            runner_download_base: boot.runner_download_base.clone(),
+            runner: self.runner.clone(),
             agent: boot.agent.clone(),
             agent_config: agent_config.to_json(),
             runners: names
@@ -493,8 +498,33 @@ impl<'a> Provisioner<'a> {
         &self,
         request: &ProvisionRequest,
     ) -> Result<Provisioned, ProvisionFailure> {
+        // Once per launch, before any: every machine gets the same runner, and a runner that
+        // cannot be had stops the launch while nothing is billing yet.
+        let runner = match &request.boot.runner {
+            RunnerVersion::Served => self.github.served_runner().await,
+            RunnerVersion::Pinned(version) => {
+                GitHub::pinned_runner(
+                    version,
+                    &request.boot.runner_releases_api,
+                    &request.boot.runner_download_base,
+                )
+                .await
+            }
+        };
+        let runner = match runner {
+            Ok(runner) => runner,
+            Err(error) => {
+                return Err(ProvisionFailure {
+                    reason: error.to_string(),
+                    attempts: Vec::new(),
+                    cleanup: CleanupReport::default(),
+                    diagnoses: Vec::new(),
+                });
+            }
+        };
         let mut registrar = Registrar {
             provider: self.provider.name(),
+            runner,
             self_terminate: self.provider.self_terminate_script(),
             github: self.github,
             request,

@@ -34,8 +34,11 @@ RUN_LABEL={{run_label}}
 MACHINE_TAG={{machine_tag}}
 RUNNER_MODE={{runner_mode}}
 REGISTRATION_URL={{registration_url}}
-RUNNER_RELEASES_API={{runner_releases_api}}
-RUNNER_DOWNLOAD_BASE={{runner_download_base}}
+# The GitHub runner the launcher resolved, per CPU: URL and SHA-256 (empty: none for that CPU).
+RUNNER_X64_URL={{runner_x64_url}}
+RUNNER_X64_SHA256={{runner_x64_sha256}}
+RUNNER_ARM64_URL={{runner_arm64_url}}
+RUNNER_ARM64_SHA256={{runner_arm64_sha256}}
 AGENT_X86_64_URL={{agent_x86_64_url}}
 AGENT_X86_64_SHA256={{agent_x86_64_sha256}}
 AGENT_AARCH64_URL={{agent_aarch64_url}}
@@ -121,24 +124,29 @@ install -d -m 2750 -o root -g "$RUNNER_USER" "$AGENT_RUN"
 install -d -m 0755 "$BIN" "$HOOKS"
 as_runner() { sudo -u "$RUNNER_USER" -H "$@"; }
 
-# --- the GitHub runner: latest release for this CPU, checksum from its release notes ---------
+# --- the GitHub runner the launcher chose, checksum-verified -----------------------------------
 case "$(uname -m)" in
-  x86_64|amd64) RUNNER_ARCH=x64; AGENT_URL="$AGENT_X86_64_URL"; AGENT_SHA256="$AGENT_X86_64_SHA256" ;;
-  aarch64|arm64) RUNNER_ARCH=arm64; AGENT_URL="$AGENT_AARCH64_URL"; AGENT_SHA256="$AGENT_AARCH64_SHA256" ;;
+  x86_64|amd64) RUNNER_ARCH=x64; RUNNER_URL="$RUNNER_X64_URL"; RUNNER_SHA256="$RUNNER_X64_SHA256"
+    AGENT_URL="$AGENT_X86_64_URL"; AGENT_SHA256="$AGENT_X86_64_SHA256" ;;
+  aarch64|arm64) RUNNER_ARCH=arm64; RUNNER_URL="$RUNNER_ARM64_URL"; RUNNER_SHA256="$RUNNER_ARM64_SHA256"
+    AGENT_URL="$AGENT_AARCH64_URL"; AGENT_SHA256="$AGENT_AARCH64_SHA256" ;;
   *) fail "unsupported CPU $(uname -m)" ;;
 esac
-step "fetching the latest GitHub runner for linux-$RUNNER_ARCH"
+[ -n "$RUNNER_URL" ] || fail "GitHub offers no runner for linux-$RUNNER_ARCH"
+step "fetching the GitHub runner for linux-$RUNNER_ARCH: $RUNNER_URL"
 install -d -m 0755 /var/cache/lambda-gha
-RELEASE="$(curl -fsSL --retry 5 --retry-delay 2 "$RUNNER_RELEASES_API")"
-RUNNER_VERSION="$(printf '%s' "$RELEASE" | sed -n 's/.*"tag_name": *"v\([0-9.]*\)".*/\1/p' | head -n 1)"
-RUNNER_SHA256="$(printf '%s' "$RELEASE" | sed -n "s/.*BEGIN SHA linux-$RUNNER_ARCH -->\([0-9a-f]\{64\}\)<!-- END SHA.*/\1/p" | head -n 1)"
-[ -n "$RUNNER_VERSION" ] || fail "no runner version in $RUNNER_RELEASES_API"
-[ -n "$RUNNER_SHA256" ] || fail "no linux-$RUNNER_ARCH checksum in the v$RUNNER_VERSION release notes"
-TARBALL="/var/cache/lambda-gha/actions-runner-linux-$RUNNER_ARCH-$RUNNER_VERSION.tar.gz"
-curl -fsSL --retry 5 --retry-delay 2 -o "$TARBALL" \
-  "$RUNNER_DOWNLOAD_BASE/v$RUNNER_VERSION/actions-runner-linux-$RUNNER_ARCH-$RUNNER_VERSION.tar.gz"
-echo "$RUNNER_SHA256  $TARBALL" | sha256sum -c - >/dev/null || fail "runner v$RUNNER_VERSION checksum mismatch"
-step "runner v$RUNNER_VERSION verified"
+TARBALL="/var/cache/lambda-gha/$(basename "$RUNNER_URL")"
+# Some servers hand out a download token: it reaches curl in a root-only config file.
+RUNNER_CURL_CONFIG=/dev/null
+[ -f "$ETC/runner-$RUNNER_ARCH.curl" ] && RUNNER_CURL_CONFIG="$ETC/runner-$RUNNER_ARCH.curl"
+curl -fsSL --retry 5 --retry-delay 2 --retry-all-errors -K "$RUNNER_CURL_CONFIG" -o "$TARBALL" "$RUNNER_URL"
+rm -f "$ETC"/runner-*.curl
+if [ -n "$RUNNER_SHA256" ]; then
+  echo "$RUNNER_SHA256  $TARBALL" | sha256sum -c - >/dev/null || fail "runner checksum mismatch ($RUNNER_URL)"
+  step "runner verified (sha256 $RUNNER_SHA256)"
+else
+  step "WARNING: GitHub gave no checksum for this runner; trusting the TLS connection alone"
+fi
 
 # --- the agent: this project's version, checksum pinned at render time ------------------------
 if [ -n "$AGENT_URL" ]; then

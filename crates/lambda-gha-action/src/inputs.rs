@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use gha_runner_core::{
     AgentTimings, CapacityPolicy, GpuGate, GpusPerRunner, InputError, MachineId, RunnerMode,
-    RunnerNaming, RunnerPrivileges, UNHEALTHY_NAME, parse_duration, parse_labels, parse_list,
+    RunnerNaming, RunnerPrivileges, RunnerVersion, UNHEALTHY_NAME, parse_duration, parse_labels,
+    parse_list,
 };
 use secrecy::SecretString;
 
@@ -82,6 +83,8 @@ pub struct StartInputs {
     pub gpus_per_runner: GpusPerRunner,
     /// The GPU health gate each machine runs before its runners start.
     pub gpu_gate: GpuGate,
+    /// Which GitHub runner machines install.
+    pub runner_version: RunnerVersion,
     /// How many unhealthy machines are replaced before the launch fails.
     pub replace_unhealthy: u32,
     /// What to do without capacity.
@@ -324,6 +327,7 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
         runners_per_instance,
         gpus_per_runner,
         gpu_gate,
+        runner_version: RunnerVersion::parse(env.input("runner_version").unwrap_or(""))?,
         replace_unhealthy,
         capacity,
         image: env.input("image").map(str::to_owned),

@@ -295,6 +295,7 @@ async fn run_start<W: Write>(
         boot: BootSettings {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             agent,
+            runner: start.runner_version.clone(),
             // A mirror of the runner releases (networks that cannot reach github.com).
             runner_releases_api: env
                 .var("LAMBDA_GHA_RUNNER_RELEASES_API")

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use gha_runner_core::{
     AgentConfig, AgentDownload, AgentSource, AgentTimings, BootScript, CloudProvider,
-    LambdaProvider, MACHINE_TAG, RunnerBoot, RunnerCredential, RunnerNaming, RunnerPrivileges,
+    LambdaProvider, MACHINE_TAG, RunnerBoot, RunnerCredential, RunnerDownload, RunnerNaming,
+    RunnerPackage, RunnerPrivileges,
 };
 use lambda_gha_tests::machine::{run_in_machine, spawn_in_machine};
 use lambda_gha_tests::{FakeInternet, RUNNER_VERSION};
@@ -48,7 +49,8 @@ pub(crate) struct Booted {
     pub(crate) id: lambda_cloud::InstanceId,
     /// The machine's files as it wrote them (the overlay's upper layer).
     pub(crate) sandbox: std::path::PathBuf,
-    _internet: FakeInternet,
+    /// What the machine downloads from.
+    pub(crate) internet: FakeInternet,
     _cleanup: RemoveOnDrop,
 }
 
@@ -132,8 +134,15 @@ pub(crate) async fn boot(setup: Boot) -> Booted {
         run_label: naming.label().into(),
         machine_tag: naming.machine_tag(0),
         registration_url: "https://github.com/octo/gpu".into(),
-        runner_releases_api: internet.runner_releases_api(),
-        runner_download_base: internet.runner_download_base(),
+        runner: RunnerPackage {
+            x64: Some(RunnerDownload {
+                version: RUNNER_VERSION.into(),
+                url: internet.runner_url(),
+                sha256: Some(internet.runner_sha256().to_owned()),
+                token: None,
+            }),
+            arm64: None,
+        },
         agent: AgentSource::x86_64(AgentDownload {
             url: internet.agent_url(),
             sha256: internet.agent_sha256().to_owned(),
@@ -178,7 +187,7 @@ pub(crate) async fn boot(setup: Boot) -> Booted {
         sim,
         id,
         sandbox,
-        _internet: internet,
+        internet,
         _cleanup: cleanup,
     }
 }
@@ -310,7 +319,10 @@ async fn run(case: Case) {
     assert!(ledger.still_billing.is_empty(), "nothing left billing");
     let boot_log = std::fs::read_to_string(sandbox.join("var/log/lambda-gha-boot.log")).unwrap();
     assert!(
-        boot_log.contains(&format!("runner v{RUNNER_VERSION} verified")),
+        boot_log.contains(&format!(
+            "runner verified (sha256 {})",
+            machine.internet.runner_sha256()
+        )),
         "{boot_log}"
     );
     assert!(boot_log.contains("boot complete"), "{boot_log}");

@@ -77,15 +77,15 @@ async fn stop(rig: &Rig, programs: &Programs, internet: &FakeInternet, start: &C
 
 /// Everything one test needs: the programs, its directory, the internet the machines see,
 /// and the simulator with the fake GitHub.
-struct Stage {
+pub(crate) struct Stage {
     programs: Programs,
-    internet: FakeInternet,
-    rig: Rig,
+    pub(crate) internet: FakeInternet,
+    pub(crate) rig: Rig,
     _work: WorkDir,
 }
 
 impl Stage {
-    async fn new(
+    pub(crate) async fn new(
         name: &str,
         world: lambda_cloud_sim::Scenario,
         run_id: &str,
@@ -110,11 +110,11 @@ impl Stage {
         }
     }
 
-    async fn start(&self, inputs: &[(&str, &str)]) -> Captured {
+    pub(crate) async fn start(&self, inputs: &[(&str, &str)]) -> Captured {
         start(&self.rig, &self.programs, &self.internet, inputs).await
     }
 
-    async fn stop(&self, started: &Captured) {
+    pub(crate) async fn stop(&self, started: &Captured) {
         stop(&self.rig, &self.programs, &self.internet, started).await;
     }
 }

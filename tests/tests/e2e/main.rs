@@ -12,4 +12,5 @@ mod gpus;
 mod permissions;
 mod reap;
 mod repository;
+mod runner_release;
 mod simulator;

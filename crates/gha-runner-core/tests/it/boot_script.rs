@@ -6,15 +6,16 @@ use std::process::{Command, Stdio};
 
 use gha_runner_core::{
     AgentDownload, AgentSource, BootScript, Candidate, CloudProvider, MAX_USER_DATA_BYTES, Outputs,
-    RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API, RunnerBoot, RunnerCredential, RunnerNaming,
+    RUNNER_DOWNLOAD_BASE, RunnerBoot, RunnerCredential, RunnerNaming, RunnerPackage,
     RunnerPrivileges,
 };
 use secrecy::{ExposeSecret, SecretString};
 
-const SECRETS: [&str; 3] = [
+const SECRETS: [&str; 4] = [
     "JIT-CONFIG-SECRET-0",
     "JIT-CONFIG-SECRET-1",
     "LAMBDA-API-KEY-SECRET",
+    "RUNNER-DOWNLOAD-TOKEN-SECRET",
 ];
 
 fn script(credentials: [RunnerCredential; 2], user_script: Option<&str>) -> BootScript {
@@ -38,8 +39,25 @@ fn script(credentials: [RunnerCredential; 2], user_script: Option<&str>) -> Boot
         run_label: naming.label().into(),
         machine_tag: naming.machine_tag(0),
         registration_url: "https://github.com/octo/gpu".into(),
-        runner_releases_api: RUNNER_RELEASES_API.into(),
-        runner_download_base: RUNNER_DOWNLOAD_BASE.into(),
+        // As the launcher pins it: v2.330.0 from actions/runner's releases.
+        runner: RunnerPackage::from_release_notes(
+            "2.330.0",
+            &format!(
+                "<!-- BEGIN SHA linux-x64 -->{}<!-- END SHA linux-x64 -->\n\
+                 <!-- BEGIN SHA linux-arm64 -->{}<!-- END SHA linux-arm64 -->",
+                "1".repeat(64),
+                "2".repeat(64)
+            ),
+            RUNNER_DOWNLOAD_BASE,
+        )
+        .map(|mut package| {
+            // As a GHES server may hand it out with its runner.
+            if let Some(x64) = &mut package.x64 {
+                x64.token = Some(SecretString::from(SECRETS[3]));
+            }
+            package
+        })
+        .unwrap(),
         agent: AgentSource::x86_64(AgentDownload {
             url: "https://github.com/lambda-gha/lambda-gha/releases/download/v0.1.0/lambda-gha-x86_64-unknown-linux-gnu".into(),
             sha256: "0".repeat(64),

@@ -274,3 +274,76 @@ async fn scopes_and_registration_urls() {
     .unwrap();
     assert_eq!(github.registration_url(), "https://ghes.example.com/octo");
 }
+
+#[tokio::test]
+async fn the_served_runner_is_asked_for_with_the_token_in_the_scope() {
+    let server = MockServer::start().await;
+    let sha = "ab".repeat(32);
+    let applications = json!([
+        {"os": "linux", "architecture": "x64", "download_url": "https://ghes.example.com/r.tar.gz",
+         "filename": "actions-runner-linux-x64-2.329.1.tar.gz", "sha256_checksum": sha,
+         "temp_download_token": "DLTOKEN"},
+        {"os": "win", "architecture": "x64", "download_url": "https://x/w.zip",
+         "filename": "actions-runner-win-x64-2.329.1.zip"}
+    ]);
+    for route in [
+        "/repos/octo/gpu/actions/runners/downloads",
+        "/orgs/octo/actions/runners/downloads",
+    ] {
+        Mock::given(method("GET"))
+            .and(path(route))
+            .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(applications.clone()))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    for scope in [repo(), org(Some(3))] {
+        let package = github(&server, scope).served_runner().await.unwrap();
+        let x64 = package.x64.as_ref().unwrap();
+        assert_eq!(package.version(), "2.329.1");
+        assert_eq!(x64.url, "https://ghes.example.com/r.tar.gz");
+        assert_eq!(x64.sha256.as_deref(), Some(sha.as_str()));
+        assert_eq!(
+            x64.token.as_ref().map(ExposeSecret::expose_secret),
+            Some("DLTOKEN")
+        );
+        assert!(package.arm64.is_none(), "no linux-arm64 was offered");
+    }
+}
+
+#[tokio::test]
+async fn a_pinned_runner_comes_from_its_release_notes_without_the_token() {
+    let server = MockServer::start().await;
+    let notes = format!(
+        "Fixes\n<!-- BEGIN SHA linux-arm64 -->{}<!-- END SHA linux-arm64 -->",
+        "c".repeat(64)
+    );
+    Mock::given(method("GET"))
+        .and(path("/releases/tags/v2.328.0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"body": notes})))
+        .mount(&server)
+        .await;
+    let releases = format!("{}/releases", server.uri());
+    let package = GitHub::pinned_runner("2.328.0", &releases, "https://dl.example")
+        .await
+        .unwrap();
+    assert!(package.x64.is_none());
+    assert_eq!(
+        package.arm64.unwrap().url,
+        "https://dl.example/v2.328.0/actions-runner-linux-arm64-2.328.0.tar.gz"
+    );
+    for request in server.received_requests().await.unwrap() {
+        assert!(
+            !request.headers.contains_key("authorization"),
+            "no token for a public release"
+        );
+    }
+    let missing = GitHub::pinned_runner("9.9.9", &releases, "https://dl.example")
+        .await
+        .unwrap_err();
+    assert!(
+        missing.to_string().contains("there is no runner v9.9.9"),
+        "{missing}"
+    );
+}

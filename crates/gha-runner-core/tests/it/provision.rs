@@ -7,8 +7,8 @@ use std::time::Duration;
 use gha_runner_core::{
     AgentDownload, AgentSource, AgentTimings, BootSettings, CapacityPolicy, GitHub, LambdaProvider,
     LaunchPlan, MachineAccess, MachineId, MachineTemplate, ProvisionRequest, Provisioner, RUN_TAG,
-    ReapPolicy, ReapReason, RunnerMode, RunnerNaming, RunnerPrivileges, RunnerScope, candidates,
-    reap,
+    ReapPolicy, ReapReason, RunnerMode, RunnerNaming, RunnerPrivileges, RunnerScope, RunnerVersion,
+    candidates, reap,
 };
 use lambda_cloud_sim::{Scenario, Sim};
 use lambda_gha_tests::FakeGitHub;
@@ -65,7 +65,8 @@ fn request(types: &str, count: usize, registration_timeout_seconds: u64) -> Prov
                 url: "https://example.invalid/lambda-gha".into(),
                 sha256: "0".repeat(64),
             }),
-            runner_releases_api: "https://example.invalid/releases/latest".into(),
+            runner: RunnerVersion::Served,
+            runner_releases_api: "https://example.invalid/releases".into(),
             runner_download_base: "https://example.invalid/download".into(),
             privileges: RunnerPrivileges::default(),
             user_script: None,

@@ -141,6 +141,14 @@ fn cases() -> Vec<Case> {
             message: "drop one of the two",
         },
         Case {
+            what: "runner_version that is no version",
+            inputs: &[TYPE, ("runner_version", "2.330")],
+            env: &[],
+            scenario: default,
+            title: "Invalid input `runner_version`",
+            message: "use one like `2.330.0`",
+        },
+        Case {
             what: "runner_group without org scope",
             inputs: &[TYPE, ("runner_group", "3")],
             env: &[],
