@@ -22,6 +22,8 @@ options:
   --time-scale N       simulated seconds per real second (default 1; 100 = 100x faster)
   --no-rate-limits     never answer 429
   --run-user-data DIR  run each instance's user data in a sandbox under DIR
+  --rootfs ROOTFS      with --run-user-data: boot instances as root in their own copy of
+                       ROOTFS (`cargo xtask rootfs` builds one; needs root)
   -h, --help           this help
 
 Prints its base URL on one line when ready; Ctrl-C stops it.";
@@ -33,6 +35,7 @@ struct Options {
     time_scale: f64,
     rate_limits: bool,
     sandbox: Option<PathBuf>,
+    rootfs: Option<PathBuf>,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>> {
@@ -43,6 +46,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>> {
         time_scale: 1.0,
         rate_limits: true,
         sandbox: None,
+        rootfs: None,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -67,6 +71,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>> {
             }
             "--no-rate-limits" => options.rate_limits = false,
             "--run-user-data" => options.sandbox = Some(value("--run-user-data")?.into()),
+            "--rootfs" => options.rootfs = Some(value("--rootfs")?.into()),
             other => bail!("unknown option `{other}` (see --help)"),
         }
     }
@@ -86,8 +91,17 @@ async fn run(options: Options) -> Result<()> {
     if let Some(key) = options.api_key {
         builder = builder.api_key(key);
     }
-    if let Some(sandbox) = options.sandbox {
-        builder = builder.user_data_sandbox(sandbox);
+    match (options.sandbox, options.rootfs) {
+        (Some(sandbox), rootfs) => {
+            builder = builder.user_data_sandbox(sandbox);
+            if let Some(rootfs) = rootfs {
+                builder = builder.machine_rootfs(rootfs);
+            }
+        }
+        (None, Some(_)) => {
+            bail!("`--rootfs` boots machines under `--run-user-data DIR`: give both")
+        }
+        (None, None) => {}
     }
     let sim = builder.start().await?;
     println!("{}", sim.base_url());
