@@ -150,10 +150,10 @@ impl FakeInternet {
     }
 }
 
-fn fake_runner_tarball(work: &Path) -> Vec<u8> {
-    let source = work.join("runner");
+/// Lays the fake runner out in `dir`, as its release tarball unpacks.
+pub fn write_fake_runner(dir: &Path) {
     for (name, text) in RUNNER_FILES {
-        let file = source.join(name);
+        let file = dir.join(name);
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent).expect("create the fake runner's directories");
         }
@@ -161,6 +161,11 @@ fn fake_runner_tarball(work: &Path) -> Vec<u8> {
         std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("make the fake runner executable");
     }
+}
+
+fn fake_runner_tarball(work: &Path) -> Vec<u8> {
+    let source = work.join("runner");
+    write_fake_runner(&source);
     let tarball = work.join("runner.tar.gz");
     let status = std::process::Command::new("tar")
         .arg("-czf")

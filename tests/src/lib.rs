@@ -12,7 +12,9 @@ pub mod rig;
 mod sshd;
 
 pub use fake_github::{FakeGitHub, FakeRunner, GitHubFailure, GitHubFault, GitHubRoute};
-pub use internet::{FAKE_GITHUB_URL_FILE, FakeInternet, PINNED_RUNNER_VERSION, RUNNER_VERSION};
+pub use internet::{
+    FAKE_GITHUB_URL_FILE, FakeInternet, PINNED_RUNNER_VERSION, RUNNER_VERSION, write_fake_runner,
+};
 pub use sshd::{Sshd, SshdOptions};
 
 /// The workspace root (this crate lives in `tests/`).

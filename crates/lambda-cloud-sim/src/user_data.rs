@@ -96,34 +96,51 @@ impl UserDataRunner {
         time_scale: f64,
     ) {
         let dir = self.sandbox(id);
-        if let Err(error) = self.spawn(id, &dir, user_data, gpus, api_url, time_scale) {
-            tracing::warn!(instance = id.as_str(), %error, "could not run user data");
-            if let Ok(mut log) = File::options()
-                .create(true)
-                .append(true)
-                .open(dir.join(LOG_FILE))
-            {
-                let _ = writeln!(log, "lambda-cloud-sim: could not run user data: {error}");
+        let env = MachineEnv {
+            id,
+            api_url,
+            time_scale,
+        };
+        let started = std::fs::create_dir_all(&dir).and_then(|()| match &self.mode {
+            MachineMode::Sandbox => Self::spawn_sandboxed(&dir, user_data, gpus, &env),
+            MachineMode::Root { rootfs } => self.boot_root(rootfs, &dir, user_data, gpus, &env),
+        });
+        match started {
+            Ok(Some(child)) => {
+                tracing::info!(
+                    instance = id.as_str(),
+                    pid = child.id(),
+                    "user data started"
+                );
+                self.children
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id.clone(), child);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(instance = id.as_str(), %error, "could not run user data");
+                if let Ok(mut log) = File::options()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(self.log_file()))
+                {
+                    let _ = writeln!(log, "lambda-cloud-sim: could not run user data: {error}");
+                }
             }
         }
     }
 
-    fn spawn(
-        &self,
-        id: &InstanceId,
+    /// bash as this user in the sandbox `dir`; `None` when there is no script to run.
+    fn spawn_sandboxed(
         dir: &Path,
         user_data: Option<&str>,
         gpus: &Gpus,
-        api_url: &str,
-        time_scale: f64,
-    ) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        if let MachineMode::Root { rootfs } = &self.mode {
-            return self.boot_root(rootfs, id, dir, user_data, gpus, api_url, time_scale);
-        }
+        env: &MachineEnv<'_>,
+    ) -> std::io::Result<Option<Child>> {
         let bin = write_nvidia_smi(dir, gpus)?;
         let Some(user_data) = user_data else {
-            return Ok(());
+            return Ok(None);
         };
         let path = match std::env::var_os("PATH") {
             Some(path) => {
@@ -136,55 +153,45 @@ impl UserDataRunner {
         let mut log = File::create(dir.join(LOG_FILE))?;
         let Some(script) = shell_script(user_data) else {
             writeln!(log, "{NOT_A_SCRIPT}")?;
-            return Ok(());
+            return Ok(None);
         };
         let script_path = dir.join(SCRIPT_FILE);
         std::fs::write(&script_path, script)?;
-        let child = Command::new("bash")
+        Command::new("bash")
             .arg(&script_path)
             .current_dir(dir)
             .env("HOME", dir)
             .env("LAMBDA_SIM", "1")
-            .env("LAMBDA_SIM_INSTANCE_ID", id.as_str())
-            .env("LAMBDA_SIM_API_URL", api_url)
+            .env("LAMBDA_SIM_INSTANCE_ID", env.id.as_str())
+            .env("LAMBDA_SIM_API_URL", env.api_url)
             .env("LAMBDA_SIM_SANDBOX", dir)
             // The machine's GPUs, as its `nvidia-smi` shows them.
             .env("PATH", path)
             // Programs that keep time (the lambda-gha agent) run on the simulator's clock.
-            .env("LAMBDA_SIM_TIME_SCALE", time_scale.to_string())
+            .env("LAMBDA_SIM_TIME_SCALE", env.time_scale.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             // Its own process group: terminating the instance kills everything it started.
             .process_group(0)
-            .spawn()?;
-        tracing::info!(
-            instance = id.as_str(),
-            pid = child.id(),
-            "user data started"
-        );
-        self.children
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.clone(), child);
-        Ok(())
+            .spawn()
+            .map(Some)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A machine booted as root from `rootfs` with `dir` as its upper layer (see
+    /// `root_machine`); `None` when there is no script to run.
     fn boot_root(
         &self,
         rootfs: &Path,
-        id: &InstanceId,
         dir: &Path,
         user_data: Option<&str>,
         gpus: &Gpus,
-        api_url: &str,
-        time_scale: f64,
-    ) -> std::io::Result<()> {
+        env: &MachineEnv<'_>,
+    ) -> std::io::Result<Option<Child>> {
         // Lambda's image has the driver's `nvidia-smi` in /usr/bin.
         write_fake_nvidia_smi(&dir.join("usr/bin"), &gpus.model, gpus.visible)?;
         let Some(user_data) = user_data else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(script) = shell_script(user_data) else {
             let log = dir.join(crate::root_machine::ROOT_LOG_FILE);
@@ -192,31 +199,14 @@ impl UserDataRunner {
                 std::fs::create_dir_all(parent)?;
             }
             std::fs::write(log, NOT_A_SCRIPT)?;
-            return Ok(());
+            return Ok(None);
         };
         let machine = RootMachine {
             rootfs,
             upper: dir.to_path_buf(),
             shared: &self.shared(),
         };
-        let child = machine.boot(
-            &script,
-            &MachineEnv {
-                id,
-                api_url,
-                time_scale,
-            },
-        )?;
-        tracing::info!(
-            instance = id.as_str(),
-            pid = child.id(),
-            "root machine booted"
-        );
-        self.children
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.clone(), child);
-        Ok(())
+        machine.boot(&script, env).map(Some)
     }
 
     /// Kills the instance's user data and every process running in its sandbox.
