@@ -54,6 +54,8 @@ async fn a_job_reaches_the_agent_but_no_secret_and_cannot_stop_the_backstops() {
             .map(|c| RunnerCredential::Jit(SecretString::from(c.clone())))
             .collect(),
         agent_key: key.clone(),
+        // What `userdata` installs as root is for the jobs to use.
+        user_script: Some("mkdir -p /opt/tools && echo ready > /opt/tools/setting"),
         ..Boot::new("permissions", "")
     })
     .await;
@@ -97,6 +99,10 @@ async fn a_job_reaches_the_agent_but_no_secret_and_cannot_stop_the_backstops() {
         )
         .await;
     assert!(heard, "{}", machine.read("var/log/lambda-gha-agent.jsonl"));
+    // What `userdata` made as root is readable to jobs (the boot's own umask 077 ends with
+    // the secrets).
+    let (ok, out) = sh(&machine, "runner", "cat /opt/tools/setting");
+    assert!(ok && out == "ready\n", "{out}");
     // Nobody else reaches the agent's socket.
     let (ok, out) = sh(
         &machine,

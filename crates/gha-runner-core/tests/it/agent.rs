@@ -282,3 +282,69 @@ async fn a_failed_health_gate_is_reported_held_for_the_launcher_then_ended() {
         "waited {waited} simulated s before ending itself"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_longer_than_the_machine_s_life_is_outlasted_but_a_refused_key_is_final() {
+    // No runner ever: the decision comes at 5 s; the outage lasts past the 30 s lifetime and
+    // the old give-up point (lifetime + 10 min), some 650 simulated seconds of failed calls.
+    let timings = AgentTimings {
+        registration_timeout_seconds: 5,
+        max_lifetime_seconds: 30,
+        ..AgentTimings::default()
+    };
+    let sandbox = Sandbox::new("outage");
+    let provider = FakeProvider::new(vec![], vec![]).failing_terminations(24);
+    let id = machine(&provider, "m-0").await;
+    let agent = Agent::new(
+        config("m-0", timings),
+        Some(&provider),
+        sandbox.paths(),
+        AgentClock::new(SCALE),
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(60), agent.run())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        AgentOutcome::Terminated {
+            reason: Reason::RegistrationTimeout,
+            machine: id
+        }
+    );
+    let log = sandbox.log();
+    assert_eq!(
+        log.iter().filter(|l| l["terminate"] == "failed").count(),
+        24
+    );
+    assert!(at(&log, "terminate", "called") > 630.0, "{log:#?}");
+
+    let sandbox = Sandbox::new("refused");
+    let provider = FakeProvider::new(vec![], vec![]).refusing_the_key();
+    machine(&provider, "m-0").await;
+    let agent = Agent::new(
+        config("m-0", timings),
+        Some(&provider),
+        sandbox.paths(),
+        AgentClock::new(SCALE),
+    );
+    let outcome = run_to_end(agent).await;
+    assert!(
+        matches!(
+            outcome,
+            AgentOutcome::TerminationFailed {
+                reason: Reason::RegistrationTimeout,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        sandbox
+            .log()
+            .iter()
+            .filter(|l| l["terminate"] == "calling")
+            .count(),
+        1
+    );
+}

@@ -26,6 +26,7 @@ struct State {
     launched: usize,
     max_alive: usize,
     terminate_failures: usize,
+    key_refused: bool,
 }
 
 /// Launch calls follow `outcomes` (then always launch); each capacity poll shows everything
@@ -48,6 +49,12 @@ impl FakeProvider {
 
     pub(crate) fn failing_terminations(self, count: usize) -> Self {
         self.state.lock().unwrap().terminate_failures = count;
+        self
+    }
+
+    /// Every terminate is refused: the key is wrong.
+    pub(crate) fn refusing_the_key(self) -> Self {
+        self.state.lock().unwrap().key_refused = true;
         self
     }
 
@@ -152,6 +159,12 @@ impl CloudProvider for FakeProvider {
 
     async fn terminate(&self, ids: &[MachineId]) -> Result<(), ProviderError> {
         let mut state = self.state.lock().unwrap();
+        if state.key_refused {
+            return Err(ProviderError::new(
+                ProviderErrorKind::Unauthorized,
+                "API key was invalid, expired, or deleted",
+            ));
+        }
         if state.terminate_failures > 0 {
             state.terminate_failures -= 1;
             return Err(ProviderError::new(
