@@ -336,7 +336,10 @@ async fn run(case: Case) {
     );
     if case.reason == "idle" && !case.jobs.contains("crash") {
         // Jobs create files as on any machine (umask 022), not the boot's private 077.
-        assert_eq!(machine.read("home/runner/runner-0/_diag/umask").trim(), "0022");
+        assert_eq!(
+            machine.read("home/runner/runner-0/_diag/umask").trim(),
+            "0022"
+        );
         // Every job ran to its end, hooks and all, as the runner's Worker reports it.
         let results = machine.read("home/runner/runner-0/_diag/jobs.log");
         assert_eq!(
