@@ -585,3 +585,57 @@ async fn a_failing_user_script_ends_the_machine_after_the_hold() {
         "{boot_log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_agent_gone_for_good_the_watchdog_ends_the_machine() {
+    let machine = boot(Boot {
+        timings: AgentTimings {
+            max_lifetime_seconds: 240,
+            ..timings()
+        },
+        ..Boot::new("watchdog", "10 1000\n")
+    })
+    .await;
+    assert!(
+        machine
+            .wait_for(
+                "var/log/lambda-gha-agent.jsonl",
+                "listener-alive",
+                Duration::from_secs(60)
+            )
+            .await,
+        "no runner"
+    );
+    // Its respawn loop first, then the agent: nothing of lambda-gha's binary is left.
+    let killed = run_in_machine(
+        &machine.sim,
+        &machine.id,
+        "root",
+        "pkill -KILL -f '^bash -c while :; do \"\\$1\" agent run' && pkill -KILL -x lambda-gha",
+    );
+    assert!(killed.status.success(), "{killed:?}");
+    machine.wait_ended().await;
+    let entry = &machine.sim.ledger().entries[0];
+    let lived = entry.billing_ended_at.unwrap() - entry.launched_at;
+    // 10 s of boot, then the watchdog's 240 + 120 s.
+    let expected = 10.0 + 240.0 + gha_runner_core::WATCHDOG_MARGIN.as_secs_f64();
+    println!("watchdog: launch -> terminated: {lived:.1} simulated s (expected {expected})");
+    assert!(
+        (expected..=expected + 10.0).contains(&lived),
+        "lived {lived} simulated s\n{}",
+        machine.read("var/log/lambda-gha-watchdog.log")
+    );
+    assert!(
+        machine
+            .read("var/log/lambda-gha-watchdog.log")
+            // Logged before the call: the machine may end before its answer.
+            .contains("terminating"),
+        "the watchdog did it"
+    );
+    assert!(
+        !machine
+            .read("var/log/lambda-gha-agent.jsonl")
+            .contains("decision"),
+        "not the agent"
+    );
+}
