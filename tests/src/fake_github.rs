@@ -70,6 +70,8 @@ struct State {
     jit_configs: Vec<String>,
     /// The answer to "list runner applications".
     downloads: Value,
+    /// How long a registration or remove token lasts (GitHub: one hour).
+    token_lifetime: std::time::Duration,
     /// Faults, each with how many times its route was called.
     faults: Vec<(GitHubFault, u32)>,
     /// When each runner that reports itself (a fake runner on a simulated machine) last did.
@@ -143,12 +145,13 @@ impl FakeGitHub {
                 online_on_register,
                 next_id: 100,
                 downloads: default_downloads(),
+                token_lifetime: std::time::Duration::from_secs(3600),
                 ..State::default()
             })),
             server: Arc::new(MockServer::start().await),
             canary: format!("GHCANARY{canary}"),
         };
-        let routes: [(&str, String, Handler); 7] = [
+        let routes: [(&str, String, Handler); 8] = [
             // Not GitHub's: what a fake runner calls when it starts (body: its JIT config).
             ("POST", "^/_fake/online$".to_owned(), Handler::Online),
             ("POST", format!("{SCOPE}/generate-jitconfig$"), Handler::Jit),
@@ -164,6 +167,11 @@ impl FakeGitHub {
             ),
             ("GET", format!("{SCOPE}$"), Handler::List),
             ("GET", format!("{SCOPE}/downloads$"), Handler::Downloads),
+            (
+                "GET",
+                r"^/orgs/[^/]+/actions/runner-groups/[0-9]+$".to_owned(),
+                Handler::RunnerGroup,
+            ),
             ("DELETE", format!("{SCOPE}/[0-9]+$"), Handler::Delete),
         ];
         for (verb, pattern, handler) in routes {
@@ -209,6 +217,11 @@ impl FakeGitHub {
     /// array of `{os, architecture, download_url, filename, sha256_checksum}`).
     pub fn serve_runner(&self, applications: Value) {
         self.lock().downloads = applications;
+    }
+
+    /// Makes the tokens issued from now on last `lifetime` (GitHub's: one hour).
+    pub fn token_lifetime(&self, lifetime: std::time::Duration) {
+        self.lock().token_lifetime = lifetime;
     }
 
     /// Injects `fault`.
@@ -259,6 +272,7 @@ enum Handler {
     List,
     Delete,
     Downloads,
+    RunnerGroup,
 }
 
 struct Route {
@@ -347,6 +361,7 @@ impl Route {
             Handler::List => Some(GitHubRoute::ListRunners),
             Handler::Delete => Some(GitHubRoute::DeleteRunner),
             Handler::Downloads => Some(GitHubRoute::RunnerDownloads),
+            Handler::RunnerGroup => None,
         }
     }
 }
@@ -432,10 +447,37 @@ impl Route {
             }
             Handler::Token(kind) => {
                 state.tokens_issued += 1;
+                // docs.github.com, "Create a registration token for a repository": "The token
+                // expires after one hour."
+                let lifetime = jiff::SignedDuration::try_from(state.token_lifetime)
+                    .unwrap_or(jiff::SignedDuration::ZERO);
+                let expires = jiff::Timestamp::now()
+                    .checked_add(lifetime)
+                    .unwrap_or(jiff::Timestamp::MAX)
+                    .round(jiff::Unit::Second)
+                    .unwrap_or(jiff::Timestamp::MAX);
                 ResponseTemplate::new(201).set_body_json(json!({
                     "token": format!("{}-{kind}-{}", self.fake.canary, state.tokens_issued),
-                    "expires_at": "2099-01-01T00:00:00Z",
+                    "expires_at": expires.to_string(),
                 }))
+            }
+            Handler::RunnerGroup => {
+                // docs.github.com, "Get a self-hosted runner group for an organization".
+                let id = request
+                    .url
+                    .path()
+                    .rsplit('/')
+                    .next()
+                    .and_then(|id| id.parse::<u64>().ok())
+                    .unwrap_or_default();
+                let name = if id == 1 {
+                    "Default".to_owned()
+                } else {
+                    format!("group-{id}")
+                };
+                ResponseTemplate::new(200).set_body_json(
+                    json!({"id": id, "name": name, "visibility": "all", "default": id == 1}),
+                )
             }
             Handler::Downloads => ResponseTemplate::new(200).set_body_json(state.downloads.clone()),
             Handler::List => {

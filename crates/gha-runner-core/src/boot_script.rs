@@ -113,6 +113,9 @@ pub struct BootScript {
     pub privileges: RunnerPrivileges,
     /// A script of the user's, run as root before the runners start.
     pub user_script: Option<String>,
+    /// The organization runner group, by name, reusable runners join (`--runnergroup`); JIT
+    /// runners get theirs from their configuration.
+    pub runner_group: Option<String>,
     /// How the machine ends itself without the agent (the provider's
     /// [`CloudProvider::self_terminate_script`](crate::CloudProvider::self_terminate_script)):
     /// its watchdog at the maximum lifetime, and a failed boot after a hold. `None` leaves
@@ -275,6 +278,10 @@ impl BootScript {
             ("agent_aarch64_sha256", shell_quote(&release(aarch64).1)),
             ("agent_source_repo", shell_quote(source.0)),
             ("agent_source_rev", shell_quote(source.1)),
+            (
+                "runner_group",
+                shell_quote(self.runner_group.as_deref().unwrap_or_default()),
+            ),
             ("grant_sudo", flag(self.privileges.sudo)),
             ("grant_docker", flag(self.privileges.docker)),
             (

@@ -96,6 +96,23 @@ impl RunnerInfo {
     }
 }
 
+/// A registration token and when GitHub lets it expire (an hour after it was made).
+pub struct RegistrationToken {
+    /// The token, for `config.sh`. Secret.
+    pub token: SecretString,
+    /// When it stops working.
+    pub expires_at: jiff::Timestamp,
+}
+
+impl std::fmt::Debug for RegistrationToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrationToken")
+            .field("token", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
 /// A just-in-time runner: registered at creation, configured by its one-use config.
 pub struct JitRunner {
     /// Its id, for deleting it.
@@ -242,7 +259,7 @@ impl GitHub {
     }
 
     /// A registration token (valid one hour) for `config.sh --token`.
-    pub async fn registration_token(&self) -> Result<SecretString, GitHubError> {
+    pub async fn registration_token(&self) -> Result<RegistrationToken, GitHubError> {
         let token = retrying("create a registration token", || async {
             let actions = self.octocrab.actions();
             match &self.scope {
@@ -257,7 +274,34 @@ impl GitHub {
             }
         })
         .await?;
-        Ok(SecretString::from(token.token))
+        Ok(RegistrationToken {
+            token: SecretString::from(token.token),
+            // An unreadable time counts as expiring now: a fresh token is asked for next time.
+            expires_at: jiff::Timestamp::from_second(token.expires_at.timestamp())
+                .unwrap_or_else(|_| jiff::Timestamp::now()),
+        })
+    }
+
+    /// The name of the organization's runner group `id` (`config.sh --runnergroup` takes a
+    /// name; the API, and this project's `runner_group` input, an id).
+    pub async fn runner_group_name(&self, id: u64) -> Result<String, GitHubError> {
+        let RunnerScope::Org { org, .. } = &self.scope else {
+            return Err(GitHubError {
+                action: "look up a runner group".into(),
+                message: "runner groups exist only for organization runners".into(),
+                status: None,
+            });
+        };
+        #[derive(Deserialize)]
+        struct Group {
+            name: String,
+        }
+        let route = format!("/orgs/{org}/actions/runner-groups/{id}");
+        let group: Group = retrying(&format!("look up runner group {id}"), || async {
+            self.octocrab.get(&route, None::<&()>).await
+        })
+        .await?;
+        Ok(group.name)
     }
 
     /// A remove token (valid one hour) for `config.sh remove --token`.

@@ -15,7 +15,7 @@ use crate::agent_config::{AgentConfig, AgentTimings};
 use crate::boot_log::{BOOT_LOG_LINES, MachineAccess};
 use crate::boot_script::{AgentSource, BootScript, RunnerBoot, RunnerCredential, RunnerPrivileges};
 use crate::error::InputError;
-use crate::github::GitHub;
+use crate::github::{GitHub, RegistrationToken, RunnerScope};
 use crate::gpus::GpuLayout;
 use crate::health::GpuGate;
 use crate::naming::RunnerNaming;
@@ -285,7 +285,9 @@ struct Registrar<'a> {
     github: &'a GitHub,
     request: &'a ProvisionRequest,
     registered: BTreeMap<usize, Vec<u64>>,
-    token: Option<SecretString>,
+    token: Option<RegistrationToken>,
+    /// The org runner group's name, for reusable runners (`config.sh --runnergroup`).
+    runner_group: Option<String>,
     /// How many machines replaced each machine so far.
     replacements: BTreeMap<usize, u32>,
 }
@@ -319,18 +321,26 @@ impl Registrar<'_> {
                 Ok(credentials)
             }
             RunnerMode::Reusable => {
-                if self.token.is_none() {
-                    self.token = Some(
-                        self.github
+                // One token serves every machine while it outlives the machine's boot budget
+                // (an hour: a long capacity wait or replacements outlast it).
+                let budget = jiff::SignedDuration::try_from(self.request.online_timeout)
+                    .unwrap_or(jiff::SignedDuration::MAX);
+                let needed = jiff::Timestamp::now()
+                    .checked_add(budget)
+                    .unwrap_or(jiff::Timestamp::MAX);
+                let token = match &self.token {
+                    Some(held) if held.expires_at > needed => held.token.clone(),
+                    _ => {
+                        let fresh = self
+                            .github
                             .registration_token()
                             .await
-                            .map_err(|e| e.to_string())?,
-                    );
-                }
-                let token = self
-                    .token
-                    .clone()
-                    .unwrap_or_else(|| SecretString::from(String::new()));
+                            .map_err(|e| e.to_string())?;
+                        let token = fresh.token.clone();
+                        self.token = Some(fresh);
+                        token
+                    }
+                };
                 Ok(names
                     .iter()
                     .map(|_| RunnerCredential::RegistrationToken(token.clone()))
@@ -410,6 +420,7 @@ impl LaunchSetup for Registrar<'_> {
                 .collect(),
             privileges: boot.privileges,
             user_script: boot.user_script.clone(),
+            runner_group: self.runner_group.clone(),
             // Without a key on the machine nothing there can end it.
             self_terminate: self
                 .self_terminate
@@ -522,6 +533,26 @@ impl<'a> Provisioner<'a> {
                 });
             }
         };
+        // `config.sh` takes the group's name; the input is its id.
+        let runner_group = match (&request.mode, self.github.scope()) {
+            (
+                RunnerMode::Reusable,
+                RunnerScope::Org {
+                    group_id: Some(id), ..
+                },
+            ) => match self.github.runner_group_name(*id).await {
+                Ok(name) => Some(name),
+                Err(error) => {
+                    return Err(ProvisionFailure {
+                        reason: error.to_string(),
+                        attempts: Vec::new(),
+                        cleanup: CleanupReport::default(),
+                        diagnoses: Vec::new(),
+                    });
+                }
+            },
+            _ => None,
+        };
         let mut registrar = Registrar {
             provider: self.provider.name(),
             runner,
@@ -530,6 +561,7 @@ impl<'a> Provisioner<'a> {
             request,
             registered: BTreeMap::new(),
             token: None,
+            runner_group,
             replacements: BTreeMap::new(),
         };
         let (mut launched, mut attempts) =

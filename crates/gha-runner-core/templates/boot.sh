@@ -46,6 +46,8 @@ AGENT_AARCH64_SHA256={{agent_aarch64_sha256}}
 AGENT_SOURCE_REPO={{agent_source_repo}}
 AGENT_SOURCE_REV={{agent_source_rev}}
 RUNNER_USER=runner
+# Reusable runners: the organization runner group they join (empty: the default one).
+RUNNER_GROUP={{runner_group}}
 GRANT_SUDO={{grant_sudo}}
 GRANT_DOCKER={{grant_docker}}
 RUNNER_NAMES=({{runner_names}})
@@ -234,9 +236,11 @@ for i in "${!RUNNER_NAMES[@]}"; do
   if [ "$RUNNER_MODE" = reusable ]; then
     step "configuring runner ${RUNNER_NAMES[$i]}"
     # Every runner is configured before any starts: no job runs while the token is in use.
+    # Only this launch's labels: no `self-hosted`, `Linux`, `X64` that any job could target.
     (cd "$dir" && ACTIONS_RUNNER_INPUT_TOKEN="$(cat "$ETC/registration.token")" \
       as_runner --preserve-env=ACTIONS_RUNNER_INPUT_TOKEN "$dir/config.sh" --unattended --replace \
       --url "$REGISTRATION_URL" --name "${RUNNER_NAMES[$i]}" --labels "${RUNNER_LABELS[$i]}" \
+      --no-default-labels ${RUNNER_GROUP:+--runnergroup "$RUNNER_GROUP"} \
       --work _work > "$dir/config.log" 2>&1) || fail "runner $i did not register (see $dir/config.log)"
   fi
 done

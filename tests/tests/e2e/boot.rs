@@ -164,6 +164,7 @@ pub(crate) async fn boot(setup: Boot) -> Booted {
             .collect(),
         privileges: RunnerPrivileges::default(),
         user_script: setup.user_script.map(str::to_owned),
+        runner_group: None,
         self_terminate: LambdaProvider::new(client.clone())
             .self_terminate_script()
             .map(str::to_owned),

@@ -66,6 +66,7 @@ fn script(credentials: [RunnerCredential; 2], user_script: Option<&str>) -> Boot
         runners,
         privileges: RunnerPrivileges::default(),
         user_script: user_script.map(str::to_owned),
+        runner_group: None,
         self_terminate: gha_runner_core::LambdaProvider::new(
             lambda_cloud::Client::builder().api_key("k").build().unwrap(),
         )

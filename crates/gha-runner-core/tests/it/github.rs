@@ -57,7 +57,8 @@ async fn tokens_are_requested_for_the_scope_and_kept_secret() {
         .mount(&server)
         .await;
     let token = github(&server, repo()).registration_token().await.unwrap();
-    assert_eq!(token.expose_secret(), "AABBCC-registration");
+    assert_eq!(token.token.expose_secret(), "AABBCC-registration");
+    assert_eq!(token.expires_at.to_string(), "2030-01-01T00:00:00Z");
     github(&server, org(None)).remove_token().await.unwrap();
     let shown = format!("{:?} {token:?}", github(&server, repo()));
     assert!(
@@ -346,4 +347,30 @@ async fn a_pinned_runner_comes_from_its_release_notes_without_the_token() {
         missing.to_string().contains("there is no runner v9.9.9"),
         "{missing}"
     );
+}
+
+#[tokio::test]
+async fn a_runner_group_id_is_looked_up_by_name_for_config_sh() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/orgs/octo/actions/runner-groups/7"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": 7, "name": "gpu machines", "visibility": "all"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        github(&server, org(Some(7)))
+            .runner_group_name(7)
+            .await
+            .unwrap(),
+        "gpu machines"
+    );
+    let error = github(&server, repo())
+        .runner_group_name(7)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("organization"), "{error}");
 }

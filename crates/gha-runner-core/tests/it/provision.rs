@@ -314,3 +314,60 @@ async fn a_launch_whose_answer_was_lost_is_found_not_launched_twice() {
         provisioned.launched[0].machine.as_str()
     );
 }
+
+/// Reusable runners on `count` machines whose runners never come online (a 1 s wait), with
+/// tokens that last `lifetime`: the registration tokens asked for.
+async fn registration_tokens_for(count: usize, lifetime: Duration) -> usize {
+    let w = world(Scenario::default(), false).await;
+    w.fake.token_lifetime(lifetime);
+    let mut request = request("gpu_1x_a10", count, 1);
+    request.mode = RunnerMode::Reusable;
+    let failure = Provisioner::new(&w.provider, &w.github)
+        .provision(&request)
+        .await
+        .unwrap_err();
+    assert!(failure.cleanup.is_complete(), "{failure}");
+    w.fake.tokens_issued()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn machines_share_a_registration_token_only_while_it_outlives_their_boot() {
+    assert_eq!(
+        registration_tokens_for(2, Duration::from_secs(3600)).await,
+        1,
+        "an hour outlives a 1 s boot budget: one token serves both"
+    );
+    assert_eq!(
+        registration_tokens_for(2, Duration::ZERO).await,
+        2,
+        "a token that expires within the boot budget is not handed to the next machine"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reusable_org_runners_join_their_group_by_name() {
+    let (sim, provider) = crate::sim::lambda_on_sim(Scenario::default()).await;
+    let fake = FakeGitHub::start(false).await;
+    let github = GitHub::new(
+        &SecretString::from("ghp_test"),
+        Some(&fake.uri()),
+        None,
+        RunnerScope::Org {
+            org: "octo".into(),
+            group_id: Some(5),
+        },
+    )
+    .unwrap();
+    let mut request = request("gpu_1x_a10", 1, 1);
+    request.mode = RunnerMode::Reusable;
+    let _ = Provisioner::new(&provider, &github)
+        .provision(&request)
+        .await;
+    let id = &sim.ledger().entries[0].instance_id;
+    let script = sim.launched_user_data(id).unwrap();
+    assert!(
+        script.contains("RUNNER_GROUP='group-5'"),
+        "the group's name"
+    );
+    assert!(script.contains("--no-default-labels"));
+}
