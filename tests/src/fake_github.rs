@@ -357,11 +357,10 @@ impl Route {
         match self.handler {
             Handler::Jit => Some(GitHubRoute::JitConfig),
             Handler::Token("registration") => Some(GitHubRoute::RegistrationToken),
-            Handler::Online | Handler::Token(_) => None,
+            Handler::Online | Handler::Token(_) | Handler::RunnerGroup => None,
             Handler::List => Some(GitHubRoute::ListRunners),
             Handler::Delete => Some(GitHubRoute::DeleteRunner),
             Handler::Downloads => Some(GitHubRoute::RunnerDownloads),
-            Handler::RunnerGroup => None,
         }
     }
 }
