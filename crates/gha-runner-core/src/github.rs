@@ -96,6 +96,12 @@ impl RunnerInfo {
     }
 }
 
+/// A runner group, as "Get a self-hosted runner group for an organization" answers.
+#[derive(Deserialize)]
+struct RunnerGroup {
+    name: String,
+}
+
 /// A registration token and when GitHub lets it expire (an hour after it was made).
 pub struct RegistrationToken {
     /// The token, for `config.sh`. Secret.
@@ -292,12 +298,8 @@ impl GitHub {
                 status: None,
             });
         };
-        #[derive(Deserialize)]
-        struct Group {
-            name: String,
-        }
         let route = format!("/orgs/{org}/actions/runner-groups/{id}");
-        let group: Group = retrying(&format!("look up runner group {id}"), || async {
+        let group: RunnerGroup = retrying(&format!("look up runner group {id}"), || async {
             self.octocrab.get(&route, None::<&()>).await
         })
         .await?;
