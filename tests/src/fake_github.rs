@@ -480,9 +480,49 @@ impl Route {
             }
             Handler::Downloads => ResponseTemplate::new(200).set_body_json(state.downloads.clone()),
             Handler::List => {
-                let runners: Vec<Value> = state.listed().iter().map(runner_json).collect();
-                ResponseTemplate::new(200)
-                    .set_body_json(json!({"total_count": runners.len(), "runners": runners}))
+                // docs.github.com, "List self-hosted runners for a repository": `name` filters
+                // by exact name; `per_page` defaults to 30, at most 100; `page` from 1; a
+                // `Link` header names the next page.
+                let query = |key: &str| {
+                    request
+                        .url
+                        .query_pairs()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| v.into_owned())
+                };
+                let per_page = query("per_page")
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(30)
+                    .clamp(1, 100);
+                let page = query("page")
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(1)
+                    .max(1);
+                let name = query("name");
+                let matching: Vec<Value> = state
+                    .listed()
+                    .iter()
+                    .filter(|r| name.as_ref().is_none_or(|n| &r.name == n))
+                    .map(runner_json)
+                    .collect();
+                let total = matching.len();
+                let runners: Vec<Value> = matching
+                    .into_iter()
+                    .skip((page - 1) * per_page)
+                    .take(per_page)
+                    .collect();
+                let mut answer = ResponseTemplate::new(200)
+                    .set_body_json(json!({"total_count": total, "runners": runners}));
+                if page * per_page < total {
+                    let mut next = request.url.clone();
+                    next.query_pairs_mut()
+                        .clear()
+                        .extend_pairs(request.url.query_pairs().filter(|(k, _)| k != "page"))
+                        .append_pair("page", &(page + 1).to_string());
+                    answer =
+                        answer.insert_header("link", format!("<{next}>; rel=\"next\"").as_str());
+                }
+                answer
             }
             Handler::Delete => {
                 let id: Option<u64> = request

@@ -371,6 +371,32 @@ impl GitHub {
         })
     }
 
+    /// The runner named `name`, if the scope has one (GitHub's `name` filter: one small
+    /// answer however many runners the repository or organization has).
+    pub async fn runner_named(&self, name: &str) -> Result<Option<RunnerInfo>, GitHubError> {
+        let route = match &self.scope {
+            RunnerScope::Repo { owner, repo } => format!("/repos/{owner}/{repo}/actions/runners"),
+            RunnerScope::Org { org, .. } => format!("/orgs/{org}/actions/runners"),
+        };
+        let query = [("name", name), ("per_page", "100")];
+        let answer: octocrab::Page<octocrab::models::actions::SelfHostedRunner> =
+            retrying(&format!("look up runner {name}"), || async {
+                self.octocrab.get(&route, Some(&query)).await
+            })
+            .await?;
+        Ok(answer
+            .items
+            .into_iter()
+            .find(|r| r.name == name)
+            .map(|r| RunnerInfo {
+                id: r.id.0,
+                name: r.name,
+                status: r.status,
+                busy: r.busy,
+                labels: r.labels.into_iter().map(|l| l.name).collect(),
+            }))
+    }
+
     /// Every runner of the scope, following pages of 100.
     pub async fn list_runners(&self) -> Result<Vec<RunnerInfo>, GitHubError> {
         let actions = self.octocrab.actions();

@@ -627,6 +627,8 @@ impl<'a> Provisioner<'a> {
     ) -> Result<(), String> {
         let timeout = request.online_timeout;
         let mut deadline = Instant::now() + timeout;
+        // Runners seen online: not asked for again.
+        let mut online: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         loop {
             for slot in 0..waiting.launched.len() {
                 let launched = waiting.launched[slot].clone();
@@ -637,6 +639,10 @@ impl<'a> Provisioner<'a> {
                             None => format!("is reported unhealthy by {}", self.provider.name()),
                         };
                         self.replace(request, waiting, slot, &m, why).await?;
+                        let index = waiting.launched[slot].instance_index;
+                        for r in 0..request.runners_per_instance {
+                            online.remove(&request.naming.runner_name(index, r));
+                        }
                         // The replacement gets the whole registration timeout.
                         deadline = deadline.max(Instant::now() + timeout);
                     }
@@ -667,13 +673,11 @@ impl<'a> Provisioner<'a> {
                         .map(move |r| (slot, request.naming.runner_name(l.instance_index, r)))
                 })
                 .collect();
-            match self.github.list_runners().await {
-                Ok(runners) => {
+            match self.ask_online(&expected, &mut online).await {
+                Ok(()) => {
                     let missing: Vec<&(usize, String)> = expected
                         .iter()
-                        .filter(|(_, name)| {
-                            !runners.iter().any(|r| &r.name == name && r.is_online())
-                        })
+                        .filter(|(_, name)| !online.contains(name))
                         .collect();
                     if missing.is_empty() {
                         return Ok(());
@@ -714,6 +718,27 @@ impl<'a> Provisioner<'a> {
             }
             tokio::time::sleep(request.online_poll).await;
         }
+    }
+
+    /// Asks GitHub, by name, for each of `expected`'s runners not yet in `online`, and adds
+    /// those that are online now: a few small answers, not every runner of the scope.
+    async fn ask_online(
+        &self,
+        expected: &[(usize, String)],
+        online: &mut std::collections::BTreeSet<String>,
+    ) -> Result<(), crate::error::GitHubError> {
+        for (_, name) in expected {
+            if !online.contains(name)
+                && self
+                    .github
+                    .runner_named(name)
+                    .await?
+                    .is_some_and(|r| r.is_online())
+            {
+                online.insert(name.clone());
+            }
+        }
+        Ok(())
     }
 
     /// The end of `id`'s boot log, or why it cannot be read.

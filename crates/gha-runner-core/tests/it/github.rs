@@ -374,3 +374,40 @@ async fn a_runner_group_id_is_looked_up_by_name_for_config_sh() {
         .unwrap_err();
     assert!(error.to_string().contains("organization"), "{error}");
 }
+
+#[tokio::test]
+async fn a_runner_is_asked_for_by_name() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/octo/gpu/actions/runners"))
+        .and(query_param("name", "lambda-1-abc-0-0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"total_count": 1, "runners": [runner(9, "lambda-1-abc-0-0", "online")]}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/octo/gpu/actions/runners"))
+        .and(query_param("name", "lambda-1-abc-1-0"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"total_count": 0, "runners": []})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let github = github(&server, repo());
+    let found = github
+        .runner_named("lambda-1-abc-0-0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.is_online() && found.id == 9);
+    assert!(
+        github
+            .runner_named("lambda-1-abc-1-0")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
