@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use lambda_cloud_sim::{FaultSpec, InstanceBehavior, Scenario as World};
 
-use crate::rig::{HOLD, KillWhen, Left, Machines, Rig, files_where, quick_boot_world, run_program};
+use crate::rig::{
+    HOLD, KillWhen, Left, Machines, Rig, files_where, quick_boot_world, run_program,
+    run_program_signalled,
+};
 use crate::{FakeInternet, GitHubFailure, GitHubFault, GitHubRoute};
 
 /// The programs under test.
@@ -219,6 +222,8 @@ pub enum Fault {
     GitHub(GitHubFault),
     /// The action process is killed.
     Killed(Moment),
+    /// The action is cancelled (SIGTERM, as a cancelled workflow sends it).
+    Cancelled(Moment),
     /// The instance never leaves `booting`.
     NeverActive,
     /// The instance goes `unhealthy` after becoming active.
@@ -266,6 +271,9 @@ impl Fault {
                 format!("GitHub {route} {how}, {}", when(fault.every_call))
             }
             Fault::Killed(moment) => format!("SIGKILL: {}", moment.label()),
+            Fault::Cancelled(moment) => {
+                format!("SIGTERM: {}", moment.label().replace("killed", "cancelled"))
+            }
             Fault::NeverActive => "instance never leaves booting".to_owned(),
             Fault::Unhealthy => "instance goes unhealthy".to_owned(),
             Fault::NeverRegisters => "runner never registers".to_owned(),
@@ -347,6 +355,7 @@ pub fn scenarios() -> Vec<Scenario> {
         }
     }
     all.extend(Moment::ALL.map(|moment| action(Fault::Killed(moment))));
+    all.extend([Moment::Launching, Moment::WaitingForRunners].map(|m| action(Fault::Cancelled(m))));
     all.extend(
         [
             Fault::NeverActive,
@@ -581,7 +590,7 @@ fn world(fault: Fault) -> World {
             fault,
             every_call,
         } => world = world.with_fault(fault.spec(operation, every_call)),
-        Fault::Killed(moment) => {
+        Fault::Killed(moment) | Fault::Cancelled(moment) => {
             world = world.with_fault(FaultSpec {
                 operation: moment.held_operation().to_owned(),
                 status: None,
@@ -681,33 +690,35 @@ async fn run_scenario(
                 }) => inputs.push(("runner_mode", "reusable")),
                 _ => {}
             }
-            let kill_start: Option<KillWhen<'_>> = match fault {
-                Fault::Killed(Moment::MakingKey) => {
-                    Some(Box::new(|out: &str| out.contains("worst case:")))
-                }
-                Fault::Killed(Moment::Launching) => {
-                    Some(Box::new(|out: &str| out.contains("made SSH key")))
-                }
-                Fault::Killed(Moment::WaitingForRunners) => {
+            let (moment, signal) = match fault {
+                Fault::Killed(moment) => (Some(moment), "KILL"),
+                Fault::Cancelled(moment) => (Some(moment), "TERM"),
+                _ => (None, "KILL"),
+            };
+            let kill_start: Option<KillWhen<'_>> = match moment {
+                Some(Moment::MakingKey) => Some(Box::new(|out: &str| out.contains("worst case:"))),
+                Some(Moment::Launching) => Some(Box::new(|out: &str| out.contains("made SSH key"))),
+                Some(Moment::WaitingForRunners) => {
                     let sim = &setup.sim;
                     Some(Box::new(move |_: &str| !sim.ledger().entries.is_empty()))
                 }
-                Fault::Killed(Moment::DeletingKey) => {
+                Some(Moment::DeletingKey) => {
                     let github = &setup.github;
                     Some(Box::new(move |_: &str| {
                         let runners = github.runners();
                         !runners.is_empty() && runners.iter().all(|r| r.online)
                     }))
                 }
-                _ => None,
+                Some(Moment::Stopping) | None => None,
             };
-            let start = run_program(
+            let start = run_program_signalled(
                 &programs.action,
                 &[],
                 setup.action_env(internet, &inputs),
                 dir,
                 "start",
                 kill_start,
+                signal,
             )
             .await;
             places.extend(start.places("start"));
@@ -718,15 +729,28 @@ async fn run_scenario(
             {
                 problems.push("the start ended before the kill".to_owned());
             }
+            if matches!(fault, Fault::Cancelled(_))
+                && !start.stdout.contains("::warning title=Cancelled")
+            {
+                problems.push("the start ended before it was cancelled".to_owned());
+            }
             let mut last = "start";
-            // The stop job runs when the start gave it machines (`if: always()`); an agent
-            // test leaves the machine to its agent.
-            let mtx = start
-                .output
-                .lines()
-                .find_map(|l| l.strip_prefix("mtx="))
-                .map(str::to_owned);
-            if let (true, Some(mtx)) = (fault != Fault::AgentTerminateFails, mtx) {
+            // The stop job runs when the start wrote its label (`if: always()`, as the README
+            // has it), with the `mtx` when there is one; an agent test leaves the machine to
+            // its agent.
+            let output = |name: &str| {
+                start
+                    .output
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                    .map(str::to_owned)
+            };
+            let (label, mtx) = (output("label"), output("mtx"));
+            if let (true, Some(label)) = (fault != Fault::AgentTerminateFails, label) {
+                let mut inputs = vec![("mode", "stop"), ("label", label.as_str())];
+                if let Some(mtx) = &mtx {
+                    inputs.push(("mtx", mtx));
+                }
                 let kill_stop: Option<KillWhen<'_>> = (fault == Fault::Killed(Moment::Stopping))
                     .then(|| -> KillWhen<'_> {
                         Box::new(|out: &str| out.contains("::group::Stopping"))
@@ -734,7 +758,7 @@ async fn run_scenario(
                 let stop = run_program(
                     &programs.action,
                     &[],
-                    setup.action_env(internet, &[("mode", "stop"), ("mtx", &mtx)]),
+                    setup.action_env(internet, &inputs),
                     dir,
                     "stop",
                     kill_stop,
@@ -745,7 +769,14 @@ async fn run_scenario(
                 if fault == Fault::Killed(Moment::Stopping) && !stop.killed {
                     problems.push("the stop ended before the kill".to_owned());
                 }
-                last = "stop";
+                // A stop that found nothing to end ended nothing: what the start made, the
+                // start ended (its own cleanup).
+                if !stop
+                    .stdout
+                    .contains("stopped 0 machine(s), deleted 0 runner registration(s)")
+                {
+                    last = "stop";
+                }
             }
             if setup.made_anything() {
                 ended_by.push(last);
@@ -810,7 +841,7 @@ async fn run_scenario(
             outcome
         }
     };
-    if matches!(fault, Fault::Killed(_)) {
+    if matches!(fault, Fault::Killed(_) | Fault::Cancelled(_)) {
         // A call held when its caller died may still complete.
         tokio::time::sleep(HOLD + Duration::from_millis(500)).await;
     }

@@ -295,7 +295,7 @@ impl Rig {
 pub type KillWhen<'a> = Box<dyn Fn(&str) -> bool + Send + Sync + 'a>;
 
 /// Runs `program` with exactly `env` (plus PATH and HOME), output to files; with `kill_when`,
-/// sends SIGKILL once it returns true (checked every 20 ms), after `settle`.
+/// sends SIGKILL once it returns true (checked every 20 ms), a moment later.
 pub async fn run_program(
     program: &Path,
     args: &[&str],
@@ -303,6 +303,20 @@ pub async fn run_program(
     dir: &Path,
     name: &str,
     kill_when: Option<KillWhen<'_>>,
+) -> Captured {
+    run_program_signalled(program, args, env, dir, name, kill_when, "KILL").await
+}
+
+/// [`run_program`], sending `signal` (`TERM`, `INT`, `KILL`) instead, as a cancelled
+/// workflow does; the program then runs on to its end.
+pub async fn run_program_signalled(
+    program: &Path,
+    args: &[&str],
+    env: Vec<(String, String)>,
+    dir: &Path,
+    name: &str,
+    kill_when: Option<KillWhen<'_>>,
+    signal: &str,
 ) -> Captured {
     let files = |what: &str| dir.join(format!("{name}.{what}"));
     let (stdout, stderr, output, summary) = (
@@ -325,19 +339,26 @@ pub async fn run_program(
         .stderr(std::fs::File::create(&stderr).expect("create a stderr file"));
     let mut child = command.spawn().expect("start the program");
     let started = Instant::now();
-    let mut killed = false;
+    let mut signalled = false;
     let status = loop {
         if let Some(status) = child.try_wait().expect("poll the program") {
             break status;
         }
         if let Some(condition) = &kill_when
-            && !killed
+            && !signalled
             && condition(&std::fs::read_to_string(&stdout).unwrap_or_default())
         {
             // Inside the held call by now: everything before it is fast.
             tokio::time::sleep(HOLD / 4).await;
-            let _ = child.kill();
-            killed = true;
+            if signal == "KILL" {
+                let _ = child.kill();
+            } else {
+                let _ = Command::new("kill")
+                    .arg(format!("-{signal}"))
+                    .arg(child.id().to_string())
+                    .status();
+            }
+            signalled = true;
         }
         assert!(
             started.elapsed() < Duration::from_secs(300),
@@ -349,7 +370,7 @@ pub async fn run_program(
     let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
     Captured {
         code: status.code(),
-        killed,
+        killed: signalled && signal == "KILL",
         stdout: read(&stdout),
         stderr: read(&stderr),
         output: read(&output),

@@ -235,6 +235,18 @@ pub struct ProvisionFailure {
     pub diagnoses: Vec<Diagnosis>,
 }
 
+impl ProvisionFailure {
+    /// A failure before anything was launched or registered: nothing to clean up.
+    pub fn before_launch(reason: String) -> ProvisionFailure {
+        ProvisionFailure {
+            reason,
+            attempts: Vec::new(),
+            cleanup: CleanupReport::default(),
+            diagnoses: Vec::new(),
+        }
+    }
+}
+
 impl fmt::Display for ProvisionFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.reason)?;
@@ -522,17 +534,7 @@ impl<'a> Provisioner<'a> {
                 .await
             }
         };
-        let runner = match runner {
-            Ok(runner) => runner,
-            Err(error) => {
-                return Err(ProvisionFailure {
-                    reason: error.to_string(),
-                    attempts: Vec::new(),
-                    cleanup: CleanupReport::default(),
-                    diagnoses: Vec::new(),
-                });
-            }
-        };
+        let runner = runner.map_err(|e| ProvisionFailure::before_launch(e.to_string()))?;
         // `config.sh` takes the group's name; the input is its id.
         let runner_group = match (&request.mode, self.github.scope()) {
             (
@@ -540,17 +542,12 @@ impl<'a> Provisioner<'a> {
                 RunnerScope::Org {
                     group_id: Some(id), ..
                 },
-            ) => match self.github.runner_group_name(*id).await {
-                Ok(name) => Some(name),
-                Err(error) => {
-                    return Err(ProvisionFailure {
-                        reason: error.to_string(),
-                        attempts: Vec::new(),
-                        cleanup: CleanupReport::default(),
-                        diagnoses: Vec::new(),
-                    });
-                }
-            },
+            ) => Some(
+                self.github
+                    .runner_group_name(*id)
+                    .await
+                    .map_err(|e| ProvisionFailure::before_launch(e.to_string()))?,
+            ),
             _ => None,
         };
         let mut registrar = Registrar {
@@ -853,15 +850,16 @@ impl<'a> Provisioner<'a> {
         report
     }
 
-    /// Ends earlier launches named by any of their machines (the action's `stop` mode):
-    /// terminates every machine of those launches and deletes every runner registered under
-    /// their labels (and under `labels`, the launches' labels when the caller knows them).
+    /// Ends earlier launches named by any of their machines or by their labels (the action's
+    /// `stop` mode): terminates every machine of those launches and deletes every runner
+    /// registered under their labels.
     /// Only machines this project tagged are touched; ids that are not (or no longer) among
     /// them are reported, not an error, so a `stop` after the machines ended themselves
     /// succeeds. When the machines cannot be listed, the named ones are terminated directly.
     pub async fn stop(&self, machines: &[MachineId], labels: &[String]) -> StopReport {
+        // The caller's labels name whole launches too (a start killed before its outputs).
         let mut report = StopReport {
-            labels: Vec::new(),
+            labels: labels.to_vec(),
             stopped: Vec::new(),
             not_found: Vec::new(),
             unlisted: None,
@@ -898,11 +896,7 @@ impl<'a> Provisioner<'a> {
                 machines.to_vec()
             }
         };
-        for label in labels {
-            if !report.labels.contains(label) {
-                report.labels.push(label.clone());
-            }
-        }
+
         let (terminated, not_terminated) = terminate_all(self.provider, &ids).await;
         report.cleanup.terminated = terminated;
         report.cleanup.not_terminated = not_terminated;

@@ -132,7 +132,7 @@ pub struct StartInputs {
 pub struct StopInputs {
     /// Machines named by `instance_id` and `mtx`; each names its whole launch.
     pub machines: Vec<MachineId>,
-    /// The launches' labels, from the runner names in `mtx`.
+    /// The launches' labels: `label`, and from the runner names in `mtx`.
     pub labels: Vec<String>,
     /// `repo` or `org`, as the start job had it.
     pub scope: String,
@@ -434,11 +434,19 @@ fn parse_stop(env: &Env, debug: bool) -> Result<StopInputs, InputError> {
             }
         }
     }
-    if machines.is_empty() {
+    // The start writes its label before it launches anything: a stop after a start that was
+    // killed or cancelled still knows the launch.
+    if let Some(label) = env.input("label") {
+        let label = RunnerNaming::with_label(label)?.label().to_owned();
+        if !labels.contains(&label) {
+            labels.push(label);
+        }
+    }
+    if machines.is_empty() && labels.is_empty() {
         return Err(InputError::new(
             "instance_id",
-            "`mode: stop` needs `instance_id` or `mtx` from the start job's outputs, e.g. \
-             `mtx: ${{ needs.lambda.outputs.mtx }}`",
+            "`mode: stop` needs `label`, `instance_id` or `mtx` from the start job's outputs, \
+             e.g. `label: ${{ needs.lambda.outputs.label }}`",
         ));
     }
     Ok(StopInputs {
@@ -620,6 +628,14 @@ mod tests {
             panic!("stop");
         };
         assert_eq!(stop.machines, [MachineId::new("a1"), MachineId::new("b2")]);
+        // A label alone names the launch (a start killed before its other outputs).
+        let Mode::Stop(stop) = parse(&env(&[("mode", "stop"), ("label", "lambda-7-abc")])).unwrap()
+        else {
+            panic!("stop");
+        };
+        assert!(stop.machines.is_empty());
+        assert_eq!(stop.labels, ["lambda-7-abc"]);
+        assert!(parse(&env(&[("mode", "stop"), ("label", "not a label")])).is_err());
     }
 
     #[test]

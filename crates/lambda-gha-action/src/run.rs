@@ -7,8 +7,8 @@ use std::time::Duration;
 use gha_runner_core::{
     AgentDownload, AgentSource, BootSettings, CapacityPolicy, CoreError, Diagnosis, GitHub,
     LAUNCHED_TAG, LambdaProvider, LaunchKey, LaunchPlan, MachineAccess, MachineTemplate,
-    ProvisionRequest, Provisioner, RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API, RunnerNaming,
-    RunnerScope, gpu_layouts, preflight,
+    ProvisionFailure, ProvisionRequest, Provisioner, RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API,
+    RunnerNaming, RunnerScope, gpu_layouts, preflight,
 };
 use lambda_cloud::{RateLimits, TIME_SCALE_ENV};
 
@@ -256,6 +256,10 @@ async fn run_start<W: Write>(
         );
     }
 
+    // Before anything is made: a stop job (`if: always()`) after a start that was killed or
+    // cancelled still finds the launch by its label.
+    w.output("label", naming.label())
+        .map_err(|e| Failure::new("Writing outputs", e.to_string()))?;
     let launch_key = if start.ssh_key_name.is_some() {
         None
     } else {
@@ -327,9 +331,24 @@ async fn run_start<W: Write>(
         "Launching {} machine(s) with {} runner(s) each",
         start.instance_count, start.runners_per_instance
     ));
-    let result = Provisioner::new(&provider, &github)
-        .provision(&request)
-        .await;
+    let launcher = Provisioner::new(&provider, &github);
+    // A cancelled workflow (or `timeout-minutes`) signals the step: the same cleanup as a
+    // failure then ends what this start launched, found by its label.
+    let result = tokio::select! {
+        result = launcher.provision(&request) => result,
+        signal = cancelled() => {
+            w.warning(
+                "Cancelled",
+                &format!("{signal}: ending what this start launched before it exits"),
+            );
+            Err(ProvisionFailure {
+                reason: format!("cancelled by {signal}"),
+                attempts: Vec::new(),
+                cleanup: launcher.cleanup(&naming, &[]).await,
+                diagnoses: Vec::new(),
+            })
+        }
+    };
     drop(access);
     if let Some(key) = &launch_key {
         remove_launch_key(&provider, key, w).await;
@@ -366,7 +385,6 @@ async fn run_start<W: Write>(
             let outputs = &provisioned.outputs;
             let first = machines.first();
             let written = (|| -> std::io::Result<()> {
-                w.output("label", &outputs.label)?;
                 w.output("instance-id", outputs.instance_id.as_deref().unwrap_or(""))?;
                 w.output(
                     "mtx",
@@ -600,6 +618,23 @@ async fn run_stop<W: Write>(
                 report.cleanup.runners_not_deleted.len()
             ),
         ))
+    }
+}
+
+/// Resolves when the job is cancelled: GitHub Actions sends the step SIGINT, SIGTERM 7.5 s
+/// later, SIGKILL 2.5 s after that (actions/runner `src/Runner.Sdk/ProcessInvoker.cs`), so the
+/// cleanup has about 10 s. Never, where the handlers cannot be set.
+async fn cancelled() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
     }
 }
 

@@ -91,7 +91,7 @@ fn action_yml_declares_and_passes_every_input_the_binary_reads() {
 fn runner_yml_offers_every_start_input_with_a_variable_fallback() {
     let action = read_repo_file("action.yml");
     let runner = read_repo_file(".github/workflows/runner.yml");
-    let stop_only = ["mode", "instance_id", "mtx", "action_ref"];
+    let stop_only = ["mode", "instance_id", "mtx", "label", "action_ref"];
     let inputs = keys_under(&runner, "inputs", 6);
     for name in keys_under(&action, "inputs", 2) {
         if stop_only.contains(&name.as_str()) {

@@ -509,15 +509,11 @@ async fn terminate_failing_twice_with_5xx_still_terminates() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_set_up_job_longer_than_the_initial_grace_is_not_cut_short() {
     // The job-started hook comes only after "set up job": 200 s here, past the 180 s grace.
-    run(Case {
-        name: "long-setup",
-        jobs: "0 20 setup=200\n",
-        timings: timings(),
-        faults: Vec::new(),
-        during: During::Nothing,
-        reason: "idle",
-        after: ("job", "end", true, 60.0),
-    })
+    run(idle_after_jobs(
+        "long-setup",
+        "0 20 setup=200\n",
+        Vec::new(),
+    ))
     .await;
 }
 

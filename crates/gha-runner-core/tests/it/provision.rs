@@ -371,3 +371,18 @@ async fn reusable_org_runners_join_their_group_by_name() {
     );
     assert!(script.contains("--no-default-labels"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_by_label_alone_ends_the_launch() {
+    let w = world(Scenario::default(), true).await;
+    let runners = Provisioner::new(&w.provider, &w.github);
+    runners
+        .provision(&request("gpu_1x_a10", 2, 30))
+        .await
+        .unwrap();
+    let report = runners.stop(&[], &["lambda-77-test".to_owned()]).await;
+    assert_eq!(report.stopped.len(), 2, "both machines of the launch");
+    assert!(report.cleanup.is_complete());
+    assert_eq!(report.cleanup.runners_deleted.len(), 2);
+    assert!(w.sim.ledger().still_billing.is_empty());
+}

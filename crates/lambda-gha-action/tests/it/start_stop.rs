@@ -153,7 +153,11 @@ async fn a_failure_after_a_launch_terminates_it_and_the_summary_says_so() {
     let (title, message) = run.error().unwrap();
     assert_eq!(title, "Launch failed");
     assert!(message.contains("global/quota-exceeded"), "{message}");
-    assert!(run.output.is_empty(), "no outputs for a failed launch");
+    assert!(
+        run.output.starts_with("label=lambda-") && run.output.lines().count() == 1,
+        "only the label, written before the launch, for a stop job: {}",
+        run.output
+    );
     settings().bind(|| insta::assert_snapshot!("failure_summary", run.summary));
     assert_eq!(w.launches(), 1);
     assert!(
