@@ -64,6 +64,14 @@ impl RunnerScope {
         }
     }
 
+    /// The scope as a machine's owner tag: `repo:<owner>/<repo>` or `org:<org>`.
+    pub fn owner(&self) -> String {
+        match self {
+            RunnerScope::Repo { owner, repo } => format!("repo:{owner}/{repo}"),
+            RunnerScope::Org { org, .. } => format!("org:{org}"),
+        }
+    }
+
     fn group(&self) -> RunnerGroupId {
         match self {
             RunnerScope::Org {

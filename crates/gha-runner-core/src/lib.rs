@@ -96,8 +96,8 @@ pub use provider::{
 };
 pub use provisioner::{
     BootSettings, CleanupReport, Diagnosis, EXPIRES_TAG, LAUNCHED_TAG, MACHINE_TAG,
-    MachineTemplate, ProvisionFailure, ProvisionRequest, Provisioned, Provisioner, RUN_TAG,
-    RunnerMode, StopReport,
+    MachineTemplate, OWNER_TAG, ProvisionFailure, ProvisionRequest, Provisioned, Provisioner,
+    RUN_TAG, RunnerMode, StopReport,
 };
 pub use reaper::{ReapPolicy, ReapReason, ReapReport, reap};
 pub use runner_release::{

@@ -28,6 +28,9 @@ use crate::runner_release::{RunnerPackage, RunnerVersion};
 pub const RUN_TAG: &str = "lambda-gha:run";
 /// The tag that identifies one machine of a launch (its agent finds itself by it).
 pub const MACHINE_TAG: &str = "lambda-gha:machine";
+/// Whose runners the machine serves: `repo:<owner>/<repo>` or `org:<org>`
+/// ([`RunnerScope::owner`]). A reaper given a scope touches only its own machines.
+pub const OWNER_TAG: &str = "lambda-gha:owner";
 /// When the machine was launched (RFC 3339, UTC): the provider does not say.
 pub const LAUNCHED_TAG: &str = "lambda-gha:launched";
 /// When the machine must be gone (launch + maximum lifetime + the agent's margin), RFC 3339:
@@ -457,6 +460,8 @@ impl LaunchSetup for Registrar<'_> {
             .insert(RUN_TAG.to_owned(), naming.label().to_owned());
         spec.tags
             .insert(MACHINE_TAG.to_owned(), self.machine_tag(index));
+        spec.tags
+            .insert(OWNER_TAG.to_owned(), self.github.scope().owner());
         let now = jiff::Timestamp::now();
         let life =
             Duration::from_secs(boot.timings.max_lifetime_seconds) + crate::agent::TERMINATE_MARGIN;

@@ -1,6 +1,7 @@
 //! The backstop for anything an agent could not end: machines this project launched that are
 //! past their expiry, or whose runners are gone from GitHub, and runner registrations whose
-//! machines are gone. Run on a schedule (`lambda-gha reap`, the `reaper.yml` workflow).
+//! machines are gone. Given a GitHub scope, it judges only machines whose owner tag names that
+//! scope: in an account shared by several repositories, the others' machines are not its own. Run on a schedule (`lambda-gha reap`, the `reaper.yml` workflow).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -13,7 +14,7 @@ use crate::github::GitHub;
 use crate::naming::RunnerNaming;
 use crate::plan::terminate_all;
 use crate::provider::{CloudProvider, Machine, MachineId};
-use crate::provisioner::{CleanupReport, EXPIRES_TAG, LAUNCHED_TAG, RUN_TAG};
+use crate::provisioner::{CleanupReport, EXPIRES_TAG, LAUNCHED_TAG, OWNER_TAG, RUN_TAG};
 
 /// Why a machine is reaped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +133,18 @@ pub async fn reap(
             .filter_map(|r| RunnerNaming::label_of_runner(&r.name).map(str::to_owned))
             .collect()
     });
-    let alive: Vec<&Machine> = machines.iter().filter(|m| m.state.may_bill()).collect();
+    // With a GitHub scope, only that scope's machines: another repository's (or org's)
+    // launches in a shared account have runners this scope cannot see.
+    let owner = github.map(|g| g.scope().owner());
+    let alive: Vec<&Machine> = machines
+        .iter()
+        .filter(|m| m.state.may_bill())
+        .filter(|m| {
+            owner
+                .as_ref()
+                .is_none_or(|owner| m.tags.get(OWNER_TAG) == Some(owner))
+        })
+        .collect();
     let mut report = ReapReport {
         examined: alive.len(),
         ..ReapReport::default()

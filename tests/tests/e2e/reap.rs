@@ -15,13 +15,14 @@ async fn reap_ends_expired_machines_and_ghost_runners_and_nothing_else() {
         .await
         .unwrap();
     let client = sim.client().unwrap();
-    let launch = |label: &'static str, expires: &'static str| {
+    let launch = |label: &'static str, expires: &'static str, owner: &'static str| {
         let client = client.clone();
         async move {
             client
                 .instances()
                 .launch("gpu_1x_a10", "us-east-1", "ci")
                 .tag("lambda-gha:run", label)
+                .tag("lambda-gha:owner", owner)
                 .tag("lambda-gha:launched", "2026-01-01T00:00:00Z")
                 .tag("lambda-gha:expires", expires)
                 .send()
@@ -29,8 +30,10 @@ async fn reap_ends_expired_machines_and_ghost_runners_and_nothing_else() {
                 .unwrap()
         }
     };
-    let expired = launch("lambda-1-expire", "2026-01-01T02:10:00Z").await;
-    let live = launch("lambda-2-alive0", "2999-01-01T00:00:00Z").await;
+    let expired = launch("lambda-1-expire", "2026-01-01T02:10:00Z", "repo:octo/gpu").await;
+    let live = launch("lambda-2-alive0", "2999-01-01T00:00:00Z", "repo:octo/gpu").await;
+    // Another repository's launch in the same account, expired too: not this reaper's.
+    let theirs = launch("lambda-4-theirs", "2026-01-01T02:10:00Z", "repo:octo/other").await;
     // Launch keys carry their time: one from 2001 was left by a killed launch.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -96,8 +99,14 @@ async fn reap_ends_expired_machines_and_ghost_runners_and_nothing_else() {
         ],
         "a fresh launch key (its launch may be under way) and other keys stay"
     );
-    let billing = sim.ledger().still_billing;
-    assert_eq!(billing, live, "only the live machine still bills");
+    let mut billing = sim.ledger().still_billing;
+    billing.sort();
+    let mut expected = [live, theirs].concat();
+    expected.sort();
+    assert_eq!(
+        billing, expected,
+        "the live machine, and another repository's, still bill"
+    );
     assert!(github.runners().iter().all(|r| r.id != ghost));
     assert_eq!(github.names(), ["lambda-2-alive0-0-0"]);
 }

@@ -386,3 +386,57 @@ async fn stop_by_label_alone_ends_the_launch() {
     assert_eq!(report.cleanup.runners_deleted.len(), 2);
     assert!(w.sim.ledger().still_billing.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reaper_for_one_repository_leaves_another_s_launches_alone() {
+    // One Lambda account, two repositories, each with its own runners on GitHub.
+    let (sim, provider) = crate::sim::lambda_on_sim(Scenario::default()).await;
+    let mut repos = Vec::new();
+    for (repo, label) in [("one", "lambda-1-aaaaaa"), ("two", "lambda-2-bbbbbb")] {
+        let fake = FakeGitHub::start(true).await;
+        let github = GitHub::new(
+            &SecretString::from("ghp_test"),
+            Some(&fake.uri()),
+            None,
+            RunnerScope::Repo {
+                owner: "octo".into(),
+                repo: repo.into(),
+            },
+        )
+        .unwrap();
+        let mut launch = request("gpu_1x_a10", 1, 30);
+        launch.naming = RunnerNaming::with_label(label).unwrap();
+        Provisioner::new(&provider, &github)
+            .provision(&launch)
+            .await
+            .unwrap();
+        repos.push((fake, github));
+    }
+    // An hour on: repository one's launch still has its runner; two's runner is invisible
+    // to one's GitHub, which once made its machine look orphaned.
+    let later = ReapPolicy {
+        now: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1),
+        ..ReapPolicy::now()
+    };
+    let report = reap(&provider, Some(&repos[0].1), later).await.unwrap();
+    assert_eq!(
+        report.examined, 1,
+        "only repository one's machine is judged"
+    );
+    assert!(report.reaped.is_empty(), "{:?}", report.reaped);
+    assert!(report.ghost_runners.is_empty());
+    assert_eq!(sim.ledger().still_billing.len(), 2, "both launches run on");
+    assert_eq!(repos[1].0.runners().len(), 1, "two's runner is untouched");
+    let owners: Vec<String> =
+        gha_runner_core::CloudProvider::list_tagged(&provider, gha_runner_core::OWNER_TAG, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| m.tags.get(gha_runner_core::OWNER_TAG).cloned())
+            .collect();
+    assert_eq!(owners.len(), 2);
+    assert!(
+        owners.contains(&"repo:octo/one".to_owned())
+            && owners.contains(&"repo:octo/two".to_owned())
+    );
+}
