@@ -21,6 +21,8 @@ pub struct FakeRunner {
     /// Whether it is online: from registration (`online_on_register`), or while it reports
     /// itself through `POST /_fake/online` (body: its JIT configuration) every second or so.
     pub online: bool,
+    /// Whether it runs a job: a runner killed mid-job stays busy on GitHub for a while.
+    pub busy: bool,
 }
 
 /// A GitHub endpoint the fake serves.
@@ -76,6 +78,8 @@ struct State {
     faults: Vec<(GitHubFault, u32)>,
     /// When each runner that reports itself (a fake runner on a simulated machine) last did.
     seen: std::collections::HashMap<u64, std::time::Instant>,
+    /// Until when each busy runner stays busy.
+    busy_until: std::collections::HashMap<u64, std::time::Instant>,
 }
 
 /// How long a reporting runner counts as online after its last report: a runner whose machine
@@ -94,6 +98,7 @@ impl State {
             name: name.to_owned(),
             labels: Vec::new(),
             online: false,
+            busy: false,
         });
         self.next_id
     }
@@ -107,9 +112,16 @@ impl State {
                         .seen
                         .get(&r.id)
                         .is_some_and(|at| at.elapsed() < ONLINE_FOR),
+                busy: self.is_busy(r.id),
                 ..r.clone()
             })
             .collect()
+    }
+
+    fn is_busy(&self, id: u64) -> bool {
+        self.busy_until
+            .get(&id)
+            .is_some_and(|until| std::time::Instant::now() < *until)
     }
 
     /// The failure this call of `route` suffers, if any.
@@ -219,6 +231,14 @@ impl FakeGitHub {
         self.lock().downloads = applications;
     }
 
+    /// Makes runner `id` busy for `how_long`, as GitHub keeps a runner that was killed
+    /// mid-job busy until it notices.
+    pub fn busy_for(&self, id: u64, how_long: std::time::Duration) {
+        self.lock()
+            .busy_until
+            .insert(id, std::time::Instant::now() + how_long);
+    }
+
     /// Makes the tokens issued from now on last `lifetime` (GitHub's: one hour).
     pub fn token_lifetime(&self, lifetime: std::time::Duration) {
         self.lock().token_lifetime = lifetime;
@@ -259,6 +279,7 @@ impl FakeGitHub {
             name: name.to_owned(),
             labels: Vec::new(),
             online,
+            busy: false,
         });
         id
     }
@@ -286,7 +307,7 @@ fn runner_json(runner: &FakeRunner) -> Value {
         "name": runner.name,
         "os": "Linux",
         "status": if runner.online { "online" } else { "offline" },
-        "busy": false,
+        "busy": runner.busy,
         "labels": runner.labels.iter().enumerate().map(|(i, name)| json!({"id": i + 1, "name": name, "type": "custom"})).collect::<Vec<_>>(),
     })
 }
@@ -435,6 +456,7 @@ impl Route {
                         })
                         .unwrap_or_default(),
                     online: state.online_on_register,
+                    busy: false,
                 };
                 state.runners.push(runner.clone());
                 let config = encoded_jit_config(&self.fake.canary, &runner);
@@ -531,6 +553,19 @@ impl Route {
                     .rsplit('/')
                     .next()
                     .and_then(|s| s.parse().ok());
+                // GitHub refuses to delete a runner that is running a job.
+                if let Some(busy) = id.filter(|id| state.is_busy(*id)) {
+                    let name = state
+                        .runners
+                        .iter()
+                        .find(|r| r.id == busy)
+                        .map(|r| r.name.clone())
+                        .unwrap_or_default();
+                    return message(
+                        422,
+                        &format!("Bad request - Runner \"{name}\" is still running a job\""),
+                    );
+                }
                 let before = state.runners.len();
                 state.runners.retain(|r| Some(r.id) != id);
                 if state.runners.len() < before {

@@ -153,6 +153,8 @@ pub struct GitHub {
     octocrab: Octocrab,
     scope: RunnerScope,
     server_url: String,
+    /// How long a delete waits for a busy runner to be let go.
+    busy_wait: Duration,
 }
 
 impl std::fmt::Debug for GitHub {
@@ -163,6 +165,10 @@ impl std::fmt::Debug for GitHub {
             .finish_non_exhaustive()
     }
 }
+
+/// How long deleting a runner that is still running a job is tried again: GitHub keeps a
+/// runner killed mid-job busy for a few minutes.
+pub const BUSY_RUNNER_WAIT: Duration = Duration::from_secs(120);
 
 /// How many times a call is sent when GitHub failed on its side (5xx, 429, no answer).
 const ATTEMPTS: u32 = 3;
@@ -252,11 +258,20 @@ impl GitHub {
         Ok(GitHub {
             octocrab,
             scope,
+            busy_wait: BUSY_RUNNER_WAIT,
             server_url: server_url
                 .unwrap_or("https://github.com")
                 .trim_end_matches('/')
                 .to_owned(),
         })
+    }
+
+    /// Waits at most `wait` for a busy runner to be let go before a delete gives up (default
+    /// [`BUSY_RUNNER_WAIT`]).
+    #[must_use]
+    pub fn with_busy_wait(mut self, wait: Duration) -> GitHub {
+        self.busy_wait = wait;
+        self
     }
 
     /// The scope.
@@ -506,8 +521,36 @@ impl GitHub {
         })
     }
 
-    /// Deletes a runner; one that is already gone is not an error.
+    /// Deletes a runner; one that is already gone is not an error. A runner still running a
+    /// job (GitHub answers 422) is tried again, 2 s then doubling up to 30 s apart, for up to
+    /// the busy wait; then the error says the reaper deletes it once it is offline.
     pub async fn delete_runner(&self, id: u64) -> Result<(), GitHubError> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_secs(2);
+        loop {
+            match self.delete_runner_once(id).await {
+                Err(error)
+                    if error.status == Some(422) && error.message.contains("running a job") =>
+                {
+                    if started.elapsed() + pause > self.busy_wait {
+                        return Err(GitHubError {
+                            message: format!(
+                                "{}; the reaper deletes it once GitHub sees it offline",
+                                error.message
+                            ),
+                            ..error
+                        });
+                    }
+                    tracing::info!(id, "runner still running a job; deleting it again soon");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn delete_runner_once(&self, id: u64) -> Result<(), GitHubError> {
         let result = retrying(&format!("delete runner {id}"), || async {
             let actions = self.octocrab.actions();
             match &self.scope {

@@ -77,7 +77,7 @@ pub use boot_script::{
 };
 pub use duration::{format_duration, parse_duration};
 pub use error::{CoreError, GitHubError, InputError};
-pub use github::{GitHub, JitRunner, RunnerInfo, RunnerScope};
+pub use github::{BUSY_RUNNER_WAIT, GitHub, JitRunner, RegistrationToken, RunnerInfo, RunnerScope};
 pub use gpus::{GpuLayout, GpusPerRunner, gpu_layouts};
 pub use health::{GpuGate, HealthGate, HealthReport, UNHEALTHY_HOLD, read_report};
 pub use jit::unpack_jit_config;

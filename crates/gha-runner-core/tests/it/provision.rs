@@ -440,3 +440,45 @@ async fn a_reaper_for_one_repository_leaves_another_s_launches_alone() {
             && owners.contains(&"repo:octo/two".to_owned())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runner_busy_when_its_launch_is_stopped_is_deleted_once_let_go_or_left_to_the_reaper() {
+    // GitHub keeps a runner killed mid-job busy for a while, and refuses to delete it (422).
+    let w = world(Scenario::default(), true).await;
+    let runners = Provisioner::new(&w.provider, &w.github);
+    runners
+        .provision(&request("gpu_1x_a10", 1, 30))
+        .await
+        .unwrap();
+    let id = w.fake.runners()[0].id;
+    w.fake.busy_for(id, Duration::from_secs(3));
+    let report = runners.stop(&[], &["lambda-77-test".to_owned()]).await;
+    assert!(report.cleanup.is_complete(), "{:?}", report.cleanup);
+    assert_eq!(
+        report.cleanup.runners_deleted,
+        [id],
+        "deleted once no longer busy"
+    );
+
+    // Busy past the wait: named, not deleted; the reaper's job.
+    let w = world(Scenario::default(), true).await;
+    let github = w.github.clone().with_busy_wait(Duration::from_secs(1));
+    let runners = Provisioner::new(&w.provider, &github);
+    runners
+        .provision(&request("gpu_1x_a10", 1, 30))
+        .await
+        .unwrap();
+    let id = w.fake.runners()[0].id;
+    w.fake.busy_for(id, Duration::from_secs(60));
+    let report = runners.stop(&[], &["lambda-77-test".to_owned()]).await;
+    assert!(
+        w.sim.ledger().still_billing.is_empty(),
+        "the machine ends anyway"
+    );
+    let (not_deleted, why) = &report.cleanup.runners_not_deleted[0];
+    assert_eq!(*not_deleted, id);
+    assert!(
+        why.contains("still running a job") && why.contains("reaper"),
+        "{why}"
+    );
+}
