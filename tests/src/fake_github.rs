@@ -163,9 +163,11 @@ impl FakeGitHub {
             server: Arc::new(MockServer::start().await),
             canary: format!("GHCANARY{canary}"),
         };
-        let routes: [(&str, String, Handler); 8] = [
+        let routes: [(&str, String, Handler); 9] = [
             // Not GitHub's: what a fake runner calls when it starts (body: its JIT config).
             ("POST", "^/_fake/online$".to_owned(), Handler::Online),
+            // Not GitHub's: a JIT runner's one job is done (body: as for `online`).
+            ("POST", "^/_fake/job-done$".to_owned(), Handler::JobDone),
             ("POST", format!("{SCOPE}/generate-jitconfig$"), Handler::Jit),
             (
                 "POST",
@@ -288,6 +290,7 @@ impl FakeGitHub {
 #[derive(Clone, Copy)]
 enum Handler {
     Online,
+    JobDone,
     Jit,
     Token(&'static str),
     List,
@@ -378,7 +381,7 @@ impl Route {
         match self.handler {
             Handler::Jit => Some(GitHubRoute::JitConfig),
             Handler::Token("registration") => Some(GitHubRoute::RegistrationToken),
-            Handler::Online | Handler::Token(_) | Handler::RunnerGroup => None,
+            Handler::Online | Handler::JobDone | Handler::Token(_) | Handler::RunnerGroup => None,
             Handler::List => Some(GitHubRoute::ListRunners),
             Handler::Delete => Some(GitHubRoute::DeleteRunner),
             Handler::Downloads => Some(GitHubRoute::RunnerDownloads),
@@ -430,6 +433,16 @@ impl Route {
                     }
                     None => message(404, "no runner has this JIT configuration"),
                 }
+            }
+            Handler::JobDone => {
+                // docs.github.com, "Self-hosted runners", ephemeral (JIT) runners: GitHub
+                // unregisters one once it has run its job.
+                let report = String::from_utf8_lossy(&request.body).trim().to_owned();
+                let id = report
+                    .rsplit_once("-jit-")
+                    .and_then(|(_, id)| id.parse::<u64>().ok());
+                state.runners.retain(|r| Some(r.id) != id);
+                ResponseTemplate::new(204)
             }
             Handler::Jit => {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);

@@ -285,6 +285,16 @@ async fn a_machine_with_a_broken_gpu_is_replaced_by_the_next_candidate() {
         wait_for_line(&jobs, "job-completed", std::time::Duration::from_secs(30)).await,
         "the job ran on the replacement"
     );
+    // Its JIT runner served its one job, and GitHub unregisters such a runner after it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !rig.github.runners().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the JIT runner is still registered: {:?}",
+            rig.github.names()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     stage.stop(&started).await;
 }
 
