@@ -294,7 +294,7 @@ async fn run_start<W: Write>(
             filesystems: start.filesystems.clone(),
             firewall_rulesets: start.firewall_rulesets.clone(),
             name_template,
-            tags: start.tags.clone(),
+            tags: launch_tags(env, &start.tags),
         },
         boot: BootSettings {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -619,6 +619,32 @@ async fn run_stop<W: Write>(
             ),
         ))
     }
+}
+
+/// The user's tags, and where the launch came from (the workflow, the run's URL), as ec2-gha
+/// tags its machines: what someone finding the machine in Lambda's dashboard wants to know.
+/// Lambda takes values up to 128 characters; a longer one is cut, the user's own win.
+fn launch_tags(
+    env: &Env,
+    user: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut tags = user.clone();
+    let fit = |value: String| value.chars().take(128).collect::<String>();
+    if let Some(workflow) = env.var("GITHUB_WORKFLOW") {
+        tags.entry("lambda-gha:workflow".to_owned())
+            .or_insert_with(|| fit(workflow.to_owned()));
+    }
+    if let (Some(repository), Some(run)) = (env.var("GITHUB_REPOSITORY"), env.var("GITHUB_RUN_ID"))
+    {
+        let server = env.var("GITHUB_SERVER_URL").unwrap_or("https://github.com");
+        let url = format!(
+            "{}/{repository}/actions/runs/{run}",
+            server.trim_end_matches('/')
+        );
+        tags.entry("lambda-gha:run-url".to_owned())
+            .or_insert_with(|| fit(url));
+    }
+    tags
 }
 
 /// Resolves when the job is cancelled: GitHub Actions sends the step SIGINT, SIGTERM 7.5 s

@@ -46,6 +46,11 @@ async fn start_brings_runners_online_and_stop_leaves_nothing_behind() {
     );
     let tagged = w.sim.client().unwrap().instances().list().await.unwrap();
     assert_eq!(tagged[0].tag("team"), Some("ml"));
+    assert_eq!(
+        tagged[0].tag("lambda-gha:run-url"),
+        Some("https://github.com/octo/gpu/actions/runs/4242")
+    );
+    assert_eq!(tagged[0].tag("lambda-gha:owner"), Some("repo:octo/gpu"));
     // Self-termination (the default): the key is on the machine, in the root-only agent
     // configuration written from a quoted heredoc, and nowhere else in the script.
     let user_data = w.sim.launched_user_data(&tagged[0].id).unwrap();
