@@ -435,8 +435,8 @@ impl Route {
                 }
             }
             Handler::JobDone => {
-                // docs.github.com, "Self-hosted runners", ephemeral (JIT) runners: GitHub
-                // unregisters one once it has run its job.
+                // docs.github.com, "Autoscaling with self-hosted runners" (ephemeral runners):
+                // GitHub automatically unregisters the runner after it has processed one job.
                 let report = String::from_utf8_lossy(&request.body).trim().to_owned();
                 let id = report
                     .rsplit_once("-jit-")
@@ -566,7 +566,10 @@ impl Route {
                     .rsplit('/')
                     .next()
                     .and_then(|s| s.parse().ok());
-                // GitHub refuses to delete a runner that is running a job.
+                // GitHub refuses to delete a runner that is still busy with a job, for a while
+                // after its machine is gone (reported by ec2-github-runner's users:
+                // machulav/ec2-github-runner issue #23, "the runner was still busy and could
+                // not be removed", fixed there by retrying).
                 if let Some(busy) = id.filter(|id| state.is_busy(*id)) {
                     let name = state
                         .runners
