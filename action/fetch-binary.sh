@@ -6,8 +6,8 @@
 # and `release-url`, to $GITHUB_OUTPUT.
 #
 # Environment: ACTION_PATH (the action's checkout), ACTION_REF (github.action_ref),
-# ACTION_COMMIT (the action_ref input: a commit SHA), ACTION_REPOSITORY, RUNNER_ARCH_NAME
-# (X64 or ARM64), SERVER_URL.
+# ACTION_COMMIT (the action_ref input: a commit SHA), ACTION_REPOSITORY (else
+# LAMBDA_GHA_ACTION_REPOSITORY), RUNNER_ARCH_NAME (X64 or ARM64), SERVER_URL.
 set -euo pipefail
 
 fail() { echo "::error title=lambda-gha setup::$*"; exit 1; }
@@ -20,7 +20,9 @@ case "${RUNNER_ARCH_NAME:-X64}" in
   *) fail "runner architecture ${RUNNER_ARCH_NAME} is not supported: run this step on Linux X64 or ARM64" ;;
 esac
 tag="v$version"
-repository="${ACTION_REPOSITORY:-}"
+# An action used by path (runner.yml checks itself out) has no github.action_repository:
+# runner.yml names the repository it checked out in LAMBDA_GHA_ACTION_REPOSITORY.
+repository="${ACTION_REPOSITORY:-${LAMBDA_GHA_ACTION_REPOSITORY:-}}"
 [ -n "$repository" ] || repository=lambda-gha/lambda-gha
 source_repo="${SERVER_URL:-https://github.com}/$repository"
 base="$source_repo/releases/download/$tag"

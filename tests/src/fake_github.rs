@@ -25,6 +25,51 @@ pub struct FakeRunner {
     pub busy: bool,
 }
 
+/// A job of a workflow run, as the fake GitHub queues it for self-hosted runners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeJob {
+    /// Its name (no spaces), unique in the workflow.
+    pub name: String,
+    /// Its `runs-on` labels: a runner must carry all of them.
+    pub runs_on: Vec<String>,
+    /// The jobs it `needs`: it is queued once they all succeeded.
+    pub needs: Vec<String>,
+    /// How long its steps take, in simulated seconds.
+    pub seconds: u32,
+}
+
+impl FakeJob {
+    /// A job on `runs_on` that needs `needs` and takes `seconds`.
+    pub fn new(name: &str, runs_on: &[&str], needs: &[&str], seconds: u32) -> FakeJob {
+        FakeJob {
+            name: name.to_owned(),
+            runs_on: runs_on.iter().map(|l| (*l).to_owned()).collect(),
+            needs: needs.iter().map(|n| (*n).to_owned()).collect(),
+            seconds,
+        }
+    }
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Waiting for the jobs it needs.
+    Waiting,
+    /// Queued: waiting for an online, idle runner whose labels match.
+    Queued,
+    /// Sent to the runner called this.
+    Running(String),
+    /// Done on the runner called this: whether it succeeded.
+    Done {
+        /// The runner's name.
+        runner: String,
+        /// Whether it succeeded.
+        succeeded: bool,
+    },
+    /// Never run: a job it needs failed.
+    Skipped,
+}
+
 /// A GitHub endpoint the fake serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GitHubRoute {
@@ -80,11 +125,26 @@ struct State {
     seen: std::collections::HashMap<u64, std::time::Instant>,
     /// Until when each busy runner stays busy.
     busy_until: std::collections::HashMap<u64, std::time::Instant>,
+    /// The queued workflow's jobs, in the order given.
+    jobs: Vec<(FakeJob, JobStatus)>,
+    /// Every registration token issued, with when it expires.
+    registration_tokens: Vec<(String, std::time::Instant)>,
 }
 
 /// How long a reporting runner counts as online after its last report: a runner whose machine
 /// died goes offline, as GitHub sees its session end.
 const ONLINE_FOR: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long a job stays assigned to a runner that stopped reporting before GitHub gives up on
+/// it, fails the job and lets the runner go ("The self-hosted runner: NAME lost communication
+/// with the server", as GitHub reports a runner whose machine vanished mid-job). Until then
+/// the runner is busy, and deleting it is refused.
+const LOST_AFTER: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// The labels `config.sh` gives a runner unless told `--no-default-labels` (actions/runner
+/// src/Runner.Listener/Configuration/ConfigurationManager.cs: `self-hosted`, the OS, the
+/// architecture).
+const DEFAULT_LABELS: [&str; 3] = ["self-hosted", "Linux", "X64"];
 
 impl State {
     /// The id of the runner called `name`, registered (offline) if there is none.
@@ -119,9 +179,120 @@ impl State {
     }
 
     fn is_busy(&self, id: u64) -> bool {
-        self.busy_until
-            .get(&id)
-            .is_some_and(|until| std::time::Instant::now() < *until)
+        let running = self.runners.iter().find(|r| r.id == id).is_some_and(|r| {
+            self.jobs
+                .iter()
+                .any(|(_, status)| *status == JobStatus::Running(r.name.clone()))
+        });
+        running
+            || self
+                .busy_until
+                .get(&id)
+                .is_some_and(|until| std::time::Instant::now() < *until)
+    }
+
+    /// The runner a report names (`<canary>-jit-<id>` from a JIT runner's key, `name:<name>`
+    /// from a configured one), if it is registered.
+    fn reporter(&self, report: &str) -> Option<u64> {
+        let id = match report.strip_prefix("name:") {
+            Some(name) => self.runners.iter().find(|r| r.name == name).map(|r| r.id),
+            None => report
+                .rsplit_once("-jit-")
+                .and_then(|(_, id)| id.parse::<u64>().ok()),
+        };
+        id.filter(|id| self.runners.iter().any(|r| r.id == *id))
+    }
+
+    /// Moves the workflow on: jobs whose needs all succeeded are queued, jobs after a failure
+    /// are skipped, and jobs on runners that stopped reporting fail.
+    fn advance(&mut self) {
+        let lost: Vec<String> = self
+            .runners
+            .iter()
+            .filter(|r| {
+                !r.online
+                    && self
+                        .seen
+                        .get(&r.id)
+                        .is_none_or(|at| at.elapsed() >= LOST_AFTER)
+            })
+            .map(|r| r.name.clone())
+            .collect();
+        let gone: Vec<String> = self
+            .jobs
+            .iter()
+            .filter_map(|(_, status)| match status {
+                JobStatus::Running(name)
+                    if lost.contains(name) || !self.runners.iter().any(|r| &r.name == name) =>
+                {
+                    Some(name.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for (_, status) in &mut self.jobs {
+            if let JobStatus::Running(name) = status
+                && gone.contains(name)
+            {
+                *status = JobStatus::Done {
+                    runner: name.clone(),
+                    succeeded: false,
+                };
+            }
+        }
+        loop {
+            let outcome = |state: &State, name: &str| {
+                state
+                    .jobs
+                    .iter()
+                    .find(|(job, _)| job.name == name)
+                    .map(|(_, status)| status.clone())
+            };
+            let mut changed = false;
+            for i in 0..self.jobs.len() {
+                if self.jobs[i].1 != JobStatus::Waiting {
+                    continue;
+                }
+                let needs: Vec<Option<JobStatus>> = self.jobs[i]
+                    .0
+                    .needs
+                    .iter()
+                    .map(|n| outcome(self, n))
+                    .collect();
+                let next = if needs.iter().all(|s| {
+                    matches!(
+                        s,
+                        Some(JobStatus::Done {
+                            succeeded: true,
+                            ..
+                        })
+                    )
+                }) {
+                    Some(JobStatus::Queued)
+                } else if needs.iter().any(|s| {
+                    matches!(
+                        s,
+                        Some(
+                            JobStatus::Done {
+                                succeeded: false,
+                                ..
+                            } | JobStatus::Skipped
+                        )
+                    )
+                }) {
+                    Some(JobStatus::Skipped)
+                } else {
+                    None
+                };
+                if let Some(next) = next {
+                    self.jobs[i].1 = next;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
     }
 
     /// The failure this call of `route` suffers, if any.
@@ -163,7 +334,16 @@ impl FakeGitHub {
             server: Arc::new(MockServer::start().await),
             canary: format!("GHCANARY{canary}"),
         };
-        let routes: [(&str, String, Handler); 9] = [
+        let routes: [(&str, String, Handler); 12] = [
+            // Not GitHub's: `config.sh` registering a runner (what the real one does through
+            // GitHub's runner-registration service with the registration token).
+            ("POST", "^/_fake/configure$".to_owned(), Handler::Configure),
+            // Not GitHub's: a runner asking for a job (the real one long-polls GitHub's
+            // broker for messages: actions/runner src/Runner.Listener/MessageListener.cs).
+            ("POST", "^/_fake/acquire$".to_owned(), Handler::Acquire),
+            // Not GitHub's: a runner reporting its job's result (body: report, then
+            // `<job> Succeeded|Failed`).
+            ("POST", "^/_fake/finish$".to_owned(), Handler::Finish),
             // Not GitHub's: what a fake runner calls when it starts (body: its JIT config).
             ("POST", "^/_fake/online$".to_owned(), Handler::Online),
             // Not GitHub's: a JIT runner's one job is done (body: as for `online`).
@@ -271,6 +451,23 @@ impl FakeGitHub {
         self.lock().jit_configs.clone()
     }
 
+    /// Queues a workflow run's jobs: each is queued for a runner once the jobs it needs
+    /// succeeded, as GitHub does when the run starts.
+    pub fn queue_workflow(&self, jobs: Vec<FakeJob>) {
+        let mut state = self.lock();
+        state
+            .jobs
+            .extend(jobs.into_iter().map(|job| (job, JobStatus::Waiting)));
+        state.advance();
+    }
+
+    /// The workflow's jobs and where each is.
+    pub fn jobs(&self) -> Vec<(FakeJob, JobStatus)> {
+        let mut state = self.lock();
+        state.advance();
+        state.jobs.clone()
+    }
+
     /// Registers a runner directly (as a reusable runner's `config.sh` would).
     pub fn register(&self, name: &str, online: bool) -> u64 {
         let mut state = self.lock();
@@ -289,6 +486,9 @@ impl FakeGitHub {
 
 #[derive(Clone, Copy)]
 enum Handler {
+    Configure,
+    Acquire,
+    Finish,
     Online,
     JobDone,
     Jit,
@@ -353,6 +553,69 @@ fn encoded_jit_config(canary: &str, runner: &FakeRunner) -> String {
     base64::engine::general_purpose::STANDARD.encode(files.to_string())
 }
 
+/// `config.sh` registering a runner. The body: `key=value` lines (`token`, `name`, `labels`
+/// comma-separated, `no-default-labels`, `runnergroup`). The token must be a registration
+/// token this fake issued that has not expired (docs.github.com, "Create a registration token
+/// for a repository": it expires after one hour); the real runner reports a refused one as
+/// "Http response code: NotFound from 'POST …/actions/runner-registration'".
+fn configure(state: &mut State, body: &str) -> ResponseTemplate {
+    let field = |key: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    let token = field("token");
+    let valid = state
+        .registration_tokens
+        .iter()
+        .any(|(issued, until)| *issued == token && std::time::Instant::now() < *until);
+    if !valid {
+        return message(404, "Not Found");
+    }
+    let name = field("name");
+    let mut labels: Vec<String> = if field("no-default-labels") == "true" {
+        Vec::new()
+    } else {
+        DEFAULT_LABELS.iter().map(|l| (*l).to_owned()).collect()
+    };
+    labels.extend(
+        field("labels")
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned),
+    );
+    let id = state.runner_named(&name);
+    if let Some(runner) = state.runners.iter_mut().find(|r| r.id == id) {
+        runner.labels = labels;
+    }
+    ResponseTemplate::new(201).set_body_json(json!({"id": id, "name": name}))
+}
+
+/// The job GitHub sends runner `id` now, if any: the first queued job whose `runs-on` labels
+/// the runner all carries, when the runner is idle (docs.github.com, "Using self-hosted
+/// runners in a workflow", routing: a job goes to an online, idle runner whose labels match
+/// all of its `runs-on`; otherwise it stays queued until one comes).
+fn acquire(state: &mut State, id: u64) -> ResponseTemplate {
+    let Some(runner) = state.runners.iter().find(|r| r.id == id).cloned() else {
+        return message(404, "no such runner");
+    };
+    if state.is_busy(id) {
+        return ResponseTemplate::new(204);
+    }
+    let next = state.jobs.iter_mut().find(|(job, status)| {
+        *status == JobStatus::Queued && job.runs_on.iter().all(|l| runner.labels.contains(l))
+    });
+    match next {
+        Some((job, status)) => {
+            *status = JobStatus::Running(runner.name.clone());
+            ResponseTemplate::new(200).set_body_string(format!("{} {}", job.name, job.seconds))
+        }
+        None => ResponseTemplate::new(204),
+    }
+}
+
 /// What github.com answers "list runner applications" with (docs.github.com, REST, "List
 /// runner applications for a repository"): a package per OS and CPU, with its SHA-256. The
 /// URLs lead nowhere: machines that download them are given a [`crate::FakeInternet`]'s.
@@ -381,7 +644,13 @@ impl Route {
         match self.handler {
             Handler::Jit => Some(GitHubRoute::JitConfig),
             Handler::Token("registration") => Some(GitHubRoute::RegistrationToken),
-            Handler::Online | Handler::JobDone | Handler::Token(_) | Handler::RunnerGroup => None,
+            Handler::Online
+            | Handler::JobDone
+            | Handler::Token(_)
+            | Handler::RunnerGroup
+            | Handler::Configure
+            | Handler::Acquire
+            | Handler::Finish => None,
             Handler::List => Some(GitHubRoute::ListRunners),
             Handler::Delete => Some(GitHubRoute::DeleteRunner),
             Handler::Downloads => Some(GitHubRoute::RunnerDownloads),
@@ -413,6 +682,43 @@ impl Respond for Route {
 impl Route {
     fn answer(&self, state: &mut State, request: &Request) -> ResponseTemplate {
         match self.handler {
+            Handler::Configure => configure(state, &String::from_utf8_lossy(&request.body)),
+            Handler::Acquire => {
+                let report = String::from_utf8_lossy(&request.body).trim().to_owned();
+                let Some(id) = state.reporter(&report) else {
+                    return message(404, "no such runner");
+                };
+                state.seen.insert(id, std::time::Instant::now());
+                state.advance();
+                acquire(state, id)
+            }
+            Handler::Finish => {
+                let body = String::from_utf8_lossy(&request.body).into_owned();
+                let (report, result) = body.split_once('\n').unwrap_or((&body, ""));
+                let Some(id) = state.reporter(report.trim()) else {
+                    return message(404, "no such runner");
+                };
+                let runner = state
+                    .runners
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default();
+                let mut words = result.split_whitespace();
+                let (job, succeeded) = (words.next(), words.next() == Some("Succeeded"));
+                for (queued, status) in &mut state.jobs {
+                    if Some(queued.name.as_str()) == job
+                        && *status == JobStatus::Running(runner.clone())
+                    {
+                        *status = JobStatus::Done {
+                            runner: runner.clone(),
+                            succeeded,
+                        };
+                    }
+                }
+                state.advance();
+                ResponseTemplate::new(204)
+            }
             Handler::Online => {
                 // `<canary>-jit-<id>`, the secret of a JIT configuration this fake issued, or
                 // `name:<name>` from a runner
@@ -481,6 +787,11 @@ impl Route {
             }
             Handler::Token(kind) => {
                 state.tokens_issued += 1;
+                let token = format!("{}-{kind}-{}", self.fake.canary, state.tokens_issued);
+                if kind == "registration" {
+                    let until = std::time::Instant::now() + state.token_lifetime;
+                    state.registration_tokens.push((token.clone(), until));
+                }
                 // docs.github.com, "Create a registration token for a repository": "The token
                 // expires after one hour."
                 let lifetime = jiff::SignedDuration::try_from(state.token_lifetime)
@@ -491,7 +802,7 @@ impl Route {
                     .round(jiff::Unit::Second)
                     .unwrap_or(jiff::Timestamp::MAX);
                 ResponseTemplate::new(201).set_body_json(json!({
-                    "token": format!("{}-{kind}-{}", self.fake.canary, state.tokens_issued),
+                    "token": token,
                     "expires_at": expires.to_string(),
                 }))
             }

@@ -684,10 +684,12 @@ async fn run_scenario(
             ];
             match fault {
                 Fault::NoCapacity => inputs.push(("capacity_wait", "5m")),
+                // Reusable runners are the default; JIT configurations are asked for only
+                // in JIT mode.
                 Fault::GitHub(GitHubFault {
-                    route: GitHubRoute::RegistrationToken,
+                    route: GitHubRoute::JitConfig,
                     ..
-                }) => inputs.push(("runner_mode", "reusable")),
+                }) => inputs.push(("runner_mode", "jit")),
                 _ => {}
             }
             let (moment, signal) = match fault {

@@ -11,7 +11,9 @@ pub mod machine;
 pub mod rig;
 mod sshd;
 
-pub use fake_github::{FakeGitHub, FakeRunner, GitHubFailure, GitHubFault, GitHubRoute};
+pub use fake_github::{
+    FakeGitHub, FakeJob, FakeRunner, GitHubFailure, GitHubFault, GitHubRoute, JobStatus,
+};
 pub use internet::{
     FAKE_GITHUB_URL_FILE, FakeInternet, PINNED_RUNNER_VERSION, RUNNER_VERSION, write_fake_runner,
 };

@@ -258,6 +258,8 @@ const SYSTEM_TOOLS: &[(&str, &str)] = &[
     // `run` reaches machines with ssh; its tests start a real sshd on 127.0.0.1.
     ("ssh", "openssh-client"),
     ("sshd", "openssh-server"),
+    // runner.yml's resolve step reads GitHub's OIDC token with jq (as on ubuntu-latest).
+    ("jq", "jq"),
 ];
 
 /// Installs what the tests need that cargo does not provide. Only what is missing, so a

@@ -175,6 +175,10 @@ pub trait LaunchSetup: Send {
 
     /// The prepared machine was not launched: undo what `prepare` did for it.
     async fn abandon(&mut self, instance_index: usize);
+
+    /// Machine `machine.instance_index` was launched (a replacement has the index of the
+    /// machine it replaces).
+    async fn launched(&mut self, _machine: &Launched) {}
 }
 
 /// Why a plan ended without its N machines. Everything it launched was terminated.
@@ -393,6 +397,7 @@ impl LaunchPlan {
                 }
             }
             if let Some(machine) = got {
+                setup.launched(&machine).await;
                 launched.push(machine);
                 continue;
             }

@@ -305,6 +305,10 @@ struct Registrar<'a> {
     runner_group: Option<String>,
     /// How many machines replaced each machine so far.
     replacements: BTreeMap<usize, u32>,
+    /// Where the outputs for the machines launched so far go.
+    report: Option<&'a tokio::sync::watch::Sender<Outputs>>,
+    /// The machines launched so far, by index (a replacement takes its machine's place).
+    machines: BTreeMap<usize, Launched>,
 }
 
 impl Registrar<'_> {
@@ -482,6 +486,18 @@ impl LaunchSetup for Registrar<'_> {
             }
         }
     }
+    async fn launched(&mut self, machine: &Launched) {
+        self.machines
+            .insert(machine.instance_index, machine.clone());
+        if let Some(report) = self.report {
+            let so_far: Vec<Launched> = self.machines.values().cloned().collect();
+            report.send_replace(Outputs::new(
+                &self.request.naming,
+                &so_far,
+                self.request.runners_per_instance,
+            ));
+        }
+    }
 }
 
 /// A provisioning's state while it waits for runners: the machines (a replacement takes its
@@ -511,12 +527,26 @@ impl Waiting<'_, '_> {
 pub struct Provisioner<'a> {
     provider: &'a dyn CloudProvider,
     github: &'a GitHub,
+    machines: Option<&'a tokio::sync::watch::Sender<Outputs>>,
 }
 
 impl<'a> Provisioner<'a> {
     /// A provisioner.
     pub fn new(provider: &'a dyn CloudProvider, github: &'a GitHub) -> Self {
-        Provisioner { provider, github }
+        Provisioner {
+            provider,
+            github,
+            machines: None,
+        }
+    }
+
+    /// Sends the outputs for the machines launched so far each time one is launched or
+    /// replaced, before their runners are online: a caller that is cancelled mid-way has
+    /// already handed on what a stop needs.
+    #[must_use]
+    pub fn reporting_machines(mut self, to: &'a tokio::sync::watch::Sender<Outputs>) -> Self {
+        self.machines = Some(to);
+        self
     }
 
     /// Launches the machines, waits until every runner is online (up to the registration
@@ -565,6 +595,8 @@ impl<'a> Provisioner<'a> {
             token: None,
             runner_group,
             replacements: BTreeMap::new(),
+            report: self.machines,
+            machines: BTreeMap::new(),
         };
         let (mut launched, mut attempts) =
             match request.plan.execute(self.provider, &mut registrar).await {

@@ -247,7 +247,7 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
         }
     };
     let capacity = CapacityPolicy::parse(env.input("capacity_wait").unwrap_or("0"))?;
-    let runner_mode = RunnerMode::parse(env.input("runner_mode").unwrap_or("jit"))?;
+    let runner_mode = RunnerMode::parse(env.input("runner_mode").unwrap_or("reusable"))?;
     let scope = scope(env)?;
     let runner_group = match env.input("runner_group") {
         None => None,
@@ -522,7 +522,7 @@ mod tests {
         assert_eq!(start.instance_types, ["gpu_1x_a10"]);
         assert!(start.regions.is_empty());
         assert_eq!(start.instance_count, 1);
-        assert_eq!(start.runner_mode, RunnerMode::Jit);
+        assert_eq!(start.runner_mode, RunnerMode::Reusable);
         assert_eq!(start.timings, AgentTimings::default());
         assert!(start.self_terminate);
         assert_eq!(start.capacity, CapacityPolicy::FailFast);

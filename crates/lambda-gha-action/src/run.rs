@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gha_runner_core::{
     AgentDownload, AgentSource, BootSettings, CapacityPolicy, CoreError, Diagnosis, GitHub,
-    LAUNCHED_TAG, LambdaProvider, LaunchKey, LaunchPlan, MachineAccess, MachineTemplate,
+    LAUNCHED_TAG, LambdaProvider, LaunchKey, LaunchPlan, MachineAccess, MachineTemplate, Outputs,
     ProvisionFailure, ProvisionRequest, Provisioner, RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API,
     RunnerNaming, RunnerScope, gpu_layouts, preflight,
 };
@@ -331,22 +331,39 @@ async fn run_start<W: Write>(
         "Launching {} machine(s) with {} runner(s) each",
         start.instance_count, start.runners_per_instance
     ));
-    let launcher = Provisioner::new(&provider, &github);
-    // A cancelled workflow (or `timeout-minutes`) signals the step: the same cleanup as a
-    // failure then ends what this start launched, found by its label.
-    let result = tokio::select! {
-        result = launcher.provision(&request) => result,
-        signal = cancelled() => {
-            w.warning(
-                "Cancelled",
-                &format!("{signal}: ending what this start launched before it exits"),
-            );
-            Err(ProvisionFailure {
-                reason: format!("cancelled by {signal}"),
-                attempts: Vec::new(),
-                cleanup: launcher.cleanup(&naming, &[]).await,
-                diagnoses: Vec::new(),
-            })
+    let (machines, mut launched_so_far) =
+        tokio::sync::watch::channel(Outputs::new(&naming, &[], start.runners_per_instance));
+    let launcher = Provisioner::new(&provider, &github).reporting_machines(&machines);
+    let provisioning = launcher.provision(&request);
+    let signalled = cancelled();
+    tokio::pin!(provisioning, signalled);
+    let result = loop {
+        tokio::select! {
+            result = &mut provisioning => break result,
+            // Each machine is in the outputs as soon as it exists: the runner reads
+            // `GITHUB_OUTPUT` when the step ends, however it ends, and a later line of the
+            // same name wins (actions/runner src/Runner.Worker/ActionRunner.cs: ProcessFiles
+            // in a `finally`; ExecutionContext.SetOutput), so a stop job with `if: always()`
+            // finds the machines of a start that was cancelled or timed out.
+            Ok(()) = launched_so_far.changed() => {
+                let so_far = launched_so_far.borrow_and_update().clone();
+                write_machine_outputs(w, &so_far)
+                    .map_err(|e| Failure::new("Writing outputs", e.to_string()))?;
+            }
+            // A cancelled workflow (or `timeout-minutes`) signals the step: the same cleanup
+            // as a failure then ends what this start launched, found by its label.
+            signal = &mut signalled => {
+                w.warning(
+                    "Cancelled",
+                    &format!("{signal}: ending what this start launched before it exits"),
+                );
+                break Err(ProvisionFailure {
+                    reason: format!("cancelled by {signal}"),
+                    attempts: Vec::new(),
+                    cleanup: launcher.cleanup(&naming, &[]).await,
+                    diagnoses: Vec::new(),
+                });
+            }
         }
     };
     drop(access);
@@ -385,11 +402,7 @@ async fn run_start<W: Write>(
             let outputs = &provisioned.outputs;
             let first = machines.first();
             let written = (|| -> std::io::Result<()> {
-                w.output("instance-id", outputs.instance_id.as_deref().unwrap_or(""))?;
-                w.output(
-                    "mtx",
-                    &serde_json::to_string(&outputs.mtx).unwrap_or_else(|_| "[]".into()),
-                )?;
+                write_machine_outputs(w, outputs)?;
                 w.output(
                     "instance-type",
                     first.map_or("", |m| m.instance_type.as_str()),
@@ -650,6 +663,15 @@ fn launch_tags(
 /// Resolves when the job is cancelled: GitHub Actions sends the step SIGINT, SIGTERM 7.5 s
 /// later, SIGKILL 2.5 s after that (actions/runner `src/Runner.Sdk/ProcessInvoker.cs`), so the
 /// cleanup has about 10 s. Never, where the handlers cannot be set.
+/// The `instance-id` and `mtx` outputs.
+fn write_machine_outputs<W: Write>(w: &mut Workflow<W>, outputs: &Outputs) -> std::io::Result<()> {
+    w.output("instance-id", outputs.instance_id.as_deref().unwrap_or(""))?;
+    w.output(
+        "mtx",
+        &serde_json::to_string(&outputs.mtx).unwrap_or_else(|_| "[]".into()),
+    )
+}
+
 async fn cancelled() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (

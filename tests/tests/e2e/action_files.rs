@@ -124,3 +124,185 @@ fn the_readme_documents_every_input_and_output() {
         );
     }
 }
+
+#[test]
+fn runner_yml_passes_through_every_output_of_the_action() {
+    let action = read_repo_file("action.yml");
+    let runner = read_repo_file(".github/workflows/runner.yml");
+    let offered = keys_under(&runner, "outputs", 6);
+    for name in keys_under(&action, "outputs", 2) {
+        assert!(offered.contains(&name), "runner.yml lacks output {name}");
+        assert!(
+            runner.contains(&format!("value: ${{{{ jobs.launch.outputs.{name} }}}}")),
+            "runner.yml does not pass output {name} on"
+        );
+        assert!(
+            runner.contains(&format!("{name}: ${{{{ steps.start.outputs.{name} }}}}")),
+            "runner.yml's launch job does not take output {name}"
+        );
+    }
+}
+
+/// The `run:` script of every step of runner.yml named `name`, dedented.
+fn step_scripts(yaml: &str, name: &str) -> Vec<String> {
+    let mut scripts = Vec::new();
+    let mut lines = yaml.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != format!("- name: {name}") {
+            continue;
+        }
+        for line in lines.by_ref() {
+            if line.trim() == "run: |" {
+                break;
+            }
+        }
+        let indent = 10;
+        let mut script = String::new();
+        for line in lines.by_ref() {
+            if !line.trim().is_empty() && line.len() - line.trim_start().len() < indent {
+                break;
+            }
+            script.push_str(line.get(indent..).unwrap_or(""));
+            script.push('\n');
+        }
+        scripts.push(script);
+    }
+    scripts
+}
+
+/// An unsigned JWT with these claims (the script reads claims; GitHub signs its tokens).
+fn jwt(claims: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    let part = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    format!(
+        "{}.{}.signature",
+        part(&serde_json::json!({"alg": "RS256", "typ": "JWT"})),
+        part(claims)
+    )
+}
+
+/// Runs runner.yml's "Resolve the lambda-gha commit to run" script with `env`; its exit
+/// status, what it printed and its `GITHUB_OUTPUT`.
+fn resolve(script: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "resolve-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("github-output");
+    let run = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("GITHUB_OUTPUT", &output)
+        .env("GH_TOKEN", "workflow-token")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let written = std::fs::read_to_string(&output).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        run.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        ),
+        written,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runner_yml_runs_the_commit_and_repository_it_was_called_at() {
+    use wiremock::matchers::{header, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let runner = read_repo_file(".github/workflows/runner.yml");
+    let scripts = step_scripts(&runner, "Resolve the lambda-gha commit to run");
+    assert_eq!(scripts.len(), 2, "the launch and stop jobs both resolve");
+    assert_eq!(scripts[0], scripts[1], "one script, in both jobs");
+    let script = &scripts[0];
+
+    // GitHub's OIDC token for a job of this workflow, called from another repository as
+    // `uses: octo-fork/lambda-gha/.github/workflows/runner.yml@v0.1.0` (docs.github.com,
+    // "OpenID Connect reference": `job_workflow_ref` and `job_workflow_sha` name the called
+    // workflow; the request URL already carries a query, so `&audience=` is appended).
+    let sha = "1111111111111111111111111111111111111111";
+    let server = MockServer::start().await;
+    let token = jwt(&serde_json::json!({
+        "repository": "octo/app",
+        "job_workflow_ref": "octo-fork/lambda-gha/.github/workflows/runner.yml@refs/tags/v0.1.0",
+        "job_workflow_sha": sha,
+    }));
+    Mock::given(method("GET"))
+        .and(path("/oidc"))
+        .and(query_param("audience", "lambda-gha"))
+        .and(header("authorization", "Bearer oidc-request-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"value": token})))
+        .mount(&server)
+        .await;
+    // The commits API resolves a named ref (`Accept: application/vnd.github.sha`).
+    let tagged = "2222222222222222222222222222222222222222";
+    Mock::given(method("GET"))
+        .and(path("/repos/lambda-gha/lambda-gha/commits/v0.2.0"))
+        .and(header("accept", "application/vnd.github.sha"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(tagged))
+        .mount(&server)
+        .await;
+    let oidc_url = format!("{}/oidc?api-version=2.0", server.uri());
+    let oidc = [
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", oidc_url.as_str()),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "oidc-request-token"),
+        ("API_URL", &server.uri()),
+    ];
+
+    // Nothing set: the repository and commit the caller named.
+    let (ok, stdout, written) = resolve(script, &oidc);
+    assert!(ok, "{stdout}");
+    assert_eq!(
+        written,
+        format!("repository=octo-fork/lambda-gha\nsha={sha}\n")
+    );
+    assert!(!stdout.contains(&token), "the token is never printed");
+
+    // An explicit commit wins over the one called.
+    let explicit = "3333333333333333333333333333333333333333";
+    let mut env = oidc.to_vec();
+    env.push(("ACTION_REF", explicit));
+    let (ok, _, written) = resolve(script, &env);
+    assert!(ok);
+    assert!(written.contains(&format!("sha={explicit}")), "{written}");
+
+    // Without the OIDC token (no `id-token: write`): a named ref is resolved in the
+    // default repository; nothing named is refused with the fix.
+    let (ok, stdout, written) = resolve(
+        script,
+        &[("API_URL", &server.uri()), ("ACTION_REF", "v0.2.0")],
+    );
+    assert!(ok, "{stdout}");
+    assert_eq!(
+        written,
+        format!("repository=lambda-gha/lambda-gha\nsha={tagged}\n")
+    );
+    let (ok, stdout, written) = resolve(script, &[("API_URL", &server.uri())]);
+    assert!(!ok);
+    assert!(written.is_empty());
+    assert!(
+        stdout.contains("::error title=action_ref::") && stdout.contains("id-token: write"),
+        "{stdout}"
+    );
+    // A ref that does not resolve names itself and the repository.
+    let (ok, stdout, _) = resolve(
+        script,
+        &[("API_URL", &server.uri()), ("ACTION_REF", "no-such-tag")],
+    );
+    assert!(!ok);
+    assert!(
+        stdout.contains("cannot resolve no-such-tag in lambda-gha/lambda-gha"),
+        "{stdout}"
+    );
+}

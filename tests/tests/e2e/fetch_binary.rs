@@ -80,6 +80,38 @@ async fn the_release_binary_is_used_only_with_a_matching_checksum() {
     let (out, outputs) = fetch(&server, &dir, &[("ACTION_COMMIT", COMMIT)]);
     assert!(out.status.success());
     assert!(outputs.contains("sha256sums="), "{outputs}");
+
+    // runner.yml uses the action by path, where `github.action_repository` is empty: the
+    // repository it checked out (a fork's own) is where its release is looked for.
+    let fork = "/octo-fork/lambda-gha/releases/download/v0.1.0";
+    for (name, body) in [
+        ("COMMIT", format!("{COMMIT}\n").into_bytes()),
+        (
+            "SHA256SUMS",
+            format!("{}  {ASSET}\n", sha256(&binary, &dir)).into_bytes(),
+        ),
+        (ASSET, binary.clone()),
+    ] {
+        Mock::given(method("GET"))
+            .and(wiremock::matchers::path(format!("{fork}/{name}")))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(body))
+            .mount(&server)
+            .await;
+    }
+    let (out, outputs) = fetch(
+        &server,
+        &dir,
+        &[
+            ("ACTION_REPOSITORY", ""),
+            ("LAMBDA_GHA_ACTION_REPOSITORY", "octo-fork/lambda-gha"),
+            ("ACTION_COMMIT", COMMIT),
+        ],
+    );
+    assert!(out.status.success());
+    assert!(
+        outputs.contains(&format!("release-url={}{fork}", server.uri())),
+        "{outputs}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -114,6 +114,19 @@ impl Stage {
         start(&self.rig, &self.programs, &self.internet, inputs).await
     }
 
+    /// The start with these inputs and nothing else: the action's defaults for the rest.
+    pub(crate) async fn start_with_only(&self, inputs: &[(&str, &str)]) -> Captured {
+        run_program(
+            &self.programs.action,
+            &[],
+            self.rig.action_env(&self.internet, inputs),
+            &self.rig.dir,
+            "start",
+            None,
+        )
+        .await
+    }
+
     pub(crate) async fn stop(&self, started: &Captured) {
         stop(&self.rig, &self.programs, &self.internet, started).await;
     }
@@ -213,6 +226,8 @@ async fn a_machine_with_a_broken_gpu_is_replaced_by_the_next_candidate() {
             "gpu_check",
             "nvidia-smi --query-gpu=name --format=csv,noheader | grep -q NVIDIA",
         ),
+        // A JIT runner, which GitHub unregisters after its one job (checked below).
+        ("runner_mode", "jit"),
     ];
     let (started, (first, gate_failed_at)) = tokio::join!(stage.start(&inputs), watch);
     assert!(started.success(), "{}\n{}", started.stdout, started.stderr);

@@ -15,3 +15,4 @@ mod reap;
 mod repository;
 mod runner_release;
 mod simulator;
+mod workflow;

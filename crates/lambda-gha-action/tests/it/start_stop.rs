@@ -18,6 +18,10 @@ async fn start_brings_runners_online_and_stop_leaves_nothing_behind() {
             ("gpus_per_runner", "all"),
             ("extra_gh_labels", "cuda"),
             ("tags", "team=ml"),
+            // The launcher registers JIT runners itself, so this fake GitHub sees them come
+            // online without a machine that runs `config.sh` (tests/tests/e2e/workflow.rs
+            // runs the default, reusable runners, on root machines).
+            ("runner_mode", "jit"),
         ]))
         .await;
     assert!(run.success, "{}\n{}", run.stdout, run.stderr);
@@ -108,6 +112,8 @@ async fn without_self_termination_the_key_stays_off_the_machine() {
             ("instance_type", "gpu_1x_a10"),
             ("self_terminate", "false"),
             ("ssh_key_name", "mine"),
+            // JIT: runners the fake GitHub sees online without a machine running them.
+            ("runner_mode", "jit"),
         ]))
         .await;
     assert!(run.success, "{}\n{}", run.stdout, run.stderr);
@@ -158,11 +164,18 @@ async fn a_failure_after_a_launch_terminates_it_and_the_summary_says_so() {
     let (title, message) = run.error().unwrap();
     assert_eq!(title, "Launch failed");
     assert!(message.contains("global/quota-exceeded"), "{message}");
+    // The label before the launch, then each machine as soon as it exists, for a stop job
+    // with `if: always()` (a later line of the same name wins).
+    let lines: Vec<&str> = run.output.lines().collect();
+    assert!(lines[0].starts_with("label=lambda-"), "{}", run.output);
+    let first = &w.sim.ledger().entries[0].instance_id;
+    assert_eq!(lines[1], format!("instance-id={first}"), "{}", run.output);
     assert!(
-        run.output.starts_with("label=lambda-") && run.output.lines().count() == 1,
-        "only the label, written before the launch, for a stop job: {}",
+        lines[2].starts_with("mtx=[{") && lines[2].contains(first.as_str()),
+        "{}",
         run.output
     );
+    assert_eq!(lines.len(), 3, "{}", run.output);
     settings().bind(|| insta::assert_snapshot!("failure_summary", run.summary));
     assert_eq!(w.launches(), 1);
     assert!(

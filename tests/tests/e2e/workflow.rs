@@ -1,0 +1,147 @@
+//! Whole workflows on launched runners, as GitHub runs them: the fake GitHub queues a workflow
+//! run's jobs once the jobs they need are done and hands each to an idle runner whose labels
+//! match; fake runners on root machines take them from that queue.
+
+use std::time::Duration;
+
+use lambda_gha_tests::rig::{Captured, quick_boot_world};
+use lambda_gha_tests::{FakeJob, JobStatus};
+
+use crate::gpus::Stage;
+
+/// The README's example grown into a real workflow: three jobs one after another, then two
+/// side by side, all on the launch's label.
+fn five_jobs(label: &str) -> Vec<FakeJob> {
+    vec![
+        FakeJob::new("build", &[label], &[], 60),
+        FakeJob::new("test", &[label], &["build"], 60),
+        FakeJob::new("package", &[label], &["test"], 30),
+        FakeJob::new("eval-a", &[label], &["package"], 45),
+        FakeJob::new("eval-b", &[label], &["package"], 45),
+    ]
+}
+
+fn output<'a>(started: &'a Captured, name: &str) -> &'a str {
+    let prefix = format!("{name}=");
+    started
+        .output
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no `{name}` output:\n{}", started.output))
+}
+
+/// Waits (up to `limit`) until no job is waiting, queued or running.
+async fn settled(stage: &Stage, limit: Duration) -> Vec<(FakeJob, JobStatus)> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let jobs = stage.rig.github.jobs();
+        let open = jobs.iter().any(|(_, status)| {
+            matches!(
+                status,
+                JobStatus::Waiting | JobStatus::Queued | JobStatus::Running(_)
+            )
+        });
+        if !open || tokio::time::Instant::now() >= deadline {
+            return jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_five_job_workflow_completes_on_one_machine_with_default_inputs() {
+    let stage = Stage::new("workflow", quick_boot_world(), "9400", true).await;
+    let rig = &stage.rig;
+    // What the README's example sets, and nothing else.
+    let started = stage
+        .start_with_only(&[("instance_type", "gpu_1x_a10"), ("region", "us-east-1")])
+        .await;
+    assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
+    let label = output(&started, "label").to_owned();
+    // The run's other jobs are queued once the launch job is done, as GitHub does.
+    rig.github.queue_workflow(five_jobs(&label));
+
+    let jobs = settled(&stage, Duration::from_secs(120)).await;
+    let runners: Vec<String> = rig.github.names();
+    assert_eq!(runners.len(), 1, "one machine, one runner: {runners:?}");
+    for (job, status) in &jobs {
+        assert_eq!(
+            *status,
+            JobStatus::Done {
+                runner: runners[0].clone(),
+                succeeded: true
+            },
+            "{}: {jobs:?}",
+            job.name
+        );
+    }
+    // The launch's labels only, none of `config.sh`'s defaults: a `runs-on: self-hosted` job
+    // of another repository cannot land here.
+    let labels = &rig.github.runners()[0].labels;
+    assert!(labels.contains(&label), "{labels:?}");
+    assert!(
+        !labels
+            .iter()
+            .any(|l| ["self-hosted", "Linux", "X64"].contains(&l.as_str())),
+        "{labels:?}"
+    );
+    assert_eq!(rig.sim.ledger().entries.len(), 1, "one machine launched");
+
+    // Idle after the last job, the machine ends itself; the stop job removes the runner.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !rig.sim.ledger().still_billing.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the idle machine did not end itself"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stage.stop(&started).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jit_runner_serves_one_job_and_leaves_the_rest_queued() {
+    let stage = Stage::new("workflow-jit", quick_boot_world(), "9500", true).await;
+    let rig = &stage.rig;
+    let started = stage
+        .start_with_only(&[
+            ("instance_type", "gpu_1x_a10"),
+            ("region", "us-east-1"),
+            ("runner_mode", "jit"),
+        ])
+        .await;
+    assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
+    let label = output(&started, "label").to_owned();
+    rig.github.queue_workflow(five_jobs(&label));
+
+    // The one runner takes `build`, and GitHub unregisters it after that job.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let jobs = loop {
+        let jobs = rig.github.jobs();
+        if rig.github.runners().is_empty()
+            && matches!(jobs[0].1, JobStatus::Done { .. })
+            && jobs[1].1 == JobStatus::Queued
+        {
+            break jobs;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{jobs:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        matches!(
+            jobs[0].1,
+            JobStatus::Done {
+                succeeded: true,
+                ..
+            }
+        ),
+        "{jobs:?}"
+    );
+    // `test` stays queued: no runner carries the label any more (GitHub would drop it after
+    // a day). This is what `instance_count` or `reusable` runners are for.
+    assert!(
+        jobs[2..].iter().all(|(_, s)| *s == JobStatus::Waiting),
+        "{jobs:?}"
+    );
+    stage.stop(&started).await;
+}
