@@ -129,6 +129,8 @@ struct State {
     jobs: Vec<(FakeJob, JobStatus)>,
     /// Every registration token issued, with when it expires.
     registration_tokens: Vec<(String, std::time::Instant)>,
+    /// How many deletes were refused because the runner was busy.
+    busy_refusals: usize,
 }
 
 /// How long a reporting runner counts as online after its last report: a runner whose machine
@@ -138,7 +140,9 @@ const ONLINE_FOR: std::time::Duration = std::time::Duration::from_secs(3);
 /// How long a job stays assigned to a runner that stopped reporting before GitHub gives up on
 /// it, fails the job and lets the runner go ("The self-hosted runner: NAME lost communication
 /// with the server", as GitHub reports a runner whose machine vanished mid-job). Until then
-/// the runner is busy, and deleting it is refused.
+/// the runner is busy, and deleting it is refused. The real runner renews its job's lock every
+/// 60 s (actions/runner src/Runner.Listener/JobDispatcher.cs: RenewJobRequestAsync), so GitHub
+/// notices after minutes; the fake, in real seconds, after a few.
 const LOST_AFTER: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// The labels `config.sh` gives a runner unless told `--no-default-labels` (actions/runner
@@ -468,6 +472,11 @@ impl FakeGitHub {
         state.jobs.clone()
     }
 
+    /// How many deletes were refused (422) because the runner was busy with a job.
+    pub fn busy_refusals(&self) -> usize {
+        self.lock().busy_refusals
+    }
+
     /// Registers a runner directly (as a reusable runner's `config.sh` would).
     pub fn register(&self, name: &str, online: bool) -> u64 {
         let mut state = self.lock();
@@ -661,6 +670,8 @@ impl Route {
 impl Respond for Route {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let mut state = self.fake.lock();
+        // Jobs move on and lost runners are let go as time passes, whoever asks.
+        state.advance();
         let injected = self.github_route().and_then(|route| state.injected(route));
         let delay = match injected {
             Some(GitHubFailure::Status(status)) => {
@@ -882,6 +893,7 @@ impl Route {
                 // machulav/ec2-github-runner issue #23, "the runner was still busy and could
                 // not be removed", fixed there by retrying).
                 if let Some(busy) = id.filter(|id| state.is_busy(*id)) {
+                    state.busy_refusals += 1;
                     let name = state
                         .runners
                         .iter()

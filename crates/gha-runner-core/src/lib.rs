@@ -97,7 +97,7 @@ pub use provider::{
 pub use provisioner::{
     BootSettings, CleanupReport, Diagnosis, EXPIRES_TAG, LAUNCHED_TAG, MACHINE_TAG,
     MachineTemplate, OWNER_TAG, ProvisionFailure, ProvisionRequest, Provisioned, Provisioner,
-    RUN_TAG, RunnerMode, StopReport,
+    RUN_TAG, RunnerMode, SESSION_TAG, StopReport, lifetime_tags,
 };
 pub use reaper::{ReapPolicy, ReapReason, ReapReport, reap};
 pub use runner_release::{

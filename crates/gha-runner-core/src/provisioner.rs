@@ -37,6 +37,24 @@ pub const LAUNCHED_TAG: &str = "lambda-gha:launched";
 /// the reaper terminates what is still running past it.
 pub const EXPIRES_TAG: &str = "lambda-gha:expires";
 
+/// The tag of a `lambda-gha run` machine, with its run's id. It serves no runners: the reaper
+/// ends it only past its [`EXPIRES_TAG`].
+pub const SESSION_TAG: &str = "lambda-gha:session";
+
+/// The [`LAUNCHED_TAG`] and [`EXPIRES_TAG`] of a machine launched now that must be gone
+/// after `lifetime`.
+pub fn lifetime_tags(lifetime: Duration) -> [(String, String); 2] {
+    let now = jiff::Timestamp::now();
+    let expires = jiff::SignedDuration::try_from(lifetime)
+        .ok()
+        .and_then(|life| now.checked_add(life).ok())
+        .unwrap_or(now);
+    [
+        (LAUNCHED_TAG.to_owned(), tag_time(now)),
+        (EXPIRES_TAG.to_owned(), tag_time(expires)),
+    ]
+}
+
 /// Formats a tag timestamp, to the second.
 pub(crate) fn tag_time(at: jiff::Timestamp) -> String {
     // Truncated, not rounded: a launch time rounded up lies in the future for up to half a
@@ -466,15 +484,9 @@ impl LaunchSetup for Registrar<'_> {
             .insert(MACHINE_TAG.to_owned(), self.machine_tag(index));
         spec.tags
             .insert(OWNER_TAG.to_owned(), self.github.scope().owner());
-        let now = jiff::Timestamp::now();
         let life =
             Duration::from_secs(boot.timings.max_lifetime_seconds) + crate::agent::TERMINATE_MARGIN;
-        let expires = jiff::SignedDuration::try_from(life)
-            .ok()
-            .and_then(|life| now.checked_add(life).ok())
-            .unwrap_or(now);
-        spec.tags.insert(LAUNCHED_TAG.to_owned(), tag_time(now));
-        spec.tags.insert(EXPIRES_TAG.to_owned(), tag_time(expires));
+        spec.tags.extend(lifetime_tags(life));
         spec.user_data = Some(user_data);
         Ok(spec)
     }

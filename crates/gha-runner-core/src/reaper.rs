@@ -14,7 +14,9 @@ use crate::github::GitHub;
 use crate::naming::RunnerNaming;
 use crate::plan::terminate_all;
 use crate::provider::{CloudProvider, Machine, MachineId};
-use crate::provisioner::{CleanupReport, EXPIRES_TAG, LAUNCHED_TAG, OWNER_TAG, RUN_TAG};
+use crate::provisioner::{
+    CleanupReport, EXPIRES_TAG, LAUNCHED_TAG, OWNER_TAG, RUN_TAG, SESSION_TAG,
+};
 
 /// Why a machine is reaped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,13 +118,18 @@ pub async fn reap(
     github: Option<&GitHub>,
     policy: ReapPolicy,
 ) -> Result<ReapReport, CoreError> {
-    let machines = provider
-        .list_tagged(RUN_TAG, None)
-        .await
-        .map_err(|source| CoreError::Provider {
-            provider: provider.name(),
-            source,
-        })?;
+    // Launches for runners, and `lambda-gha run` sessions (judged by their expiry alone).
+    let mut machines = Vec::new();
+    for tag in [RUN_TAG, SESSION_TAG] {
+        machines.extend(provider.list_tagged(tag, None).await.map_err(|source| {
+            CoreError::Provider {
+                provider: provider.name(),
+                source,
+            }
+        })?);
+    }
+    machines.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    machines.dedup_by(|a, b| a.id == b.id);
     let runners = match github {
         Some(github) => Some(github.list_runners().await?),
         None => None,

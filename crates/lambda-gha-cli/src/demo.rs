@@ -109,6 +109,7 @@ pub async fn demo(ui: Ui, interrupts: &mut UnboundedReceiver<()>) -> Result<Demo
         gpu_gate: GpuGate::default(),
         replace_unhealthy: 1,
         boot_timeout: Duration::from_secs(60),
+        max_lifetime: Duration::from_secs(12 * 3600),
         time_scale: TIME_SCALE,
         user: "demo".to_owned(),
         state_dir: work.join("state"),

@@ -214,6 +214,10 @@ struct RunArgs {
     /// How long to wait for the machine to boot and then to accept SSH.
     #[arg(long, default_value = "20m", value_parser = parse_duration_arg)]
     boot_timeout: std::time::Duration,
+    /// How long the machine may live, even with --keep or if this command dies: it is tagged
+    /// to expire then, and `lambda-gha reap` terminates it after that.
+    #[arg(long, default_value = "12h", value_parser = parse_duration_arg)]
+    max_lifetime: std::time::Duration,
     /// Your own GPU check, run on the machine before the upload; a failure ends the run
     /// (e.g. `python3 -c 'import torch; assert torch.cuda.is_available()'`).
     #[arg(long, value_name = "COMMAND")]
@@ -919,6 +923,7 @@ async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> 
         },
         replace_unhealthy: args.replace_unhealthy,
         boot_timeout: args.boot_timeout,
+        max_lifetime: args.max_lifetime,
         time_scale,
         user: user(),
         state_dir: lambda_gha_cli::run::default_state_dir(&env),

@@ -19,8 +19,9 @@ use crate::progress::Ui;
 use crate::project::{Codec, Project, RemoteListing, unpack_archive, write_archive};
 use crate::transport::{self, OpenSsh, Sandbox, Transport, capture, shell_quote};
 
-/// The tag that marks one run's machine, so an interrupted launch can still be found.
-pub const RUN_TAG: &str = "lambda-gha:run";
+/// The tag that marks one run's machine, so an interrupted launch can still be found, and the
+/// reaper knows it serves no runners.
+pub use gha_runner_core::SESSION_TAG;
 
 /// One thing to run in the project directory on the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +133,8 @@ pub struct RunRequest {
     pub replace_unhealthy: u32,
     /// How long to wait for `active` and then for SSH.
     pub boot_timeout: Duration,
+    /// How long the machine may live: its `lambda-gha:expires` tag, which the reaper honours.
+    pub max_lifetime: Duration,
     /// Simulated seconds per real second (1 on a real cloud): scales polling and the cost.
     pub time_scale: f64,
     /// Who runs it (the `lambda-gha:cli` tag).
@@ -213,6 +216,9 @@ pub struct RunSummary {
     pub missing_downloads: Vec<String>,
     /// The failing step, if one failed.
     pub failed_step: Option<String>,
+    /// When the reaper ends the machine this run launched, if it is still running (its
+    /// `lambda-gha:expires` tag).
+    pub expires: Option<String>,
     /// Billed time of the machine this run launched, seconds (until now if left running).
     pub billed_seconds: f64,
     /// Billed time × price, US dollars.
@@ -307,7 +313,11 @@ impl RunSummary {
             MachineFate::NotLaunched => "nothing launched".to_owned(),
             MachineFate::Terminated => "terminated (billing stopped)".to_owned(),
             MachineFate::LeftRunning => format!(
-                "LEFT RUNNING, still billing: `lambda-gha run --instance {id} ...` reuses it, `lambda-gha terminate {id}` ends it"
+                "LEFT RUNNING, still billing: `lambda-gha run --instance {id} ...` reuses it, `lambda-gha terminate {id}` ends it{}",
+                self.expires
+                    .as_deref()
+                    .map(|at| format!("; `lambda-gha reap` ends it after {at}"))
+                    .unwrap_or_default()
             ),
             MachineFate::TerminateFailed(why) => format!(
                 "COULD NOT TERMINATE ({why}); it may be billing: `lambda-gha terminate {id}`"
@@ -404,6 +414,7 @@ pub async fn run(
             downloaded_files: 0,
             missing_downloads: Vec::new(),
             failed_step: None,
+            expires: None,
             billed_seconds: 0.0,
             cost_usd: 0.0,
             machine: MachineFate::NotLaunched,
@@ -813,7 +824,16 @@ async fn launch_machine(
     launch_request.instance_types = types.to_vec();
     launch_request
         .tags
-        .insert(RUN_TAG.to_owned(), state.run_id.clone());
+        .insert(SESSION_TAG.to_owned(), state.run_id.clone());
+    // A run that is forgotten (`--keep`, or a laptop that died mid-run) still ends: the reaper
+    // terminates it past this expiry.
+    launch_request
+        .tags
+        .extend(gha_runner_core::lifetime_tags(request.max_lifetime));
+    state.summary.expires = launch_request
+        .tags
+        .get(gha_runner_core::EXPIRES_TAG)
+        .cloned();
     // Types, regions and the API key are checked before anything (a key, a machine) is made.
     let checked = launch::check(provider, &launch_request)
         .await
@@ -1059,7 +1079,7 @@ async fn cleanup(provider: &LambdaProvider, request: &RunRequest, ui: Ui, state:
     // A launch cut short may have made a machine whose id never reached us: find it by tag.
     if state.launch_started
         && state.target.is_none()
-        && let Ok(machines) = provider.list_tagged(RUN_TAG, Some(&state.run_id)).await
+        && let Ok(machines) = provider.list_tagged(SESSION_TAG, Some(&state.run_id)).await
         && let Some(machine) = machines.into_iter().find(|m| {
             m.state.may_bill()
                 && !state
@@ -1234,6 +1254,7 @@ mod tests {
             downloaded_files: 2,
             missing_downloads: vec!["plots".into()],
             failed_step: Some("uv run train.py".into()),
+            expires: Some("2026-11-30T08:00:00Z".into()),
             billed_seconds: 250.0,
             cost_usd: 250.0 / 3600.0 * 0.86,
             machine: MachineFate::Terminated,

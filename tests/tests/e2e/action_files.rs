@@ -306,3 +306,77 @@ async fn runner_yml_runs_the_commit_and_repository_it_was_called_at() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reaper_yml_runs_the_released_binary_and_refuses_a_tampered_one() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let reaper = read_repo_file(".github/workflows/reaper.yml");
+    assert!(
+        !reaper.contains("cargo") && !reaper.contains("actions/checkout"),
+        "the reaper builds nothing and needs no checkout of lambda-gha"
+    );
+    let scripts = step_scripts(&reaper, "Get lambda-gha");
+    assert_eq!(scripts.len(), 1);
+    let version = reaper
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("LAMBDA_GHA_VERSION: "))
+        .unwrap();
+
+    let server = MockServer::start().await;
+    let base = format!("/lambda-gha/lambda-gha/releases/download/{version}");
+    let asset = "lambda-gha-x86_64-unknown-linux-musl";
+    let binary = b"#!/bin/sh\necho reaped\n".to_vec();
+    let temp = std::env::temp_dir().join(format!("reaper-yml-{}", std::process::id()));
+    std::fs::create_dir_all(&temp).unwrap();
+    std::fs::write(temp.join("expected"), &binary).unwrap();
+    let digest = std::process::Command::new("sha256sum")
+        .arg(temp.join("expected"))
+        .output()
+        .unwrap();
+    let digest = String::from_utf8_lossy(&digest.stdout)[..64].to_owned();
+    let serve = |name: String, body: Vec<u8>| {
+        Mock::given(method("GET"))
+            .and(path(name))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(body))
+    };
+    serve(format!("{base}/{asset}"), binary.clone())
+        .mount(&server)
+        .await;
+    let sums = server
+        .register_as_scoped(serve(
+            format!("{base}/SHA256SUMS"),
+            format!("{digest}  {asset}\n").into_bytes(),
+        ))
+        .await;
+    let env = [
+        ("LAMBDA_GHA_VERSION", version),
+        ("LAMBDA_GHA_REPOSITORY", "lambda-gha/lambda-gha"),
+        ("LAMBDA_GHA_DOWNLOAD_BASE", &server.uri()),
+        ("RUNNER_ARCH", "X64"),
+        ("RUNNER_TEMP", temp.to_str().unwrap()),
+    ];
+    let (ok, printed, written) = resolve(&scripts[0], &env);
+    assert!(ok, "{printed}");
+    let path = written.trim().strip_prefix("path=").unwrap();
+    let run = std::process::Command::new(path).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "reaped\n");
+    drop(sums);
+
+    // A binary that is not the one the release lists is refused.
+    serve(
+        format!("{base}/SHA256SUMS"),
+        format!("{}  {asset}\n", "0".repeat(64)).into_bytes(),
+    )
+    .mount(&server)
+    .await;
+    let (ok, printed, written) = resolve(&scripts[0], &env);
+    assert!(!ok);
+    assert!(written.is_empty());
+    assert!(
+        printed.contains("does not match the release's SHA256SUMS"),
+        "{printed}"
+    );
+    let _ = std::fs::remove_dir_all(&temp);
+}

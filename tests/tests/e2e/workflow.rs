@@ -145,3 +145,46 @@ async fn a_jit_runner_serves_one_job_and_leaves_the_rest_queued() {
     );
     stage.stop(&started).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_while_a_job_runs_ends_the_machine_and_deletes_the_runner_once_let_go() {
+    let stage = Stage::new("workflow-stop", quick_boot_world(), "9600", true).await;
+    let rig = &stage.rig;
+    let started = stage
+        .start_with_only(&[("instance_type", "gpu_1x_a10"), ("region", "us-east-1")])
+        .await;
+    assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
+    let label = output(&started, "label").to_owned();
+    // A job far longer than the test: the stop lands in the middle of it.
+    rig.github
+        .queue_workflow(vec![FakeJob::new("train", &[&label], &[], 36_000)]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !matches!(rig.github.jobs()[0].1, JobStatus::Running(_)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rig.github.runners()[0].busy, "GitHub sees the runner busy");
+
+    // The stop terminates the machine; GitHub refuses to delete the runner (422) until it
+    // gives up on the job, and the stop deletes it then. `Stage::stop` checks that nothing is
+    // left: no machine, no registration, no key.
+    stage.stop(&started).await;
+    assert!(
+        rig.github.busy_refusals() > 0,
+        "the stop met the busy runner"
+    );
+    let jobs = rig.github.jobs();
+    assert!(
+        matches!(
+            jobs[0].1,
+            JobStatus::Done {
+                succeeded: false,
+                ..
+            }
+        ),
+        "the job failed with its machine: {jobs:?}"
+    );
+}

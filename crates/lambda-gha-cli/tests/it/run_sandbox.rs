@@ -61,6 +61,7 @@ impl World {
             gpu_gate: GpuGate::default(),
             replace_unhealthy: 0,
             boot_timeout: Duration::from_secs(60),
+            max_lifetime: Duration::from_secs(12 * 3600),
             time_scale: SCALE,
             user: "tester".into(),
             state_dir: self.dir.join("state"),
@@ -276,4 +277,61 @@ async fn when_every_replacement_fails_too_the_run_says_how_many_it_tried() {
     let ledger = world.sim.ledger();
     assert_eq!(ledger.entries.len(), 2);
     assert!(ledger.still_billing.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_run_machine_expires_and_the_reaper_ends_it_then_and_not_before() {
+    let world = World::new().await;
+    let mut request = world.request(&["gpu_1x_a10"]);
+    request.keep = true;
+    request.max_lifetime = Duration::from_secs(3600);
+    let summary = world.run(&request).await;
+    assert_eq!(summary.exit_code, 0, "{}", summary.render());
+    assert_eq!(summary.machine, MachineFate::LeftRunning);
+    let expires = summary
+        .expires
+        .clone()
+        .expect("the summary names the expiry");
+    assert!(
+        summary
+            .render()
+            .contains(&format!("`lambda-gha reap` ends it after {expires}")),
+        "{}",
+        summary.render()
+    );
+    let id = summary.instance_id.clone().unwrap();
+    let machine = world
+        .sim
+        .client()
+        .unwrap()
+        .instances()
+        .get(&id.as_str().into())
+        .await
+        .unwrap();
+    assert_eq!(machine.tag("lambda-gha:expires"), Some(expires.as_str()));
+    assert!(machine.tag("lambda-gha:session").is_some());
+    assert_eq!(
+        machine.tag("lambda-gha:run"),
+        None,
+        "not a runner launch: no reaper judges it by its runners"
+    );
+
+    // Before the expiry it stays.
+    let reap = |now: jiff::Timestamp| gha_runner_core::ReapPolicy {
+        now,
+        ..gha_runner_core::ReapPolicy::now()
+    };
+    let report = gha_runner_core::reap(&world.provider, None, reap(jiff::Timestamp::now()))
+        .await
+        .unwrap();
+    assert!(report.reaped.is_empty(), "{:?}", report.reaped);
+    assert_eq!(world.sim.ledger().still_billing.len(), 1);
+
+    // Past it, the reaper ends it.
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2);
+    let report = gha_runner_core::reap(&world.provider, None, reap(later))
+        .await
+        .unwrap();
+    assert_eq!(report.reaped.len(), 1, "{:?}", report.reaped);
+    assert!(world.sim.ledger().still_billing.is_empty());
 }
