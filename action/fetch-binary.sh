@@ -2,8 +2,8 @@
 # Gets the lambda-gha-action binary for this runner: the release of this action's version when
 # the action runs at that release (its tag, or the commit the release was built from), checked
 # against the release's SHA256SUMS; otherwise built from the action's own checkout with cargo
-# (branches, commits, forks). Writes `path` and `source-repo`, and for a release `sha256sums`
-# and `release-url`, to $GITHUB_OUTPUT.
+# (branches, commits, forks), with the agent for the machines (`agent-path`, `agent-sha256`).
+# Writes `path`, and for a release `sha256sums` and `release-url`, to $GITHUB_OUTPUT.
 #
 # Environment: ACTION_PATH (the action's checkout), ACTION_REF (github.action_ref),
 # ACTION_COMMIT (the action_ref input: a commit SHA), ACTION_REPOSITORY (else
@@ -53,12 +53,11 @@ if $use_release; then
     echo "path=$dir/$asset"
     echo "sha256sums=$dir/SHA256SUMS"
     echo "release-url=$base"
-    echo "source-repo=$source_repo"
   } >> "$GITHUB_OUTPUT"
   exit 0
 fi
 
-echo "no release matches this ref (${ACTION_REF:-${ACTION_COMMIT:-unknown}}): building lambda-gha-action from the action's checkout"
+echo "no release matches this ref (${ACTION_REF:-${ACTION_COMMIT:-unknown}}): building lambda-gha-action, and the agent the machines get, from the action's checkout"
 if ! command -v cargo >/dev/null 2>&1; then
   curl -fsSL --proto '=https' --tlsv1.2 https://sh.rustup.rs | sh -s -- -y --profile minimal >/dev/null
   export PATH="$HOME/.cargo/bin:$PATH"
@@ -66,8 +65,19 @@ fi
 target_dir="${CARGO_TARGET_DIR:-$ACTION_PATH/target}"
 cargo build --quiet --release --locked -p lambda-gha-action --manifest-path "$ACTION_PATH/Cargo.toml" \
   --target-dir "$target_dir" || fail "building lambda-gha-action failed"
+# The agent, static for any Linux x86_64 machine, built here once: the launcher delivers it to
+# each machine over SSH, so no GPU machine spends billed minutes compiling.
+agent_target=x86_64-unknown-linux-musl
+rustup target add "$agent_target" >/dev/null 2>&1 || fail "cannot add the Rust target $agent_target"
+if ! command -v musl-gcc >/dev/null 2>&1; then
+  sudo apt-get install -y -qq musl-tools >/dev/null || fail "cannot install musl-tools (musl-gcc) to build the agent"
+fi
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked -p lambda-gha-cli \
+  --target "$agent_target" --manifest-path "$ACTION_PATH/Cargo.toml" --target-dir "$target_dir" ||
+  fail "building the lambda-gha agent failed"
+agent="$target_dir/$agent_target/release/lambda-gha"
 {
   echo "path=$target_dir/release/lambda-gha-action"
-  # Machines build the agent from this repository at the action_ref commit.
-  echo "source-repo=$source_repo"
+  echo "agent-path=$agent"
+  echo "agent-sha256=$(sha256sum "$agent" | cut -d' ' -f1)"
 } >> "$GITHUB_OUTPUT"

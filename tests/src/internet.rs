@@ -148,6 +148,20 @@ impl FakeInternet {
     pub fn agent_sha256(&self) -> &str {
         &self.agent_sha256
     }
+
+    /// How many times machines downloaded the agent.
+    pub async fn agent_downloads(&self) -> usize {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| {
+                let path = r.url.path();
+                path == "/lambda-gha" || path.starts_with("/release/lambda-gha")
+            })
+            .count()
+    }
 }
 
 /// Lays the fake runner out in `dir`, as its release tarball unpacks.

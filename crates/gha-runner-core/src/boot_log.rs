@@ -16,6 +16,9 @@ pub const BOOT_LOG_LINES: usize = 40;
 
 /// How long reading one log may take (connecting included).
 const READ_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long delivering a file may take, connection included (a ~10 MB agent over the
+/// internet takes seconds).
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How the launcher reaches its machines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,8 +67,75 @@ impl MachineAccess {
             )
         };
         let ip = machine.ip.as_deref().unwrap_or("<its IP>");
-        let transport: Box<dyn Transport> = match self {
-            MachineAccess::Unavailable { why } => return Err(format!("{why}: {}", by_hand(ip))),
+        let transport = self
+            .transport(machine)
+            .map_err(|why| format!("{why}: {}", by_hand(ip)))?;
+        // Root-only on a machine: the login user reads it with sudo (passwordless on Lambda).
+        let quoted = shell_quote(path);
+        let script = format!(
+            "f=\"${{LAMBDA_SIM_SANDBOX:-}}\"{quoted}; \
+             if [ \"$(id -u)\" = 0 ] || [ -r \"$f\" ]; then tail -n {lines} \"$f\"; \
+             else sudo -n tail -n {lines} \"$f\"; fi"
+        );
+        let read = tokio::time::timeout(READ_TIMEOUT, capture(transport.as_ref(), &script)).await;
+        transport.close().await;
+        match read {
+            Ok(Ok(bytes)) => Ok(String::from_utf8_lossy(&bytes).trim_end().to_owned()),
+            Ok(Err(why)) => Err(format!("{why}; {}", by_hand(ip))),
+            Err(_) => Err(format!(
+                "no answer from {} within {}s; {}",
+                transport.describe(),
+                READ_TIMEOUT.as_secs(),
+                by_hand(ip)
+            )),
+        }
+    }
+
+    /// Puts the local file `local` on `machine` at `path` (root-only directory, mode 0700 file),
+    /// whole or not at all: it is written beside and renamed into place, so a reader polling
+    /// for `path` never sees half of it.
+    pub async fn deliver(
+        &self,
+        machine: &Machine,
+        local: &std::path::Path,
+        path: &str,
+    ) -> Result<(), String> {
+        let transport = self.transport(machine)?;
+        let ready = transport.wait_ready(DELIVERY_TIMEOUT).await;
+        if let Err(why) = ready {
+            transport.close().await;
+            return Err(why);
+        }
+        let quoted = shell_quote(path);
+        let script = format!(
+            "f=\"${{LAMBDA_SIM_SANDBOX:-}}\"{quoted}; s=; [ \"$(id -u)\" = 0 ] || s='sudo -n'; \
+             $s install -d -m 0700 \"$(dirname \"$f\")\" && \
+             $s sh -c 'umask 077; cat > \"$1.part\" && mv \"$1.part\" \"$1\"' deliver \"$f\""
+        );
+        let file = std::fs::File::open(local)
+            .map_err(|e| format!("cannot read {}: {e}", local.display()))?;
+        let sent = tokio::time::timeout(
+            DELIVERY_TIMEOUT,
+            crate::transport::feed(transport.as_ref(), &script, move |pipe| {
+                std::io::copy(&mut std::io::BufReader::new(file), pipe).map(|_| ())
+            }),
+        )
+        .await;
+        transport.close().await;
+        match sent {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "no answer from {} within {}s",
+                transport.describe(),
+                DELIVERY_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    /// How commands reach `machine`, or why they cannot.
+    fn transport(&self, machine: &Machine) -> Result<Box<dyn Transport>, String> {
+        Ok(match self {
+            MachineAccess::Unavailable { why } => return Err(why.clone()),
             MachineAccess::Sandbox { root } => {
                 Box::new(Sandbox::new(root.join(machine.id.as_str())))
             }
@@ -92,25 +162,6 @@ impl MachineAccess {
                     )),
                 })
             }
-        };
-        // Root-only on a machine: the login user reads it with sudo (passwordless on Lambda).
-        let quoted = shell_quote(path);
-        let script = format!(
-            "f=\"${{LAMBDA_SIM_SANDBOX:-}}\"{quoted}; \
-             if [ \"$(id -u)\" = 0 ] || [ -r \"$f\" ]; then tail -n {lines} \"$f\"; \
-             else sudo -n tail -n {lines} \"$f\"; fi"
-        );
-        let read = tokio::time::timeout(READ_TIMEOUT, capture(transport.as_ref(), &script)).await;
-        transport.close().await;
-        match read {
-            Ok(Ok(bytes)) => Ok(String::from_utf8_lossy(&bytes).trim_end().to_owned()),
-            Ok(Err(why)) => Err(format!("{why}; {}", by_hand(ip))),
-            Err(_) => Err(format!(
-                "no answer from {} within {}s; {}",
-                transport.describe(),
-                READ_TIMEOUT.as_secs(),
-                by_hand(ip)
-            )),
-        }
+        })
     }
 }

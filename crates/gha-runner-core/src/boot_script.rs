@@ -42,15 +42,22 @@ pub enum AgentSource {
         /// For aarch64 machines (GH200).
         aarch64: Option<AgentDownload>,
     },
-    /// Built on the machine from this project's source at one commit, for refs with no
-    /// release (branches, commits, forks). Slower: it installs a Rust toolchain.
-    Source {
-        /// The git repository, e.g. `https://github.com/lambda-gha/lambda-gha`.
-        repository: String,
-        /// The full commit SHA.
-        rev: String,
+    /// For refs with no release (branches, commits, forks): an x86_64 binary the launcher
+    /// built once, delivered to each machine over its access (SSH with the launch key) as
+    /// soon as the machine answers; the boot waits for it at [`AGENT_DELIVERY_PATH`] and
+    /// checks its SHA-256. No machine compiles anything.
+    Delivered {
+        /// The binary on the launcher.
+        path: std::path::PathBuf,
+        /// Its SHA-256, hex.
+        sha256: String,
     },
 }
+
+/// Where the launcher puts a delivered agent on a machine (root-only directory).
+pub const AGENT_DELIVERY_PATH: &str = "/var/lib/lambda-gha/incoming/lambda-gha";
+/// How long a boot waits for a delivered agent before it fails.
+pub const AGENT_DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl AgentSource {
     /// One x86_64 binary (most instance types).
@@ -229,17 +236,15 @@ impl BootScript {
                 .join(" ")
         };
         let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
-        let (x86_64, aarch64, source) = match &self.agent {
-            AgentSource::Release { x86_64, aarch64 } => {
-                (x86_64.as_ref(), aarch64.as_ref(), ("", ""))
-            }
-            AgentSource::Source { repository, rev } => {
-                if rev.len() != 40 || !rev.chars().all(|c| c.is_ascii_hexdigit()) {
+        let (x86_64, aarch64, delivered) = match &self.agent {
+            AgentSource::Release { x86_64, aarch64 } => (x86_64.as_ref(), aarch64.as_ref(), ""),
+            AgentSource::Delivered { sha256, .. } => {
+                if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
                     return Err(CoreError::BootScript(format!(
-                        "the agent must be built from a full commit SHA, not {rev:?}"
+                        "a delivered agent needs its SHA-256 in hex, not {sha256:?}"
                     )));
                 }
-                (None, None, (repository.as_str(), rev.as_str()))
+                (None, None, sha256.as_str())
             }
         };
         let release = |download: Option<&AgentDownload>| match download {
@@ -276,8 +281,12 @@ impl BootScript {
             ("agent_x86_64_sha256", shell_quote(&release(x86_64).1)),
             ("agent_aarch64_url", shell_quote(&release(aarch64).0)),
             ("agent_aarch64_sha256", shell_quote(&release(aarch64).1)),
-            ("agent_source_repo", shell_quote(source.0)),
-            ("agent_source_rev", shell_quote(source.1)),
+            ("agent_delivered_sha256", shell_quote(delivered)),
+            ("agent_delivery_path", shell_quote(AGENT_DELIVERY_PATH)),
+            (
+                "agent_delivery_wait",
+                AGENT_DELIVERY_WAIT.as_secs().to_string(),
+            ),
             (
                 "runner_group",
                 shell_quote(self.runner_group.as_deref().unwrap_or_default()),

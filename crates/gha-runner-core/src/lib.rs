@@ -72,8 +72,9 @@ pub use agent::{
 pub use agent_config::{AgentConfig, AgentTimings};
 pub use boot_log::{BOOT_LOG, BOOT_LOG_LINES, MachineAccess};
 pub use boot_script::{
-    AgentDownload, AgentSource, BootScript, MAX_USER_DATA_BYTES, RunnerBoot, RunnerCredential,
-    RunnerPrivileges, WATCHDOG_MARGIN, shell_quote,
+    AGENT_DELIVERY_PATH, AGENT_DELIVERY_WAIT, AgentDownload, AgentSource, BootScript,
+    MAX_USER_DATA_BYTES, RunnerBoot, RunnerCredential, RunnerPrivileges, WATCHDOG_MARGIN,
+    shell_quote,
 };
 pub use duration::{format_duration, parse_duration};
 pub use error::{CoreError, GitHubError, InputError};

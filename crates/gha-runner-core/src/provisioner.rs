@@ -522,6 +522,10 @@ struct Waiting<'r, 'l> {
     attempts: &'l mut Vec<Attempt>,
     diagnoses: Vec<Diagnosis>,
     replaced: u32,
+    /// Machines the launcher's agent was delivered to.
+    delivered: std::collections::BTreeSet<MachineId>,
+    /// Why the last delivery to each machine failed (it is tried again at the next poll).
+    delivery_failures: BTreeMap<MachineId, String>,
 }
 
 impl Waiting<'_, '_> {
@@ -644,6 +648,8 @@ impl<'a> Provisioner<'a> {
             attempts: &mut attempts,
             diagnoses: Vec::new(),
             replaced: 0,
+            delivered: std::collections::BTreeSet::new(),
+            delivery_failures: BTreeMap::new(),
         };
         if let Err(reason) = self.wait_online(request, &mut waiting).await {
             let diagnoses = waiting.diagnoses;
@@ -698,7 +704,7 @@ impl<'a> Provisioner<'a> {
                             m.id, launched.candidate, m.state
                         ));
                     }
-                    Ok(_) => {}
+                    Ok(m) => self.deliver_agent(request, waiting, &m).await,
                     Err(error) if error.kind == crate::provider::ProviderErrorKind::NotFound => {
                         return Err(format!(
                             "machine {} disappeared before its runners came online",
@@ -738,11 +744,17 @@ impl<'a> Provisioner<'a> {
                         for slot in slots {
                             let launched = waiting.launched[slot].clone();
                             let boot_log = self.boot_log(request, &launched.machine).await;
+                            let why = match waiting.delivery_failures.get(&launched.machine) {
+                                Some(failed) => {
+                                    format!("{why} (the agent could not be delivered: {failed})")
+                                }
+                                None => why.clone(),
+                            };
                             waiting.diagnoses.push(Diagnosis {
                                 instance_index: launched.instance_index,
                                 machine: launched.machine,
                                 candidate: launched.candidate,
-                                why: why.clone(),
+                                why,
                                 boot_log,
                                 replaced_by: None,
                             });
@@ -763,6 +775,43 @@ impl<'a> Provisioner<'a> {
                 Err(error) => tracing::warn!(%error, "could not list runners; still waiting"),
             }
             tokio::time::sleep(request.online_poll).await;
+        }
+    }
+
+    /// Delivers the launcher's agent to `machine` once it is up, when the agent comes that way
+    /// ([`AgentSource::Delivered`]); a failure (its SSH server not answering yet) is tried
+    /// again at the next poll, and named in the diagnosis if its runners never come online.
+    async fn deliver_agent(
+        &self,
+        request: &ProvisionRequest,
+        waiting: &mut Waiting<'_, '_>,
+        machine: &Machine,
+    ) {
+        let AgentSource::Delivered { path, .. } = &request.boot.agent else {
+            return;
+        };
+        if machine.state != MachineState::Running || waiting.delivered.contains(&machine.id) {
+            return;
+        }
+        let started = Instant::now();
+        match request
+            .access
+            .deliver(machine, path, crate::boot_script::AGENT_DELIVERY_PATH)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(
+                    machine = %machine.id,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "delivered the agent"
+                );
+                waiting.delivered.insert(machine.id.clone());
+                waiting.delivery_failures.remove(&machine.id);
+            }
+            Err(why) => {
+                tracing::info!(machine = %machine.id, %why, "could not deliver the agent yet");
+                waiting.delivery_failures.insert(machine.id.clone(), why);
+            }
         }
     }
 

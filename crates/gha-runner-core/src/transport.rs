@@ -178,7 +178,10 @@ pub const SIM_SANDBOX_BIN: &str = ".lambda-cloud-sim/bin";
 
 /// A simulated machine: commands run locally with bash in the instance's sandbox directory,
 /// which is their home, with the machine's own programs first on `PATH`. The simulator kills
-/// what runs there when the instance is terminated.
+/// what runs there when the instance is terminated. A machine that boots as root (the
+/// simulator's root mode) is entered instead, as `ssh` would enter a real one: commands run
+/// as its root inside its namespaces (`nsenter`), found through the holder file the simulator
+/// writes beside the sandbox ([`SIM_MACHINE_HOLDER`]).
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     /// The instance's sandbox directory.
@@ -186,6 +189,10 @@ pub struct Sandbox {
     /// Extra environment for commands (the simulated machine's).
     pub env: Vec<(String, String)>,
 }
+
+/// The file beside a root machine's sandbox (`.<instance id>.holder`) holding the PID of the
+/// process that holds its namespaces; the machine's PID 1 is that process's child.
+pub const SIM_MACHINE_HOLDER: &str = ".{id}.holder";
 
 impl Sandbox {
     /// A sandbox at `dir`.
@@ -195,11 +202,88 @@ impl Sandbox {
             env: Vec::new(),
         }
     }
+
+    /// What this sandbox is now: a root machine that is up (and its PID 1), one still starting,
+    /// or files only (a sandbox machine, or a root machine that ended: its files are then read
+    /// where it left them).
+    fn machine(&self) -> SimMachine {
+        let holder = || -> Option<u32> {
+            let id = self.dir.file_name()?.to_str()?;
+            let file = self
+                .dir
+                .parent()?
+                .join(SIM_MACHINE_HOLDER.replace("{id}", id));
+            std::fs::read_to_string(file).ok()?.trim().parse().ok()
+        };
+        let Some(holder) = holder() else {
+            return SimMachine::Files;
+        };
+        let Ok(children) =
+            std::fs::read_to_string(format!("/proc/{holder}/task/{holder}/children"))
+        else {
+            return SimMachine::Files;
+        };
+        let init: Option<u32> = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok());
+        // Up means inside its own root: until its `chroot`, its root is the host's, and
+        // entering it then would write to the host.
+        let inside = |init: u32| {
+            use std::os::unix::fs::MetadataExt as _;
+            let root = std::fs::metadata(format!("/proc/{init}/root"));
+            let host = std::fs::metadata("/");
+            matches!((root, host), (Ok(r), Ok(h)) if (r.dev(), r.ino()) != (h.dev(), h.ino()))
+        };
+        match init {
+            Some(init) if inside(init) => SimMachine::Up(init),
+            _ => SimMachine::Starting,
+        }
+    }
+}
+
+/// What a simulated machine's sandbox is, for entering it.
+enum SimMachine {
+    /// A root machine that is up: its PID 1's host PID.
+    Up(u32),
+    /// A root machine whose PID 1 is not in its root yet.
+    Starting,
+    /// Files in a directory: a sandbox machine, or a root machine that ended.
+    Files,
 }
 
 #[async_trait::async_trait]
 impl Transport for Sandbox {
     fn command(&self, script: &str) -> Command {
+        match self.machine() {
+            SimMachine::Files => {}
+            // Its files are only consistent from inside (an overlay): never written around it.
+            SimMachine::Starting => {
+                let mut command = Command::new("bash");
+                command.args(["-c", "echo 'the machine is still starting' >&2; exit 255"]);
+                return command;
+            }
+            SimMachine::Up(init) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--target={init}"))
+                    // The machine's root and working directory, as its PID 1 sees them.
+                    .args(["--mount", "--pid", "--root", "--wd", "--"])
+                    .args([
+                        "/usr/bin/env",
+                        "-i",
+                        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        "HOME=/root",
+                        "LANG=C.UTF-8",
+                        "bash",
+                        "-c",
+                        script,
+                    ])
+                    .kill_on_drop(true)
+                    .process_group(0);
+                return command;
+            }
+        }
         let mut command = Command::new("bash");
         let mut path = vec![self.dir.join(SIM_SANDBOX_BIN)];
         path.extend(

@@ -43,8 +43,9 @@ AGENT_X86_64_URL={{agent_x86_64_url}}
 AGENT_X86_64_SHA256={{agent_x86_64_sha256}}
 AGENT_AARCH64_URL={{agent_aarch64_url}}
 AGENT_AARCH64_SHA256={{agent_aarch64_sha256}}
-AGENT_SOURCE_REPO={{agent_source_repo}}
-AGENT_SOURCE_REV={{agent_source_rev}}
+AGENT_DELIVERED_SHA256={{agent_delivered_sha256}}
+AGENT_DELIVERY_PATH={{agent_delivery_path}}
+AGENT_DELIVERY_WAIT={{agent_delivery_wait}}
 RUNNER_USER=runner
 # Reusable runners: the organization runner group they join (empty: the default one).
 RUNNER_GROUP={{runner_group}}
@@ -155,16 +156,20 @@ if [ -n "$AGENT_URL" ]; then
   step "fetching the lambda-gha agent $LAMBDA_GHA_VERSION"
   curl -fsSL --retry 5 --retry-delay 2 -o "$BIN/lambda-gha.download" "$AGENT_URL"
   echo "$AGENT_SHA256  $BIN/lambda-gha.download" | sha256sum -c - >/dev/null || fail "agent checksum mismatch"
-elif [ -n "$AGENT_SOURCE_REV" ]; then
-  # No release for the action's ref (a branch, a commit, a fork): build that exact commit.
-  step "building the lambda-gha agent from $AGENT_SOURCE_REPO at $AGENT_SOURCE_REV"
-  export CARGO_HOME=/opt/lambda-gha/cargo RUSTUP_HOME=/opt/lambda-gha/rustup
-  if [ ! -x "$CARGO_HOME/bin/cargo" ]; then
-    curl -fsSL --proto '=https' --tlsv1.2 https://sh.rustup.rs | sh -s -- -y --profile minimal --no-modify-path >/dev/null
-  fi
-  "$CARGO_HOME/bin/cargo" install --quiet --locked --git "$AGENT_SOURCE_REPO" --rev "$AGENT_SOURCE_REV" \
-    --root /opt/lambda-gha/agent --no-default-features lambda-gha-cli || fail "building the agent failed"
-  cp /opt/lambda-gha/agent/bin/lambda-gha "$BIN/lambda-gha.download"
+elif [ -n "$AGENT_DELIVERED_SHA256" ]; then
+  # No release for the action's ref (a branch, a commit, a fork): the launcher built the agent
+  # once and sends it over SSH as soon as this machine answers. Nothing is compiled here.
+  [ "$RUNNER_ARCH" = x64 ] || fail "the launcher delivers an x86_64 agent only: use a released lambda-gha on $(uname -m) machines"
+  step "waiting for the launcher to deliver the lambda-gha agent (sha256 $AGENT_DELIVERED_SHA256)"
+  install -d -m 0700 "$(dirname "$AGENT_DELIVERY_PATH")"
+  waited=0
+  until [ -f "$AGENT_DELIVERY_PATH" ] &&
+      echo "$AGENT_DELIVERED_SHA256  $AGENT_DELIVERY_PATH" | sha256sum -c - >/dev/null 2>&1; do
+    [ "$waited" -lt "$AGENT_DELIVERY_WAIT" ] || fail "the launcher did not deliver the agent within ${AGENT_DELIVERY_WAIT}s"
+    sleep 1; waited=$((waited + 1))
+  done
+  step "agent delivered by the launcher, verified (waited ${waited}s)"
+  mv "$AGENT_DELIVERY_PATH" "$BIN/lambda-gha.download"
 else
   fail "no lambda-gha agent for linux-$RUNNER_ARCH in this release"
 fi

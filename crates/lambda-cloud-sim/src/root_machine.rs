@@ -150,7 +150,7 @@ impl RootMachine<'_> {
         }
         let log = File::create(&log_path)?;
         std::fs::set_permissions(&log_path, std::fs::Permissions::from_mode(0o640))?;
-        Command::new("unshare")
+        let holder = Command::new("unshare")
             .args(["--mount", "--pid", "--uts", "--fork", "--kill-child", "--"])
             .args(["bash", "-c", MACHINE_INIT, "machine-init"])
             .arg(self.rootfs)
@@ -170,7 +170,14 @@ impl RootMachine<'_> {
             // Its own process group: killing it kills `unshare`, whose child (the machine's
             // PID 1) gets SIGKILL (`--kill-child`), and with it every process in the machine.
             .process_group(0)
-            .spawn()
+            .spawn()?;
+        // How a launcher's sandbox access enters the machine, as ssh enters a real one
+        // (gha_runner_core::transport::Sandbox reads it; its child is the machine's PID 1).
+        std::fs::write(
+            parent.join(format!(".{id}.holder")),
+            holder.id().to_string(),
+        )?;
+        Ok(holder)
     }
 
     /// `path` on the machine, in the upper layer.

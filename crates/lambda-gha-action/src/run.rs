@@ -171,26 +171,32 @@ fn agent_source(env: &Env, start: &StartInputs) -> Result<AgentSource, Failure> 
         }
         return Ok(AgentSource::Release { x86_64, aarch64 });
     }
-    let rev = start.action_ref.clone().unwrap_or_default();
-    // `https://host/owner/repo`: a URL without both (an empty repository) is no source.
-    let repository = env
-        .var("LAMBDA_GHA_SOURCE_REPO")
-        .filter(|url| url.trim_end_matches('/').split('/').count() >= 5)
-        .map(str::to_owned)
-        .or_else(|| {
-            env.var("GITHUB_ACTION_REPOSITORY")
-                .map(|r| format!("https://github.com/{r}"))
-        });
-    match repository {
-        Some(repository) if rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit()) => {
-            Ok(AgentSource::Source { repository, rev })
-        }
-        _ => Err(Failure::new(
-            "Invalid input `action_ref`",
-            "this ref of the action has no release, so machines build the agent from the \
-             action's commit: pass its full SHA as `action_ref` (runner.yml does this for you)",
-        )),
+    // No release for this ref: fetch-binary.sh built the agent here, once, and the launcher
+    // delivers it to each machine over SSH with the launch key.
+    let (Some(path), Some(sha256)) = (
+        env.var("LAMBDA_GHA_AGENT_BINARY").filter(|p| !p.is_empty()),
+        env.var("LAMBDA_GHA_AGENT_SHA256").filter(|s| !s.is_empty()),
+    ) else {
+        return Err(Failure::new(
+            "No agent for the machines",
+            "this ref of the action has no release and no agent was built for it: run the \
+             action through its action.yml (its first step builds the agent when no release \
+             matches), or use a released version (`@v0.1.0`)",
+        ));
+    };
+    let own_key = start.ssh_key_name.is_none() && start.ssh_pubkey.is_none();
+    if !own_key && env.var("LAMBDA_GHA_SIM_SANDBOX").is_none() {
+        return Err(Failure::new(
+            "Invalid input `ssh_key_name`",
+            "this ref of the action has no release, so the launcher delivers the agent to each \
+             machine over SSH with a launch key of its own: leave `ssh_key_name` and \
+             `ssh_pubkey` empty, or use a released version (`@v0.1.0`)",
+        ));
     }
+    Ok(AgentSource::Delivered {
+        path: path.into(),
+        sha256: sha256.to_owned(),
+    })
 }
 
 async fn run_start<W: Write>(
@@ -727,19 +733,25 @@ mod tests {
         assert_eq!(aarch64.sha256, "b".repeat(64));
         let _ = std::fs::remove_dir_all(&dir);
 
-        let env = Env::from_pairs([("LAMBDA_GHA_SOURCE_REPO", "https://github.com/o/r")]);
+        // No release: the agent built beside the action, delivered by the launcher; that
+        // needs the launcher's own key on the machines.
+        let built = [
+            ("LAMBDA_GHA_AGENT_BINARY", "/tmp/lambda-gha"),
+            ("LAMBDA_GHA_AGENT_SHA256", "d"),
+        ];
         assert_eq!(
-            agent_source(&env, &start(Some(sha))).unwrap(),
-            AgentSource::Source {
-                repository: "https://github.com/o/r".into(),
-                rev: sha.into()
+            agent_source(&Env::from_pairs(built), &start(None)).unwrap(),
+            AgentSource::Delivered {
+                path: "/tmp/lambda-gha".into(),
+                sha256: "d".into()
             }
         );
-        // A local checkout has no action repository: an empty URL is no source.
-        let env = Env::from_pairs([("LAMBDA_GHA_SOURCE_REPO", "https://github.com/")]);
-        assert!(agent_source(&env, &start(Some(sha))).is_err());
-        let env = Env::from_pairs([("LAMBDA_GHA_SOURCE_REPO", "https://github.com/o/r")]);
-        let error = agent_source(&env, &start(Some("main"))).unwrap_err();
-        assert!(error.message.contains("full SHA"), "{error}");
+        let mut own = start(None);
+        own.ssh_key_name = Some("mine".into());
+        let error = agent_source(&Env::from_pairs(built), &own).unwrap_err();
+        assert!(error.message.contains("leave `ssh_key_name`"), "{error}");
+        let error =
+            agent_source(&Env::from_pairs::<&str, &str>([]), &start(Some(sha))).unwrap_err();
+        assert!(error.message.contains("no agent was built"), "{error}");
     }
 }

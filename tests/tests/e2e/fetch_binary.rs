@@ -148,20 +148,30 @@ async fn without_a_matching_release_the_action_builds_itself() {
         b"ffffffffffffffffffffffffffffffffffffffff\n".to_vec(),
     )
     .await;
-    // A stand-in cargo records its arguments and leaves a binary where cargo would.
+    // Stand-ins: cargo records its arguments (and RUSTFLAGS) and leaves a binary where cargo
+    // would; rustup and musl-gcc are present.
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::write(
-        bin.join("cargo"),
-        "#!/bin/sh\necho \"$@\" > \"$CARGO_TARGET_DIR/args\"\nmkdir -p \"$CARGO_TARGET_DIR/release\"\n\
-         touch \"$CARGO_TARGET_DIR/release/lambda-gha-action\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        bin.join("cargo"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    for (name, script) in [
+        (
+            "cargo",
+            "#!/bin/sh\necho \"$RUSTFLAGS|$*\" >> \"$CARGO_TARGET_DIR/args\"\n\
+             case \"$*\" in\n\
+               *x86_64-unknown-linux-musl*) d=\"$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release\"; \
+                 mkdir -p \"$d\"; echo agent > \"$d/lambda-gha\" ;;\n\
+               *) mkdir -p \"$CARGO_TARGET_DIR/release\"; touch \"$CARGO_TARGET_DIR/release/lambda-gha-action\" ;;\n\
+             esac\n",
+        ),
+        ("rustup", "#!/bin/sh\nexit 0\n"),
+        ("musl-gcc", "#!/bin/sh\nexit 0\n"),
+    ] {
+        std::fs::write(bin.join(name), script).unwrap();
+        std::fs::set_permissions(
+            bin.join(name),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let target = dir.join("target");
     std::fs::create_dir_all(&target).unwrap();
@@ -179,17 +189,29 @@ async fn without_a_matching_release_the_action_builds_itself() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // The action for this runner, and the agent for the machines (static x86_64), with the
+    // checksum the machines check it by.
+    let agent = target.join("x86_64-unknown-linux-musl/release/lambda-gha");
+    let agent_sha = sha256(b"agent\n", &dir);
     assert_eq!(
         outputs.trim(),
         format!(
-            "path={}/release/lambda-gha-action\nsource-repo={}/lambda-gha/lambda-gha",
+            "path={}/release/lambda-gha-action\nagent-path={}\nagent-sha256={agent_sha}",
             target.display(),
-            server.uri()
+            agent.display()
         )
     );
     let args = std::fs::read_to_string(target.join("args")).unwrap();
+    let builds: Vec<&str> = args.lines().collect();
     assert!(
-        args.starts_with("build --quiet --release --locked -p lambda-gha-action"),
+        builds[0].starts_with("|build --quiet --release --locked -p lambda-gha-action"),
+        "{args}"
+    );
+    assert!(
+        builds[1].starts_with(
+            "-C target-feature=+crt-static|build --quiet --release --locked -p lambda-gha-cli \
+             --target x86_64-unknown-linux-musl"
+        ),
         "{args}"
     );
     let _ = std::fs::remove_dir_all(&dir);

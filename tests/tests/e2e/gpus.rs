@@ -114,6 +114,31 @@ impl Stage {
         start(&self.rig, &self.programs, &self.internet, inputs).await
     }
 
+    /// The start with these inputs and nothing else, as at a ref with no release: no
+    /// release checksums, and the agent that fetch-binary.sh would have built beside the
+    /// action (the test's own `lambda-gha`) for the launcher to deliver.
+    pub(crate) async fn start_without_release(&self, inputs: &[(&str, &str)]) -> Captured {
+        let mut env = self.rig.action_env(&self.internet, inputs);
+        env.retain(|(k, _)| k != "LAMBDA_GHA_SHA256SUMS" && k != "LAMBDA_GHA_RELEASE_URL");
+        env.push((
+            "LAMBDA_GHA_AGENT_BINARY".to_owned(),
+            self.programs.cli.display().to_string(),
+        ));
+        env.push((
+            "LAMBDA_GHA_AGENT_SHA256".to_owned(),
+            self.internet.agent_sha256().to_owned(),
+        ));
+        run_program(
+            &self.programs.action,
+            &[],
+            env,
+            &self.rig.dir,
+            "start",
+            None,
+        )
+        .await
+    }
+
     /// The start with these inputs and nothing else: the action's defaults for the rest.
     pub(crate) async fn start_with_only(&self, inputs: &[(&str, &str)]) -> Captured {
         run_program(

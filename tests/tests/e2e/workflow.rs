@@ -188,3 +188,64 @@ async fn a_stop_while_a_job_runs_ends_the_machine_and_deletes_the_runner_once_le
         "the job failed with its machine: {jobs:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_a_ref_with_no_release_the_launcher_delivers_the_agent_and_no_machine_compiles() {
+    let stage = Stage::new("workflow-delivered", quick_boot_world(), "9700", true).await;
+    let rig = &stage.rig;
+    let started = stage
+        .start_without_release(&[
+            ("instance_type", "gpu_1x_a10"),
+            ("region", "us-east-1"),
+            ("instance_count", "2"),
+        ])
+        .await;
+    assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
+    let label = output(&started, "label").to_owned();
+    for entry in rig.sim.ledger().entries {
+        let log = std::fs::read_to_string(
+            rig.dir
+                .join("machines")
+                .join(entry.instance_id.as_str())
+                .join("var/log/lambda-gha-boot.log"),
+        )
+        .unwrap();
+        let arrived = log
+            .lines()
+            .find(|l| l.contains("agent delivered by the launcher, verified"))
+            .unwrap_or_else(|| panic!("no delivery in the boot log:\n{log}"));
+        // What the delivery adds to a boot, in real seconds (the simulator's machines are up
+        // within 0.2 s; the launcher polls every 0.1 s here, every 5 s on a real cloud).
+        println!("{}: {arrived}", entry.instance_id);
+        assert!(
+            !log.contains("fetching the lambda-gha agent")
+                && !log.contains("cargo")
+                && !log.contains("rustup"),
+            "{log}"
+        );
+    }
+    assert_eq!(
+        stage.internet.agent_downloads().await,
+        0,
+        "no machine downloaded an agent"
+    );
+    assert!(
+        !std::path::Path::new(gha_runner_core::AGENT_DELIVERY_PATH).exists(),
+        "nothing was delivered around a machine, onto the host"
+    );
+    // The delivered agent runs the machine: a job runs, and the idle machine ends itself.
+    rig.github
+        .queue_workflow(vec![FakeJob::new("check", &[&label], &[], 30)]);
+    let jobs = settled(&stage, Duration::from_secs(60)).await;
+    assert!(
+        matches!(
+            jobs[0].1,
+            JobStatus::Done {
+                succeeded: true,
+                ..
+            }
+        ),
+        "{jobs:?}"
+    );
+    stage.stop(&started).await;
+}

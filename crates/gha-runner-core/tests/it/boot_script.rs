@@ -201,3 +201,29 @@ fn outputs_for_two_machines_with_two_runners_each() {
         Some("0920582c7ff041399e34823a0be62549")
     );
 }
+
+#[test]
+fn a_delivered_agent_is_waited_for_and_checked_never_built_or_downloaded() {
+    let mut delivered = script(jit(), None);
+    delivered.agent = AgentSource::Delivered {
+        path: "/tmp/lambda-gha".into(),
+        sha256: "e".repeat(64),
+    };
+    let rendered = delivered.render().unwrap();
+    let text = rendered.expose_secret();
+    bash_syntax_ok(text);
+    assert!(text.contains(&format!("AGENT_DELIVERED_SHA256='{}'", "e".repeat(64))));
+    assert!(text.contains("AGENT_DELIVERY_PATH='/var/lib/lambda-gha/incoming/lambda-gha'"));
+    assert!(text.contains("AGENT_X86_64_URL=''"), "nothing to download");
+    assert!(
+        !text.contains("rustup") && !text.contains("cargo "),
+        "nothing to build"
+    );
+
+    delivered.agent = AgentSource::Delivered {
+        path: "/tmp/lambda-gha".into(),
+        sha256: "not-a-digest".into(),
+    };
+    let error = delivered.render().unwrap_err().to_string();
+    assert!(error.contains("SHA-256"), "{error}");
+}
