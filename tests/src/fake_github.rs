@@ -92,6 +92,26 @@ pub enum GitHubFailure {
     Status(u16),
     /// No answer for 40 s (past any sane client timeout), then the ordinary one.
     Hang,
+    /// A secondary rate limit (docs.github.com, "Rate limits for the REST API": 403 or 429,
+    /// its message, and `retry-after` in seconds).
+    RateLimited {
+        /// 403 or 429.
+        status: u16,
+        /// The `retry-after` header.
+        retry_after: u64,
+    },
+}
+
+/// What the token a request carries may do, as GitHub judges it (docs.github.com, "REST API
+/// endpoints for self-hosted runners": the runner endpoints need the repository's
+/// Administration permission, or the organization's Self-hosted runners permission; reading
+/// them needs read, the rest write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPermission {
+    /// Read and write: everything.
+    Write,
+    /// Read only: listing answers, the rest is 403.
+    Read,
 }
 
 /// A failure injected into one route: on its first call only, or on every call until
@@ -131,6 +151,8 @@ struct State {
     registration_tokens: Vec<(String, std::time::Instant)>,
     /// How many deletes were refused because the runner was busy.
     busy_refusals: usize,
+    /// The only token accepted, and what it may do (none set: any token, everything).
+    token: Option<(String, TokenPermission)>,
 }
 
 /// How long a reporting runner counts as online after its last report: a runner whose machine
@@ -472,6 +494,13 @@ impl FakeGitHub {
         state.jobs.clone()
     }
 
+    /// From now on, accepts only `token` (`Authorization: Bearer` or `token`), allowed
+    /// `permission`: another token, or none, is 401 "Bad credentials"; a write with a
+    /// read-only token is 403.
+    pub fn require_token(&self, token: &str, permission: TokenPermission) {
+        self.lock().token = Some((token.to_owned(), permission));
+    }
+
     /// How many deletes were refused (422) because the runner was busy with a job.
     pub fn busy_refusals(&self) -> usize {
         self.lock().busy_refusals
@@ -667,13 +696,69 @@ impl Route {
     }
 }
 
+impl Route {
+    /// Whether this is one of GitHub's own endpoints (not what a fake runner calls).
+    fn is_githubs(&self) -> bool {
+        !matches!(
+            self.handler,
+            Handler::Online
+                | Handler::JobDone
+                | Handler::Configure
+                | Handler::Acquire
+                | Handler::Finish
+        )
+    }
+
+    /// GitHub's refusal of `request` before it looks at what is asked, if it refuses.
+    fn refusal(state: &State, request: &Request) -> Option<ResponseTemplate> {
+        // docs.github.com, "Getting started with the REST API": a request without a
+        // User-Agent header is rejected.
+        if !request.headers.contains_key("user-agent") {
+            return Some(message(
+                403,
+                "Request forbidden by administrative rules. Please make sure your request has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required).",
+            ));
+        }
+        let (token, permission) = state.token.as_ref()?;
+        let sent = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("token "))
+            });
+        if sent != Some(token.as_str()) {
+            return Some(message(401, "Bad credentials"));
+        }
+        let write = request.method.as_str() != "GET";
+        (write && *permission == TokenPermission::Read)
+            .then(|| message(403, "Resource not accessible by personal access token"))
+    }
+}
+
 impl Respond for Route {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let mut state = self.fake.lock();
         // Jobs move on and lost runners are let go as time passes, whoever asks.
         state.advance();
+        if self.is_githubs()
+            && let Some(refusal) = Route::refusal(&state, request)
+        {
+            return refusal;
+        }
         let injected = self.github_route().and_then(|route| state.injected(route));
         let delay = match injected {
+            Some(GitHubFailure::RateLimited {
+                status,
+                retry_after,
+            }) => {
+                return message(
+                    status,
+                    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                )
+                .insert_header("retry-after", retry_after.to_string().as_str());
+            }
             Some(GitHubFailure::Status(status)) => {
                 let text = match status {
                     401 => "Bad credentials",

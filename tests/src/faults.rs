@@ -18,7 +18,7 @@ use crate::rig::{
     HOLD, KillWhen, Left, Machines, Rig, files_where, quick_boot_world, run_program,
     run_program_signalled,
 };
-use crate::{FakeInternet, GitHubFailure, GitHubFault, GitHubRoute};
+use crate::{FakeInternet, GitHubFailure, GitHubFault, GitHubRoute, TokenPermission};
 
 /// The programs under test.
 #[derive(Debug, Clone)]
@@ -244,6 +244,10 @@ pub enum Fault {
     },
     /// The agent's terminate calls fail for a while.
     AgentTerminateFails,
+    /// GitHub does not know the token (401 "Bad credentials" on every call).
+    GitHubTokenUnknown,
+    /// The token may read runners but not register or delete them (403 on writes).
+    GitHubTokenReadOnly,
 }
 
 impl Fault {
@@ -267,6 +271,10 @@ impl Fault {
                 let how = match fault.failure {
                     GitHubFailure::Status(status) => status.to_string(),
                     GitHubFailure::Hang => "timeout".to_owned(),
+                    GitHubFailure::RateLimited {
+                        status,
+                        retry_after,
+                    } => format!("secondary rate limit {status} (retry-after {retry_after} s)"),
                 };
                 format!("GitHub {route} {how}, {}", when(fault.every_call))
             }
@@ -286,6 +294,10 @@ impl Fault {
                 format!("capacity vanishes before the launch, {}", when(every_call))
             }
             Fault::AgentTerminateFails => "agent's terminate fails 8 times".to_owned(),
+            Fault::GitHubTokenUnknown => "GitHub token unknown to GitHub (401)".to_owned(),
+            Fault::GitHubTokenReadOnly => {
+                "GitHub token can only read runners (403 on writes)".to_owned()
+            }
         }
     }
 
@@ -353,7 +365,19 @@ pub fn scenarios() -> Vec<Scenario> {
                 every_call: failure != GitHubFailure::Hang,
             })));
         }
+        // A secondary rate limit, once: waited out as GitHub asks.
+        for status in [403, 429] {
+            all.push(action(Fault::GitHub(GitHubFault {
+                route,
+                failure: GitHubFailure::RateLimited {
+                    status,
+                    retry_after: 1,
+                },
+                every_call: false,
+            })));
+        }
     }
+    all.extend([Fault::GitHubTokenUnknown, Fault::GitHubTokenReadOnly].map(action));
     all.extend(Moment::ALL.map(|moment| action(Fault::Killed(moment))));
     all.extend([Moment::Launching, Moment::WaitingForRunners].map(|m| action(Fault::Cancelled(m))));
     all.extend(
@@ -640,7 +664,11 @@ fn world(fault: Fault) -> World {
                 drop_connection: false,
             });
         }
-        Fault::None | Fault::GitHub(_) | Fault::NeverRegisters => {}
+        Fault::None
+        | Fault::GitHub(_)
+        | Fault::NeverRegisters
+        | Fault::GitHubTokenUnknown
+        | Fault::GitHubTokenReadOnly => {}
     }
     world
 }
@@ -664,8 +692,16 @@ async fn run_scenario(
         },
     )
     .await;
-    if let Fault::GitHub(fault) = scenario.fault {
-        setup.github.inject(fault);
+    match scenario.fault {
+        Fault::GitHub(fault) => setup.github.inject(fault),
+        Fault::GitHubTokenUnknown => setup.github.require_token(
+            "a-token-github-issued-to-someone-else",
+            TokenPermission::Write,
+        ),
+        Fault::GitHubTokenReadOnly => setup
+            .github
+            .require_token(&setup.pat, TokenPermission::Read),
+        _ => {}
     }
     let mut places: Vec<(String, String)> = Vec::new();
     let mut ended_by: Vec<&'static str> = Vec::new();

@@ -13,6 +13,7 @@ mod sshd;
 
 pub use fake_github::{
     FakeGitHub, FakeJob, FakeRunner, GitHubFailure, GitHubFault, GitHubRoute, JobStatus,
+    TokenPermission,
 };
 pub use internet::{
     FAKE_GITHUB_URL_FILE, FakeInternet, PINNED_RUNNER_VERSION, RUNNER_VERSION, write_fake_runner,

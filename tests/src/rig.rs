@@ -175,12 +175,15 @@ impl Rig {
             std::fs::write(shared.join(FAKE_GITHUB_URL_FILE), github.uri())
                 .expect("tell fake runners where GitHub is");
         }
+        let pat = format!("PATCANARY{:016x}", fastrand::u64(..));
+        // GitHub accepts this run's token, and only it: every call must carry it.
+        github.require_token(&pat, crate::TokenPermission::Write);
         Rig {
             sim,
             github,
             dir: dir.to_owned(),
             lambda_key,
-            pat: format!("PATCANARY{:016x}", fastrand::u64(..)),
+            pat,
             run_id,
         }
     }

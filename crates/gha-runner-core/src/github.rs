@@ -189,8 +189,48 @@ fn transient(error: &octocrab::Error) -> bool {
     }
 }
 
+/// The longest rate-limit wait a call sits out before it fails instead (a launch waits for no
+/// hour-long reset).
+const RATE_LIMIT_WAIT_MAX: Duration = Duration::from_secs(120);
+
+/// How long GitHub asks for before the call is sent again, when it refused it for a rate limit
+/// (docs.github.com, "Rate limits for the REST API": a secondary limit answers 403 or 429; wait
+/// `retry-after` seconds when given; when `x-ratelimit-remaining` is 0, until
+/// `x-ratelimit-reset`; otherwise at least a minute).
+fn rate_limit_wait(error: &octocrab::Error) -> Option<Duration> {
+    let octocrab::Error::GitHub { source, .. } = error else {
+        return None;
+    };
+    let header = |name: &str| -> Option<u64> {
+        source
+            .headers
+            .as_ref()?
+            .get(name)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let status = source.status_code.as_u16();
+    let secondary = source
+        .message
+        .to_ascii_lowercase()
+        .contains("secondary rate limit");
+    let exhausted = header("x-ratelimit-remaining") == Some(0);
+    if !(status == 429 || (status == 403 && (secondary || exhausted))) {
+        return None;
+    }
+    let now = u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0);
+    Some(match (header("retry-after"), header("x-ratelimit-reset")) {
+        (Some(seconds), _) => Duration::from_secs(seconds),
+        (None, Some(reset)) if exhausted => Duration::from_secs(reset.saturating_sub(now).max(1)),
+        _ => Duration::from_secs(60),
+    })
+}
+
 /// Sends `call` until it succeeds, fails for good, or `ATTEMPTS` transient failures, 1 s then
-/// 2 s apart.
+/// 2 s apart; a rate limit is waited out as GitHub asks, up to [`RATE_LIMIT_WAIT_MAX`].
 async fn retrying<T, F, Fut>(action: &str, mut call: F) -> Result<T, GitHubError>
 where
     F: FnMut() -> Fut,
@@ -200,6 +240,23 @@ where
     loop {
         match call().await {
             Ok(value) => return Ok(value),
+            Err(error) if attempt < ATTEMPTS && rate_limit_wait(&error).is_some() => {
+                let wait = rate_limit_wait(&error).unwrap_or_default();
+                let failed = failure(action, &error);
+                if wait > RATE_LIMIT_WAIT_MAX {
+                    return Err(GitHubError {
+                        message: format!(
+                            "{}; GitHub's rate limit asks for {} s before the next call: try again later",
+                            failed.message,
+                            wait.as_secs()
+                        ),
+                        ..failed
+                    });
+                }
+                tracing::warn!(error = %failed, seconds = wait.as_secs(), attempt, "GitHub's rate limit; waiting as it asks");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
             Err(error) if attempt < ATTEMPTS && transient(&error) => {
                 let error = failure(action, &error);
                 tracing::warn!(%error, attempt, "GitHub call failed; sending it again");

@@ -411,3 +411,63 @@ async fn a_runner_is_asked_for_by_name() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_secondary_rate_limit_is_waited_out_and_a_long_one_is_named() {
+    // docs.github.com, "Rate limits for the REST API": 403 or 429 with this message, and
+    // `retry-after` in seconds.
+    let limited = |status: u16, retry_after: &str| {
+        ResponseTemplate::new(status)
+            .set_body_json(json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}))
+            .insert_header("retry-after", retry_after)
+    };
+    let server = MockServer::start().await;
+    let token = ResponseTemplate::new(201).set_body_json(
+        json!({"token": "AABBCC-registration", "expires_at": "2030-01-01T00:00:00Z"}),
+    );
+    for status in [403, 429] {
+        Mock::given(method("POST"))
+            .and(path("/repos/octo/gpu/actions/runners/registration-token"))
+            .respond_with(limited(status, "1"))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/repos/octo/gpu/actions/runners/registration-token"))
+        .respond_with(token)
+        .expect(1)
+        .mount(&server)
+        .await;
+    // The 429 then the 403 (the later mount answers first), each waited out: the third call
+    // gets the token.
+    let github = github(&server, repo());
+    github.registration_token().await.unwrap();
+
+    // A limit that asks for longer than a launch should wait is not waited out: one call.
+    Mock::given(method("GET"))
+        .and(path("/repos/octo/gpu/actions/runners"))
+        .respond_with(limited(403, "3600"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let error = github.list_runners().await.unwrap_err();
+    assert!(error.to_string().contains("asks for 3600 s"), "{error}");
+
+    // A 403 that is no rate limit is a refusal: not sent again.
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .and(path("/repos/octo/gpu/actions/runners/7"))
+        .respond_with(
+            ResponseTemplate::new(403).set_body_json(
+                json!({"message": "Resource not accessible by personal access token"}),
+            ),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let github = self::github(&server, repo());
+    let error = github.delete_runner(7).await.unwrap_err();
+    assert_eq!(error.status, Some(403), "{error}");
+}
