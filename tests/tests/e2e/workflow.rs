@@ -30,6 +30,13 @@ fn output<'a>(started: &'a Captured, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no `{name}` output:\n{}", started.output))
 }
 
+/// The start's outputs and its label, once it succeeded.
+fn started_with_label(started: Captured) -> (Captured, String) {
+    assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
+    let label = output(&started, "label").to_owned();
+    (started, label)
+}
+
 /// Waits (up to `limit`) until no job is waiting, queued or running.
 async fn settled(stage: &Stage, limit: Duration) -> Vec<(FakeJob, JobStatus)> {
     let deadline = tokio::time::Instant::now() + limit;
@@ -53,11 +60,11 @@ async fn a_five_job_workflow_completes_on_one_machine_with_default_inputs() {
     let stage = Stage::new("workflow", quick_boot_world(), "9400", true).await;
     let rig = &stage.rig;
     // What the README's example sets, and nothing else.
-    let started = stage
-        .start_with_only(&[("instance_type", "gpu_1x_a10"), ("region", "us-east-1")])
-        .await;
-    assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
-    let label = output(&started, "label").to_owned();
+    let (started, label) = started_with_label(
+        stage
+            .start_with_only(&[("instance_type", "gpu_1x_a10"), ("region", "us-east-1")])
+            .await,
+    );
     // The run's other jobs are queued once the launch job is done, as GitHub does.
     rig.github.queue_workflow(five_jobs(&label));
 
@@ -103,15 +110,15 @@ async fn a_five_job_workflow_completes_on_one_machine_with_default_inputs() {
 async fn a_jit_runner_serves_one_job_and_leaves_the_rest_queued() {
     let stage = Stage::new("workflow-jit", quick_boot_world(), "9500", true).await;
     let rig = &stage.rig;
-    let started = stage
-        .start_with_only(&[
-            ("instance_type", "gpu_1x_a10"),
-            ("region", "us-east-1"),
-            ("runner_mode", "jit"),
-        ])
-        .await;
-    assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
-    let label = output(&started, "label").to_owned();
+    let (started, label) = started_with_label(
+        stage
+            .start_with_only(&[
+                ("instance_type", "gpu_1x_a10"),
+                ("region", "us-east-1"),
+                ("runner_mode", "jit"),
+            ])
+            .await,
+    );
     rig.github.queue_workflow(five_jobs(&label));
 
     // The one runner takes `build`, and GitHub unregisters it after that job.
@@ -150,11 +157,11 @@ async fn a_jit_runner_serves_one_job_and_leaves_the_rest_queued() {
 async fn a_stop_while_a_job_runs_ends_the_machine_and_deletes_the_runner_once_let_go() {
     let stage = Stage::new("workflow-stop", quick_boot_world(), "9600", true).await;
     let rig = &stage.rig;
-    let started = stage
-        .start_with_only(&[("instance_type", "gpu_1x_a10"), ("region", "us-east-1")])
-        .await;
-    assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
-    let label = output(&started, "label").to_owned();
+    let (started, label) = started_with_label(
+        stage
+            .start_with_only(&[("instance_type", "gpu_1x_a10"), ("region", "us-east-1")])
+            .await,
+    );
     // A job far longer than the test: the stop lands in the middle of it.
     rig.github
         .queue_workflow(vec![FakeJob::new("train", &[&label], &[], 36_000)]);
@@ -193,15 +200,15 @@ async fn a_stop_while_a_job_runs_ends_the_machine_and_deletes_the_runner_once_le
 async fn at_a_ref_with_no_release_the_launcher_delivers_the_agent_and_no_machine_compiles() {
     let stage = Stage::new("workflow-delivered", quick_boot_world(), "9700", true).await;
     let rig = &stage.rig;
-    let started = stage
-        .start_without_release(&[
-            ("instance_type", "gpu_1x_a10"),
-            ("region", "us-east-1"),
-            ("instance_count", "2"),
-        ])
-        .await;
-    assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
-    let label = output(&started, "label").to_owned();
+    let (started, label) = started_with_label(
+        stage
+            .start_without_release(&[
+                ("instance_type", "gpu_1x_a10"),
+                ("region", "us-east-1"),
+                ("instance_count", "2"),
+            ])
+            .await,
+    );
     for entry in rig.sim.ledger().entries {
         let log = std::fs::read_to_string(
             rig.dir
