@@ -69,7 +69,10 @@ pub fn write_project(dir: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// Runs the demo. `interrupts` as for [`crate::run::run`].
-pub async fn demo(ui: Ui, interrupts: &mut UnboundedReceiver<()>) -> Result<DemoReport, String> {
+pub async fn demo(
+    ui: Ui,
+    interrupts: &mut UnboundedReceiver<crate::run::Interrupt>,
+) -> Result<DemoReport, String> {
     let work = std::env::temp_dir().join(format!("lambda-gha-demo-{:08x}", fastrand::u32(..)));
     let sandboxes = work.join("machines");
     let root = write_project(&work).map_err(|e| format!("cannot write the demo project: {e}"))?;

@@ -834,16 +834,33 @@ fn launch_request(args: MachineArgs, settings: &Settings) -> Result<LaunchReques
     })
 }
 
-/// One message per Ctrl-C, for `run` and `demo`, which clean up before they exit.
-fn interrupts() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+/// SIGINT, SIGTERM and SIGHUP as they arrive, for `run` and `demo`, which clean up before
+/// they exit: each stops a run the same way.
+fn interrupts() -> tokio::sync::mpsc::UnboundedReceiver<lambda_gha_cli::run::Interrupt> {
+    use lambda_gha_cli::run::Interrupt;
+    use tokio::signal::unix::{SignalKind, signal};
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            if tx.send(()).is_err() {
-                break;
+    // Installed now, before anything is launched: a signal from here on is never missed.
+    let streams = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    );
+    if let (Ok(mut int), Ok(mut term), Ok(mut hup)) = streams {
+        tokio::spawn(async move {
+            loop {
+                let got = tokio::select! {
+                    Some(()) = int.recv() => Interrupt::Int,
+                    Some(()) = term.recv() => Interrupt::Term,
+                    Some(()) = hup.recv() => Interrupt::Hup,
+                    else => break,
+                };
+                if tx.send(got).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        });
+    }
     rx
 }
 

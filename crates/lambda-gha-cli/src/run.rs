@@ -1,7 +1,7 @@
 //! `lambda-gha run`: launch → wait active → SSH → upload → setup → run → download →
-//! terminate. What it launched is terminated on every path out (success, failure, Ctrl-C)
-//! unless `--keep`; a second Ctrl-C during the cleanup gives up on it and says what may be
-//! left billing.
+//! terminate. What it launched is terminated on every path out (success, failure, SIGINT,
+//! SIGTERM, SIGHUP) unless `--keep`; a second signal during the cleanup gives up on it and
+//! says what may be left billing.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,38 @@ use crate::transport::{self, OpenSsh, Sandbox, Transport, capture, shell_quote};
 /// The tag that marks one run's machine, so an interrupted launch can still be found, and the
 /// reaper knows it serves no runners.
 pub use gha_runner_core::SESSION_TAG;
+
+/// A signal that stops a run: Ctrl-C, a `kill`, a closed terminal or a CI job's timeout. The
+/// first stops the work and cleans up; a second during the cleanup abandons it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Interrupt {
+    /// SIGINT (Ctrl-C).
+    Int,
+    /// SIGTERM (`kill`, a CI runner ending a job, tmux killing its pane).
+    Term,
+    /// SIGHUP (the terminal closed, an SSH session to the laptop dropped).
+    Hup,
+}
+
+impl Interrupt {
+    /// The signal's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Interrupt::Int => "SIGINT",
+            Interrupt::Term => "SIGTERM",
+            Interrupt::Hup => "SIGHUP",
+        }
+    }
+
+    /// The exit code a shell gives a process that this signal ended: 128 + its number.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Interrupt::Int => 130,
+            Interrupt::Term => 143,
+            Interrupt::Hup => 129,
+        }
+    }
+}
 
 /// One thing to run in the project directory on the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,13 +259,16 @@ pub struct RunSummary {
     pub machine: MachineFate,
     /// Why the run stopped early, if it did.
     pub error: Option<String>,
-    /// Whether Ctrl-C stopped it.
+    /// Whether a signal stopped it.
     pub interrupted: bool,
+    /// The signal that stopped it (`SIGINT`, `SIGTERM`, `SIGHUP`).
+    pub signal: Option<&'static str>,
     /// Simulated seconds per real second (1 on a real cloud): phases are real time, the
     /// billed time is the cloud's.
     pub time_scale: f64,
     /// The exit code: the failing step's, else 1 for an error (or a machine that could not
-    /// be terminated), 130 for Ctrl-C, else 0.
+    /// be terminated), 128 + the signal's number for a signal (130 Ctrl-C, 143 SIGTERM, 129
+    /// SIGHUP), else 0.
     pub exit_code: i32,
 }
 
@@ -392,13 +427,13 @@ fn round(seconds: f64) -> f64 {
     (seconds * 10.0).round() / 10.0
 }
 
-/// Runs the whole flow. `interrupts` receives one message per Ctrl-C: the first stops the
+/// Runs the whole flow. `interrupts` receives one message per signal: the first stops the
 /// work and cleans up, a second during the cleanup abandons it.
 pub async fn run(
     provider: &LambdaProvider,
     request: &RunRequest,
     ui: Ui,
-    interrupts: &mut UnboundedReceiver<()>,
+    interrupts: &mut UnboundedReceiver<Interrupt>,
 ) -> RunSummary {
     let mut state = State {
         run_id: format!("{:016x}", fastrand::u64(..)),
@@ -420,6 +455,7 @@ pub async fn run(
             machine: MachineFate::NotLaunched,
             error: None,
             interrupted: false,
+            signal: None,
             time_scale: request.time_scale,
             exit_code: 0,
         },
@@ -436,22 +472,26 @@ pub async fn run(
         let work = work(provider, request, ui, &mut state);
         tokio::pin!(work);
         tokio::select! {
-            result = &mut work => Some(result),
-            // A closed channel is no Ctrl-C: the pattern then disables this branch.
-            Some(()) = interrupts.recv() => None,
+            result = &mut work => Ok(result),
+            // A closed channel is no signal: the pattern then disables this branch.
+            Some(signal) = interrupts.recv() => Err(signal),
         }
         // The work is dropped here: its children (ssh, tar) are killed with it.
     };
     match result {
-        Some(Ok(code)) => state.summary.exit_code = code,
-        Some(Err(error)) => {
+        Ok(Ok(code)) => state.summary.exit_code = code,
+        Ok(Err(error)) => {
             state.summary.exit_code = 1;
             state.summary.error = Some(error);
         }
-        None => {
-            ui.line("interrupted: cleaning up (Ctrl-C again to abandon the cleanup)");
+        Err(signal) => {
+            ui.line(format!(
+                "interrupted by {}: cleaning up (a second signal or Ctrl-C abandons the cleanup)",
+                signal.name()
+            ));
             state.summary.interrupted = true;
-            state.summary.exit_code = 130;
+            state.summary.signal = Some(signal.name());
+            state.summary.exit_code = signal.exit_code();
         }
     }
     state.end();
@@ -459,8 +499,8 @@ pub async fn run(
         let cleanup = cleanup(provider, request, ui, &mut state);
         tokio::pin!(cleanup);
         tokio::select! {
-            () = &mut cleanup => false,
-            Some(()) = interrupts.recv() => true,
+            () = &mut cleanup => None,
+            Some(signal) = interrupts.recv() => Some(signal),
         }
     };
     if matches!(state.summary.machine, MachineFate::TerminateFailed(_))
@@ -469,16 +509,17 @@ pub async fn run(
         // The scripts succeeded, but a machine may be billing: that is not a success.
         state.summary.exit_code = 1;
     }
-    if aborted {
+    if let Some(signal) = aborted {
         let id = state
             .target
             .as_ref()
             .map_or_else(|| "?".to_owned(), |t| t.id.to_string());
         state.summary.machine = MachineFate::TerminateFailed("cleanup abandoned".to_owned());
         state.summary.error = Some(format!(
-            "cleanup abandoned by a second Ctrl-C: {id} may still be billing: `lambda-gha terminate {id}` (or `lambda-gha terminate --mine`)"
+            "cleanup abandoned by a second signal ({}): {id} may still be billing: `lambda-gha terminate {id}` (or `lambda-gha terminate --mine`)",
+            signal.name()
         ));
-        state.summary.exit_code = 130;
+        state.summary.exit_code = signal.exit_code();
     }
     state.end();
     state.summary
@@ -1260,6 +1301,7 @@ mod tests {
             machine: MachineFate::Terminated,
             error: None,
             interrupted: false,
+            signal: None,
             time_scale: 1.0,
             exit_code: 3,
         };

@@ -20,17 +20,29 @@ struct World {
 impl World {
     /// The machine: an `sshd` whose `nvidia-smi` shows the one GPU of a gpu_1x_a10.
     async fn new(options: SshdOptions) -> World {
+        World::booting_for(options, None).await
+    }
+
+    /// As [`World::new`], with machines that take `boot_seconds` (simulated) to boot.
+    async fn booting_for(options: SshdOptions, boot_seconds: Option<f64>) -> World {
         let sshd = Sshd::start(&SshdOptions {
             gpus: Some(1),
             ..options
         })
         .expect("sshd");
+        let mut scenario = Scenario::default()
+            .with_public_ip("127.0.0.1")
+            .with_public_key("laptop", &sshd.public_key);
+        if let Some(seconds) = boot_seconds {
+            for ty in &mut scenario.instance_types {
+                ty.boot_seconds = lambda_cloud_sim::SecondsRange {
+                    min: seconds,
+                    max: seconds,
+                };
+            }
+        }
         let sim = Sim::builder()
-            .scenario(
-                Scenario::default()
-                    .with_public_ip("127.0.0.1")
-                    .with_public_key("laptop", &sshd.public_key),
-            )
+            .scenario(scenario)
             .time_scale(SCALE)
             .api_key("run-key")
             .start()
@@ -259,57 +271,125 @@ async fn a_kept_machine_gets_only_the_changed_files_next_time() {
     world.assert_nothing_billing();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn ctrl_c_during_the_upload_terminates_the_machine() {
-    // The machine's `tar` announces itself and then stalls: the upload is under way for as
-    // long as the test needs.
+/// Where a run is when it gets a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moment {
+    /// The machine is launched and still booting.
+    Boot,
+    /// The project is being unpacked on the machine.
+    Upload,
+    /// The script runs.
+    Run,
+}
+
+/// Sends each of `signals` (`kill -NAME`, expected exit code) to a run at `moment`, one run
+/// each: the machine is terminated, and the exit code and summary name the signal.
+async fn signal_during(moment: Moment, signals: &[(&str, i32)]) {
+    // The machine's `tar` announces the upload and then stalls; the script announces itself
+    // and runs for a minute: either phase lasts as long as the test needs.
     let bin = std::env::temp_dir().join(format!("lambda-gha-slow-tar-{:016x}", fastrand::u64(..)));
     std::fs::create_dir_all(&bin).unwrap();
     let tar = bin.join("tar");
+    let stall = if moment == Moment::Upload {
+        "touch \"$HOME/upload-started\"; sleep 60"
+    } else {
+        ":"
+    };
     std::fs::write(
         &tar,
-        "#!/bin/sh\ncase \"$*\" in *-x*) touch \"$HOME/upload-started\"; sleep 60;; esac\nexec /usr/bin/tar \"$@\"\n",
+        format!("#!/bin/sh\ncase \"$*\" in *-x*) {stall};; esac\nexec /usr/bin/tar \"$@\"\n"),
     )
     .unwrap();
     std::fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let world = World::new(SshdOptions {
-        path_prefix: Some(bin.clone()),
-        ..SshdOptions::default()
-    })
+    // Boots of 50 simulated minutes (30 s here) for the boot case: the signal lands in it.
+    let boot = (moment == Moment::Boot).then_some(3000.0);
+    let world = World::booting_for(
+        SshdOptions {
+            path_prefix: Some(bin.clone()),
+            ..SshdOptions::default()
+        },
+        boot,
+    )
     .await;
-    let project = world.project("interrupted", &[("train.sh", "echo never\n")]);
-    let mut command = world.command(&project, &World::launch_args("train.sh", &[]));
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let marker = world.sshd.home.join("upload-started");
-    let started = Instant::now();
-    while !marker.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the upload never started"
+    for (signal, code) in signals {
+        let name = format!("signal-{signal}-{moment:?}").to_lowercase();
+        let project = world.project(
+            &name,
+            &[("train.sh", "touch \"$HOME/run-started\"; sleep 60\n")],
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = std::fs::remove_file(world.sshd.home.join("upload-started"));
+        let _ = std::fs::remove_file(world.sshd.home.join("run-started"));
+        let mut command = world.command(&project, &World::launch_args("train.sh", &[]));
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let reached = || match moment {
+            Moment::Boot => world.sim.ledger().entries.len() == world_runs(&world),
+            Moment::Upload => world.sshd.home.join("upload-started").exists(),
+            Moment::Run => world.sshd.home.join("run-started").exists(),
+        };
+        while !reached() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the run never reached {moment:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(world.sim.ledger().still_billing.len(), 1, "a machine is up");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(output.status.code(), Some(*code), "{}", stderr(&output));
+        assert_eq!(summary["interrupted"], true);
+        assert_eq!(summary["signal"], format!("SIG{signal}"));
+        assert_eq!(summary["machine"]["state"], "terminated", "{summary:#}");
+        assert!(
+            stderr(&output).contains(&format!("interrupted by SIG{signal}: cleaning up")),
+            "{}",
+            stderr(&output)
+        );
+        world.assert_nothing_billing();
     }
-    assert!(
-        world.sim.ledger().still_billing.len() == 1,
-        "a machine is up"
-    );
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
-    assert_eq!(summary["interrupted"], true);
-    assert_eq!(summary["machine"]["state"], "terminated", "{summary:#}");
-    assert!(stderr(&output).contains("interrupted: cleaning up"));
-    world.assert_nothing_billing();
     let _ = std::fs::remove_dir_all(bin);
+}
+
+/// How many machines the runs so far launched, this one included.
+fn world_runs(world: &World) -> usize {
+    std::fs::read_dir(&world.dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("signal-"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_the_upload_terminates_the_machine() {
+    signal_during(Moment::Upload, &[("INT", 130)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_and_sighup_during_the_boot_terminate_the_machine() {
+    signal_during(Moment::Boot, &[("TERM", 143), ("HUP", 129)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_and_sighup_during_the_upload_terminate_the_machine() {
+    signal_during(Moment::Upload, &[("TERM", 143), ("HUP", 129)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_and_sighup_while_the_script_runs_terminate_the_machine() {
+    signal_during(Moment::Run, &[("TERM", 143), ("HUP", 129)]).await;
 }
