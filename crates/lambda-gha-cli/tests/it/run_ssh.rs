@@ -364,14 +364,12 @@ async fn signal_during(moment: Moment, signals: &[(&str, i32)]) {
 
 /// How many machines the runs so far launched, this one included.
 fn world_runs(world: &World) -> usize {
-    std::fs::read_dir(&world.dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("signal-"))
-                .count()
-        })
-        .unwrap_or(0)
+    std::fs::read_dir(&world.dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("signal-"))
+            .count()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
