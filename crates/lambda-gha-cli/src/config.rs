@@ -84,6 +84,31 @@ pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
     vars
 }
 
+/// Whether the API key may be sent to `url`: `https://` anywhere, `http://` only to this
+/// machine (the simulator on a loopback address).
+pub fn safe_api_url(url: &str) -> bool {
+    let lower = url.trim().to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = lower.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // Credentials in the URL (`user@host`) would hide the real host: refused.
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The default config file: `$XDG_CONFIG_HOME/lambda-gha/config.toml` or
 /// `~/.config/lambda-gha/config.toml`.
 pub fn default_config_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
@@ -127,12 +152,29 @@ pub fn load(
     } else {
         (None, None)
     };
+    let api_url = if let Some(url) = env_var("LAMBDA_API_URL") {
+        Some((url, "LAMBDA_API_URL".to_owned()))
+    } else if let Some(url) = from_dotenv("LAMBDA_API_URL") {
+        Some((url, cwd.join(".env").display().to_string()))
+    } else {
+        file.api_url.clone().map(|url| {
+            let source = config_file
+                .map_or_else(|| "the config file".to_owned(), |p| p.display().to_string());
+            (url, source)
+        })
+    };
+    if let Some((url, source)) = &api_url
+        && !safe_api_url(url)
+    {
+        return Err(CliError::InsecureApiUrl {
+            url: url.clone(),
+            source_name: source.clone(),
+        });
+    }
     Ok(Settings {
         api_key: api_key.map(|k| SecretString::from(k.trim().to_owned())),
         api_key_source,
-        api_url: env_var("LAMBDA_API_URL")
-            .or_else(|| from_dotenv("LAMBDA_API_URL"))
-            .or(file.api_url),
+        api_url: api_url.map(|(url, _)| url),
         instance_type: file.instance_type,
         region: file.region,
         ssh_key: file.ssh_key,
@@ -153,6 +195,39 @@ mod tests {
         assert_eq!(vars["LAMBDA_API_URL"], "http://x");
         assert_eq!(vars["EMPTY"], "");
         assert_eq!(vars.len(), 3);
+    }
+
+    #[test]
+    fn the_key_goes_only_over_https_or_to_this_machine() {
+        for url in [
+            "https://cloud.lambda.ai/",
+            "HTTPS://example.com",
+            "http://127.0.0.1:8787",
+            "http://127.9.9.9/api",
+            "http://localhost:9000",
+            "http://[::1]:8787/",
+        ] {
+            assert!(safe_api_url(url), "{url}");
+        }
+        for url in [
+            "http://cloud.lambda.ai",
+            "http://10.0.0.5:8787",
+            "http://127.0.0.1.evil.com/",
+            "http://localhost@evil.com/",
+            "ftp://127.0.0.1",
+            "cloud.lambda.ai",
+        ] {
+            assert!(!safe_api_url(url), "{url}");
+        }
+        let dir = std::env::temp_dir().join(format!("cfg-url-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".env"), "LAMBDA_API_URL=http://api.example.com\n").unwrap();
+        let error = load(&|_| None, &dir, None).err().unwrap().to_string();
+        assert!(
+            error.contains("http://api.example.com") && error.contains(".env"),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub async fn demo(
         },
         instance: None,
         project,
+        withheld: Vec::new(),
         steps,
         downloads: vec![PathBuf::from("results")],
         download_to: root.clone(),

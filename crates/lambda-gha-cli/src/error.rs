@@ -23,6 +23,18 @@ pub enum CliError {
         /// The config file path looked at.
         config: String,
     },
+    /// An API URL the key would travel to in clear.
+    #[error(
+        "the Lambda API URL {url} (from {source_name}) is not https://: the API key would be \
+         sent in clear. Use https://, or http:// only to a loopback address (the simulator); \
+         fix or remove it in {source_name}"
+    )]
+    InsecureApiUrl {
+        /// The URL.
+        url: String,
+        /// Where it was set.
+        source_name: String,
+    },
     /// `LAMBDA_API_TIME_SCALE` is not a time scale.
     #[error("{0}")]
     TimeScale(String),

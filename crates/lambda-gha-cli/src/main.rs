@@ -874,8 +874,12 @@ async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> 
         .ok()
         .filter(|p| p.is_dir())
         .with_context(|| format!("--project {}: no such directory", args.project.display()))?;
-    let project = lambda_gha_cli::project::Project::scan(&project_root)
+    let mut project = lambda_gha_cli::project::Project::scan(&project_root)
         .with_context(|| format!("cannot read the project {}", project_root.display()))?;
+    // A file holding the API key (a `.env`, a config) never leaves this machine.
+    let withheld = settings.api_key.as_ref().map_or_else(Vec::new, |key| {
+        project.withhold_containing(secrecy::ExposeSecret::expose_secret(key))
+    });
     if args.scripts.is_empty() && args.commands.is_empty() {
         bail!(
             "name what to run: a project script (`lambda-gha run train.py`) or --cmd \"nvidia-smi\""
@@ -920,6 +924,7 @@ async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> 
         instance: args.instance,
         download_to: project_root.clone(),
         project,
+        withheld,
         steps,
         downloads: args.downloads,
         keep: args.keep,

@@ -31,6 +31,10 @@ pub struct ProjectFile {
     pub link: Option<PathBuf>,
 }
 
+/// The largest file searched for the API key before an upload: keys live in small files
+/// (`.env`, configs, notebooks); datasets and weights are not read twice.
+pub const SECRET_SCAN_LIMIT: u64 = 8 * 1024 * 1024;
+
 /// The files of a project directory.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -96,6 +100,30 @@ impl Project {
         self.files
             .binary_search_by(|file| file.path.as_path().cmp(path))
             .is_ok()
+    }
+
+    /// Takes out of the project every regular file of at most [`SECRET_SCAN_LIMIT`] bytes
+    /// whose contents hold `secret` (the API key: in a `.env`, a config, a notebook), and
+    /// returns their paths: they are never uploaded.
+    pub fn withhold_containing(&mut self, secret: &str) -> Vec<PathBuf> {
+        let needle = secret.trim().as_bytes();
+        if needle.is_empty() {
+            return Vec::new();
+        }
+        let finder = memchr::memmem::Finder::new(needle);
+        let root = self.root.clone();
+        let mut withheld = Vec::new();
+        self.files.retain(|file| {
+            let holds = file.link.is_none()
+                && file.size <= SECRET_SCAN_LIMIT
+                && std::fs::read(root.join(&file.path))
+                    .is_ok_and(|bytes| finder.find(&bytes).is_some());
+            if holds {
+                withheld.push(file.path.clone());
+            }
+            !holds
+        });
+        withheld
     }
 
     /// Bytes in all files.

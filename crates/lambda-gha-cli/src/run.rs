@@ -148,6 +148,8 @@ pub struct RunRequest {
     pub instance: Option<String>,
     /// The project to upload.
     pub project: Project,
+    /// Project files left out of the upload because they hold the API key.
+    pub withheld: Vec<PathBuf>,
     /// What to run, in order; the first failure stops the rest.
     pub steps: Vec<Step>,
     /// Paths (relative to the project) to bring back.
@@ -242,6 +244,8 @@ pub struct RunSummary {
     pub replaced: Vec<ReplacedMachine>,
     /// The upload.
     pub upload: Option<UploadReport>,
+    /// Project files never uploaded because they hold the API key.
+    pub withheld: Vec<String>,
     /// Files brought back.
     pub downloaded_files: usize,
     /// Download paths the machine did not have.
@@ -305,6 +309,13 @@ impl RunSummary {
                 upload.files,
                 human_bytes(upload.bytes_sent),
                 human_bytes(upload.wire_bytes)
+            );
+        }
+        if !self.withheld.is_empty() {
+            let _ = writeln!(
+                text,
+                "withheld  {} (hold the API key; not uploaded)",
+                self.withheld.join(", ")
             );
         }
         if self.downloaded_files > 0 || !self.missing_downloads.is_empty() {
@@ -446,6 +457,11 @@ pub async fn run(
             gpu_check: None,
             replaced: Vec::new(),
             upload: None,
+            withheld: request
+                .withheld
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
             downloaded_files: 0,
             missing_downloads: Vec::new(),
             failed_step: None,
@@ -1292,6 +1308,7 @@ mod tests {
                 bytes_sent: 20_480,
                 wire_bytes: 4_100,
             }),
+            withheld: vec![".env".into()],
             downloaded_files: 2,
             missing_downloads: vec!["plots".into()],
             failed_step: Some("uv run train.py".into()),
@@ -1314,6 +1331,7 @@ mod tests {
         total        243.1 s
         gpus      nvidia-smi sees all 1 GPUs
         upload    3 of 120 files, 20.5 kB (4.1 kB on the wire)
+        withheld  .env (hold the API key; not uploaded)
         download  2 files (not on the machine: plots)
         cost      $0.0597 (4m10s billed × $0.86/h)
         machine   terminated (billing stopped)

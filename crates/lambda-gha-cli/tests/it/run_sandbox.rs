@@ -52,6 +52,7 @@ impl World {
             instance: None,
             steps: vec![Step::script(&project, "go.sh").unwrap()],
             project,
+            withheld: Vec::new(),
             downloads: vec!["done.txt".into()],
             download_to: self.dir.join("proj"),
             keep: false,

@@ -271,6 +271,54 @@ async fn a_kept_machine_gets_only_the_changed_files_next_time() {
     world.assert_nothing_billing();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn files_holding_the_api_key_are_never_uploaded() {
+    let world = World::new(SshdOptions::default()).await;
+    // Not ignored by git, and holding the key this run uses (`run-key`).
+    let project = world.project(
+        "keyed",
+        &[
+            (".env", "LAMBDA_API_KEY=run-key\n"),
+            ("conf/settings.toml", "api_key = \"run-key\"\n"),
+            (
+                "train.sh",
+                "ls -a; test ! -e .env && test ! -e conf/settings.toml\n",
+            ),
+        ],
+    );
+    let (output, summary) = world
+        .run(&project, &World::launch_args("train.sh", &[]))
+        .await;
+    assert!(output.status.success(), "{summary:#}\n{}", stderr(&output));
+    assert_eq!(
+        summary["withheld"],
+        serde_json::json!([".env", "conf/settings.toml"])
+    );
+    assert_eq!(summary["upload"]["files"], 1, "{summary:#}");
+    let remote = world.sshd.home.join("keyed");
+    assert!(remote.join("train.sh").exists());
+    assert!(!remote.join(".env").exists() && !remote.join("conf/settings.toml").exists());
+    world.assert_nothing_billing();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_url_that_would_send_the_key_in_clear_is_refused_before_anything() {
+    let world = World::new(SshdOptions::default()).await;
+    let project = world.project("clear", &[("train.sh", "true\n")]);
+    let mut command = world.command(&project, &World::launch_args("train.sh", &[]));
+    let output = command
+        .env("LAMBDA_API_URL", "http://api.lambda.example/")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("is not https://") && stderr(&output).contains("LAMBDA_API_URL"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(world.sim.ledger().entries.is_empty(), "nothing launched");
+}
+
 /// Where a run is when it gets a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Moment {
