@@ -562,9 +562,19 @@ impl<R: Read> Read for ExactLength<R> {
     }
 }
 
-/// Unpacks a compressed tar stream (what tar on the machine sends) under `dest`; entries
-/// that would land outside `dest` are refused by `tar`. Returns the files unpacked.
-pub fn unpack_archive<R: Read>(input: R, codec: Codec, dest: &Path) -> io::Result<usize> {
+/// Unpacks a tar stream (compressed with `codec`) into `dest`, confined to `allowed` (paths
+/// relative to `dest`, as the run asked for them); returns the regular files written. What
+/// the machine sends is not trusted: an absolute path, a `..`, anything under `.git/`, an
+/// entry outside the asked-for paths, a link that leaves them, a hard link, a device or a
+/// fifo stops the unpacking with an error naming it, before it is written; nothing is ever
+/// written outside `dest`'s asked-for paths (the tar crate also refuses to write through a
+/// link that leaves `dest`).
+pub fn unpack_archive<R: Read>(
+    input: R,
+    codec: Codec,
+    dest: &Path,
+    allowed: &[PathBuf],
+) -> io::Result<usize> {
     std::fs::create_dir_all(dest)?;
     let decoder: Box<dyn Read> = match codec {
         Codec::Zstd => Box::new(zstd::Decoder::new(input)?),
@@ -572,14 +582,106 @@ pub fn unpack_archive<R: Read>(input: R, codec: Codec, dest: &Path) -> io::Resul
     };
     let mut archive = tar::Archive::new(decoder);
     archive.set_preserve_mtime(true);
+    archive.set_overwrite(true);
     let mut count = 0;
     for entry in archive.entries()? {
         let mut entry = entry?;
-        if entry.unpack_in(dest)? && entry.header().entry_type().is_file() {
+        let path = entry.path()?.into_owned();
+        let kind = entry.header().entry_type();
+        let link = entry.link_name()?.map(std::borrow::Cow::into_owned);
+        if let Err(why) = confined(&path, kind, link.as_deref(), allowed) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the machine sent `{}`, which {why}: refused, and nothing more was unpacked",
+                    path.display()
+                ),
+            ));
+        }
+        let written = entry.unpack_in(dest).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "the machine sent `{}`, which could not be written: {e}",
+                    path.display()
+                ),
+            )
+        })?;
+        if written && kind.is_file() {
             count += 1;
         }
     }
     Ok(count)
+}
+
+/// Why an entry at `path` of `kind` (a link to `link`) may not be unpacked for `allowed`.
+fn confined(
+    path: &Path,
+    kind: tar::EntryType,
+    link: Option<&Path>,
+    allowed: &[PathBuf],
+) -> Result<(), &'static str> {
+    use std::path::Component;
+    let plain = |p: &Path| {
+        p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    };
+    if !plain(path) {
+        return Err("is absolute or has `..` in it");
+    }
+    if path.components().any(|c| c.as_os_str() == ".git") {
+        return Err("is under `.git/`");
+    }
+    let inside = |p: &Path| {
+        allowed
+            .iter()
+            .any(|a| p.starts_with(a) || (a.starts_with(p) && kind.is_dir()))
+    };
+    if !inside(path) {
+        return Err("is outside the paths asked for");
+    }
+    match kind {
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory => Ok(()),
+        tar::EntryType::Symlink => {
+            // Resolved from the link's own directory, it must stay inside what was asked for.
+            let Some(target) = link else {
+                return Err("is a link to nothing");
+            };
+            if target.is_absolute() {
+                return Err("is a link to an absolute path");
+            }
+            let mut resolved: Vec<&std::ffi::OsStr> = path
+                .parent()
+                .map(|p| p.components().map(Component::as_os_str).collect())
+                .unwrap_or_default();
+            for part in target.components() {
+                match part {
+                    Component::Normal(name) => resolved.push(name),
+                    Component::CurDir => {}
+                    Component::ParentDir => {
+                        if resolved.pop().is_none() {
+                            return Err("is a link that leaves the download");
+                        }
+                    }
+                    Component::RootDir | Component::Prefix(_) => {
+                        return Err("is a link to an absolute path");
+                    }
+                }
+            }
+            let resolved: PathBuf = resolved.iter().collect();
+            if allowed.iter().any(|a| resolved.starts_with(a))
+                && !resolved.components().any(|c| c.as_os_str() == ".git")
+            {
+                Ok(())
+            } else {
+                Err("is a link that leaves the download")
+            }
+        }
+        tar::EntryType::Link => Err("is a hard link"),
+        tar::EntryType::Char | tar::EntryType::Block => Err("is a device"),
+        tar::EntryType::Fifo => Err("is a fifo"),
+        _ => Err("is not a file, a directory or a link"),
+    }
 }
 
 #[cfg(test)]
@@ -737,7 +839,8 @@ mod tests {
         assert!(stream.len() < noise.len() + 60_000, "{}", stream.len());
 
         let dest = temp();
-        let count = unpack_archive(stream.as_slice(), codec, &dest).expect("unpack");
+        let count =
+            unpack_archive(stream.as_slice(), codec, &dest, &[PathBuf::new()]).expect("unpack");
         assert_eq!(count, 3);
         assert_eq!(
             std::fs::read(dest.join("weights.bin")).expect("read"),

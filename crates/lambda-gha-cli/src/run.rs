@@ -1113,6 +1113,7 @@ async fn download(
     }
     let words: Vec<String> = present.iter().map(|p| shell_quote(p)).collect();
     let dest = request.download_to.clone();
+    let allowed: Vec<PathBuf> = present.iter().map(PathBuf::from).collect();
     let bar = ui.spinner("downloading");
     let count = transport::drain(
         transport,
@@ -1121,7 +1122,7 @@ async fn download(
             codec.tar_option(),
             words.join(" ")
         ),
-        move |pipe| unpack_archive(pipe, codec, &dest),
+        move |pipe| unpack_archive(pipe, codec, &dest, &allowed),
     )
     .await;
     bar.finish_and_clear();

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_inputs;
+mod downloads;
 mod everyday;
 mod run_sandbox;
 mod run_ssh;
