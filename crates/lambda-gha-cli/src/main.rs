@@ -94,6 +94,9 @@ enum Command {
         /// The login user.
         #[arg(long, default_value = "ubuntu")]
         user: String,
+        /// The SSH port.
+        #[arg(long, default_value_t = 22)]
+        port: u16,
         /// The command to run instead of a shell.
         #[arg(last = true)]
         command: Vec<String>,
@@ -712,6 +715,7 @@ async fn everyday(command: Command, settings: &Settings, out: &Out) -> Result<Ex
             id,
             identity,
             user,
+            port,
             command,
         } => {
             let instance = client.instances().get(&id.as_str().into()).await?;
@@ -723,14 +727,23 @@ async fn everyday(command: Command, settings: &Settings, out: &Out) -> Result<Ex
             })?;
             // A machine `run --keep` launched with its own key: that key.
             let env = |name: &str| std::env::var(name).ok();
+            let state_dir = lambda_gha_cli::run::default_state_dir(&env);
             let identity = identity.or_else(|| {
-                let kept = lambda_gha_cli::run::kept_key(
-                    &lambda_gha_cli::run::default_state_dir(&env),
-                    &id,
-                );
+                let kept = lambda_gha_cli::run::kept_key(&state_dir, &id);
                 kept.exists().then_some(kept)
             });
-            let args = lambda_gha_cli::ssh::ssh_args(ip, &user, identity.as_deref(), &command);
+            let known_hosts = lambda_gha_cli::run::known_hosts_file(&state_dir, &id)
+                .map_err(anyhow::Error::msg)?;
+            let args = lambda_gha_cli::ssh::ssh_args(
+                &lambda_gha_cli::ssh::SshTarget {
+                    ip,
+                    port,
+                    user: &user,
+                    identity: identity.as_deref(),
+                    known_hosts: &known_hosts,
+                },
+                &command,
+            );
             let status = std::process::Command::new("ssh")
                 .args(&args)
                 .status()

@@ -598,8 +598,7 @@ async fn work(
                         let kept = kept_key(&request.state_dir, id.as_str());
                         kept.exists().then_some(kept)
                     });
-                let known_hosts = request.state_dir.join("known_hosts").join(id.as_str());
-                create_private_dir(known_hosts.parent().unwrap_or(&request.state_dir))?;
+                let known_hosts = known_hosts_file(&request.state_dir, id.as_str())?;
                 std::sync::Arc::new(OpenSsh {
                     host: ip,
                     port: *port,
@@ -951,6 +950,14 @@ async fn delete_launch_key(provider: &LambdaProvider, state: &mut State) {
         // Harmless (a key bills nothing) but untidy: try again in the cleanup.
         state.launch_key = Some(key);
     }
+}
+
+/// The known-hosts file for one instance: Lambda reuses addresses, so a host key is pinned
+/// per instance, never per address (`run` and `ssh` share it).
+pub fn known_hosts_file(state_dir: &Path, instance_id: &str) -> Result<PathBuf, String> {
+    let dir = state_dir.join("known_hosts");
+    create_private_dir(&dir)?;
+    Ok(dir.join(instance_id))
 }
 
 /// Where the private key of a machine launched with a run's own key is kept.

@@ -319,6 +319,72 @@ async fn an_api_url_that_would_send_the_key_in_clear_is_refused_before_anything(
     assert!(world.sim.ledger().entries.is_empty(), "nothing launched");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_pins_host_keys_per_instance_so_a_reused_address_works() {
+    let world = World::new(SshdOptions::default()).await;
+    let client = world.sim.client().unwrap();
+    let port = world.sshd.port.to_string();
+    let ssh = |id: &str| {
+        world
+            .cli(&[
+                "ssh",
+                id,
+                "--port",
+                &port,
+                "--user",
+                &world.sshd.user,
+                "--identity",
+                world.sshd.key.to_str().unwrap(),
+                "--",
+                "echo",
+                "hello-from-the-machine",
+            ])
+            .output()
+            .unwrap()
+    };
+    let launch = || async {
+        let id = client
+            .instances()
+            .launch("gpu_1x_a10", "us-east-1", "laptop")
+            .send()
+            .await
+            .unwrap()
+            .remove(0);
+        let waited = world.cli(&["wait", id.as_str()]).output().unwrap();
+        assert!(waited.status.success(), "{}", stderr(&waited));
+        id
+    };
+    let pinned = |id: &str| world.dir.join("state/lambda-gha/known_hosts").join(id);
+
+    // Machine A: its key is accepted on first use and pinned for A alone.
+    let first = launch().await;
+    let output = ssh(first.as_str());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "hello-from-the-machine"
+    );
+    assert!(std::fs::read_to_string(pinned(first.as_str())).is_ok_and(|t| t.contains("ssh-")));
+    // A's key changes (as if another machine answered at its address): refused for A.
+    std::fs::write(
+        pinned(first.as_str()),
+        format!("[127.0.0.1]:{port} {}\n", world.sshd.public_key.trim()),
+    )
+    .unwrap();
+    let refused = ssh(first.as_str());
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("IDENTIFICATION HAS CHANGED"),
+        "{}",
+        stderr(&refused)
+    );
+    // Machine B at the same address (Lambda reuses them), whatever A's file says: it works.
+    let second = launch().await;
+    let output = ssh(second.as_str());
+    assert!(output.status.success(), "{}", stderr(&output));
+    client.instances().terminate([first, second]).await.unwrap();
+}
+
 /// Where a run is when it gets a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Moment {
