@@ -43,6 +43,19 @@ pub fn machine_rootfs() -> PathBuf {
     path
 }
 
+/// The `uv` binary (from PyPI) that `cargo xtask ci` installs under `target/tools/uv`, for
+/// Python projects run over the test `sshd`.
+pub fn uv_binary() -> PathBuf {
+    let path = workspace_root().join("target/tools/uv/bin/uv");
+    assert!(
+        path.exists(),
+        "no uv at {}: run the suite through `cargo xtask ci` (it installs uv from PyPI), or \
+         `python3 -m pip install --target target/tools/uv uv==0.13.9`",
+        path.display()
+    );
+    path
+}
+
 /// Reads a file relative to the workspace root, with the path in the panic message.
 pub fn read_repo_file(relative: &str) -> String {
     let path = workspace_root().join(relative);

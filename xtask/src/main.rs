@@ -276,6 +276,37 @@ fn install_system_tools() -> Result<()> {
             bail!("could not install cargo-nextest: run `cargo install cargo-nextest --locked`");
         }
     }
+    install_uv()
+}
+
+/// Where the tests find `uv` (from PyPI) to run Python projects over the test `sshd`.
+const UV_DIR: &str = "target/tools/uv";
+/// The uv the tests use, pinned.
+const UV: &str = "uv==0.13.9";
+
+/// Installs uv from PyPI under `target/tools/uv` when it is not there.
+fn install_uv() -> Result<()> {
+    let dir = workspace_root().join(UV_DIR);
+    if dir.join("bin/uv").exists() {
+        return Ok(());
+    }
+    println!("==> installing {UV} (PyPI) into {UV_DIR}");
+    let status = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .arg("--target")
+        .arg(&dir)
+        .arg(UV)
+        .status()
+        .context("running python3 -m pip")?;
+    if !status.success() {
+        bail!("could not install {UV}: run `python3 -m pip install --target {UV_DIR} {UV}`");
+    }
     Ok(())
 }
 

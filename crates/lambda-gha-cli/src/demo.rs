@@ -114,6 +114,7 @@ pub async fn demo(
         replace_unhealthy: 1,
         boot_timeout: Duration::from_secs(60),
         max_lifetime: Duration::from_secs(12 * 3600),
+        isolated: false,
         time_scale: TIME_SCALE,
         user: "demo".to_owned(),
         state_dir: work.join("state"),

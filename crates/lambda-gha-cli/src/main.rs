@@ -221,6 +221,10 @@ struct RunArgs {
     /// to expire then, and `lambda-gha reap` terminates it after that.
     #[arg(long, default_value = "12h", value_parser = parse_duration_arg)]
     max_lifetime: std::time::Duration,
+    /// Give a Python project a venv of its own only: without it, the venv also sees the
+    /// machine's system-wide packages (Lambda Stack's PyTorch), so they are not downloaded again.
+    #[arg(long)]
+    isolated: bool,
     /// Your own GPU check, run on the machine before the upload; a failure ends the run
     /// (e.g. `python3 -c 'import torch; assert torch.cuda.is_available()'`).
     #[arg(long, value_name = "COMMAND")]
@@ -959,6 +963,7 @@ async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> 
         replace_unhealthy: args.replace_unhealthy,
         boot_timeout: args.boot_timeout,
         max_lifetime: args.max_lifetime,
+        isolated: args.isolated,
         time_scale,
         user: user(),
         state_dir: lambda_gha_cli::run::default_state_dir(&env),

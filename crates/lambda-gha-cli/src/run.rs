@@ -169,6 +169,9 @@ pub struct RunRequest {
     pub boot_timeout: Duration,
     /// How long the machine may live: its `lambda-gha:expires` tag, which the reaper honours.
     pub max_lifetime: Duration,
+    /// A Python project's venv without the machine's system packages (by default it sees
+    /// them: Lambda Stack's PyTorch).
+    pub isolated: bool,
     /// Simulated seconds per real second (1 on a real cloud): scales polling and the cost.
     pub time_scale: f64,
     /// Who runs it (the `lambda-gha:cli` tag).
@@ -659,6 +662,13 @@ async fn work(
     if pyproject || request.steps.iter().any(Step::needs_uv) {
         state.begin("setup");
         let mut script = format!("cd {dir} && {ENSURE_UV}");
+        if pyproject && !request.isolated {
+            // On Lambda Stack, PyTorch and CUDA's Python packages are installed system-wide:
+            // the project's venv sees them, instead of downloading gigabytes again.
+            script.push_str(
+                " && { [ -d .venv ] || uv venv --quiet --system-site-packages --python python3; }",
+            );
+        }
         if pyproject {
             script.push_str(" && uv sync");
         }

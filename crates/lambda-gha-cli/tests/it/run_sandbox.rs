@@ -63,6 +63,7 @@ impl World {
             replace_unhealthy: 0,
             boot_timeout: Duration::from_secs(60),
             max_lifetime: Duration::from_secs(12 * 3600),
+            isolated: false,
             time_scale: SCALE,
             user: "tester".into(),
             state_dir: self.dir.join("state"),

@@ -385,6 +385,103 @@ async fn ssh_pins_host_keys_per_instance_so_a_reused_address_works() {
     client.instances().terminate([first, second]).await.unwrap();
 }
 
+/// A package "installed system-wide" on the machine (the test's sshd runs on this host): a
+/// module in the system Python's site-packages, as Lambda Stack installs PyTorch. Removed on
+/// drop.
+struct SystemPackage {
+    name: String,
+    dir: PathBuf,
+}
+
+impl SystemPackage {
+    fn install() -> SystemPackage {
+        let site = Command::new("/usr/bin/python3")
+            .args(["-c", "import site; print(site.getsitepackages()[0])"])
+            .output()
+            .expect("the system python3");
+        let site = PathBuf::from(String::from_utf8_lossy(&site.stdout).trim());
+        let name = format!("lambda_stack_probe_{:08x}", fastrand::u32(..));
+        let dir = site.join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("__init__.py"), "WHERE = 'system'\n").unwrap();
+        SystemPackage { name, dir }
+    }
+}
+
+impl Drop for SystemPackage {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_project_uses_the_machines_system_packages_unless_isolated() {
+    let package = SystemPackage::install();
+    // A real uv (from PyPI) on the machine's PATH.
+    let bin = std::env::temp_dir().join(format!("lambda-gha-uv-{:016x}", fastrand::u64(..)));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(lambda_gha_tests::uv_binary(), bin.join("uv")).unwrap();
+    let world = World::new(SshdOptions {
+        path_prefix: Some(bin.clone()),
+        ..SshdOptions::default()
+    })
+    .await;
+    let pyproject = "[project]\nname = \"probe\"\nversion = \"0.1.0\"\n\
+                     requires-python = \">=3.8\"\ndependencies = []\n";
+    let train = format!(
+        "import {name} as p\nprint('imported', p.WHERE, 'from', p.__file__)\n",
+        name = package.name
+    );
+    let files = [("pyproject.toml", pyproject), ("train.py", train.as_str())];
+
+    let project = world.project("python", &files);
+    let (output, summary) = world
+        .run(&project, &World::launch_args("train.py", &[]))
+        .await;
+    assert!(output.status.success(), "{summary:#}\n{}", stderr(&output));
+    let printed = stderr(&output);
+    let from_system = format!("imported system from {}", package.dir.display());
+    assert!(printed.contains(&from_system), "{printed}");
+    let phases: Vec<&str> = summary["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert!(
+        phases.contains(&"setup"),
+        "uv sync timed as setup: {phases:?}"
+    );
+    // Nothing of it was installed into the project's venv.
+    let venv = world.sshd.home.join("python/.venv");
+    assert!(venv.join("pyvenv.cfg").exists(), "uv sync made the venv");
+    let copies = Command::new("find")
+        .arg(&venv)
+        .args(["-name", &format!("{}*", package.name)])
+        .output()
+        .unwrap();
+    assert!(
+        copies.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&copies.stdout)
+    );
+
+    // `--isolated`: a venv of its own only, which does not see it.
+    let project = world.project("python-isolated", &files);
+    let (output, summary) = world
+        .run(&project, &World::launch_args("train.py", &["--isolated"]))
+        .await;
+    assert!(!output.status.success());
+    assert_eq!(summary["failed_step"], "uv run train.py", "{summary:#}");
+    assert!(
+        stderr(&output).contains("ModuleNotFoundError"),
+        "{}",
+        stderr(&output)
+    );
+    world.assert_nothing_billing();
+    let _ = std::fs::remove_dir_all(bin);
+}
+
 /// Where a run is when it gets a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Moment {
