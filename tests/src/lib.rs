@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 mod fake_github;
 pub mod faults;
 mod internet;
+mod link;
 pub mod machine;
 pub mod rig;
 mod sshd;
@@ -18,6 +19,7 @@ pub use fake_github::{
 pub use internet::{
     FAKE_GITHUB_URL_FILE, FakeInternet, PINNED_RUNNER_VERSION, RUNNER_VERSION, write_fake_runner,
 };
+pub use link::{LinkShape, ShapedLink};
 pub use sshd::{Sshd, SshdOptions};
 
 /// The workspace root (this crate lives in `tests/`).

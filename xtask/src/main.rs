@@ -29,7 +29,7 @@ commands:
                           the e2e suite and the fault matrix (cached in target/)
   lint                    actionlint and zizmor over the workflows and action.yml
   dist [--target TRIPLE]  release binaries and SHA256SUMS under target/dist
-  bench [NAME...]         benchmarks with ratios against in-run baselines (action, transfer)
+  bench [NAME...] [--link RATE,RTT]  benchmarks with ratios against in-run baselines (action, transfer; --link 100mbit,30ms, 1gbit,5ms or loopback)
 ";
 
 fn main() -> ExitCode {

@@ -1,9 +1,12 @@
-//! `cargo xtask bench transfer`: uploading a project to a machine over SSH, ours against the
-//! reference tool's way (`scp -r`) and SkyPilot's (`rsync -a`), all to the same loopback
-//! `sshd` in the same run, then an incremental re-upload after 1% of the files change.
+//! `cargo xtask bench transfer [--link RATE,RTT]`: uploading a project to a machine over SSH,
+//! ours against the reference tool's way (`scp -r`) and SkyPilot's (`rsync -a`), all to the
+//! same `sshd` in the same run, then an incremental re-upload after 1% of the files change.
 //!
-//! The tree: 10,000 files, ~300 MB: 9,990 source-like text files (1-20 KB) and ten large ones
-//! (five of random bytes, like weights; five of numbers, like a CSV dataset).
+//! Over loopback the tree is 10,000 files, ~300 MB: 9,990 source-like text files (1-20 KB) and
+//! ten large ones (five of random bytes, like weights; five of numbers, like a CSV dataset).
+//! Over a shaped link (`LAMBDA_GHA_BENCH_LINK=100mbit,30ms`, set by xtask's `--link`: a
+//! [`lambda_gha_tests::ShapedLink`] relay in front of the `sshd`) it is a tenth of that
+//! (1,000 files, ~30 MB), so that `scp -r`'s round trip per file finishes in minutes.
 //! Targets: ≥ 5× faster than `scp -r`; first upload and re-upload no slower than rsync.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -15,12 +18,25 @@ use std::time::{Duration, Instant};
 use lambda_gha_cli::progress::Ui;
 use lambda_gha_cli::project::Project;
 use lambda_gha_cli::transport::{OpenSsh, Transport};
-use lambda_gha_tests::{Sshd, SshdOptions};
+use lambda_gha_tests::{LinkShape, ShapedLink, Sshd, SshdOptions};
 
-const SMALL_FILES: usize = 9_990;
-/// Each measurement is the best of this many.
-const ROUNDS: usize = 2;
-const LARGE_FILE: usize = 20 << 20;
+/// The tree's size: small files, and the size of each of the ten large ones.
+#[derive(Clone, Copy)]
+struct Tree {
+    small_files: usize,
+    large_file: usize,
+}
+
+/// Over loopback.
+const FULL_TREE: Tree = Tree {
+    small_files: 9_990,
+    large_file: 20 << 20,
+};
+/// Over a shaped link.
+const SHAPED_TREE: Tree = Tree {
+    small_files: 990,
+    large_file: 2 << 20,
+};
 const WORDS: &[&str] = &[
     "fn",
     "let",
@@ -65,9 +81,9 @@ fn numbers(size: usize) -> Vec<u8> {
     out
 }
 
-fn make_tree(root: &Path) -> u64 {
+fn make_tree(root: &Path, tree: Tree) -> u64 {
     let mut bytes = 0u64;
-    for i in 0..SMALL_FILES {
+    for i in 0..tree.small_files {
         let path = root.join(format!("src/pkg{}/mod{}/file{i}.py", i % 20, i % 7));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let body = text(1024 + fastrand::usize(..19 * 1024));
@@ -77,10 +93,10 @@ fn make_tree(root: &Path) -> u64 {
     std::fs::create_dir_all(root.join("data")).unwrap();
     for i in 0..5 {
         let noise: Vec<u8> = std::iter::repeat_with(|| fastrand::u8(..))
-            .take(LARGE_FILE)
+            .take(tree.large_file)
             .collect();
         std::fs::write(root.join(format!("data/weights{i}.bin")), &noise).unwrap();
-        let table = numbers(LARGE_FILE);
+        let table = numbers(tree.large_file);
         std::fs::write(root.join(format!("data/table{i}.csv")), &table).unwrap();
         bytes += (noise.len() + table.len()) as u64;
     }
@@ -88,9 +104,9 @@ fn make_tree(root: &Path) -> u64 {
 }
 
 /// Rewrites 1% of the small files (new content and size; their mtimes move on).
-fn change_one_percent(root: &Path) -> usize {
+fn change_one_percent(root: &Path, tree: Tree) -> usize {
     let mut changed = 0;
-    for i in (0..SMALL_FILES).step_by(100) {
+    for i in (0..tree.small_files).step_by(100) {
         let path = root.join(format!("src/pkg{}/mod{}/file{i}.py", i % 20, i % 7));
         let mut body = std::fs::read(&path).unwrap();
         body.extend_from_slice(b"\n# changed\n");
@@ -111,12 +127,19 @@ fn timed(what: &str, command: &mut Command) -> Duration {
     started.elapsed()
 }
 
-fn ssh_e(sshd: &Sshd) -> String {
-    format!("ssh {}", sshd.ssh_options().join(" "))
+/// `sshd`'s ssh options, reaching it at `port` (the link's relay, or its own).
+fn options(sshd: &Sshd, port: u16) -> Vec<String> {
+    let mut options = sshd.ssh_options();
+    options[1] = port.to_string();
+    options
 }
 
-fn scp(sshd: &Sshd, source: &Path, dest: &str) -> Duration {
-    let mut options = sshd.ssh_options();
+fn ssh_e(sshd: &Sshd, port: u16) -> String {
+    format!("ssh {}", options(sshd, port).join(" "))
+}
+
+fn scp(sshd: &Sshd, port: u16, source: &Path, dest: &str) -> Duration {
+    let mut options = options(sshd, port);
     // scp spells the port -P.
     options[0] = "-P".into();
     timed(
@@ -129,20 +152,26 @@ fn scp(sshd: &Sshd, source: &Path, dest: &str) -> Duration {
     )
 }
 
-fn rsync(sshd: &Sshd, source: &Path, dest: &str) -> Duration {
+fn rsync(sshd: &Sshd, port: u16, source: &Path, dest: &str) -> Duration {
     timed(
         "rsync -a",
         Command::new("rsync")
-            .args(["-a", "-e", &ssh_e(sshd)])
+            .args(["-a", "-e", &ssh_e(sshd, port)])
             .arg(format!("{}/", source.display()))
             .arg(format!("{}@127.0.0.1:{dest}/", sshd.user)),
     )
 }
 
-async fn ours(sshd: &Sshd, source: &Path, dest: &str, state: &Path) -> (Duration, u64, usize) {
+async fn ours(
+    sshd: &Sshd,
+    port: u16,
+    source: &Path,
+    dest: &str,
+    state: &Path,
+) -> (Duration, u64, usize) {
     let transport = OpenSsh {
         host: "127.0.0.1".into(),
-        port: sshd.port,
+        port,
         user: sshd.user.clone(),
         identity: Some(sshd.key.clone()),
         known_hosts: state.join("known_hosts"),
@@ -189,36 +218,57 @@ async fn main() {
         ..SshdOptions::default()
     })
     .expect("sshd (apt-get install openssh-server)");
+    // Over a shaped link: every tool goes through the same relay.
+    let shape = std::env::var("LAMBDA_GHA_BENCH_LINK")
+        .ok()
+        .filter(|l| !l.is_empty() && l != "loopback")
+        .map(|l| LinkShape::parse(&l).expect("LAMBDA_GHA_BENCH_LINK"));
+    let link = shape.map(|shape| ShapedLink::start(shape, sshd.port).expect("the link relay"));
+    let port = link.as_ref().map_or(sshd.port, |l| l.port);
+    let tree = if shape.is_some() {
+        SHAPED_TREE
+    } else {
+        FULL_TREE
+    };
+    let rounds = if shape.is_some() { 1 } else { 2 };
     let work = base.join(format!("lambda-gha-bench-{:08x}", fastrand::u32(..)));
     let source = work.join("project");
     let state = work.join("state");
     std::fs::create_dir_all(&state).unwrap();
     println!("making the tree ...");
-    let bytes = make_tree(&source);
+    let bytes = make_tree(&source, tree);
     #[allow(clippy::cast_precision_loss)]
     let mb = bytes as f64 / 1e6;
     println!(
-        "tree: {} files, {mb:.0} MB in {}; sshd on 127.0.0.1:{}",
-        SMALL_FILES + 10,
+        "tree: {} files, {mb:.0} MB in {}; sshd on 127.0.0.1:{}; link: {}",
+        tree.small_files + 10,
         base.display(),
-        sshd.port
+        sshd.port,
+        shape.map_or_else(
+            || "loopback".to_owned(),
+            |s| format!(
+                "{} Mbit/s, {} ms round trip (relay on :{port})",
+                s.rate_bits / 1_000_000,
+                s.rtt_ms
+            )
+        )
     );
     let home: PathBuf = sshd.home.clone();
 
-    // Best of two, each into a fresh directory, interleaved so drift hits all three alike.
+    // Best of `rounds`, each into a fresh directory, interleaved so drift hits all three alike.
     let mut best = [Duration::MAX; 3];
     let (mut wire, mut sent) = (0, 0);
-    for round in 0..ROUNDS {
-        let (t, w, n) = ours(&sshd, &source, &format!("ours{round}"), &state).await;
+    for round in 0..rounds {
+        let (t, w, n) = ours(&sshd, port, &source, &format!("ours{round}"), &state).await;
         (wire, sent) = (w, n);
         best[0] = best[0].min(t);
-        best[1] = best[1].min(scp(&sshd, &source, &format!("scp{round}")));
-        best[2] = best[2].min(rsync(&sshd, &source, &format!("rsync{round}")));
+        best[1] = best[1].min(scp(&sshd, port, &source, &format!("scp{round}")));
+        best[2] = best[2].min(rsync(&sshd, port, &source, &format!("rsync{round}")));
     }
     let [t_ours, t_scp, t_rsync] = best;
     #[allow(clippy::cast_precision_loss)]
     let wire_mb = wire as f64 / 1e6;
-    println!("\nfirst upload ({sent} files; best of {ROUNDS})");
+    println!("\nfirst upload ({sent} files; best of {rounds})");
     println!(
         "  ours (tar+zstd stream, one conn.)    {:>7.2} s   ({wire_mb:.0} MB on the wire)",
         secs(t_ours)
@@ -235,16 +285,16 @@ async fn main() {
     let mut changed = 0;
     let (mut t_ours_again, mut t_rsync_again) = (Duration::MAX, Duration::MAX);
     let (mut wire_again, mut sent_again) = (0, 0);
-    for _ in 0..ROUNDS {
-        changed = change_one_percent(&source);
-        let (t, w, n) = ours(&sshd, &source, "ours0", &state).await;
+    for _ in 0..rounds {
+        changed = change_one_percent(&source, tree);
+        let (t, w, n) = ours(&sshd, port, &source, "ours0", &state).await;
         (wire_again, sent_again) = (w, n);
         t_ours_again = t_ours_again.min(t);
-        t_rsync_again = t_rsync_again.min(rsync(&sshd, &source, "rsync0"));
+        t_rsync_again = t_rsync_again.min(rsync(&sshd, port, &source, "rsync0"));
     }
     #[allow(clippy::cast_precision_loss)]
     let wire_again_kb = wire_again as f64 / 1e3;
-    println!("\nre-upload after changing {changed} files (1%; best of {ROUNDS})");
+    println!("\nre-upload after changing {changed} files (1%; best of {rounds})");
     println!(
         "  ours                                 {:>7.2} s   ({sent_again} files, {wire_again_kb:.0} kB on the wire)",
         secs(t_ours_again)
@@ -270,7 +320,8 @@ async fn main() {
         "  rsync / ours, re-upload       {again_ratio:>6.2}x   target >= 1x   {}",
         verdict(again_ratio >= 1.0)
     );
-    for round in 0..ROUNDS {
+    drop(link);
+    for round in 0..rounds {
         for tool in ["ours", "scp", "rsync"] {
             let _ = std::fs::remove_dir_all(home.join(format!("{tool}{round}")));
         }
