@@ -134,6 +134,38 @@ async fn launch_list_and_terminate_mine_leave_nothing_billing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn get_shows_one_instance_as_a_table_or_json() {
+    let sim = sim(Scenario::default()).await;
+    let id = sim
+        .client()
+        .unwrap()
+        .instances()
+        .launch("gpu_1x_a10", "us-west-1", "me")
+        .name("probe")
+        .send()
+        .await
+        .unwrap()
+        .remove(0);
+    let table = stdout(&run(&sim, &["get", id.as_str()]).await);
+    assert!(
+        table.contains(id.as_str()) && table.contains("gpu_1x_a10") && table.contains("probe"),
+        "{table}"
+    );
+    let json = stdout(&run(&sim, &["--json", "get", id.as_str()]).await);
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed["id"], id.as_str(), "{parsed:#}");
+    assert_eq!(parsed["name"], "probe");
+    assert_eq!(parsed["region"], "us-west-1");
+    let missing = run(&sim, &["get", "0000000000000000000000000000dead"]).await;
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("0000000000000000000000000000dead"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_launch_that_cannot_work_fails_before_launching() {
     let sim = sim(Scenario::default()).await;
     let out = run(&sim, &["launch", "--type", "gpu_1x_a01", "--ssh-key", "me"]).await;
