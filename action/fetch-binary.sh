@@ -70,7 +70,8 @@ cargo build --quiet --release --locked -p lambda-gha-action --manifest-path "$AC
 agent_target=x86_64-unknown-linux-musl
 rustup target add "$agent_target" >/dev/null 2>&1 || fail "cannot add the Rust target $agent_target"
 if ! command -v musl-gcc >/dev/null 2>&1; then
-  sudo apt-get install -y -qq musl-tools >/dev/null || fail "cannot install musl-tools (musl-gcc) to build the agent"
+  { sudo apt-get update -qq && sudo apt-get install -y -qq musl-tools; } >/dev/null ||
+    fail "cannot install musl-tools (musl-gcc) to build the agent"
 fi
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked -p lambda-gha-cli \
   --target "$agent_target" --manifest-path "$ACTION_PATH/Cargo.toml" --target-dir "$target_dir" ||
