@@ -238,33 +238,32 @@ where
 {
     let mut attempt = 1;
     loop {
-        match call().await {
+        let error = match call().await {
             Ok(value) => return Ok(value),
-            Err(error) if attempt < ATTEMPTS && rate_limit_wait(&error).is_some() => {
-                let wait = rate_limit_wait(&error).unwrap_or_default();
-                let failed = failure(action, &error);
-                if wait > RATE_LIMIT_WAIT_MAX {
-                    return Err(GitHubError {
-                        message: format!(
-                            "{}; GitHub's rate limit asks for {} s before the next call: try again later",
-                            failed.message,
-                            wait.as_secs()
-                        ),
-                        ..failed
-                    });
-                }
-                tracing::warn!(error = %failed, seconds = wait.as_secs(), attempt, "GitHub's rate limit; waiting as it asks");
-                tokio::time::sleep(wait).await;
-                attempt += 1;
+            Err(error) => error,
+        };
+        let failed = failure(action, &error);
+        let pause = match rate_limit_wait(&error) {
+            Some(wait) if wait > RATE_LIMIT_WAIT_MAX => {
+                return Err(GitHubError {
+                    message: format!(
+                        "{}; GitHub's rate limit asks for {} s before the next call: try again later",
+                        failed.message,
+                        wait.as_secs()
+                    ),
+                    ..failed
+                });
             }
-            Err(error) if attempt < ATTEMPTS && transient(&error) => {
-                let error = failure(action, &error);
-                tracing::warn!(%error, attempt, "GitHub call failed; sending it again");
-                tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
-                attempt += 1;
-            }
-            Err(error) => return Err(failure(action, &error)),
+            Some(wait) => wait,
+            None if transient(&error) => Duration::from_secs(1 << (attempt - 1)),
+            None => return Err(failed),
+        };
+        if attempt >= ATTEMPTS {
+            return Err(failed);
         }
+        tracing::warn!(error = %failed, seconds = pause.as_secs_f64(), attempt, "GitHub call failed; sending it again after a pause");
+        tokio::time::sleep(pause).await;
+        attempt += 1;
     }
 }
 
