@@ -132,3 +132,47 @@ async fn a_simulated_machines_own_programs_come_first_on_the_sandbox_path() {
     );
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[tokio::test]
+async fn a_delivered_file_arrives_over_ssh_whole_and_root_only() {
+    // The production path of the launcher's agent delivery: OpenSSH with the launch key, the
+    // file written beside its place and renamed into it, in a directory only its owner reads.
+    let sshd = Sshd::start(&SshdOptions::default()).expect("sshd");
+    let access = MachineAccess::Ssh {
+        user: sshd.user.clone(),
+        port: sshd.port,
+        identity: sshd.key.clone(),
+        state_dir: sshd.home.join("state"),
+    };
+    let local = sshd.home.join("agent-to-send");
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&local, &body).unwrap();
+    let remote = sshd.home.join("var/lib/lambda-gha/incoming/lambda-gha");
+    let m = machine("0123456789abcdef0123456789abcdef", Some("127.0.0.1"));
+    access
+        .deliver(&m, &local, remote.to_str().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        std::fs::read(&remote).unwrap() == body,
+        "the bytes arrived as sent"
+    );
+    assert!(
+        !remote.with_extension("part").exists(),
+        "nothing half-written is left"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(remote.parent().unwrap()), 0o700);
+    assert_eq!(mode(&remote), 0o600);
+
+    // Without a key of ours on the machine, it says why.
+    let none = MachineAccess::Unavailable {
+        why: "the machines carry your SSH key `mine`".into(),
+    };
+    let error = none
+        .deliver(&m, &local, remote.to_str().unwrap())
+        .await
+        .unwrap_err();
+    assert!(error.contains("your SSH key `mine`"), "{error}");
+}
