@@ -161,8 +161,10 @@ async fn a_delivered_file_arrives_over_ssh_whole_and_root_only() {
         !remote.with_extension("part").exists(),
         "nothing half-written is left"
     );
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mode = |p: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o777
+    };
     assert_eq!(mode(remote.parent().unwrap()), 0o700);
     assert_eq!(mode(&remote), 0o600);
 
