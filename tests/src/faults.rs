@@ -586,25 +586,6 @@ pub async fn run_matrix(programs: &Programs, scenarios: &[Scenario], parallel: u
     Report { rows }
 }
 
-/// Masks what changes per run (ids, labels, key names, durations, counts of retries) so an
-/// outcome can be compared across runs.
-pub fn mask(text: &str) -> String {
-    let rules: [(&str, &str); 6] = [
-        (r"\b[0-9a-f]{32}\b", "<id>"),
-        (r"lambda-gha-[a-z0-9-]+-t[0-9]+", "<launch-key>"),
-        (r"lambda-[0-9]+-[a-z0-9]{6}", "<label>"),
-        (r"\b[0-9]+(\.[0-9]+)?\s?(ms|s)\b", "<t>"),
-        (r"after [0-9]+ retr(y|ies)", "after retries"),
-        (r"http://127\.0\.0\.1:[0-9]+", "<url>"),
-    ];
-    let mut text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    for (pattern, replacement) in rules {
-        let re = regex::Regex::new(pattern).expect("a valid pattern");
-        text = re.replace_all(&text, replacement).into_owned();
-    }
-    text
-}
-
 /// The simulated world of a scenario with `fault`.
 fn world(fault: Fault) -> World {
     let mut world = quick_boot_world();

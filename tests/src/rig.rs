@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 
 use lambda_cloud_sim::{Scenario as World, SecondsRange, Sim};
 
-use crate::faults::mask;
 use crate::{FAKE_GITHUB_URL_FILE, FakeGitHub, FakeInternet};
 
 /// Simulated seconds per real second: a 12 s launch interval takes 0.24 s.
-pub const SCALE: f64 = 50.0;
+pub const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(50.0);
 /// How long a "held" call makes the caller wait, so a kill lands inside it.
 pub const HOLD: Duration = Duration::from_secs(3);
 
@@ -413,4 +412,23 @@ pub fn files_where(roots: &[PathBuf], wanted: impl Fn(&Path) -> bool) -> Vec<Pat
         }
     }
     files
+}
+
+/// Masks what changes per run (ids, labels, key names, durations, counts of retries) so an
+/// outcome can be compared across runs.
+pub fn mask(text: &str) -> String {
+    let rules: [(&str, &str); 6] = [
+        (r"\b[0-9a-f]{32}\b", "<id>"),
+        (r"lambda-gha-[a-z0-9-]+-t[0-9]+", "<launch-key>"),
+        (r"lambda-[0-9]+-[a-z0-9]{6}", "<label>"),
+        (r"\b[0-9]+(\.[0-9]+)?\s?(ms|s)\b", "<t>"),
+        (r"after [0-9]+ retr(y|ies)", "after retries"),
+        (r"http://127\.0\.0\.1:[0-9]+", "<url>"),
+    ];
+    let mut text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (pattern, replacement) in rules {
+        let re = regex::Regex::new(pattern).expect("a valid pattern");
+        text = re.replace_all(&text, replacement).into_owned();
+    }
+    text
 }

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 mod bench;
 mod dist;
 mod lint;
+mod modules;
 mod rootfs;
 
 const USAGE: &str = "\
@@ -123,6 +124,23 @@ impl Run {
         ok
     }
 
+    /// A check run in this process: its problems, one per line; none passes.
+    fn check(&mut self, name: &'static str, check: impl FnOnce() -> Result<Vec<String>>) -> bool {
+        println!("\n==> {name}");
+        let started = Instant::now();
+        let problems = check().unwrap_or_else(|error| vec![format!("{error:#}")]);
+        for problem in &problems {
+            eprintln!("{problem}");
+        }
+        let ok = problems.is_empty();
+        self.steps.push(Step {
+            name,
+            ok,
+            took: started.elapsed(),
+        });
+        ok
+    }
+
     fn summary(&self) -> bool {
         println!("\n==> summary");
         for step in &self.steps {
@@ -184,6 +202,21 @@ fn ci() -> Result<bool> {
         &["test", "--workspace", "--doc", "--locked", "--quiet"],
     );
     lint::steps(&mut run)?;
+    run.check("no module cycle in any crate", || {
+        modules::check(&workspace_root())
+    });
+    run.cargo_with_env(
+        "a downstream crate of lambda-cloud (its own workspace and TLS set-up)",
+        &[
+            "run",
+            "--quiet",
+            "--locked",
+            "--manifest-path",
+            "tests/downstream/Cargo.toml",
+        ],
+        // The workspace's target directory: dependencies built for the workspace are reused.
+        &[("CARGO_TARGET_DIR", "target")],
+    );
     e2e_step(&mut run, &rootfs);
     faults_step(&mut run, &rootfs);
     run.cargo_with_env(

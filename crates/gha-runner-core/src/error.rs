@@ -77,7 +77,16 @@ pub enum CoreError {
     /// The boot script cannot be sent.
     #[error("boot script: {0}")]
     BootScript(String),
+    /// A machine used directly (its key files, its wait) failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
     /// A JIT runner configuration could not be unpacked on the machine.
     #[error("{0}: generate a new one (the launcher does, at every launch)")]
     JitConfig(String),
 }
+
+/// A machine used directly could not be waited for, or its key files written: what happened,
+/// and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SessionError(pub String);

@@ -298,8 +298,8 @@ impl GitHub {
             message,
             status: None,
         };
-        #[cfg(feature = "lambda")]
-        lambda_cloud::install_default_crypto_provider();
+        // Octocrab's TLS (hyper-rustls) takes rustls's provider from its crate features: `ring`
+        // is the only one in the tree, so nothing needs installing.
         let mut builder = Octocrab::builder()
             .personal_token(token.expose_secret().to_owned())
             .set_connect_timeout(Some(CONNECT_TIMEOUT))

@@ -326,7 +326,7 @@ impl CloudProvider for LambdaProvider {
         let name: String = format!("{UNHEALTHY_NAME}{why}").chars().take(64).collect();
         self.client
             .instances()
-            .rename(&id.as_str().into(), name)
+            .rename(id.as_str(), name)
             .await
             .map(drop)
             .map_err(|e| provider_error(&e))
@@ -335,7 +335,7 @@ impl CloudProvider for LambdaProvider {
     async fn describe(&self, id: &MachineId) -> Result<Machine, ProviderError> {
         self.client
             .instances()
-            .get(&id.as_str().into())
+            .get(id.as_str())
             .await
             .map(machine)
             .map_err(|e| provider_error(&e))

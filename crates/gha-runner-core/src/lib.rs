@@ -62,6 +62,8 @@ mod provider;
 mod provisioner;
 mod reaper;
 mod runner_release;
+pub mod session;
+pub mod tags;
 mod termination;
 pub mod transport;
 
@@ -77,7 +79,7 @@ pub use boot_script::{
     shell_quote,
 };
 pub use duration::{format_duration, parse_duration};
-pub use error::{CoreError, GitHubError, InputError};
+pub use error::{CoreError, GitHubError, InputError, SessionError};
 pub use github::{BUSY_RUNNER_WAIT, GitHub, JitRunner, RegistrationToken, RunnerInfo, RunnerScope};
 pub use gpus::{GpuLayout, GpusPerRunner, gpu_layouts};
 pub use health::{GpuGate, HealthGate, HealthReport, UNHEALTHY_HOLD, read_report};
@@ -88,7 +90,7 @@ pub use naming::{MAX_LABELS, MAX_RUNNER_NAME, OWN_LABELS, RunnerNaming, parse_la
 pub use outputs::{MatrixEntry, Outputs};
 pub use plan::{
     Attempt, AttemptOutcome, Candidate, CapacityPolicy, LaunchPlan, LaunchSetup, Launched,
-    PlanFailure, candidates, parse_list, terminate_all,
+    PlanFailure, candidates, parse_list, replacement_order, terminate_all,
 };
 pub use preflight::{CostEstimate, Preflight, preflight};
 pub use provider::{
@@ -96,9 +98,8 @@ pub use provider::{
     ProviderError, ProviderErrorKind,
 };
 pub use provisioner::{
-    BootSettings, CleanupReport, Diagnosis, EXPIRES_TAG, LAUNCHED_TAG, MACHINE_TAG,
-    MachineTemplate, OWNER_TAG, ProvisionFailure, ProvisionRequest, Provisioned, Provisioner,
-    RUN_TAG, RunnerMode, SESSION_TAG, StopReport, lifetime_tags,
+    BootSettings, CleanupReport, Diagnosis, MachineTemplate, ProvisionFailure, ProvisionRequest,
+    Provisioned, Provisioner, RunnerMode, StopReport,
 };
 pub use reaper::{ReapPolicy, ReapReason, ReapReport, reap};
 pub use runner_release::{

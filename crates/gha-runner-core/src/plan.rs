@@ -15,7 +15,7 @@ use crate::provider::{
     CapacityHint, CloudProvider, MachineId, MachineSpec, MachineState, ProviderError,
     ProviderErrorKind,
 };
-use crate::provisioner::MACHINE_TAG;
+use crate::tags;
 
 /// One (type, region) pair to try.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -239,6 +239,22 @@ pub struct LaunchPlan {
     pub first_index: usize,
 }
 
+/// The order in which to try `candidates` for a machine that replaces one on `failed` — the one
+/// replacement policy of the action and `lambda-gha run`: the candidates after it first, then
+/// from the start; other types before the failed type's other regions, `failed` last.
+pub fn replacement_order(candidates: &[Candidate], failed: &Candidate) -> Vec<Candidate> {
+    let at = candidates
+        .iter()
+        .position(|c| c == failed)
+        .map_or(0, |i| i + 1);
+    let mut order = candidates.to_vec();
+    let len = order.len().max(1);
+    order.rotate_left(at % len);
+    // Stable: each group keeps the rotated order.
+    order.sort_by_key(|c| c.instance_type == failed.instance_type);
+    order
+}
+
 impl LaunchPlan {
     /// A plan, checked: at least one candidate, 1 ≤ N ≤ 100.
     pub fn new(
@@ -270,16 +286,8 @@ impl LaunchPlan {
     /// A plan for one machine that takes the place of machine `index` of this one: the
     /// candidates after `failed` first, then those before it, `failed` itself last.
     pub fn replacement(&self, index: usize, failed: &Candidate) -> LaunchPlan {
-        let at = self
-            .candidates
-            .iter()
-            .position(|c| c == failed)
-            .map_or(0, |i| i + 1);
-        let mut candidates = self.candidates.clone();
-        let len = candidates.len().max(1);
-        candidates.rotate_left(at % len);
         LaunchPlan {
-            candidates,
+            candidates: replacement_order(&self.candidates, failed),
             count: 1,
             first_index: index,
             ..self.clone()
@@ -463,10 +471,10 @@ async fn launch_surely(
             error.kind,
             ProviderErrorKind::Unavailable | ProviderErrorKind::Other
         );
-        let Some(tag) = spec.tags.get(MACHINE_TAG).filter(|_| unclear) else {
+        let Some(tag) = spec.tags.get(tags::MACHINE).filter(|_| unclear) else {
             return Err(error);
         };
-        match provider.list_tagged(MACHINE_TAG, Some(tag)).await {
+        match provider.list_tagged(tags::MACHINE, Some(tag)).await {
             Ok(found) => {
                 if let Some(machine) = found.into_iter().find(|m| m.state.may_bill()) {
                     tracing::info!(machine = %machine.id, "the launch happened; its answer was lost");

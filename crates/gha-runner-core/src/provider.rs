@@ -111,6 +111,18 @@ impl MachineState {
     pub fn may_bill(&self) -> bool {
         !matches!(self, MachineState::Gone)
     }
+
+    /// The state in a word, for people: `pending`, `running`, …, or the provider's own word.
+    pub fn word(&self) -> &str {
+        match self {
+            MachineState::Pending => "pending",
+            MachineState::Running => "running",
+            MachineState::Unhealthy => "unhealthy",
+            MachineState::Stopping => "stopping",
+            MachineState::Gone => "gone",
+            MachineState::Other(word) => word,
+        }
+    }
 }
 
 /// A machine as the provider describes it.

@@ -23,51 +23,7 @@ use crate::outputs::Outputs;
 use crate::plan::{Attempt, Candidate, LaunchPlan, LaunchSetup, Launched, terminate_all};
 use crate::provider::{CloudProvider, Machine, MachineId, MachineSpec, MachineState};
 use crate::runner_release::{RunnerPackage, RunnerVersion};
-
-/// The tag every machine carries with its launch's label.
-pub const RUN_TAG: &str = "lambda-gha:run";
-/// The tag that identifies one machine of a launch (its agent finds itself by it).
-pub const MACHINE_TAG: &str = "lambda-gha:machine";
-/// Whose runners the machine serves: `repo:<owner>/<repo>` or `org:<org>`
-/// ([`RunnerScope::owner`]). A reaper given a scope touches only its own machines.
-pub const OWNER_TAG: &str = "lambda-gha:owner";
-/// When the machine was launched (RFC 3339, UTC): the provider does not say.
-pub const LAUNCHED_TAG: &str = "lambda-gha:launched";
-/// When the machine must be gone (launch + maximum lifetime + the agent's margin), RFC 3339:
-/// the reaper terminates what is still running past it.
-pub const EXPIRES_TAG: &str = "lambda-gha:expires";
-
-/// The tag of a `lambda-gha run` machine, with its run's id. It serves no runners: the reaper
-/// ends it only past its [`EXPIRES_TAG`].
-pub const SESSION_TAG: &str = "lambda-gha:session";
-
-/// The [`LAUNCHED_TAG`] and [`EXPIRES_TAG`] of a machine launched now that must be gone
-/// after `lifetime`.
-pub fn lifetime_tags(lifetime: Duration) -> [(String, String); 2] {
-    let now = jiff::Timestamp::now();
-    let expires = jiff::SignedDuration::try_from(lifetime)
-        .ok()
-        .and_then(|life| now.checked_add(life).ok())
-        .unwrap_or(now);
-    [
-        (LAUNCHED_TAG.to_owned(), tag_time(now)),
-        (EXPIRES_TAG.to_owned(), tag_time(expires)),
-    ]
-}
-
-/// Formats a tag timestamp, to the second.
-pub(crate) fn tag_time(at: jiff::Timestamp) -> String {
-    // Truncated, not rounded: a launch time rounded up lies in the future for up to half a
-    // second, and a stop in that window would find a negative time billed.
-    at.round(
-        jiff::TimestampRound::new()
-            .smallest(jiff::Unit::Second)
-            .mode(jiff::RoundMode::Trunc),
-    )
-    .unwrap_or(at)
-    .strftime("%Y-%m-%dT%H:%M:%SZ")
-    .to_string()
-}
+use crate::tags;
 
 /// How runners register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,7 +382,7 @@ impl LaunchSetup for Registrar<'_> {
             provider: self.provider.to_owned(),
             api_url: boot.agent_api_url.clone(),
             api_key: boot.agent_api_key.clone(),
-            machine_tag: (MACHINE_TAG.to_owned(), self.machine_tag(index)),
+            machine_tag: (tags::MACHINE.to_owned(), self.machine_tag(index)),
             run_label: naming.label().to_owned(),
             runner_count: request.runners_per_instance,
             runner_mode: request.mode.as_str().to_owned(),
@@ -479,14 +435,14 @@ impl LaunchSetup for Registrar<'_> {
         });
         spec.tags.clone_from(&template.tags);
         spec.tags
-            .insert(RUN_TAG.to_owned(), naming.label().to_owned());
+            .insert(tags::RUN.to_owned(), naming.label().to_owned());
         spec.tags
-            .insert(MACHINE_TAG.to_owned(), self.machine_tag(index));
+            .insert(tags::MACHINE.to_owned(), self.machine_tag(index));
         spec.tags
-            .insert(OWNER_TAG.to_owned(), self.github.scope().owner());
+            .insert(tags::OWNER.to_owned(), self.github.scope().owner());
         let life =
             Duration::from_secs(boot.timings.max_lifetime_seconds) + crate::agent::TERMINATE_MARGIN;
-        spec.tags.extend(lifetime_tags(life));
+        spec.tags.extend(tags::lifetime_tags(life));
         spec.user_data = Some(user_data);
         Ok(spec)
     }
@@ -925,7 +881,7 @@ impl<'a> Provisioner<'a> {
         let mut ids = machines.to_vec();
         match self
             .provider
-            .list_tagged(RUN_TAG, Some(naming.label()))
+            .list_tagged(tags::RUN, Some(naming.label()))
             .await
         {
             Ok(tagged) => {
@@ -963,13 +919,13 @@ impl<'a> Provisioner<'a> {
             unlisted: None,
             cleanup: CleanupReport::default(),
         };
-        let ids: Vec<MachineId> = match self.provider.list_tagged(RUN_TAG, None).await {
+        let ids: Vec<MachineId> = match self.provider.list_tagged(tags::RUN, None).await {
             Ok(ours) => {
                 for id in machines {
                     match ours
                         .iter()
                         .find(|m| &m.id == id)
-                        .and_then(|m| m.tags.get(RUN_TAG))
+                        .and_then(|m| m.tags.get(tags::RUN))
                     {
                         Some(label) if !report.labels.contains(label) => {
                             report.labels.push(label.clone());
@@ -983,7 +939,7 @@ impl<'a> Provisioner<'a> {
                     .filter(|m| {
                         m.state.may_bill()
                             && m.tags
-                                .get(RUN_TAG)
+                                .get(tags::RUN)
                                 .is_some_and(|label| report.labels.contains(label))
                     })
                     .collect();
@@ -1043,18 +999,5 @@ pub(crate) async fn delete_runners(github: &GitHub, labels: &[&str], report: &mu
         Err(error) => report
             .runners_not_deleted
             .push((0, format!("could not list runners to delete: {error}"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tag_time;
-
-    #[test]
-    fn tag_times_never_lie_in_the_future() {
-        let at: jiff::Timestamp = "2026-11-23T10:00:00.9Z".parse().unwrap();
-        assert_eq!(tag_time(at), "2026-11-23T10:00:00Z");
-        let whole: jiff::Timestamp = "2026-11-23T10:00:01Z".parse().unwrap();
-        assert_eq!(tag_time(whole), "2026-11-23T10:00:01Z");
     }
 }

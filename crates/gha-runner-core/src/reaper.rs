@@ -14,9 +14,8 @@ use crate::github::GitHub;
 use crate::naming::RunnerNaming;
 use crate::plan::terminate_all;
 use crate::provider::{CloudProvider, Machine, MachineId};
-use crate::provisioner::{
-    CleanupReport, EXPIRES_TAG, LAUNCHED_TAG, OWNER_TAG, RUN_TAG, SESSION_TAG,
-};
+use crate::provisioner::CleanupReport;
+use crate::tags;
 
 /// Why a machine is reaped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,13 +82,13 @@ impl ReapPolicy {
                 .get(key)
                 .and_then(|v| v.parse::<jiff::Timestamp>().ok().map(|t| (v.clone(), t)))
         };
-        if let Some((text, expires)) = parse(EXPIRES_TAG)
+        if let Some((text, expires)) = parse(tags::EXPIRES)
             && expires <= self.now
         {
             return Some(ReapReason::Expired { expires: text });
         }
-        let (registered, label) = (registered?, machine.tags.get(RUN_TAG)?);
-        let (text, launched) = parse(LAUNCHED_TAG)?;
+        let (registered, label) = (registered?, machine.tags.get(tags::RUN)?);
+        let (text, launched) = parse(tags::LAUNCHED)?;
         let age = self.now.duration_since(launched);
         let old_enough = jiff::SignedDuration::try_from(self.orphan_after)
             .is_ok_and(|orphan_after| age >= orphan_after);
@@ -120,7 +119,7 @@ pub async fn reap(
 ) -> Result<ReapReport, CoreError> {
     // Launches for runners, and `lambda-gha run` sessions (judged by their expiry alone).
     let mut machines = Vec::new();
-    for tag in [RUN_TAG, SESSION_TAG] {
+    for tag in [tags::RUN, tags::SESSION] {
         machines.extend(provider.list_tagged(tag, None).await.map_err(|source| {
             CoreError::Provider {
                 provider: provider.name(),
@@ -149,7 +148,7 @@ pub async fn reap(
         .filter(|m| {
             owner
                 .as_ref()
-                .is_none_or(|owner| m.tags.get(OWNER_TAG) == Some(owner))
+                .is_none_or(|owner| m.tags.get(tags::OWNER) == Some(owner))
         })
         .collect();
     let mut report = ReapReport {
@@ -164,11 +163,11 @@ pub async fn reap(
     let reaped_labels: BTreeSet<&str> = report
         .reaped
         .iter()
-        .filter_map(|(m, _)| m.tags.get(RUN_TAG).map(String::as_str))
+        .filter_map(|(m, _)| m.tags.get(tags::RUN).map(String::as_str))
         .collect();
     let live_labels: BTreeSet<&str> = alive
         .iter()
-        .filter_map(|m| m.tags.get(RUN_TAG).map(String::as_str))
+        .filter_map(|m| m.tags.get(tags::RUN).map(String::as_str))
         .filter(|label| !reaped_labels.contains(label))
         .collect();
     for runner in runners.iter().flatten() {
@@ -237,8 +236,8 @@ mod tests {
     fn expired_machines_are_reaped_and_gone_ones_are_not() {
         let m = machine(
             &[
-                (RUN_TAG, "lambda-1-abc"),
-                (EXPIRES_TAG, "2026-11-23T12:00:00Z"),
+                (tags::RUN, "lambda-1-abc"),
+                (tags::EXPIRES, "2026-11-23T12:00:00Z"),
             ],
             MachineState::Running,
         );
@@ -260,9 +259,9 @@ mod tests {
     fn machines_without_runners_are_reaped_only_after_the_orphan_age() {
         let m = machine(
             &[
-                (RUN_TAG, "lambda-1-abc"),
-                (LAUNCHED_TAG, "2026-11-23T10:00:00Z"),
-                (EXPIRES_TAG, "2026-11-23T14:00:00Z"),
+                (tags::RUN, "lambda-1-abc"),
+                (tags::LAUNCHED, "2026-11-23T10:00:00Z"),
+                (tags::EXPIRES, "2026-11-23T14:00:00Z"),
             ],
             MachineState::Running,
         );

@@ -59,7 +59,7 @@ RUNNER_GPUS=({{runner_gpus}})
 WATCHDOG_SECONDS={{watchdog_seconds}}
 FAILED_BOOT_HOLD={{failed_boot_hold_seconds}}
 # Seconds pass TIME_SCALE times faster under lambda-cloud-sim; on a machine this is 1.
-TIME_SCALE="${LAMBDA_SIM_TIME_SCALE:-1}"
+TIME_SCALE="${LAMBDA_API_TIME_SCALE:-1}"
 
 ETC=/etc/lambda-gha
 BIN=/usr/local/bin

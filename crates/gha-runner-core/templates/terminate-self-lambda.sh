@@ -10,7 +10,7 @@ set -uo pipefail
 DELAY="${1:-0}"
 STARTED="$(date +%s.%N)"
 CONFIG=/etc/lambda-gha/agent.json
-SCALE="${LAMBDA_SIM_TIME_SCALE:-1}"
+SCALE="${LAMBDA_API_TIME_SCALE:-1}"
 log() { printf '[lambda-gha terminate-self %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 # Seconds on this machine's clock (simulated ones are SCALE times shorter).
 pause() { sleep "$(awk -v s="$1" -v k="$SCALE" 'BEGIN { print s / k }')"; }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use lambda_cloud::TimeScale;
 use tokio::time::Instant;
 
 /// Converts between real time and simulated seconds since the simulator started.
@@ -11,11 +12,11 @@ use tokio::time::Instant;
 pub(crate) struct SimClock {
     origin: Instant,
     wall_origin: Timestamp,
-    scale: f64,
+    scale: TimeScale,
 }
 
 impl SimClock {
-    pub(crate) fn new(scale: f64) -> Self {
+    pub(crate) fn new(scale: TimeScale) -> Self {
         SimClock {
             origin: Instant::now(),
             wall_origin: Timestamp::now(),
@@ -24,18 +25,18 @@ impl SimClock {
     }
 
     /// Simulated seconds per real second.
-    pub(crate) fn scale(&self) -> f64 {
+    pub(crate) fn scale(&self) -> TimeScale {
         self.scale
     }
 
     /// Simulated seconds since the start.
     pub(crate) fn now(&self) -> f64 {
-        self.origin.elapsed().as_secs_f64() * self.scale
+        self.scale.simulated(self.origin.elapsed()).as_secs_f64()
     }
 
     /// The real time that `seconds` of simulated time take.
     pub(crate) fn real(&self, seconds: f64) -> Duration {
-        Duration::from_secs_f64((seconds / self.scale).max(0.0))
+        self.scale.real(Duration::from_secs_f64(seconds.max(0.0)))
     }
 
     /// The wall-clock timestamp of simulated second `at`, for `created` fields and the like.
@@ -53,7 +54,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn scaled_time_runs_faster_by_the_scale() {
-        let clock = SimClock::new(100.0);
+        let clock = SimClock::new(TimeScale::of(100.0));
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!((clock.now() - 12.0).abs() < 1e-6, "{}", clock.now());
         assert_eq!(clock.real(12.0), Duration::from_millis(120));

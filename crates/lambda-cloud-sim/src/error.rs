@@ -21,11 +21,6 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
-    /// The time scale is not a positive number.
-    #[error(
-        "invalid time scale {0}: use a number above 0, e.g. 1 for real time or 100 to run 100x faster"
-    )]
-    TimeScale(f64),
     /// The user-data sandbox could not be prepared.
     #[error("cannot prepare the user-data sandbox {path}: {source}")]
     Sandbox {

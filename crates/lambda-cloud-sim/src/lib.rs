@@ -9,7 +9,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let sim = Sim::builder()
 //!     .scenario(Scenario::default().with_capacity("gpu_1x_a10", "us-east-1", &[(0, 0), (90, 2)]))
-//!     .time_scale(100.0) // a 4-minute boot takes 2.4 s
+//!     .time_scale(TimeScale::of(100.0)) // a 4-minute boot takes 2.4 s
 //!     .api_key("test-key")
 //!     .start()
 //!     .await?;
@@ -41,6 +41,7 @@ mod filesystems;
 mod firewall;
 mod instances;
 mod ledger;
+pub mod machine_env;
 mod rate_limit;
 mod root_machine;
 mod scenario;
@@ -56,7 +57,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lambda_cloud::{InstanceId, RateLimits};
+use lambda_cloud::{InstanceId, RateLimits, TimeScale};
 use secrecy::SecretString;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -83,7 +84,7 @@ use crate::world::World;
 pub struct SimBuilder {
     scenario: Scenario,
     api_key: Option<SecretString>,
-    time_scale: f64,
+    time_scale: TimeScale,
     listen: SocketAddr,
     sandbox: Option<PathBuf>,
     run_user_data: bool,
@@ -95,7 +96,7 @@ impl Default for SimBuilder {
         SimBuilder {
             scenario: Scenario::default(),
             api_key: None,
-            time_scale: 1.0,
+            time_scale: TimeScale::REAL,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             sandbox: None,
             run_user_data: false,
@@ -118,7 +119,7 @@ impl SimBuilder {
     }
 
     /// Simulated seconds per real second: 100 makes a 240 s boot take 2.4 s.
-    pub fn time_scale(mut self, scale: f64) -> Self {
+    pub fn time_scale(mut self, scale: TimeScale) -> Self {
         self.time_scale = scale;
         self
     }
@@ -162,9 +163,6 @@ impl SimBuilder {
 
     /// Starts serving; returns once the listener is bound.
     pub async fn start(self) -> Result<Sim, SimError> {
-        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
-            return Err(SimError::TimeScale(self.time_scale));
-        }
         self.scenario.check()?;
         let runner = if self.run_user_data {
             let root = self.sandbox.unwrap_or_else(|| {
@@ -267,7 +265,7 @@ impl Sim {
     }
 
     /// Simulated seconds per real second.
-    pub fn time_scale(&self) -> f64 {
+    pub fn time_scale(&self) -> TimeScale {
         self.shared.with_world(|world| world.clock.scale())
     }
 

@@ -7,75 +7,39 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use clap::Parser;
+use lambda_cloud::TimeScale;
 use lambda_cloud_sim::{Scenario, Sim};
 
-const USAGE: &str = "\
-lambda-cloud-sim: a local, stateful Lambda Cloud API for tests and demos
-
-usage: lambda-cloud-sim [options]
-
-options:
-  --listen ADDR        address to serve on (default 127.0.0.1:8787; port 0 picks a free one)
-  --scenario FILE      TOML scenario: catalog, capacity timeline, faults (see README)
-  --api-key KEY        accept only this key (default: any non-empty key)
-  --time-scale N       simulated seconds per real second (default 1; 100 = 100x faster)
-  --no-rate-limits     never answer 429
-  --run-user-data DIR  run each instance's user data in a sandbox under DIR
-  --rootfs ROOTFS      with --run-user-data: boot instances as root in their own copy of
-                       ROOTFS (`cargo xtask rootfs` builds one; needs root)
-  -h, --help           this help
-
-Prints its base URL on one line when ready; Ctrl-C stops it.";
-
+/// A local, stateful Lambda Cloud API for tests and demos. Prints its base URL on one line
+/// when ready; Ctrl-C stops it.
+#[derive(Parser)]
+#[command(name = "lambda-cloud-sim", version, about, long_about = None)]
 struct Options {
+    /// The address to serve on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
     listen: SocketAddr,
+    /// A TOML scenario: catalog, capacity timeline, faults (default: the embedded
+    /// `scenarios/default.toml`).
+    #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
+    /// Accept only this key (default: any non-empty key).
+    #[arg(long, value_name = "KEY")]
     api_key: Option<String>,
-    time_scale: f64,
-    rate_limits: bool,
-    sandbox: Option<PathBuf>,
+    /// Simulated seconds per real second (100 runs 100x faster).
+    #[arg(long, default_value = "1", value_parser = TimeScale::parse, value_name = "N")]
+    time_scale: TimeScale,
+    /// Never answer 429.
+    #[arg(long)]
+    no_rate_limits: bool,
+    /// Run each instance's user data in a sandbox under DIR.
+    #[arg(long, value_name = "DIR")]
+    run_user_data: Option<PathBuf>,
+    /// With --run-user-data: boot instances as root in their own copy of ROOTFS (`cargo xtask
+    /// rootfs` builds one; needs root).
+    #[arg(long, value_name = "ROOTFS", requires = "run_user_data")]
     rootfs: Option<PathBuf>,
-}
-
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>> {
-    let mut options = Options {
-        listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
-        scenario: None,
-        api_key: None,
-        time_scale: 1.0,
-        rate_limits: true,
-        sandbox: None,
-        rootfs: None,
-    };
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .with_context(|| format!("`{name}` needs a value"))
-        };
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--listen" => {
-                let text = value("--listen")?;
-                options.listen = text.parse().with_context(|| {
-                    format!("`--listen {text}`: expected an address such as 127.0.0.1:8787")
-                })?;
-            }
-            "--scenario" => options.scenario = Some(value("--scenario")?.into()),
-            "--api-key" => options.api_key = Some(value("--api-key")?),
-            "--time-scale" => {
-                let text = value("--time-scale")?;
-                options.time_scale = text.parse().with_context(|| {
-                    format!("`--time-scale {text}`: expected a number such as 1 or 100")
-                })?;
-            }
-            "--no-rate-limits" => options.rate_limits = false,
-            "--run-user-data" => options.sandbox = Some(value("--run-user-data")?.into()),
-            "--rootfs" => options.rootfs = Some(value("--rootfs")?.into()),
-            other => bail!("unknown option `{other}` (see --help)"),
-        }
-    }
-    Ok(Some(options))
 }
 
 async fn run(options: Options) -> Result<()> {
@@ -86,22 +50,19 @@ async fn run(options: Options) -> Result<()> {
     let mut builder = Sim::builder()
         .scenario(scenario)
         .listen(options.listen)
-        .time_scale(options.time_scale)
-        .rate_limits(options.rate_limits);
+        .time_scale(options.time_scale);
+    if options.no_rate_limits {
+        // Only switched off here: a scenario's own setting stands otherwise.
+        builder = builder.rate_limits(false);
+    }
     if let Some(key) = options.api_key {
         builder = builder.api_key(key);
     }
-    match (options.sandbox, options.rootfs) {
-        (Some(sandbox), rootfs) => {
-            builder = builder.user_data_sandbox(sandbox);
-            if let Some(rootfs) = rootfs {
-                builder = builder.machine_rootfs(rootfs);
-            }
-        }
-        (None, Some(_)) => {
-            bail!("`--rootfs` boots machines under `--run-user-data DIR`: give both")
-        }
-        (None, None) => {}
+    if let Some(sandbox) = options.run_user_data {
+        builder = builder.user_data_sandbox(sandbox);
+    }
+    if let Some(rootfs) = options.rootfs {
+        builder = builder.machine_rootfs(rootfs);
     }
     let sim = builder.start().await?;
     println!("{}", sim.base_url());
@@ -116,6 +77,7 @@ async fn run(options: Options) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let options = Options::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -123,17 +85,6 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let options = match parse(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            eprintln!("lambda-cloud-sim: {error:#}");
-            return ExitCode::from(2);
-        }
-    };
     match run(options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

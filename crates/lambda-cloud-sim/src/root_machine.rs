@@ -29,6 +29,8 @@ use std::process::{Child, Command, Stdio};
 
 use lambda_cloud::InstanceId;
 
+use crate::machine_env;
+
 /// Where a root machine's user-data output goes, inside it (as cloud-init writes it).
 pub const ROOT_LOG_FILE: &str = "var/log/cloud-init-output.log";
 /// The simulator's own directory inside a root machine.
@@ -55,7 +57,7 @@ cd "$merged"
 # reaps every child it gets SIGCHLD for while it waits, adopted ones too) until the machine ends.
 exec chroot "$merged" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   HOME=/root LANG=C.UTF-8 LAMBDA_SIM=1 LAMBDA_SIM_INSTANCE_ID="$LAMBDA_SIM_INSTANCE_ID" \
-  LAMBDA_SIM_API_URL="$LAMBDA_SIM_API_URL" LAMBDA_SIM_TIME_SCALE="$LAMBDA_SIM_TIME_SCALE" \
+  LAMBDA_SIM_API_URL="$LAMBDA_SIM_API_URL" LAMBDA_API_TIME_SCALE="$LAMBDA_API_TIME_SCALE" \
   /bin/bash -c '/bin/bash /var/lib/cloud/instance/scripts/part-001 < /dev/null &
 while :; do sleep 3600 & wait || true; done' lambda-cloud-sim-init
 "#;
@@ -103,7 +105,7 @@ pub(crate) struct RootMachine<'a> {
 pub(crate) struct MachineEnv<'a> {
     pub(crate) id: &'a InstanceId,
     pub(crate) api_url: &'a str,
-    pub(crate) time_scale: f64,
+    pub(crate) time_scale: lambda_cloud::TimeScale,
 }
 
 impl RootMachine<'_> {
@@ -127,8 +129,12 @@ impl RootMachine<'_> {
         std::fs::write(
             sim_dir.join("machine.env"),
             format!(
-                "LAMBDA_SIM_INSTANCE_ID={id}\nLAMBDA_SIM_API_URL={}\nLAMBDA_SIM_TIME_SCALE={}\n",
-                env.api_url, env.time_scale
+                "{}={id}\n{}={}\n{}={}\n",
+                machine_env::INSTANCE_ID,
+                machine_env::API_URL,
+                env.api_url,
+                machine_env::TIME_SCALE,
+                env.time_scale
             ),
         )?;
         std::fs::set_permissions(

@@ -12,7 +12,7 @@ use crate::error::SimError;
 /// Everything that shapes a simulated cloud. `Scenario::default()` is a realistic catalog with
 /// capacity everywhere; a scenario file overrides any part of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Seed for every random choice (boot times, ids, fault probabilities): same seed, same run.
     pub seed: u64,
@@ -231,147 +231,33 @@ pub enum InstanceBehavior {
     },
 }
 
+/// The default cloud, as TOML: every field of a [`Scenario`], with where its numbers come from.
+pub(crate) const DEFAULT_SCENARIO: &str = include_str!("../scenarios/default.toml");
+
 impl Default for Scenario {
     fn default() -> Self {
-        use ImageArchitecture::{Arm64, X86_64};
-        let region = |name: &str, description: &str| RegionSpec {
-            name: name.to_owned(),
-            description: description.to_owned(),
-        };
-        let boot = |min: f64, max: f64| SecondsRange { min, max };
-        #[allow(clippy::too_many_arguments)]
-        let ty = |name: &str,
-                  gpu: &str,
-                  gpus: u32,
-                  cents: u32,
-                  vcpus: u32,
-                  memory_gib: u32,
-                  storage_gib: u32,
-                  architecture: ImageArchitecture,
-                  boot_seconds: SecondsRange| InstanceTypeSpec {
-            name: name.to_owned(),
-            description: format!("{gpus}x {gpu}"),
-            gpu_description: gpu.to_owned(),
-            price_cents_per_hour: cents,
-            vcpus,
-            memory_gib,
-            storage_gib,
-            gpus,
-            architecture,
-            boot_seconds,
-        };
-        Scenario {
-            seed: 1,
-            regions: vec![
-                region("us-east-1", "Virginia, USA"),
-                region("us-west-1", "California, USA"),
-                region("us-south-1", "Texas, USA"),
-                region("europe-central-1", "Germany"),
-            ],
-            instance_types: vec![
-                ty(
-                    "gpu_1x_a10",
-                    "A10 (24 GB PCIe)",
-                    1,
-                    75,
-                    30,
-                    200,
-                    1400,
-                    X86_64,
-                    boot(120.0, 240.0),
-                ),
-                ty(
-                    "gpu_1x_a6000",
-                    "RTX A6000 (48 GB)",
-                    1,
-                    80,
-                    14,
-                    100,
-                    512,
-                    X86_64,
-                    boot(120.0, 240.0),
-                ),
-                ty(
-                    "gpu_1x_a100_sxm4",
-                    "A100 (40 GB SXM4)",
-                    1,
-                    129,
-                    30,
-                    200,
-                    512,
-                    X86_64,
-                    boot(150.0, 270.0),
-                ),
-                ty(
-                    "gpu_1x_gh200",
-                    "GH200 (96 GB)",
-                    1,
-                    149,
-                    64,
-                    432,
-                    4096,
-                    Arm64,
-                    boot(180.0, 300.0),
-                ),
-                ty(
-                    "gpu_1x_h100_pcie",
-                    "H100 (80 GB PCIe)",
-                    1,
-                    249,
-                    26,
-                    200,
-                    1024,
-                    X86_64,
-                    boot(150.0, 270.0),
-                ),
-                ty(
-                    "gpu_8x_a100_80gb_sxm4",
-                    "A100 (80 GB SXM4)",
-                    8,
-                    1432,
-                    240,
-                    1800,
-                    19_500,
-                    X86_64,
-                    boot(240.0, 420.0),
-                ),
-                ty(
-                    "gpu_8x_h100_sxm5",
-                    "H100 (80 GB SXM5)",
-                    8,
-                    2392,
-                    208,
-                    1800,
-                    24_780,
-                    X86_64,
-                    boot(240.0, 420.0),
-                ),
-            ],
-            capacity: Vec::new(),
-            default_capacity: 4,
-            image_families: vec!["lambda-stack-24-04".to_owned(), "ubuntu-24-04".to_owned()],
-            rate_limits: RateLimitSpec::default(),
-            faults: Vec::new(),
-            instance_behaviors: Vec::new(),
-            terminate_seconds: 15.0,
-            terminated_visible_seconds: 60.0,
-            restart_seconds: 60.0,
-            max_instances: None,
-            page_size: 100,
-            ssh_keys: Vec::new(),
-            public_ip: None,
-        }
+        #[allow(clippy::expect_used)] // A constant of this crate, parsed by a test.
+        Scenario::merged(toml::Table::new()).expect("scenarios/default.toml is a whole scenario")
     }
 }
 
 impl Scenario {
     /// Reads a scenario from TOML text; what the text leaves out keeps its default.
     pub fn from_toml(text: &str) -> Result<Scenario, SimError> {
-        let scenario: Scenario = toml::from_str(text).map_err(|error| SimError::Scenario {
+        let invalid = |error: toml::de::Error| SimError::Scenario {
             message: error.to_string(),
-        })?;
+        };
+        let scenario = Scenario::merged(toml::from_str(text).map_err(invalid)?).map_err(invalid)?;
         scenario.check()?;
         Ok(scenario)
+    }
+
+    /// `overrides` over the default scenario: each top-level key given replaces the default's
+    /// whole.
+    fn merged(overrides: toml::Table) -> Result<Scenario, toml::de::Error> {
+        let mut table: toml::Table = toml::from_str(DEFAULT_SCENARIO)?;
+        table.extend(overrides);
+        toml::Value::Table(table).try_into()
     }
 
     /// Reads a scenario file.

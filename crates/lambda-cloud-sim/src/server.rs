@@ -230,7 +230,7 @@ async fn admit(shared: &Shared, op: &'static Operation, request: Request, next: 
         .limiter
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .admit(&limits, now, op.is_launch(), scale);
+        .admit(&limits, now, op.is_launch(), scale.factor());
     if let Err(wait) = admitted {
         let real_wait = shared.with_world(|world| world.clock.real(wait));
         let mut failure = ApiFailure::new(

@@ -28,7 +28,7 @@ pub(crate) struct Clock {
 pub(crate) async fn clock(State(shared): State<Arc<Shared>>) -> Data<Clock> {
     data(shared.with_world(|world| Clock {
         now: world.now,
-        time_scale: world.clock.scale(),
+        time_scale: world.clock.scale().factor(),
     }))
 }
 

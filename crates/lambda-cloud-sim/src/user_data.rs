@@ -12,6 +12,8 @@ use std::sync::{Mutex, PoisonError};
 
 use lambda_cloud::InstanceId;
 
+use crate::machine_env;
+
 use crate::instances::Gpus;
 use crate::root_machine::{MachineEnv, RootMachine};
 
@@ -93,7 +95,7 @@ impl UserDataRunner {
         user_data: Option<&str>,
         gpus: &Gpus,
         api_url: &str,
-        time_scale: f64,
+        time_scale: lambda_cloud::TimeScale,
     ) {
         let dir = self.sandbox(id);
         let env = MachineEnv {
@@ -161,14 +163,14 @@ impl UserDataRunner {
             .arg(&script_path)
             .current_dir(dir)
             .env("HOME", dir)
-            .env("LAMBDA_SIM", "1")
-            .env("LAMBDA_SIM_INSTANCE_ID", env.id.as_str())
-            .env("LAMBDA_SIM_API_URL", env.api_url)
-            .env("LAMBDA_SIM_SANDBOX", dir)
+            .env(machine_env::SIMULATED, "1")
+            .env(machine_env::INSTANCE_ID, env.id.as_str())
+            .env(machine_env::API_URL, env.api_url)
+            .env(machine_env::SANDBOX, dir)
             // The machine's GPUs, as its `nvidia-smi` shows them.
             .env("PATH", path)
             // Programs that keep time (the lambda-gha agent) run on the simulator's clock.
-            .env("LAMBDA_SIM_TIME_SCALE", env.time_scale.to_string())
+            .env(machine_env::TIME_SCALE, env.time_scale.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -283,7 +285,7 @@ fn kill_group(mut child: Child) {
 /// started in a new session or process group (a daemonized agent, say) escapes the group kill
 /// but still inherits `LAMBDA_SIM_SANDBOX`.
 fn kill_sandboxed(dir: &Path) {
-    let marker = format!("LAMBDA_SIM_SANDBOX={}", dir.display());
+    let marker = format!("{}={}", machine_env::SANDBOX, dir.display());
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
     };

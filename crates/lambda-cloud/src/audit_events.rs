@@ -10,6 +10,7 @@ use crate::operations;
 
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct AuditEvent {
     /// The service, e.g. `cloud`.
     pub service_name: String,
@@ -48,6 +49,7 @@ pub struct AuditEventsQuery {
 
 /// One page of events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct AuditEventPage {
     /// The events.
     #[serde(rename = "data")]

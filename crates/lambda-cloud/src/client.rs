@@ -70,7 +70,7 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
     rate_limits: RateLimits,
     time_scale: f64,
-    http: Option<reqwest::Client>,
+    timers: bool,
 }
 
 /// The least real time a time-scaled timeout is cut to: a simulator answers at local speed,
@@ -88,7 +88,7 @@ impl fmt::Debug for ClientBuilder {
             .field("retry", &self.retry)
             .field("rate_limits", &self.rate_limits)
             .field("time_scale", &self.time_scale)
-            .field("custom_http_client", &self.http.is_some())
+            .field("timers", &self.timers)
             .finish()
     }
 }
@@ -104,7 +104,7 @@ impl Default for ClientBuilder {
             retry: RetryPolicy::default(),
             rate_limits: RateLimits::DOCUMENTED,
             time_scale: 1.0,
-            http: None,
+            timers: true,
         }
     }
 }
@@ -153,21 +153,20 @@ impl ClientBuilder {
         self
     }
 
-    /// Talks to a server whose clock runs `time_scale` times faster than real time (a
-    /// simulator, see [`RateLimits::parse_time_scale`]): at build, the rate limits, the retry
-    /// delays and the timeouts are divided by it, timeouts to no less than 2 s.
-    pub fn time_scale(mut self, time_scale: f64) -> Self {
-        self.time_scale = time_scale;
+    /// Talks to a simulator whose clock runs `scale` times faster than real time: at build,
+    /// the rate limits, the retry delays and the timeouts are divided by it, timeouts to no
+    /// less than 2 s.
+    #[cfg(feature = "simulator")]
+    pub fn time_scale(mut self, scale: crate::TimeScale) -> Self {
+        self.time_scale = scale.factor();
         self
     }
 
-    /// Sends through this `reqwest` client (for proxies, extra root certificates, or other
-    /// transport settings). Its own timeouts and user agent then apply instead of
-    /// [`timeout`](Self::timeout), [`connect_timeout`](Self::connect_timeout) and
-    /// [`user_agent`](Self::user_agent). Call [`install_default_crypto_provider`] before
-    /// building it.
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = Some(client);
+    /// No request or connect timeout and no idle-connection reaper: for tests on tokio's
+    /// paused clock, which jumps to the next pending timer whenever the runtime idles, so that
+    /// a timer of the HTTP client would fire at once.
+    pub fn without_timers(mut self) -> Self {
+        self.timers = false;
         self
     }
 
@@ -213,23 +212,27 @@ impl ClientBuilder {
             scaled_timeout(self.timeout),
             scaled_timeout(self.connect_timeout),
         );
-        install_default_crypto_provider();
-        let http = match self.http {
-            Some(http) => http,
-            None => reqwest::Client::builder()
-                .user_agent(self.user_agent)
-                .timeout(timeout)
-                .connect_timeout(connect_timeout)
-                .build()
-                .map_err(|error| config(format!("could not set up HTTP: {error}")))?,
-        };
+        let mut http = reqwest::Client::builder().user_agent(self.user_agent);
+        if self.timers {
+            http = http.timeout(timeout).connect_timeout(connect_timeout);
+        } else {
+            http = http.pool_idle_timeout(None);
+        }
+        // The program's own TLS provider when it installed one; otherwise `ring` for this
+        // client only, so that nothing process-wide is installed behind the program's back.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            http = http.tls_backend_preconfigured(tls_config().map_err(config)?);
+        }
+        let http = http
+            .build()
+            .map_err(|error| config(format!("could not set up HTTP: {error}")))?;
 
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
                 base_url,
                 authorization,
-                limiter: Limiter::new(self.rate_limits.time_scaled(scale)),
+                limiter: Limiter::new(self.rate_limits.scaled(scale)),
                 retry: self.retry.time_scaled(scale),
                 timeout,
             }),
@@ -265,16 +268,18 @@ fn parse_base_url(text: &str) -> std::result::Result<Url, String> {
     Ok(url)
 }
 
-/// Installs `ring` as the process's default TLS crypto provider, unless one is installed.
-///
-/// This crate builds `reqwest` without a bundled provider so that a whole application shares
-/// one (`ring`). [`ClientBuilder::build`] calls this itself; call it before building your own
-/// `reqwest::Client` for [`ClientBuilder::http_client`], or `reqwest` panics.
-pub fn install_default_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Err only means another thread installed one first, which is just as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
+/// TLS through `ring` and the platform's certificate roots (what reqwest sets up itself when a
+/// process-wide provider is installed), HTTP/1.1 only.
+fn tls_config() -> std::result::Result<rustls::ClientConfig, String> {
+    use rustls_platform_verifier::BuilderVerifierExt as _;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(rustls::ConfigBuilder::with_platform_verifier)
+        .map_err(|error| format!("could not set up TLS: {error}"))?
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
 }
 
 /// The success envelope: `{"data": ...}`.
@@ -480,7 +485,7 @@ impl Client {
                     after: inner.timeout,
                 }
             } else {
-                ErrorKind::Transport(error)
+                ErrorKind::Transport(crate::error::TransportError(error))
             };
             Error::new(kind, op.id)
         };

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// The machine-readable code of an API error: one variant per `ApiError*` schema of the spec,
 /// `provider/*` errors from Lambda's upstream providers, and anything newer kept verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub enum ErrorCode {
     /// `global/account-inactive`: the account has no verified e-mail or payment method.
     AccountInactive,
@@ -133,6 +134,7 @@ impl<'de> Deserialize<'de> for ErrorCode {
 
 /// The body of an error response: `{"error": {"code", "message", "suggestion"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct ErrorBody {
     /// The machine-readable code. Branch on this, never on the text.
     pub code: ErrorCode,
@@ -145,6 +147,7 @@ pub struct ErrorBody {
 
 /// The envelope of an error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct ErrorEnvelope {
     /// The error itself.
     pub error: ErrorBody,
@@ -152,6 +155,7 @@ pub struct ErrorEnvelope {
 
 /// An error the API answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct ApiError {
     /// The HTTP status code.
     pub status: u16,
@@ -224,7 +228,7 @@ pub enum ErrorKind {
     Api(ApiError),
     /// The request never got an HTTP answer (DNS, connect, TLS, reset).
     #[error("could not reach the Lambda Cloud API: {0}")]
-    Transport(#[source] reqwest::Error),
+    Transport(#[source] TransportError),
     /// No answer within the configured timeout.
     #[error("the Lambda Cloud API did not answer within {after:?}")]
     Timeout {
@@ -246,6 +250,31 @@ pub enum ErrorKind {
     /// The client is not configured well enough to send anything.
     #[error("{0}")]
     Config(String),
+}
+
+/// A request that got no HTTP answer: DNS, connect, TLS or a reset connection. Its
+/// [`source`](std::error::Error::source) chain says which; the HTTP library behind it is not
+/// part of this crate's API.
+#[derive(Debug)]
+pub struct TransportError(pub(crate) reqwest::Error);
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl TransportError {
+    /// Whether no connection was made, so the server cannot have seen the request.
+    pub fn is_connect(&self) -> bool {
+        self.0.is_connect()
+    }
 }
 
 /// An error from the Lambda Cloud client: what went wrong, which operation, and how often it
@@ -337,7 +366,7 @@ impl Error {
     pub(crate) fn is_safe_to_resend(&self) -> bool {
         match &*self.kind {
             ErrorKind::Api(api) => api.request_was_rejected_unprocessed(),
-            ErrorKind::Transport(source) => source.is_connect(),
+            ErrorKind::Transport(source) => source.0.is_connect(),
             _ => false,
         }
     }

@@ -12,6 +12,7 @@ use crate::validation::{self, Validate};
 
 /// A partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct FabricPartition {
     /// Its id.
     pub id: FabricPartitionId,
@@ -107,14 +108,15 @@ impl Fabric<'_> {
     ///
     /// ```no_run
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
-    /// client.fabric().rename_partition(&"43336648-096d-4cba-9aa2-f9bb7727639d".into(), "training-two").await?;
+    /// client.fabric().rename_partition("43336648-096d-4cba-9aa2-f9bb7727639d", "training-two").await?;
     /// # Ok(()) }
     /// ```
     pub async fn rename_partition(
         &self,
-        id: &FabricPartitionId,
+        id: impl Into<FabricPartitionId>,
         name: impl Into<String>,
     ) -> Result<FabricPartition> {
+        let id: FabricPartitionId = id.into();
         let body = UpdateFabricPartitionRequest { name: name.into() };
         self.client
             .data(
@@ -129,10 +131,11 @@ impl Fabric<'_> {
     ///
     /// ```no_run
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
-    /// client.fabric().delete_partition(&"43336648-096d-4cba-9aa2-f9bb7727639d".into()).await?;
+    /// client.fabric().delete_partition("43336648-096d-4cba-9aa2-f9bb7727639d").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn delete_partition(&self, id: &FabricPartitionId) -> Result<()> {
+    pub async fn delete_partition(&self, id: impl Into<FabricPartitionId>) -> Result<()> {
+        let id: FabricPartitionId = id.into();
         self.client
             .empty(Call::new(&operations::FABRIC_PARTITION_DELETE).path(id.as_str()))
             .await

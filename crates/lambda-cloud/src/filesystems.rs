@@ -25,6 +25,7 @@ open_enum! {
 
 /// A member of the team.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct User {
     /// The user's id.
     pub id: String,
@@ -36,6 +37,7 @@ pub struct User {
 
 /// A filesystem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct Filesystem {
     /// Its id.
     pub id: FilesystemId,
@@ -58,6 +60,7 @@ pub struct Filesystem {
 
 /// A filesystem mounted on an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct FilesystemMountEntry {
     /// Where it is mounted.
     pub mount_point: String,
@@ -132,6 +135,7 @@ impl Validate for FilesystemCreateRequest {
 
 /// The answer to a deletion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct FilesystemDeleteResponse {
     /// The filesystems deleted.
     pub deleted_ids: Vec<FilesystemId>,
@@ -191,10 +195,11 @@ impl Filesystems<'_> {
     ///
     /// ```no_run
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
-    /// client.filesystems().delete(&"398578a2336b49079e74043f0bd2cfe8".into()).await?;
+    /// client.filesystems().delete("398578a2336b49079e74043f0bd2cfe8").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn delete(&self, id: &FilesystemId) -> Result<Vec<FilesystemId>> {
+    pub async fn delete(&self, id: impl Into<FilesystemId>) -> Result<Vec<FilesystemId>> {
+        let id: FilesystemId = id.into();
         self.client
             .data::<FilesystemDeleteResponse>(
                 Call::new(&operations::FILESYSTEM_DELETE).path(id.as_str()),

@@ -126,6 +126,7 @@ pub struct FirewallRulesetEntry {
 
 /// A set of rules that instances in one region can use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct FirewallRuleset {
     /// Its id.
     pub id: FirewallRulesetId,
@@ -143,6 +144,7 @@ pub struct FirewallRuleset {
 
 /// The rules that apply in every region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct GlobalFirewallRuleset {
     /// Always `global`.
     pub id: FirewallRulesetId,
@@ -311,10 +313,11 @@ impl FirewallRulesets<'_> {
     ///
     /// ```no_run
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
-    /// let ruleset = client.firewall_rulesets().get(&"c4d291f47f9d436fa39f58493ce3b50d".into()).await?;
+    /// let ruleset = client.firewall_rulesets().get("c4d291f47f9d436fa39f58493ce3b50d").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn get(&self, id: &FirewallRulesetId) -> Result<FirewallRuleset> {
+    pub async fn get(&self, id: impl Into<FirewallRulesetId>) -> Result<FirewallRuleset> {
+        let id: FirewallRulesetId = id.into();
         self.client
             .data(Call::new(&operations::FIREWALL_RULESET_GET).path(id.as_str()))
             .await
@@ -326,14 +329,15 @@ impl FirewallRulesets<'_> {
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
     /// use lambda_cloud::FirewallRulesetPatchRequest;
     /// let patch = FirewallRulesetPatchRequest { name: Some("renamed".into()), rules: None };
-    /// client.firewall_rulesets().update(&"c4d291f47f9d436fa39f58493ce3b50d".into(), &patch).await?;
+    /// client.firewall_rulesets().update("c4d291f47f9d436fa39f58493ce3b50d", &patch).await?;
     /// # Ok(()) }
     /// ```
     pub async fn update(
         &self,
-        id: &FirewallRulesetId,
+        id: impl Into<FirewallRulesetId>,
         patch: &FirewallRulesetPatchRequest,
     ) -> Result<FirewallRuleset> {
+        let id: FirewallRulesetId = id.into();
         self.client
             .data(
                 Call::new(&operations::FIREWALL_RULESET_UPDATE)
@@ -347,10 +351,11 @@ impl FirewallRulesets<'_> {
     ///
     /// ```no_run
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
-    /// client.firewall_rulesets().delete(&"c4d291f47f9d436fa39f58493ce3b50d".into()).await?;
+    /// client.firewall_rulesets().delete("c4d291f47f9d436fa39f58493ce3b50d").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn delete(&self, id: &FirewallRulesetId) -> Result<()> {
+    pub async fn delete(&self, id: impl Into<FirewallRulesetId>) -> Result<()> {
+        let id: FirewallRulesetId = id.into();
         self.client
             .empty(Call::new(&operations::FIREWALL_RULESET_DELETE).path(id.as_str()))
             .await

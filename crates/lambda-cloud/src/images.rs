@@ -21,6 +21,7 @@ open_enum! {
 
 /// An image in one region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct Image {
     /// The image's id.
     pub id: ImageId,

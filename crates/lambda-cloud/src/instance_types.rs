@@ -12,6 +12,7 @@ use crate::regions::{Region, RegionName};
 
 /// Hardware of an instance type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct InstanceTypeSpecs {
     /// Virtual CPUs.
     pub vcpus: u32,
@@ -25,6 +26,7 @@ pub struct InstanceTypeSpecs {
 
 /// An instance type, e.g. `gpu_1x_a10`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct InstanceType {
     /// The name, used to launch it.
     pub name: InstanceTypeName,
@@ -47,6 +49,7 @@ impl InstanceType {
 
 /// An instance type with the regions where it can be launched now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct InstanceTypesItem {
     /// The instance type.
     pub instance_type: InstanceType,

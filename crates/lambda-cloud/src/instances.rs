@@ -58,6 +58,7 @@ open_enum! {
 
 /// Whether one operation can be performed on an instance now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct InstanceActionAvailabilityDetails {
     /// Whether the operation can be performed now.
     pub available: bool,
@@ -91,6 +92,7 @@ impl InstanceActionAvailabilityDetails {
 
 /// Which operations an instance allows now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct InstanceActionAvailability {
     /// Migration.
     pub migrate: InstanceActionAvailabilityDetails,
@@ -106,6 +108,7 @@ pub struct InstanceActionAvailability {
 
 /// A tag on an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct TagEntry {
     /// The key.
     pub key: String,
@@ -149,6 +152,7 @@ impl RequestedTagEntry {
 
 /// A machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct Instance {
     /// Its id.
     pub id: InstanceId,
@@ -334,6 +338,7 @@ impl Validate for LaunchInstanceRequest {
 
 /// The answer to a launch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct InstanceLaunchResponse {
     /// The launched instances' ids (one per launch today).
     pub instance_ids: Vec<InstanceId>,
@@ -363,6 +368,7 @@ impl Validate for InstanceIdsRequest {
 
 /// The answer to a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct InstanceRestartResponse {
     /// The instances restarted.
     pub restarted_instances: Vec<Instance>,
@@ -370,6 +376,7 @@ pub struct InstanceRestartResponse {
 
 /// The answer to a termination.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct InstanceTerminateResponse {
     /// The instances now terminating.
     pub terminated_instances: Vec<Instance>,
@@ -438,11 +445,12 @@ impl<'c> Instances<'c> {
     ///
     /// ```no_run
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
-    /// let instance = client.instances().get(&"0920582c7ff041399e34823a0be62549".into()).await?;
+    /// let instance = client.instances().get("0920582c7ff041399e34823a0be62549").await?;
     /// println!("{}", instance.status);
     /// # Ok(()) }
     /// ```
-    pub async fn get(&self, id: &InstanceId) -> Result<Instance> {
+    pub async fn get(&self, id: impl Into<InstanceId>) -> Result<Instance> {
+        let id: InstanceId = id.into();
         self.client
             .data(Call::new(&operations::INSTANCE_GET).path(id.as_str()))
             .await
@@ -452,10 +460,15 @@ impl<'c> Instances<'c> {
     ///
     /// ```no_run
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
-    /// client.instances().rename(&"0920582c7ff041399e34823a0be62549".into(), "trainer").await?;
+    /// client.instances().rename("0920582c7ff041399e34823a0be62549", "trainer").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn rename(&self, id: &InstanceId, name: impl Into<String>) -> Result<Instance> {
+    pub async fn rename(
+        &self,
+        id: impl Into<InstanceId>,
+        name: impl Into<String>,
+    ) -> Result<Instance> {
+        let id: InstanceId = id.into();
         let body = InstanceModificationRequest {
             name: Some(name.into()),
         };

@@ -74,15 +74,15 @@ mod regions;
 mod retry;
 mod ssh_keys;
 mod tickets;
+#[cfg(feature = "simulator")]
+mod time_scale;
 mod validation;
 
 pub use audit_events::{AuditEvent, AuditEventPage, AuditEvents, AuditEventsQuery};
-pub use client::{
-    API_KEY_ENV, API_URL_ENV, Client, ClientBuilder, DEFAULT_BASE_URL,
-    install_default_crypto_provider,
-};
+pub use client::{API_KEY_ENV, API_URL_ENV, Client, ClientBuilder, DEFAULT_BASE_URL};
 pub use error::{
-    ApiError, Error, ErrorBody, ErrorCode, ErrorEnvelope, ErrorKind, Result, ValidationError,
+    ApiError, Error, ErrorBody, ErrorCode, ErrorEnvelope, ErrorKind, Result, TransportError,
+    ValidationError,
 };
 pub use fabric::{
     CreateFabricPartitionRequest, Fabric, FabricPartition, UpdateFabricPartitionRequest,
@@ -112,7 +112,7 @@ pub use instances::{
     TagEntry, USER_DATA_MAX_BYTES,
 };
 pub use operations::{OPERATIONS, Operation};
-pub use rate_limit::{RateLimits, TIME_SCALE_ENV};
+pub use rate_limit::RateLimits;
 pub use redacted::Redacted;
 pub use regions::{Region, RegionName, Regions};
 pub use retry::RetryPolicy;
@@ -125,4 +125,6 @@ pub use tickets::{
     TicketListResponse, TicketOrderByField, TicketRequestType, TicketSeverity, TicketStatus,
     TicketType, TicketUpdateRequest, Tickets, TicketsQuery,
 };
+#[cfg(feature = "simulator")]
+pub use time_scale::{TIME_SCALE_ENV, TimeScale};
 pub use validation::Validate;

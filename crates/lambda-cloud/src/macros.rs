@@ -12,6 +12,7 @@ macro_rules! open_enum {
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
         $vis enum $name {
             $( $(#[$vmeta])* $variant, )+
             /// A value this version of the crate does not know; kept verbatim.
@@ -121,6 +122,12 @@ macro_rules! string_id {
         impl ::std::borrow::Borrow<str> for $name {
             fn borrow(&self) -> &str {
                 &self.0
+            }
+        }
+
+        impl From<&$name> for $name {
+            fn from(value: &$name) -> Self {
+                value.clone()
             }
         }
 

@@ -6,6 +6,7 @@ use std::fmt;
 
 /// An HTTP method the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum HttpMethod {
     /// `GET`
     Get,
@@ -50,6 +51,7 @@ impl fmt::Display for HttpMethod {
 
 /// One operation of the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Operation {
     /// The spec's `operationId`.
     pub id: &'static str,

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 /// The spacing the client keeps between its own requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct RateLimits {
     /// The least time between the starts of any two requests.
     pub min_request_interval: Duration,
@@ -33,26 +34,19 @@ impl RateLimits {
 }
 
 impl RateLimits {
-    /// These limits for a server whose clock runs `time_scale` times faster than real time
-    /// (a simulator): every interval divided by the scale.
-    pub fn time_scaled(self, time_scale: f64) -> RateLimits {
+    /// These limits for a simulator whose clock runs `scale` times faster: every interval
+    /// divided by it.
+    #[cfg(feature = "simulator")]
+    pub fn time_scaled(self, scale: crate::TimeScale) -> RateLimits {
+        self.scaled(scale.factor())
+    }
+
+    pub(crate) fn scaled(self, time_scale: f64) -> RateLimits {
         let scale = valid_scale(time_scale);
         RateLimits {
             min_request_interval: self.min_request_interval.div_f64(scale),
             min_launch_interval: self.min_launch_interval.div_f64(scale),
         }
-    }
-
-    /// A simulator's time scale from `text` (the value of [`TIME_SCALE_ENV`]), or why it is
-    /// not a number ≥ 1.
-    pub fn parse_time_scale(text: &str) -> Result<f64, String> {
-        text.trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|scale| scale.is_finite() && *scale >= 1.0)
-            .ok_or_else(|| {
-                format!("{TIME_SCALE_ENV}={text:?} must be a number ≥ 1 (a simulator's time scale)")
-            })
     }
 }
 
@@ -64,10 +58,6 @@ pub(crate) fn valid_scale(time_scale: f64) -> f64 {
         1.0
     }
 }
-
-/// The variable programs read a simulator's time scale from, to pace their client to its
-/// clock (`lambda-cloud-sim --time-scale`).
-pub const TIME_SCALE_ENV: &str = "LAMBDA_API_TIME_SCALE";
 
 impl Default for RateLimits {
     fn default() -> Self {
@@ -145,20 +135,6 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_time_scale_divides_the_documented_intervals_or_is_refused() {
-        let scale = RateLimits::parse_time_scale(" 100 ").unwrap();
-        let limits = RateLimits::DOCUMENTED.time_scaled(scale);
-        assert_eq!(limits.min_launch_interval, Duration::from_millis(120));
-        for bad in ["0.5", "fast", "inf", ""] {
-            assert!(
-                RateLimits::parse_time_scale(bad)
-                    .unwrap_err()
-                    .contains(TIME_SCALE_ENV)
-            );
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn requests_are_spaced_by_the_request_interval() {
         let limiter = Limiter::new(RateLimits::DOCUMENTED);
@@ -223,13 +199,10 @@ mod tests {
 
     #[test]
     fn time_scaling_divides_every_interval() {
-        let scaled = RateLimits::DOCUMENTED.time_scaled(100.0);
+        let scaled = RateLimits::DOCUMENTED.scaled(100.0);
         assert_eq!(scaled.min_request_interval, Duration::from_millis(10));
         assert_eq!(scaled.min_launch_interval, Duration::from_millis(120));
-        assert_eq!(
-            RateLimits::DOCUMENTED.time_scaled(0.0),
-            RateLimits::DOCUMENTED
-        );
+        assert_eq!(RateLimits::DOCUMENTED.scaled(0.0), RateLimits::DOCUMENTED);
     }
 
     #[tokio::test(start_paused = true)]

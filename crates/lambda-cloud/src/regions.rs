@@ -43,6 +43,7 @@ open_enum! {
 
 /// A region: its code and a human description.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct Region {
     /// The region code.
     pub name: RegionName,

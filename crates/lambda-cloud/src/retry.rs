@@ -11,6 +11,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 /// and requests that create something (launch, create filesystem, add SSH key, …) only when the
 /// failure proves nothing was created: a 429, a `provider/*` refusal, or a refused connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct RetryPolicy {
     /// The most retries after the first attempt.
     pub max_retries: u32,
@@ -35,7 +36,7 @@ impl RetryPolicy {
 
     /// This policy for a server whose clock runs `time_scale` times faster than real time (a
     /// simulator): every delay divided by the scale.
-    pub fn time_scaled(self, time_scale: f64) -> RetryPolicy {
+    pub(crate) fn time_scaled(self, time_scale: f64) -> RetryPolicy {
         let scale = crate::rate_limit::valid_scale(time_scale);
         RetryPolicy {
             min_delay: self.min_delay.div_f64(scale),

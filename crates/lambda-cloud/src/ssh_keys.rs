@@ -11,6 +11,7 @@ use crate::validation::{self, Validate};
 
 /// A stored public key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct SshKey {
     /// Its id.
     pub id: SshKeyId,
@@ -22,6 +23,7 @@ pub struct SshKey {
 
 /// A key pair Lambda generated. The private key is shown once and never stored by Lambda.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct GeneratedSshKey {
     /// Its id.
     pub id: SshKeyId,
@@ -126,10 +128,11 @@ impl SshKeys<'_> {
     ///
     /// ```no_run
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
-    /// client.ssh_keys().delete(&"ddf9a910ceb744a0bb95242cbba6cb50".into()).await?;
+    /// client.ssh_keys().delete("ddf9a910ceb744a0bb95242cbba6cb50").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn delete(&self, id: &SshKeyId) -> Result<()> {
+    pub async fn delete(&self, id: impl Into<SshKeyId>) -> Result<()> {
+        let id: SshKeyId = id.into();
         self.client
             .empty(Call::new(&operations::SSH_KEY_DELETE).path(id.as_str()))
             .await

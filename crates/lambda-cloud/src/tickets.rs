@@ -96,6 +96,7 @@ open_enum! {
 
 /// A comment on a ticket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct TicketComment {
     /// The text.
     pub body: String,
@@ -107,6 +108,7 @@ pub struct TicketComment {
 
 /// A support ticket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct Ticket {
     /// Its id.
     pub id: TicketId,
@@ -184,6 +186,7 @@ impl Validate for TicketCreateRequest {
 
 /// The answer to opening a ticket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct TicketCreateResponse {
     /// Its id.
     pub id: TicketId,
@@ -255,6 +258,7 @@ pub struct TicketsQuery {
 
 /// One page of tickets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct TicketListResponse {
     /// The tickets.
     pub tickets: Vec<Ticket>,
@@ -264,6 +268,7 @@ pub struct TicketListResponse {
 
 /// An attachment's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct Attachment {
     /// Its id.
     pub id: AttachmentId,
@@ -284,6 +289,7 @@ pub struct Attachment {
 
 /// A ticket's attachments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct AttachmentListResponse {
     /// The attachments.
     pub attachments: Vec<Attachment>,
@@ -316,6 +322,7 @@ impl Validate for AttachmentInitiateRequest {
 
 /// Where and how to upload an attachment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct AttachmentInitiateResponse {
     /// The attachment's id, to complete the upload with.
     pub attachment_id: AttachmentId,
@@ -331,6 +338,7 @@ pub struct AttachmentInitiateResponse {
 
 /// Where to download an attachment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct AttachmentDownloadResponse {
     /// A presigned URL. It grants access, so it is never shown in `Debug`.
     pub download_url: Redacted,
@@ -435,10 +443,11 @@ impl Tickets<'_> {
     ///
     /// ```no_run
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
-    /// let ticket = client.tickets().get(&"0920582c7ff041399e34823a0be62549".into()).await?;
+    /// let ticket = client.tickets().get("0920582c7ff041399e34823a0be62549").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn get(&self, id: &TicketId) -> Result<Ticket> {
+    pub async fn get(&self, id: impl Into<TicketId>) -> Result<Ticket> {
+        let id: TicketId = id.into();
         self.client
             .data(Call::new(&operations::TICKET_GET).path(id.as_str()))
             .await
@@ -454,10 +463,15 @@ impl Tickets<'_> {
     ///     comment: Some(TicketCommentInput { body: "Fixed after a reboot.".into() }),
     ///     ..Default::default()
     /// };
-    /// client.tickets().update(&"0920582c7ff041399e34823a0be62549".into(), &update).await?;
+    /// client.tickets().update("0920582c7ff041399e34823a0be62549", &update).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn update(&self, id: &TicketId, update: &TicketUpdateRequest) -> Result<()> {
+    pub async fn update(
+        &self,
+        id: impl Into<TicketId>,
+        update: &TicketUpdateRequest,
+    ) -> Result<()> {
+        let id: TicketId = id.into();
         self.client
             .empty(
                 Call::new(&operations::TICKET_UPDATE)
@@ -474,14 +488,15 @@ impl Attachments<'_> {
     ///
     /// ```no_run
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
-    /// let attachments = client.attachments().list(&"0920582c7ff041399e34823a0be62549".into(), None).await?;
+    /// let attachments = client.attachments().list("0920582c7ff041399e34823a0be62549", None).await?;
     /// # Ok(()) }
     /// ```
     pub async fn list(
         &self,
-        ticket: &TicketId,
+        ticket: impl Into<TicketId>,
         status: Option<AttachmentUploadStatus>,
     ) -> Result<Vec<Attachment>> {
+        let ticket: TicketId = ticket.into();
         self.client
             .data::<AttachmentListResponse>(
                 Call::new(&operations::ATTACHMENTS_LIST)
@@ -499,7 +514,7 @@ impl Attachments<'_> {
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
     /// use lambda_cloud::AttachmentInitiateRequest;
     /// let upload = client.attachments().initiate_upload(
-    ///     &"0920582c7ff041399e34823a0be62549".into(),
+    ///     "0920582c7ff041399e34823a0be62549",
     ///     &AttachmentInitiateRequest {
     ///         filename: "logs.tar.gz".into(),
     ///         content_type: "application/gzip".into(),
@@ -510,9 +525,10 @@ impl Attachments<'_> {
     /// ```
     pub async fn initiate_upload(
         &self,
-        ticket: &TicketId,
+        ticket: impl Into<TicketId>,
         request: &AttachmentInitiateRequest,
     ) -> Result<AttachmentInitiateResponse> {
+        let ticket: TicketId = ticket.into();
         self.client
             .data(
                 Call::new(&operations::ATTACHMENT_UPLOAD_INITIATE)
@@ -528,15 +544,17 @@ impl Attachments<'_> {
     /// ```no_run
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
     /// let attachment = client.attachments()
-    ///     .complete_upload(&"0920582c7ff041399e34823a0be62549".into(), &"a1".into())
+    ///     .complete_upload("0920582c7ff041399e34823a0be62549", "a1")
     ///     .await?;
     /// # Ok(()) }
     /// ```
     pub async fn complete_upload(
         &self,
-        ticket: &TicketId,
-        attachment: &AttachmentId,
+        ticket: impl Into<TicketId>,
+        attachment: impl Into<AttachmentId>,
     ) -> Result<Attachment> {
+        let ticket: TicketId = ticket.into();
+        let attachment: AttachmentId = attachment.into();
         self.client
             .data(
                 Call::new(&operations::ATTACHMENT_UPLOAD_COMPLETE)
@@ -551,10 +569,16 @@ impl Attachments<'_> {
     ///
     /// ```no_run
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
-    /// client.attachments().delete(&"0920582c7ff041399e34823a0be62549".into(), &"a1".into()).await?;
+    /// client.attachments().delete("0920582c7ff041399e34823a0be62549", "a1").await?;
     /// # Ok(()) }
     /// ```
-    pub async fn delete(&self, ticket: &TicketId, attachment: &AttachmentId) -> Result<()> {
+    pub async fn delete(
+        &self,
+        ticket: impl Into<TicketId>,
+        attachment: impl Into<AttachmentId>,
+    ) -> Result<()> {
+        let ticket: TicketId = ticket.into();
+        let attachment: AttachmentId = attachment.into();
         self.client
             .empty(
                 Call::new(&operations::ATTACHMENT_DELETE)
@@ -570,15 +594,17 @@ impl Attachments<'_> {
     /// ```no_run
     /// # async fn demo(client: lambda_cloud::Client) -> lambda_cloud::Result<()> {
     /// let link = client.attachments()
-    ///     .download_url(&"0920582c7ff041399e34823a0be62549".into(), &"a1".into())
+    ///     .download_url("0920582c7ff041399e34823a0be62549", "a1")
     ///     .await?;
     /// # Ok(()) }
     /// ```
     pub async fn download_url(
         &self,
-        ticket: &TicketId,
-        attachment: &AttachmentId,
+        ticket: impl Into<TicketId>,
+        attachment: impl Into<AttachmentId>,
     ) -> Result<AttachmentDownloadResponse> {
+        let ticket: TicketId = ticket.into();
+        let attachment: AttachmentId = attachment.into();
         self.client
             .data(
                 Call::new(&operations::ATTACHMENT_DOWNLOAD_URL)

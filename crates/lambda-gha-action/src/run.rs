@@ -1,16 +1,17 @@
 //! The action's two modes, composed from `gha-runner-core` and the Lambda provider: `start`
 //! (preflight, a launch key when none is named, provisioning, outputs, summary) and `stop`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
 use gha_runner_core::{
     AgentDownload, AgentSource, BootSettings, CapacityPolicy, CoreError, Diagnosis, GitHub,
-    LAUNCHED_TAG, LambdaProvider, LaunchKey, LaunchPlan, MachineAccess, MachineTemplate, Outputs,
-    ProvisionFailure, ProvisionRequest, Provisioner, RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API,
-    RunnerNaming, RunnerScope, gpu_layouts, preflight,
+    GpuLayout, LambdaProvider, LaunchKey, LaunchPlan, MachineAccess, MachineTemplate, Outputs,
+    Preflight, ProvisionFailure, ProvisionRequest, Provisioned, Provisioner, RUNNER_DOWNLOAD_BASE,
+    RUNNER_RELEASES_API, RunnerNaming, RunnerScope, gpu_layouts, preflight, tags,
 };
-use lambda_cloud::{RateLimits, TIME_SCALE_ENV};
+use lambda_cloud::TimeScale;
 
 use crate::inputs::{self, Env, Mode, StartInputs, StopInputs};
 use crate::summary::{self, MachineRow, StartSummary};
@@ -104,11 +105,9 @@ fn lambda(env: &Env) -> Result<LambdaProvider, Failure> {
 /// How much faster than ours the cloud's clock runs: `LAMBDA_API_TIME_SCALE` for a
 /// simulator, else 1. The action's own waits on the cloud (capacity, registration) shrink by it
 /// as the client's do; the machines' timings are on their clock already.
-fn time_scale(env: &Env) -> Result<f64, Failure> {
-    env.var(TIME_SCALE_ENV).map_or(Ok(1.0), |text| {
-        RateLimits::parse_time_scale(text)
-            .map_err(|problem| Failure::new("Invalid LAMBDA_API_TIME_SCALE", problem))
-    })
+fn time_scale(env: &Env) -> Result<TimeScale, Failure> {
+    TimeScale::from_env(|name| env.var(name).map(str::to_owned))
+        .map_err(|problem| Failure::new("Invalid LAMBDA_API_TIME_SCALE", problem))
 }
 
 fn github(env: &Env, scope: &str, runner_group: Option<u64>) -> Result<GitHub, Failure> {
@@ -220,9 +219,63 @@ async fn run_start<W: Write>(
     };
 
     w.group("Checking the request");
+    let scale = time_scale(env)?;
+    let (checked, gpus, plan) = check_start(&provider, start, scale, w).await?;
+
+    // Before anything is made: a stop job (`if: always()`) after a start that was killed or
+    // cancelled still finds the launch by its label.
+    w.output("label", naming.label())
+        .map_err(|e| Failure::new("Writing outputs", e.to_string()))?;
+    let launch_key = launch_key(&provider, start, &naming, w).await?;
+    let access = MachineKeyFile::new(env, start, launch_key.as_ref(), naming.label());
+    let machine = MachineTemplate {
+        image: start.image.clone(),
+        ssh_key: start
+            .ssh_key_name
+            .clone()
+            .or_else(|| launch_key.as_ref().map(|k| k.name.clone())),
+        filesystems: start.filesystems.clone(),
+        firewall_rulesets: start.firewall_rulesets.clone(),
+        name_template,
+        tags: launch_tags(env, &start.tags),
+    };
+    let request = ProvisionRequest {
+        plan,
+        naming: naming.clone(),
+        runners_per_instance: start.runners_per_instance,
+        mode: start.runner_mode,
+        extra_labels: start.extra_labels.clone(),
+        machine,
+        boot: boot_settings(env, start, agent),
+        gpus,
+        replace_unhealthy: start.replace_unhealthy,
+        access: access.access.clone(),
+        online_poll: scale.real(Duration::from_secs(start.timings.poll_seconds.clamp(1, 5))),
+        online_timeout: scale.real(start.timings.registration_timeout()),
+    };
+
+    w.group(&format!(
+        "Launching {} machine(s) with {} runner(s) each",
+        start.instance_count, start.runners_per_instance
+    ));
+    let result = provision(&provider, &github, &request, start, w).await?;
+    drop(access);
+    if let Some(key) = &launch_key {
+        remove_launch_key(&provider, key, w).await;
+    }
+    report_start(result, &checked, start, &naming, w)
+}
+
+/// Preflight, the GPU layout of each type, and the launch plan on the cloud's clock.
+async fn check_start<W: Write>(
+    provider: &LambdaProvider,
+    start: &StartInputs,
+    scale: TimeScale,
+    w: &mut Workflow<W>,
+) -> Result<(Preflight, BTreeMap<String, GpuLayout>, LaunchPlan), Failure> {
     let lifetime = Duration::from_secs(start.timings.max_lifetime_seconds);
     let checked = preflight(
-        &provider,
+        provider,
         &start.instance_types,
         &start.regions,
         start.instance_count,
@@ -236,13 +289,12 @@ async fn run_start<W: Write>(
         start.runners_per_instance,
         start.gpus_per_runner,
     )?;
-    let scale = time_scale(env)?;
     let capacity = match start.capacity {
-        CapacityPolicy::WaitUntil(wait) => CapacityPolicy::WaitUntil(wait.div_f64(scale)),
+        CapacityPolicy::WaitUntil(wait) => CapacityPolicy::WaitUntil(scale.real(wait)),
         fail_fast @ CapacityPolicy::FailFast => fail_fast,
     };
     let plan = LaunchPlan::new(checked.candidates.clone(), start.instance_count, capacity)?;
-    let poll = plan.poll_interval.div_f64(scale);
+    let poll = scale.real(plan.poll_interval);
     let plan = plan.with_poll_interval(poll);
     w.line(&format!(
         "{} candidate(s) in order: {}",
@@ -261,89 +313,80 @@ async fn run_start<W: Write>(
              (add one with `if: always()`) or the reaper",
         );
     }
+    Ok((checked, gpus, plan))
+}
 
-    // Before anything is made: a stop job (`if: always()`) after a start that was killed or
-    // cancelled still finds the launch by its label.
-    w.output("label", naming.label())
-        .map_err(|e| Failure::new("Writing outputs", e.to_string()))?;
-    let launch_key = if start.ssh_key_name.is_some() {
-        None
-    } else {
-        let key = provider
-            .create_launch_key(naming.label(), start.ssh_pubkey.as_deref())
-            .await
-            .map_err(|e| {
-                Failure::new(
-                    "Lambda Cloud",
-                    format!("creating the launch's SSH key: {e}"),
-                )
-            })?;
-        if let Some(private) = &key.private_key {
-            w.mask(private);
-        }
-        w.line(&format!("made SSH key {} for this launch", key.name));
-        Some(key)
-    };
-    let access = MachineKeyFile::new(env, start, launch_key.as_ref(), naming.label());
-    let request = ProvisionRequest {
-        plan,
-        naming: naming.clone(),
-        runners_per_instance: start.runners_per_instance,
-        mode: start.runner_mode,
-        extra_labels: start.extra_labels.clone(),
-        machine: MachineTemplate {
-            image: start.image.clone(),
-            ssh_key: start
-                .ssh_key_name
-                .clone()
-                .or_else(|| launch_key.as_ref().map(|k| k.name.clone())),
-            filesystems: start.filesystems.clone(),
-            firewall_rulesets: start.firewall_rulesets.clone(),
-            name_template,
-            tags: launch_tags(env, &start.tags),
-        },
-        boot: BootSettings {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            agent,
-            runner: start.runner_version.clone(),
-            // A mirror of the runner releases (networks that cannot reach github.com).
-            runner_releases_api: env
-                .var("LAMBDA_GHA_RUNNER_RELEASES_API")
-                .unwrap_or(RUNNER_RELEASES_API)
-                .to_owned(),
-            runner_download_base: env
-                .var("LAMBDA_GHA_RUNNER_DOWNLOAD_BASE")
-                .unwrap_or(RUNNER_DOWNLOAD_BASE)
-                .to_owned(),
-            privileges: start.privileges,
-            user_script: start.userdata.clone(),
-            agent_api_url: env.var("LAMBDA_API_URL").map(str::to_owned),
-            agent_api_key: if start.self_terminate {
-                env.secret("LAMBDA_API_KEY")
-            } else {
-                None
-            },
-            timings: start.timings,
-            gpu_gate: start.gpu_gate.clone(),
-        },
-        gpus,
-        replace_unhealthy: start.replace_unhealthy,
-        access: access.access.clone(),
-        online_poll: Duration::from_secs(start.timings.poll_seconds.clamp(1, 5)).div_f64(scale),
-        online_timeout: start.timings.registration_timeout().div_f64(scale),
-    };
+/// The SSH key made for this launch (Lambda requires one per launch), unless one is named.
+async fn launch_key<W: Write>(
+    provider: &LambdaProvider,
+    start: &StartInputs,
+    naming: &RunnerNaming,
+    w: &mut Workflow<W>,
+) -> Result<Option<LaunchKey>, Failure> {
+    if start.ssh_key_name.is_some() {
+        return Ok(None);
+    }
+    let key = provider
+        .create_launch_key(naming.label(), start.ssh_pubkey.as_deref())
+        .await
+        .map_err(|e| {
+            Failure::new(
+                "Lambda Cloud",
+                format!("creating the launch's SSH key: {e}"),
+            )
+        })?;
+    if let Some(private) = &key.private_key {
+        w.mask(private);
+    }
+    w.line(&format!("made SSH key {} for this launch", key.name));
+    Ok(Some(key))
+}
 
-    w.group(&format!(
-        "Launching {} machine(s) with {} runner(s) each",
-        start.instance_count, start.runners_per_instance
-    ));
+/// How the machines boot: the runner and agent they fetch, and what the agent may do.
+fn boot_settings(env: &Env, start: &StartInputs, agent: AgentSource) -> BootSettings {
+    BootSettings {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        agent,
+        runner: start.runner_version.clone(),
+        // A mirror of the runner releases (networks that cannot reach github.com).
+        runner_releases_api: env
+            .var("LAMBDA_GHA_RUNNER_RELEASES_API")
+            .unwrap_or(RUNNER_RELEASES_API)
+            .to_owned(),
+        runner_download_base: env
+            .var("LAMBDA_GHA_RUNNER_DOWNLOAD_BASE")
+            .unwrap_or(RUNNER_DOWNLOAD_BASE)
+            .to_owned(),
+        privileges: start.privileges,
+        user_script: start.userdata.clone(),
+        agent_api_url: env.var("LAMBDA_API_URL").map(str::to_owned),
+        agent_api_key: if start.self_terminate {
+            env.secret("LAMBDA_API_KEY")
+        } else {
+            None
+        },
+        timings: start.timings,
+        gpu_gate: start.gpu_gate.clone(),
+    }
+}
+
+/// Provisions `request`, writing each machine to the outputs as soon as it exists, and ends
+/// what it launched when the step is cancelled.
+async fn provision<W: Write>(
+    provider: &LambdaProvider,
+    github: &GitHub,
+    request: &ProvisionRequest,
+    start: &StartInputs,
+    w: &mut Workflow<W>,
+) -> Result<Result<Provisioned, ProvisionFailure>, Failure> {
+    let naming = &request.naming;
     let (machines, mut launched_so_far) =
-        tokio::sync::watch::channel(Outputs::new(&naming, &[], start.runners_per_instance));
-    let launcher = Provisioner::new(&provider, &github).reporting_machines(&machines);
-    let provisioning = launcher.provision(&request);
+        tokio::sync::watch::channel(Outputs::new(naming, &[], start.runners_per_instance));
+    let launcher = Provisioner::new(provider, github).reporting_machines(&machines);
+    let provisioning = launcher.provision(request);
     let signalled = cancelled();
     tokio::pin!(provisioning, signalled);
-    let result = loop {
+    Ok(loop {
         tokio::select! {
             result = &mut provisioning => break result,
             // Each machine is in the outputs as soon as it exists: the runner reads
@@ -366,16 +409,22 @@ async fn run_start<W: Write>(
                 break Err(ProvisionFailure {
                     reason: format!("cancelled by {signal}"),
                     attempts: Vec::new(),
-                    cleanup: launcher.cleanup(&naming, &[]).await,
+                    cleanup: launcher.cleanup(naming, &[]).await,
                     diagnoses: Vec::new(),
                 });
             }
         }
-    };
-    drop(access);
-    if let Some(key) = &launch_key {
-        remove_launch_key(&provider, key, w).await;
-    }
+    })
+}
+
+/// The outputs, the job summary and the log lines of a start, however it ended.
+fn report_start<W: Write>(
+    result: Result<Provisioned, ProvisionFailure>,
+    checked: &Preflight,
+    start: &StartInputs,
+    naming: &RunnerNaming,
+    w: &mut Workflow<W>,
+) -> Result<(), Failure> {
     let label = naming.label();
     let diagnoses = match &result {
         Ok(provisioned) => &provisioned.diagnoses,
@@ -608,7 +657,7 @@ async fn run_stop<W: Write>(
         .stopped
         .iter()
         .map(|m| {
-            let launched: jiff::Timestamp = m.tags.get(LAUNCHED_TAG)?.parse().ok()?;
+            let launched: jiff::Timestamp = m.tags.get(tags::LAUNCHED)?.parse().ok()?;
             // A clock behind the launcher's reads as nothing billed yet, not as unknown.
             Some(Duration::try_from(now.duration_since(launched)).unwrap_or(Duration::ZERO))
         })

@@ -24,7 +24,7 @@ pub const PROJECT: &[(&str, &str)] = &[
 ];
 
 /// Simulated seconds per real second: a three-minute boot takes three seconds.
-pub const TIME_SCALE: f64 = 60.0;
+pub const TIME_SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(60.0);
 
 /// The SSH key the simulated account starts with, named by the demo's launch.
 const KEY: &str = "demo";
@@ -117,7 +117,7 @@ pub async fn demo(
         isolated: false,
         time_scale: TIME_SCALE,
         user: "demo".to_owned(),
-        state_dir: work.join("state"),
+        state_dir: gha_runner_core::session::StateDir::new(work.join("state")),
     };
     ui.line(format!(
         "lambda-gha demo: `lambda-gha run train.sh --download results` on a simulated Lambda Cloud at {api_url} (time runs {TIME_SCALE}× faster)"

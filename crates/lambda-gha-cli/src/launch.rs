@@ -4,14 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use gha_runner_core::tags;
 use gha_runner_core::{
     Attempt, Candidate, CapacityPolicy, CoreError, LambdaProvider, LaunchPlan, LaunchSetup,
-    Launched, MACHINE_TAG, MachineSpec, Offering, PlanFailure, Preflight, preflight,
+    Launched, MachineSpec, Offering, PlanFailure, Preflight, preflight,
 };
 use secrecy::SecretString;
-
-/// The tag on machines the CLI launched: its value is the user who launched them.
-pub const CLI_TAG: &str = "lambda-gha:cli";
 
 /// What to launch.
 #[derive(Debug, Clone, Default)]
@@ -107,10 +105,10 @@ pub async fn launch_checked(
     spec.image.clone_from(&request.image);
     spec.filesystems.clone_from(&request.filesystems);
     spec.tags.clone_from(&request.tags);
-    spec.tags.insert(CLI_TAG.to_owned(), user.to_owned());
+    spec.tags.insert(tags::CLI.to_owned(), user.to_owned());
     // Unique per launch: a launch whose answer is lost is found by it, not launched twice.
     spec.tags.insert(
-        MACHINE_TAG.to_owned(),
+        tags::MACHINE.to_owned(),
         format!("cli-{:016x}", fastrand::u64(..)),
     );
     spec.user_data = request.user_data.clone().map(SecretString::from);

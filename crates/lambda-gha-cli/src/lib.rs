@@ -32,10 +32,8 @@ pub fn client(settings: &config::Settings) -> Result<lambda_cloud::Client, CliEr
     if let Some(url) = &settings.api_url {
         builder = builder.base_url(url);
     }
-    if let Ok(text) = std::env::var(lambda_cloud::TIME_SCALE_ENV) {
-        builder = builder.time_scale(
-            lambda_cloud::RateLimits::parse_time_scale(&text).map_err(CliError::TimeScale)?,
-        );
-    }
+    let scale = lambda_cloud::TimeScale::from_env(|name| std::env::var(name).ok())
+        .map_err(CliError::TimeScale)?;
+    builder = builder.time_scale(scale);
     Ok(builder.build()?)
 }

@@ -15,7 +15,7 @@ fn lambda_gha(args: &[&str], root: &std::path::Path) -> Command {
         .args(args)
         .arg("--root")
         .arg(root)
-        .env("LAMBDA_SIM_TIME_SCALE", SCALE.to_string());
+        .env("LAMBDA_API_TIME_SCALE", SCALE.to_string());
     command
 }
 
@@ -39,7 +39,7 @@ async fn the_agent_binary_terminates_its_own_instance_after_the_last_job() {
 
     let sim = lambda_cloud_sim::Sim::builder()
         .scenario(lambda_cloud_sim::Scenario::default().with_ssh_key("ci"))
-        .time_scale(SCALE)
+        .time_scale(lambda_cloud::TimeScale::of(SCALE))
         .api_key("agent-key")
         .start()
         .await

@@ -3,12 +3,13 @@
 //! agent (pinned checksum) from a test server, the runner takes a scripted job through its
 //! Worker with the real job hooks, and the agent terminates the instance after the grace.
 
+use gha_runner_core::tags;
 use std::time::Duration;
 
 use gha_runner_core::{
     AgentConfig, AgentDownload, AgentSource, AgentTimings, BootScript, CloudProvider,
-    LambdaProvider, MACHINE_TAG, RunnerBoot, RunnerCredential, RunnerDownload, RunnerNaming,
-    RunnerPackage, RunnerPrivileges,
+    LambdaProvider, RunnerBoot, RunnerCredential, RunnerDownload, RunnerNaming, RunnerPackage,
+    RunnerPrivileges,
 };
 use lambda_gha_tests::machine::{run_in_machine, spawn_in_machine};
 use lambda_gha_tests::{FakeInternet, RUNNER_VERSION};
@@ -108,7 +109,7 @@ pub(crate) async fn boot(setup: Boot) -> Booted {
     scenario.faults = setup.faults;
     let sim = lambda_cloud_sim::Sim::builder()
         .scenario(scenario.with_ssh_key("ci"))
-        .time_scale(setup.scale)
+        .time_scale(lambda_cloud::TimeScale::new(setup.scale).unwrap())
         .api_key(setup.agent_key.clone())
         .user_data_sandbox(work.join("sandboxes"))
         .machine_rootfs(lambda_gha_tests::machine_rootfs())
@@ -125,7 +126,7 @@ pub(crate) async fn boot(setup: Boot) -> Booted {
         provider: "lambda".into(),
         api_url: Some(sim.base_url().to_owned()),
         api_key: Some(SecretString::from(setup.agent_key.clone())),
-        machine_tag: (MACHINE_TAG.into(), naming.machine_tag(0)),
+        machine_tag: (tags::MACHINE.into(), naming.machine_tag(0)),
         run_label: naming.label().into(),
         runner_count: runners,
         runner_mode: if jit { "jit" } else { "reusable" }.into(),
@@ -175,7 +176,7 @@ pub(crate) async fn boot(setup: Boot) -> Booted {
     let id = client
         .instances()
         .launch("gpu_1x_a10", "us-east-1", "ci")
-        .tag(MACHINE_TAG, naming.machine_tag(0))
+        .tag(tags::MACHINE, naming.machine_tag(0))
         .user_data(script.expose_secret())
         .send()
         .await

@@ -9,7 +9,7 @@ async fn reap_ends_expired_machines_and_ghost_runners_and_nothing_else() {
     let binary = lambda_gha_tests::lambda_gha_binary();
     let sim = lambda_cloud_sim::Sim::builder()
         .scenario(lambda_cloud_sim::Scenario::default().with_ssh_key("ci"))
-        .time_scale(50.0)
+        .time_scale(lambda_cloud::TimeScale::of(50.0))
         .api_key("reap-key")
         .start()
         .await

@@ -39,7 +39,7 @@ async fn the_binary_serves_a_scenario_and_stops_on_ctrl_c() {
     let client = lambda_cloud::Client::builder()
         .base_url(&url)
         .api_key("e2e-key")
-        .time_scale(100.0)
+        .time_scale(lambda_cloud::TimeScale::of(100.0))
         .build()
         .unwrap();
     let types = client.instance_types().list().await.unwrap();
@@ -106,7 +106,7 @@ async fn a_machine_that_boots_as_root_is_a_machine_of_its_own_and_ends_whole() {
     let rootfs = lambda_gha_tests::machine_rootfs();
     let sim = lambda_cloud_sim::Sim::builder()
         .scenario(lambda_gha_tests::rig::quick_boot_world().with_ssh_key("k"))
-        .time_scale(50.0)
+        .time_scale(lambda_cloud::TimeScale::of(50.0))
         .api_key("root-key")
         .user_data_sandbox(work.join("machines"))
         .machine_rootfs(&rootfs)

@@ -2,12 +2,13 @@
 //! decides, runners are stopped and the machine terminated through the provider. On a 100x
 //! clock, so a 60 s grace takes 0.6 s.
 
+use gha_runner_core::tags;
 use std::process::{Child, Command};
 use std::time::Duration;
 
 use gha_runner_core::{
     Agent, AgentClock, AgentConfig, AgentOutcome, AgentPaths, AgentTimings, CloudProvider,
-    HookKind, MACHINE_TAG, MachineId, MachineSpec, MachineState, Reason, send_hook,
+    HookKind, MachineId, MachineSpec, MachineState, Reason, send_hook,
 };
 use serde_json::Value;
 
@@ -91,7 +92,7 @@ fn config(tag: &str, timings: AgentTimings) -> AgentConfig {
         provider: "fake".into(),
         api_url: None,
         api_key: None,
-        machine_tag: (MACHINE_TAG.into(), tag.into()),
+        machine_tag: (tags::MACHINE.into(), tag.into()),
         run_label: "lambda-1-test".into(),
         runner_count: 1,
         runner_mode: "jit".into(),
@@ -102,7 +103,7 @@ fn config(tag: &str, timings: AgentTimings) -> AgentConfig {
 
 async fn machine(provider: &FakeProvider, tag: &str) -> MachineId {
     let mut spec = MachineSpec::new("a", "r1");
-    spec.tags.insert(MACHINE_TAG.into(), tag.into());
+    spec.tags.insert(tags::MACHINE.into(), tag.into());
     provider.launch(&spec).await.unwrap()
 }
 

@@ -212,6 +212,14 @@ fn a_replacement_tries_the_candidates_after_the_failed_one_first_and_it_last() {
     assert_eq!(order(1), "c,a,b");
     assert_eq!(order(2), "a,b,c");
 
+    // Another type before the failed type's other regions.
+    let grid = gha_runner_core::candidates("a,b", "r1,r2").unwrap();
+    let order: Vec<String> = gha_runner_core::replacement_order(&grid, &grid[0])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(order, ["b in r1", "b in r2", "a in r2", "a in r1"]);
+
     // It launches machine 2, not machine 0.
     let provider = FakeProvider::new(vec![], vec![]);
     let mut setup = CountingSetup::default();

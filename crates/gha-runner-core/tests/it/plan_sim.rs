@@ -38,7 +38,7 @@ async fn start(scenario: Scenario) -> (Sim, LambdaProvider) {
 
 /// Simulated seconds as real time on this clock.
 fn sim_seconds(seconds: u64) -> Duration {
-    Duration::from_secs(seconds).div_f64(SCALE)
+    SCALE.real(Duration::from_secs(seconds))
 }
 
 fn setup() -> SimSetup {

@@ -2,11 +2,12 @@
 //! fake at its REST surface. Success brings runners online; every failure leaves no machine
 //! billing and no runner registered.
 
+use gha_runner_core::tags;
 use std::time::Duration;
 
 use gha_runner_core::{
     AgentDownload, AgentSource, AgentTimings, BootSettings, CapacityPolicy, GitHub, LambdaProvider,
-    LaunchPlan, MachineAccess, MachineId, MachineTemplate, ProvisionRequest, Provisioner, RUN_TAG,
+    LaunchPlan, MachineAccess, MachineId, MachineTemplate, ProvisionRequest, Provisioner,
     ReapPolicy, ReapReason, RunnerMode, RunnerNaming, RunnerPrivileges, RunnerScope, RunnerVersion,
     candidates, reap,
 };
@@ -103,7 +104,7 @@ async fn two_machines_come_up_with_their_runners_online() {
     );
     assert_eq!(w.fake.names(), ["lambda-77-test-0-0", "lambda-77-test-1-0"]);
     let tagged =
-        gha_runner_core::CloudProvider::list_tagged(&w.provider, RUN_TAG, Some("lambda-77-test"))
+        gha_runner_core::CloudProvider::list_tagged(&w.provider, tags::RUN, Some("lambda-77-test"))
             .await
             .unwrap();
     assert_eq!(tagged.len(), 2);
@@ -428,11 +429,11 @@ async fn a_reaper_for_one_repository_leaves_another_s_launches_alone() {
     assert_eq!(sim.ledger().still_billing.len(), 2, "both launches run on");
     assert_eq!(repos[1].0.runners().len(), 1, "two's runner is untouched");
     let owners: Vec<String> =
-        gha_runner_core::CloudProvider::list_tagged(&provider, gha_runner_core::OWNER_TAG, None)
+        gha_runner_core::CloudProvider::list_tagged(&provider, gha_runner_core::tags::OWNER, None)
             .await
             .unwrap()
             .into_iter()
-            .filter_map(|m| m.tags.get(gha_runner_core::OWNER_TAG).cloned())
+            .filter_map(|m| m.tags.get(gha_runner_core::tags::OWNER).cloned())
             .collect();
     assert_eq!(owners.len(), 2);
     assert!(

@@ -4,7 +4,7 @@ use gha_runner_core::LambdaProvider;
 use lambda_cloud_sim::{Scenario, Sim};
 
 /// Simulated seconds per real second in these tests.
-pub(crate) const SCALE: f64 = 100.0;
+pub(crate) const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(100.0);
 
 pub(crate) async fn lambda_on_sim(scenario: Scenario) -> (Sim, LambdaProvider) {
     let sim = Sim::builder()

@@ -11,6 +11,7 @@ use crate::support::{client, eventually};
 const KEY: &str = "sim-test-key";
 
 async fn sim(scenario: Scenario, time_scale: f64) -> Sim {
+    let time_scale = lambda_cloud::TimeScale::new(time_scale).unwrap();
     Sim::builder()
         .scenario(scenario)
         .time_scale(time_scale)
@@ -99,6 +100,8 @@ async fn three_launches_at_real_limits_and_100x_time_leave_nothing_billing() {
         0,
         "a client paced to the limits never earns a 429"
     );
+    // A raw reqwest call of the test's own, on the tree's one TLS provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let over_http: lambda_cloud_sim::Ledger =
         reqwest::get(format!("{}/_sim/ledger", sim.base_url()))
             .await
@@ -380,7 +383,7 @@ async fn misbehaving_instances_misbehave_and_terminated_ones_leave_the_list() {
 #[tokio::test(flavor = "multi_thread")]
 async fn user_data_runs_in_its_sandbox_and_dies_with_the_instance() {
     let sim = Sim::builder()
-        .time_scale(200.0)
+        .time_scale(lambda_cloud::TimeScale::of(200.0))
         .api_key(KEY)
         .run_user_data()
         .start()
@@ -392,7 +395,7 @@ async fn user_data_runs_in_its_sandbox_and_dies_with_the_instance() {
         echo \"instance=$LAMBDA_SIM_INSTANCE_ID\"\n\
         echo \"api=$LAMBDA_SIM_API_URL\"\n\
         echo \"pwd=$PWD\"\n\
-        echo \"scale=$LAMBDA_SIM_TIME_SCALE\"\n\
+        echo \"scale=$LAMBDA_API_TIME_SCALE\"\n\
         sleep 1000 &\n\
         echo $! > worker.pid\n\
         setsid sleep 1000 < /dev/null > /dev/null 2>&1 &\n\
@@ -490,7 +493,7 @@ async fn machines_see_their_gpus_and_a_scenario_can_break_them() {
                 .with_behavior(2, InstanceBehavior::GpusMissing { count: 1 })
                 .with_behavior(3, InstanceBehavior::GpusMissing { count: 1 }),
         )
-        .time_scale(200.0)
+        .time_scale(lambda_cloud::TimeScale::of(200.0))
         .api_key(KEY)
         .run_user_data()
         .start()

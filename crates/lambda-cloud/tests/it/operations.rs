@@ -46,7 +46,7 @@ async fn list_instances_in_a_cluster() {
 #[tokio::test]
 async fn get_instance() {
     let h = Harness::new("getInstance", &format!("/api/v1/instances/{INSTANCE}")).await;
-    let instance = h.client.instances().get(&INSTANCE.into()).await.unwrap();
+    let instance = h.client.instances().get(INSTANCE).await.unwrap();
     assert_eq!(instance.instance_type.specs.gpus, 8);
     assert_eq!(instance.tag("key1"), Some("value1"));
     assert_eq!(instance.tag("missing"), None);
@@ -59,7 +59,7 @@ async fn post_instance() {
     let h = Harness::new("postInstance", &format!("/api/v1/instances/{INSTANCE}")).await;
     h.client
         .instances()
-        .rename(&INSTANCE.into(), "trainer")
+        .rename(INSTANCE, "trainer")
         .await
         .unwrap();
     let (body, _) = h.request().await;
@@ -195,7 +195,7 @@ async fn add_ssh_key_generating_a_pair() {
 #[tokio::test]
 async fn delete_ssh_key() {
     let h = Harness::new("deleteSSHKey", "/api/v1/ssh-keys/k1").await;
-    h.client.ssh_keys().delete(&"k1".into()).await.unwrap();
+    h.client.ssh_keys().delete("k1").await.unwrap();
     h.request().await;
 }
 
@@ -227,7 +227,7 @@ async fn create_filesystem() {
 #[tokio::test]
 async fn filesystem_delete() {
     let h = Harness::new("filesystemDelete", "/api/v1/filesystems/fs1").await;
-    let deleted = h.client.filesystems().delete(&"fs1".into()).await.unwrap();
+    let deleted = h.client.filesystems().delete("fs1").await.unwrap();
     assert_eq!(
         deleted,
         [FilesystemId::from("398578a2336b49079e74043f0bd2cfe8")]
@@ -290,12 +290,7 @@ async fn create_firewall_ruleset() {
 #[tokio::test]
 async fn get_firewall_ruleset() {
     let h = Harness::new("getFirewallRuleset", "/api/v1/firewall-rulesets/rs1").await;
-    let ruleset = h
-        .client
-        .firewall_rulesets()
-        .get(&"rs1".into())
-        .await
-        .unwrap();
+    let ruleset = h.client.firewall_rulesets().get("rs1").await.unwrap();
     assert_eq!(ruleset.id, "c4d291f47f9d436fa39f58493ce3b50d");
     h.request().await;
 }
@@ -309,7 +304,7 @@ async fn update_firewall_ruleset() {
     };
     h.client
         .firewall_rulesets()
-        .update(&"rs1".into(), &patch)
+        .update("rs1", &patch)
         .await
         .unwrap();
     let (body, _) = h.request().await;
@@ -319,11 +314,7 @@ async fn update_firewall_ruleset() {
 #[tokio::test]
 async fn delete_firewall_ruleset() {
     let h = Harness::new("deleteFirewallRuleset", "/api/v1/firewall-rulesets/rs1").await;
-    h.client
-        .firewall_rulesets()
-        .delete(&"rs1".into())
-        .await
-        .unwrap();
+    h.client.firewall_rulesets().delete("rs1").await.unwrap();
     h.request().await;
 }
 
@@ -408,7 +399,7 @@ async fn update_fabric_partition() {
     let h = Harness::new("updateFabricPartition", "/api/v1/fabric/p1").await;
     h.client
         .fabric()
-        .rename_partition(&"p1".into(), "training-two")
+        .rename_partition("p1", "training-two")
         .await
         .unwrap();
     let (body, _) = h.request().await;
@@ -418,11 +409,7 @@ async fn update_fabric_partition() {
 #[tokio::test]
 async fn delete_fabric_partition() {
     let h = Harness::new("deleteFabricPartition", "/api/v1/fabric/p1").await;
-    h.client
-        .fabric()
-        .delete_partition(&"p1".into())
-        .await
-        .unwrap();
+    h.client.fabric().delete_partition("p1").await.unwrap();
     h.request().await;
 }
 
@@ -476,7 +463,7 @@ async fn create_ticket() {
 #[tokio::test]
 async fn get_ticket() {
     let h = Harness::new("getTicket", &format!("/api/v1/tickets/{TICKET}")).await;
-    let ticket = h.client.tickets().get(&TICKET.into()).await.unwrap();
+    let ticket = h.client.tickets().get(TICKET).await.unwrap();
     assert_eq!(ticket.comments.len(), 1);
     h.request().await;
 }
@@ -491,11 +478,7 @@ async fn update_ticket() {
             body: "fixed".into(),
         }),
     };
-    h.client
-        .tickets()
-        .update(&TICKET.into(), &update)
-        .await
-        .unwrap();
+    h.client.tickets().update(TICKET, &update).await.unwrap();
     let (body, _) = h.request().await;
     assert_eq!(
         body,
@@ -513,7 +496,7 @@ async fn list_attachments() {
     let attachments = h
         .client
         .attachments()
-        .list(&TICKET.into(), Some(AttachmentUploadStatus::Pending))
+        .list(TICKET, Some(AttachmentUploadStatus::Pending))
         .await
         .unwrap();
     assert_eq!(
@@ -539,7 +522,7 @@ async fn initiate_attachment_upload() {
     let upload = h
         .client
         .attachments()
-        .initiate_upload(&TICKET.into(), &request)
+        .initiate_upload(TICKET, &request)
         .await
         .unwrap();
     assert_eq!(upload.upload_method, "PUT");
@@ -561,7 +544,7 @@ async fn complete_attachment_upload() {
     let attachment = h
         .client
         .attachments()
-        .complete_upload(&TICKET.into(), &ATTACHMENT.into())
+        .complete_upload(TICKET, ATTACHMENT)
         .await
         .unwrap();
     assert_eq!(attachment.filename, "debug-logs.tar.gz");
@@ -577,7 +560,7 @@ async fn delete_attachment() {
     .await;
     h.client
         .attachments()
-        .delete(&TICKET.into(), &ATTACHMENT.into())
+        .delete(TICKET, ATTACHMENT)
         .await
         .unwrap();
     h.request().await;
@@ -593,7 +576,7 @@ async fn get_attachment_download_url() {
     let link = h
         .client
         .attachments()
-        .download_url(&TICKET.into(), &ATTACHMENT.into())
+        .download_url(TICKET, ATTACHMENT)
         .await
         .unwrap();
     assert_eq!(link.expires_in, 3600);

@@ -253,13 +253,8 @@ async fn other_errors_are_not_retried() {
 /// the next pending timer whenever the runtime idles, so the HTTP client must bring no timers
 /// of its own (timeouts, idle-pool reaper) or a pending socket would "time out" instantly.
 fn paced_client(server: &MockServer) -> Client {
-    lambda_cloud::install_default_crypto_provider();
-    let http = reqwest::Client::builder()
-        .pool_idle_timeout(None)
-        .build()
-        .unwrap();
     Client::builder()
-        .http_client(http)
+        .without_timers()
         .api_key(TEST_KEY)
         .base_url(server.uri())
         .rate_limits(RateLimits::DOCUMENTED)

@@ -8,7 +8,7 @@ use std::process::Command;
 use lambda_cloud_sim::{Scenario, Sim};
 use lambda_gha_tests::FakeGitHub;
 
-pub(crate) const SCALE: f64 = 50.0;
+pub(crate) const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(50.0);
 
 pub(crate) struct World {
     pub(crate) sim: Sim,

@@ -148,7 +148,7 @@ fn message(stderr: &str, says: &str) -> Option<String> {
 async fn bad_inputs_name_the_fix_and_launch_nothing() {
     let sim = Sim::builder()
         .scenario(Scenario::default().with_ssh_key("me"))
-        .time_scale(100.0)
+        .time_scale(lambda_cloud::TimeScale::of(100.0))
         .api_key("cli-key")
         .start()
         .await

@@ -2,7 +2,7 @@ use std::process::Output;
 
 use lambda_cloud_sim::{Scenario, Sim};
 
-const SCALE: f64 = 100.0;
+const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(100.0);
 
 /// A simulator whose machines stay `booting` (no IP yet) for the whole test, so tables are
 /// the same on a fast and a loaded machine.

@@ -13,7 +13,7 @@ use lambda_gha_cli::progress::Ui;
 use lambda_gha_cli::project::Project;
 use lambda_gha_cli::run::{MachineFate, Reach, ReplacedMachine, RunRequest, RunSummary, Step, run};
 
-const SCALE: f64 = 100.0;
+const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(100.0);
 
 struct World {
     sim: Sim,
@@ -66,7 +66,7 @@ impl World {
             isolated: false,
             time_scale: SCALE,
             user: "tester".into(),
-            state_dir: self.dir.join("state"),
+            state_dir: gha_runner_core::session::StateDir::new(self.dir.join("state")),
         }
     }
 
@@ -307,7 +307,7 @@ async fn a_kept_run_machine_expires_and_the_reaper_ends_it_then_and_not_before()
         .client()
         .unwrap()
         .instances()
-        .get(&id.as_str().into())
+        .get(id.as_str())
         .await
         .unwrap();
     assert_eq!(machine.tag("lambda-gha:expires"), Some(expires.as_str()));

@@ -9,7 +9,7 @@ use lambda_cloud_sim::{Scenario, Sim};
 use lambda_gha_tests::{Sshd, SshdOptions};
 use serde_json::Value;
 
-const SCALE: f64 = 100.0;
+const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(100.0);
 
 struct World {
     sim: Sim,

@@ -1,0 +1,282 @@
+//! `instances`, `get`, `wait`, `terminate`, `launch`, `ssh`: one's machines.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use gha_runner_core::session::{self, StateDir};
+use gha_runner_core::{LambdaProvider, MachineId, tags};
+use lambda_gha_cli::config::Settings;
+use lambda_gha_cli::launch::LaunchRequest;
+use lambda_gha_cli::progress::Ui;
+use lambda_gha_cli::tables::{self, InstanceView};
+
+use super::{Out, env, parse_duration_arg, user};
+
+/// What to launch: shared by `launch` and `run`.
+#[derive(Args)]
+pub(crate) struct MachineArgs {
+    /// Instance types, comma-separated, tried in order (default: the config file's).
+    #[arg(long = "type", value_name = "TYPES")]
+    instance_type: Option<String>,
+    /// Regions, comma-separated, tried in order (default: the config file's, or any).
+    #[arg(long)]
+    region: Option<String>,
+    /// The SSH key to install (default: the config file's).
+    #[arg(long)]
+    ssh_key: Option<String>,
+    /// A name for the instance.
+    #[arg(long)]
+    name: Option<String>,
+    /// Image family or id.
+    #[arg(long)]
+    image: Option<String>,
+    /// Filesystems to mount, comma-separated.
+    #[arg(long)]
+    filesystem: Option<String>,
+    /// Tags, `key=value`, repeatable.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    tags: Vec<String>,
+    /// Keep retrying for capacity this long (e.g. `10m`).
+    #[arg(long, value_parser = parse_duration_arg)]
+    capacity_wait: Option<Duration>,
+}
+
+#[derive(Args)]
+pub(crate) struct LaunchArgs {
+    #[command(flatten)]
+    machine: MachineArgs,
+    /// A cloud-init user-data file.
+    #[arg(long, value_name = "FILE")]
+    user_data: Option<PathBuf>,
+    /// Wait until the instance is active.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct SshArgs {
+    /// The instance's id.
+    id: String,
+    /// The private key to use (default: the key `run` made for it, else ssh's own choice).
+    #[arg(short, long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// The login user.
+    #[arg(long, default_value = "ubuntu")]
+    user: String,
+    /// The SSH port.
+    #[arg(long, default_value_t = 22)]
+    port: u16,
+    /// The command to run instead of a shell.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+pub(crate) async fn list(client: &lambda_cloud::Client, out: &Out) -> Result<()> {
+    let views: Vec<InstanceView> = client
+        .instances()
+        .list()
+        .await?
+        .iter()
+        .map(InstanceView::from)
+        .collect();
+    out.show(&views, |v| tables::instances_table(v))
+}
+
+pub(crate) async fn get(client: &lambda_cloud::Client, id: &str, out: &Out) -> Result<()> {
+    let view = InstanceView::from(&client.instances().get(id).await?);
+    out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))
+}
+
+pub(crate) async fn wait(
+    client: &lambda_cloud::Client,
+    id: &str,
+    timeout: Duration,
+    out: &Out,
+) -> Result<()> {
+    let instance = wait_active(client, id, timeout, out.ui()).await?;
+    let view = InstanceView::from(&instance);
+    out.note(&format!(
+        "{id} is active at {}",
+        view.ip.as_deref().unwrap_or("(no IP yet)")
+    ));
+    if out.json {
+        out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))?;
+    }
+    Ok(())
+}
+
+/// Waits until `id` is active (the one wait, [`session::wait_running`]), then reads it.
+async fn wait_active(
+    client: &lambda_cloud::Client,
+    id: &str,
+    timeout: Duration,
+    ui: Ui,
+) -> Result<lambda_cloud::Instance> {
+    let bar = ui.spinner(format!("waiting for {id} to become active"));
+    let provider = LambdaProvider::new(client.clone());
+    let waited = session::wait_running(
+        &provider,
+        &MachineId::new(id),
+        timeout,
+        Duration::from_secs(2),
+        &mut |machine| bar.set_message(format!("{id} is {}", machine.state.word())),
+    )
+    .await;
+    bar.finish_and_clear();
+    waited?;
+    Ok(client.instances().get(id).await?)
+}
+
+pub(crate) async fn terminate(
+    client: &lambda_cloud::Client,
+    ids: Vec<String>,
+    mine: bool,
+    out: &Out,
+) -> Result<ExitCode> {
+    let ids: Vec<String> = if mine {
+        let me = user();
+        client
+            .instances()
+            .list()
+            .await?
+            .into_iter()
+            .filter(|i| !i.status.is_gone() && i.tag(tags::CLI) == Some(me.as_str()))
+            .map(|i| i.id.to_string())
+            .collect()
+    } else {
+        ids
+    };
+    if ids.is_empty() {
+        if mine {
+            out.note("nothing to terminate: no instance of yours carries the lambda-gha:cli tag");
+            return Ok(ExitCode::SUCCESS);
+        }
+        out.note("name instances to terminate, or use --mine");
+        return Ok(ExitCode::from(2));
+    }
+    let ended = client
+        .instances()
+        .terminate(ids.iter().map(String::as_str))
+        .await?;
+    let views: Vec<InstanceView> = ended.iter().map(InstanceView::from).collect();
+    for view in &views {
+        out.note(&format!("terminated {} ({})", view.id, view.instance_type));
+    }
+    if out.json {
+        out.show(&views, |v| tables::instances_table(v))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn launch(
+    client: &lambda_cloud::Client,
+    args: LaunchArgs,
+    settings: &Settings,
+    out: &Out,
+) -> Result<()> {
+    let mut request = launch_request(args.machine, settings)?;
+    if request.ssh_key.is_empty() {
+        bail!(
+            "name an SSH key: --ssh-key NAME (see `lambda-gha ssh-keys list`), or ssh_key in the config file"
+        );
+    }
+    request.user_data = match &args.user_data {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let provider = LambdaProvider::new(client.clone());
+    let bar = out.ui().spinner("launching");
+    let outcome = lambda_gha_cli::launch::launch(&provider, &request, &user()).await;
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    for attempt in &outcome.attempts {
+        out.note(&attempt.to_string());
+    }
+    let launched = outcome
+        .launched
+        .map_err(|failure| anyhow::anyhow!("{failure}"))?;
+    let id = launched.machine.as_str();
+    let instance = if args.wait {
+        wait_active(client, id, Duration::from_secs(20 * 60), out.ui()).await?
+    } else {
+        client.instances().get(id).await?
+    };
+    let view = InstanceView::from(&instance);
+    out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))
+}
+
+/// What `args` (and the config file's defaults) ask to launch; an empty `ssh_key` when none
+/// is named.
+pub(crate) fn launch_request(args: MachineArgs, settings: &Settings) -> Result<LaunchRequest> {
+    let types = args
+        .instance_type
+        .or_else(|| settings.instance_type.clone())
+        .context(
+            "name an instance type: --type gpu_1x_a10 (or instance_type in the config file; see `lambda-gha types --available`)",
+        )?;
+    let regions = args.region.or_else(|| settings.region.clone());
+    let mut tags = std::collections::BTreeMap::new();
+    for tag in &args.tags {
+        let (key, value) = tag
+            .split_once('=')
+            .with_context(|| format!("--tag {tag:?}: write key=value"))?;
+        tags.insert(key.to_owned(), value.to_owned());
+    }
+    let list = |text: &Option<String>, what| match text {
+        Some(text) => gha_runner_core::parse_list(text, what),
+        None => Ok(Vec::new()),
+    };
+    Ok(LaunchRequest {
+        instance_types: gha_runner_core::parse_list(&types, "--type")?,
+        regions: list(&regions, "--region")?,
+        ssh_key: args
+            .ssh_key
+            .or_else(|| settings.ssh_key.clone())
+            .unwrap_or_default(),
+        name: args.name,
+        image: args.image,
+        filesystems: list(&args.filesystem, "--filesystem")?,
+        tags,
+        user_data: None,
+        capacity: args.capacity_wait,
+    })
+}
+
+pub(crate) async fn ssh(client: &lambda_cloud::Client, args: SshArgs) -> Result<ExitCode> {
+    let id = &args.id;
+    let instance = client.instances().get(id.as_str()).await?;
+    let ip = instance.ip.as_deref().with_context(|| {
+        format!(
+            "{id} has no IP yet (it is {}): `lambda-gha wait {id}` first",
+            instance.status
+        )
+    })?;
+    // A machine `run --keep` launched with its own key: that key.
+    let state_dir = StateDir::from_env(&env);
+    let identity = args.identity.or_else(|| state_dir.existing_machine_key(id));
+    let known_hosts = state_dir.known_hosts(id)?;
+    let ssh_args = lambda_gha_cli::ssh::ssh_args(
+        &lambda_gha_cli::ssh::SshTarget {
+            ip,
+            port: args.port,
+            user: &args.user,
+            identity: identity.as_deref(),
+            known_hosts: &known_hosts,
+        },
+        &args.command,
+    );
+    let status = std::process::Command::new("ssh")
+        .args(&ssh_args)
+        .status()
+        .context("cannot run ssh: install OpenSSH's client")?;
+    // The remote command's exit code is ours.
+    Ok(ExitCode::from(
+        u8::try_from(status.code().unwrap_or(255)).unwrap_or(255),
+    ))
+}
