@@ -145,16 +145,6 @@ pub(crate) fn cycles(graph: &Graph) -> Vec<Vec<String>> {
     found
 }
 
-/// Crates whose modules still form a cycle, and the cycle they form: the check holds them to
-/// it (no new module may join, no new cycle may appear) until they are untangled. The
-/// simulator's areas each hold their handlers and the `World` methods they need, while the
-/// `World` holds their state.
-const KNOWN_CYCLES: &[(&str, &str)] = &[(
-    "crates/lambda-cloud-sim",
-    "audit ↔ catalog ↔ fabric ↔ filesystems ↔ firewall ↔ instances ↔ server ↔ sim_routes ↔ \
-     ssh_keys ↔ tickets ↔ user_data ↔ world",
-)];
-
 /// Every crate's cycles, as lines for people; empty when there is none.
 pub(crate) fn check(root: &Path) -> Result<Vec<String>> {
     let mut problems = Vec::new();
@@ -171,9 +161,6 @@ pub(crate) fn check(root: &Path) -> Result<Vec<String>> {
         let name = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
         for cycle in cycles(&graph(&src)?) {
             let cycle = cycle.join(" ↔ ");
-            if KNOWN_CYCLES.contains(&(name.as_str(), cycle.as_str())) {
-                continue;
-            }
             problems.push(format!(
                 "{name}: modules {cycle} use each other (move what they share into a leaf module)"
             ));

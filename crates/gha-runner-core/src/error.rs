@@ -85,8 +85,34 @@ pub enum CoreError {
     JitConfig(String),
 }
 
-/// A machine used directly could not be waited for, or its key files written: what happened,
-/// and what to do.
+/// A machine used directly could not be waited for, or its key files written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SessionError(pub String);
+pub enum SessionError {
+    /// A key or known-hosts file could not be written.
+    #[error("{0}")]
+    Files(String),
+    /// The provider could not say how the machine is.
+    #[error("{machine}: {message}")]
+    Provider {
+        /// The machine.
+        machine: String,
+        /// The provider's failure.
+        message: String,
+    },
+    /// The machine ended, or went somewhere it cannot run from.
+    #[error("{machine} is {state}, not booting: it will not become active")]
+    Ended {
+        /// The machine.
+        machine: String,
+        /// Its state, in a word.
+        state: String,
+    },
+    /// The machine was not running in time: it still bills.
+    #[error("{machine} was not active within {within}")]
+    NotActiveWithin {
+        /// The machine.
+        machine: String,
+        /// How long was waited, for people.
+        within: String,
+    },
+}

@@ -87,7 +87,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), SessionError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| SessionError(format!("cannot create {}: {e}", dir.display())))
+        .map_err(|e| SessionError::Files(format!("cannot create {}: {e}", dir.display())))
 }
 
 /// Writes a private key to a new file readable by its owner only; an existing file is never
@@ -100,13 +100,13 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), SessionError> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| SessionError(format!("cannot create {}: {e}", path.display())))?;
+        .map_err(|e| SessionError::Files(format!("cannot create {}: {e}", path.display())))?;
     file.write_all(text.as_bytes())
-        .map_err(|e| SessionError(format!("cannot write {}: {e}", path.display())))
+        .map_err(|e| SessionError::Files(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Waits until `id` runs with an address, calling `progress` with each state seen. Fails when
-/// it ends or `timeout` passes (the machine keeps billing: the message says how to end it).
+/// it ends or `timeout` passes (the machine then still bills: the caller ends it or says how).
 pub async fn wait_running(
     provider: &dyn CloudProvider,
     id: &MachineId,
@@ -119,23 +119,26 @@ pub async fn wait_running(
         let machine = provider
             .describe(id)
             .await
-            .map_err(|e| SessionError(format!("{id}: {e}")))?;
+            .map_err(|e| SessionError::Provider {
+                machine: id.to_string(),
+                message: e.to_string(),
+            })?;
         progress(&machine);
         match (&machine.state, &machine.ip) {
             (MachineState::Running, Some(_)) => return Ok(machine),
             (MachineState::Pending | MachineState::Running, _) => {}
             (other, _) => {
-                return Err(SessionError(format!(
-                    "{id} is {}, not booting: it will not become active",
-                    other.word()
-                )));
+                return Err(SessionError::Ended {
+                    machine: id.to_string(),
+                    state: other.word().to_owned(),
+                });
             }
         }
         if started.elapsed() >= timeout {
-            return Err(SessionError(format!(
-                "{id} was not active within {}; it is still billing: `lambda-gha terminate {id}`",
-                crate::format_duration(timeout)
-            )));
+            return Err(SessionError::NotActiveWithin {
+                machine: id.to_string(),
+                within: crate::format_duration(timeout),
+            });
         }
         tokio::time::sleep(poll).await;
     }

@@ -9,7 +9,7 @@ use lambda_cloud::{AuditEvent, AuditEventPage, PageToken};
 use serde::Deserialize;
 
 use crate::failure::ApiFailure;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::world::World;
 
 impl World {

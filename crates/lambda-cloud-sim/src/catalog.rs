@@ -9,9 +9,10 @@ use lambda_cloud::{
     InstanceTypesItem, Region,
 };
 
+use crate::answer::{Data, data};
 use crate::failure::ApiFailure;
 use crate::scenario::InstanceTypeSpec;
-use crate::server::{Data, Shared, data};
+use crate::shared::Shared;
 use crate::world::World;
 
 impl World {

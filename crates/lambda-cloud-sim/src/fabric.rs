@@ -8,8 +8,9 @@ use lambda_cloud::{
 };
 use serde_json::{Map, Value};
 
+use crate::answer::{Data, JsonBody, data};
 use crate::failure::ApiFailure;
-use crate::server::{Data, JsonBody, Shared, data};
+use crate::shared::Shared;
 
 fn partition_missing() -> ApiFailure {
     ApiFailure::not_found("The requested partition was not found.")

@@ -8,8 +8,9 @@ use lambda_cloud::{
     Validate,
 };
 
+use crate::answer::{Data, JsonBody, data};
 use crate::failure::ApiFailure;
-use crate::server::{Data, JsonBody, Shared, data};
+use crate::shared::Shared;
 use crate::world::World;
 
 impl World {

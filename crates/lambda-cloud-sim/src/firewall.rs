@@ -10,8 +10,9 @@ use lambda_cloud::{
 };
 use serde_json::{Map, Value};
 
+use crate::answer::{Data, JsonBody, data};
 use crate::failure::ApiFailure;
-use crate::server::{Data, JsonBody, Shared, data};
+use crate::shared::Shared;
 use crate::world::World;
 
 impl World {

@@ -4,6 +4,7 @@
 //! above the `lambda-cloud` client run and be tested offline, over real HTTP.
 //!
 //! ```no_run
+//! use lambda_cloud::TimeScale;
 //! use lambda_cloud_sim::{Scenario, Sim};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,6 +31,7 @@
 
 #![deny(missing_docs)]
 
+mod answer;
 mod audit;
 mod catalog;
 mod clock;
@@ -41,11 +43,13 @@ mod filesystems;
 mod firewall;
 mod instances;
 mod ledger;
+mod machine;
 pub mod machine_env;
 mod rate_limit;
 mod root_machine;
 mod scenario;
 mod server;
+mod shared;
 mod sim_routes;
 mod ssh_keys;
 mod tickets;
@@ -74,7 +78,7 @@ pub use user_data::{
 };
 
 use crate::clock::SimClock;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::user_data::UserDataRunner;
 use crate::world::World;
 

@@ -1,184 +1,21 @@
 //! The HTTP surface: routing, authentication, rate limiting and fault injection in front of
 //! the per-area handlers, all keyed by the API's own operation table.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, PoisonError};
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
-use base64::Engine as _;
 use lambda_cloud::{ErrorCode, Operation};
-use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::failure::ApiFailure;
-use crate::faults::FaultCounters;
-use crate::rate_limit::ServerLimiter;
-use crate::user_data::UserDataRunner;
-use crate::world::{Effect, World};
+use crate::shared::{REQUEST_LOG_LIMIT, Shared, request_line};
 use crate::{
     audit, catalog, fabric, filesystems, firewall, instances, sim_routes, ssh_keys, tickets,
 };
-
-/// What every handler shares.
-pub(crate) struct Shared {
-    world: Mutex<World>,
-    api_key: Option<SecretString>,
-    limiter: Mutex<ServerLimiter>,
-    faults: Mutex<FaultCounters>,
-    pub(crate) runner: Option<UserDataRunner>,
-    pub(crate) base_url: OnceLock<String>,
-    /// How many requests were refused with 429.
-    pub(crate) rate_limited: std::sync::atomic::AtomicU64,
-    /// The latest API requests, as [`request_line`] writes them.
-    pub(crate) requests: Mutex<std::collections::VecDeque<String>>,
-}
-
-/// How many requests the log keeps: the latest, so a long-running simulator stays small.
-const REQUEST_LOG_LIMIT: usize = 10_000;
-
-/// One request as the log keeps it: method, path and query, status, and the JSON body with
-/// `user_data` replaced by its size (it is the machine's own channel, meant to carry what the
-/// machine needs). The `Authorization` header is never kept.
-fn request_line(method: &str, uri: &str, status: u16, body: &[u8]) -> String {
-    let body = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(mut json) => {
-            if let Some(user_data) = json.get_mut("user_data") {
-                let size = user_data.as_str().map_or(0, str::len);
-                *user_data = serde_json::Value::String(format!("[{size} bytes]"));
-            }
-            json.to_string()
-        }
-        Err(_) if body.is_empty() => String::new(),
-        Err(_) => format!("[{} bytes, not JSON]", body.len()),
-    };
-    format!("{method} {uri} {status} {body}")
-        .trim_end()
-        .to_owned()
-}
-
-impl Shared {
-    pub(crate) fn new(
-        world: World,
-        api_key: Option<SecretString>,
-        runner: Option<UserDataRunner>,
-    ) -> Self {
-        Shared {
-            world: Mutex::new(world),
-            api_key,
-            limiter: Mutex::new(ServerLimiter::default()),
-            faults: Mutex::new(FaultCounters::default()),
-            runner,
-            base_url: OnceLock::new(),
-            rate_limited: std::sync::atomic::AtomicU64::new(0),
-            requests: Mutex::new(std::collections::VecDeque::new()),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs `f` on the world brought up to now, then carries out the effects it caused
-    /// (starting and stopping user-data processes) outside the lock.
-    pub(crate) fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
-        let (result, effects, time_scale) = {
-            let mut world = self.lock();
-            world.advance();
-            let result = f(&mut world);
-            (
-                result,
-                std::mem::take(&mut world.effects),
-                world.clock.scale(),
-            )
-        };
-        for effect in effects {
-            match (&self.runner, effect) {
-                (Some(runner), Effect::StartUserData { id, script, gpus }) => {
-                    runner.start(
-                        &id,
-                        script.as_ref().map(lambda_cloud::Redacted::expose),
-                        &gpus,
-                        self.base_url.get().map_or("", String::as_str),
-                        time_scale,
-                    );
-                }
-                (Some(runner), Effect::StopUserData { id }) => runner.stop(&id),
-                (None, _) => {}
-            }
-        }
-        result
-    }
-
-    /// The configured API key, if any.
-    pub(crate) fn api_key(&self) -> Option<SecretString> {
-        self.api_key.clone()
-    }
-
-    fn authorized(&self, header: Option<&str>) -> bool {
-        let Some(presented) = header.and_then(presented_key) else {
-            return false;
-        };
-        match &self.api_key {
-            Some(key) => presented == key.expose_secret(),
-            None => !presented.is_empty(),
-        }
-    }
-}
-
-/// The key in a `Bearer <key>`, `Basic base64(<key>:)` or `Basic <key>` header.
-fn presented_key(header: &str) -> Option<String> {
-    let (scheme, value) = header.trim().split_once(' ')?;
-    let value = value.trim();
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return Some(value.to_owned());
-    }
-    if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(value)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok());
-        return Some(match decoded {
-            Some(pair) => pair.split(':').next().unwrap_or_default().to_owned(),
-            None => value.to_owned(),
-        });
-    }
-    None
-}
-
-/// The success envelope.
-#[derive(Debug, Serialize)]
-pub(crate) struct Envelope<T> {
-    data: T,
-}
-
-/// A `{"data": T}` answer.
-pub(crate) type Data<T> = Json<Envelope<T>>;
-
-pub(crate) fn data<T>(value: T) -> Data<T> {
-    Json(Envelope { data: value })
-}
-
-/// A JSON body; a malformed one is a 400 `global/invalid-parameters` in the API's envelope.
-pub(crate) struct JsonBody<T>(pub(crate) T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiFailure;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|error| ApiFailure::invalid(format!("Invalid request body: {error}")))?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|error| ApiFailure::invalid(format!("Invalid request body: {error}")))
-    }
-}
 
 /// Logs every API request with its outcome.
 async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
@@ -379,21 +216,4 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(shared)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_and_both_basic_forms_carry_the_key() {
-        assert_eq!(presented_key("Bearer abc").as_deref(), Some("abc"));
-        let encoded = base64::engine::general_purpose::STANDARD.encode("abc:");
-        assert_eq!(
-            presented_key(&format!("Basic {encoded}")).as_deref(),
-            Some("abc")
-        );
-        assert_eq!(presented_key("Basic abc").as_deref(), Some("abc"));
-        assert_eq!(presented_key("Token abc"), None);
-    }
 }

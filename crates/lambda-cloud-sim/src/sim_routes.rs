@@ -9,9 +9,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 
+use crate::answer::{Data, data};
 use crate::failure::ApiFailure;
 use crate::ledger::Ledger;
-use crate::server::{Data, Shared, data};
+use crate::shared::Shared;
 
 pub(crate) async fn ledger(State(shared): State<Arc<Shared>>) -> Json<Ledger> {
     Json(shared.with_world(|world| world.ledger()))

@@ -10,8 +10,9 @@ use lambda_cloud::{
 };
 use serde_json::Value;
 
+use crate::answer::{Data, JsonBody, data};
 use crate::failure::ApiFailure;
-use crate::server::{Data, JsonBody, Shared, data};
+use crate::shared::Shared;
 
 pub(crate) async fn list(State(shared): State<Arc<Shared>>) -> Data<Vec<SshKey>> {
     data(shared.with_world(|world| world.ssh_keys.clone()))

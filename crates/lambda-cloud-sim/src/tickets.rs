@@ -14,18 +14,11 @@ use lambda_cloud::{
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::answer::{Data, JsonBody, data};
 use crate::audit::{next_token, offset};
 use crate::failure::ApiFailure;
-use crate::server::{Data, JsonBody, Shared, data};
-use crate::world::World;
-
-/// An attachment with its uploaded bytes.
-#[derive(Debug, Clone)]
-pub(crate) struct SimAttachment {
-    pub(crate) ticket_id: String,
-    pub(crate) attachment: Attachment,
-    pub(crate) bytes: Option<Vec<u8>>,
-}
+use crate::shared::Shared;
+use crate::world::{SimAttachment, World};
 
 const EXPIRES_IN: u64 = 3600;
 

@@ -14,7 +14,7 @@ use lambda_cloud::InstanceId;
 
 use crate::machine_env;
 
-use crate::instances::Gpus;
+use crate::machine::Gpus;
 use crate::root_machine::{MachineEnv, RootMachine};
 
 /// File names inside an instance's sandbox.

@@ -2,45 +2,21 @@
 //! synchronous logic under one lock; HTTP lives in `server` and the per-area modules.
 
 use lambda_cloud::{
-    AuditEvent, FabricPartition, Filesystem, FirewallRule, FirewallRuleset, InstanceId, Redacted,
-    SshKey, SshKeyId, Ticket,
+    Attachment, AuditEvent, FabricPartition, Filesystem, FirewallRule, FirewallRuleset, SshKey,
+    SshKeyId, Ticket,
 };
 
 use crate::clock::SimClock;
-use crate::instances::{Gpus, SimInstance};
 use crate::ledger::{self, Ledger};
+use crate::machine::{BillingRecord, Effect, SimInstance};
 use crate::scenario::Scenario;
-use crate::tickets::SimAttachment;
 
-/// Work that must happen outside the lock, after a change of state.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Effect {
-    /// An instance became active: prepare its sandbox (its `nvidia-smi`) and run its user
-    /// data, if it has any.
-    StartUserData {
-        /// The instance.
-        id: InstanceId,
-        /// Its user data.
-        script: Option<Redacted>,
-        /// The GPUs its `nvidia-smi` shows.
-        gpus: Gpus,
-    },
-    /// An instance is terminating: stop its user-data processes.
-    StopUserData {
-        /// The instance.
-        id: InstanceId,
-    },
-}
-
-/// One launched instance's billing window, kept after the instance leaves the listing.
+/// An attachment with its uploaded bytes.
 #[derive(Debug, Clone)]
-pub(crate) struct BillingRecord {
-    pub(crate) id: InstanceId,
-    pub(crate) instance_type: lambda_cloud::InstanceTypeName,
-    pub(crate) region: lambda_cloud::RegionName,
-    pub(crate) price_cents_per_hour: u32,
-    pub(crate) launched_at: f64,
-    pub(crate) ended_at: Option<f64>,
+pub(crate) struct SimAttachment {
+    pub(crate) ticket_id: String,
+    pub(crate) attachment: Attachment,
+    pub(crate) bytes: Option<Vec<u8>>,
 }
 
 /// The whole simulated account.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use gha_runner_core::session::{self, StateDir};
-use gha_runner_core::{LambdaProvider, MachineId, tags};
+use gha_runner_core::{LambdaProvider, MachineId, SessionError, tags};
 use lambda_gha_cli::config::Settings;
 use lambda_gha_cli::launch::LaunchRequest;
 use lambda_gha_cli::progress::Ui;
@@ -126,7 +126,12 @@ async fn wait_active(
     )
     .await;
     bar.finish_and_clear();
-    waited?;
+    match waited {
+        Err(error @ SessionError::NotActiveWithin { .. }) => {
+            bail!("{error}; it is still billing: `lambda-gha terminate {id}`")
+        }
+        other => other?,
+    };
     Ok(client.instances().get(id).await?)
 }
 
