@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod dist;
+mod function_length;
 mod lint;
 mod modules;
 mod rootfs;
@@ -204,6 +205,9 @@ fn ci() -> Result<bool> {
     lint::steps(&mut run)?;
     run.check("no module cycle in any crate", || {
         modules::check(&workspace_root())
+    });
+    run.check("no function over 100 lines without a reason", || {
+        function_length::check(&workspace_root())
     });
     run.cargo_with_env(
         "a downstream crate of lambda-cloud (its own workspace and TLS set-up)",

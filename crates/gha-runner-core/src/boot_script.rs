@@ -154,8 +154,8 @@ fn heredoc(secret_text: &str, path: &str, out: &mut String) -> Result<(), CoreEr
 }
 
 impl BootScript {
-    /// Renders the script as user data, or says why it cannot be sent.
-    pub fn render(&self) -> Result<SecretString, CoreError> {
+    /// Whether the runners take JIT configurations (else one registration token): all alike.
+    fn credential_kind(&self) -> Result<bool, CoreError> {
         if self.runners.is_empty() {
             return Err(CoreError::BootScript(
                 "a machine needs at least one runner".into(),
@@ -171,6 +171,12 @@ impl BootScript {
                 "all runners of a machine use the same kind of credential".into(),
             ));
         }
+        Ok(jit)
+    }
+
+    /// The heredocs that write the machine's secrets (runner credentials, the agent's
+    /// configuration, download tokens), each file 0600.
+    fn secrets(&self) -> Result<String, CoreError> {
         let mut secrets = String::new();
         for (index, runner) in self.runners.iter().enumerate() {
             match &runner.credential {
@@ -200,7 +206,12 @@ impl BootScript {
                 heredoc(&header, &format!("runner-{arch}.curl"), &mut secrets)?;
             }
         }
-        let user_script = match &self.user_script {
+        Ok(secrets)
+    }
+
+    /// The step that runs the user's script, as root, before the runners start.
+    fn user_script_section(&self) -> Result<String, CoreError> {
+        Ok(match &self.user_script {
             Some(script) if script.lines().any(|l| l.trim() == USER_SCRIPT_DELIMITER) => {
                 return Err(CoreError::BootScript(
                     "the user script contains the heredoc delimiter".into(),
@@ -214,8 +225,12 @@ impl BootScript {
                 script.trim_end_matches('\n')
             ),
             None => "# (no user script)".to_owned(),
-        };
-        let self_terminate = match &self.self_terminate {
+        })
+    }
+
+    /// The provider's self-terminate script, written where the watchdog finds it.
+    fn self_terminate_section(&self) -> Result<String, CoreError> {
+        Ok(match &self.self_terminate {
             Some(script) if script.lines().any(|l| l.trim() == TERMINATE_SELF_DELIMITER) => {
                 return Err(CoreError::BootScript(
                     "the self-terminate script contains its heredoc delimiter".into(),
@@ -227,7 +242,19 @@ impl BootScript {
                 script.trim_end_matches('\n')
             ),
             None => "# (this provider has no self-terminate script)".to_owned(),
-        };
+        })
+    }
+
+    /// The value of each `{{name}}` of the template.
+    // Long: one row per variable of `templates/boot.sh`, in its order; split, the table would
+    // no longer read against the template.
+    fn template_values(
+        &self,
+        jit: bool,
+        secrets: &str,
+        user_script: String,
+        self_terminate: String,
+    ) -> Result<Vec<(&'static str, String)>, CoreError> {
         let list = |values: Vec<String>| {
             values
                 .iter()
@@ -251,7 +278,7 @@ impl BootScript {
             Some(d) => (d.url.clone(), d.sha256.clone()),
             None => (String::new(), String::new()),
         };
-        let values: Vec<(&str, String)> = vec![
+        let values: Vec<(&'static str, String)> = vec![
             ("version", shell_quote(&self.version)),
             ("runner_count", self.runners.len().to_string()),
             ("run_label", shell_quote(&self.run_label)),
@@ -322,6 +349,16 @@ impl BootScript {
             ),
             ("user_script", user_script),
         ];
+        Ok(values)
+    }
+
+    /// Renders the script as user data, or says why it cannot be sent.
+    pub fn render(&self) -> Result<SecretString, CoreError> {
+        let jit = self.credential_kind()?;
+        let secrets = self.secrets()?;
+        let user_script = self.user_script_section()?;
+        let self_terminate = self.self_terminate_section()?;
+        let values = self.template_values(jit, &secrets, user_script, self_terminate)?;
         let script = fill(TEMPLATE, &values)?;
         if script.len() > MAX_USER_DATA_BYTES {
             return Err(CoreError::BootScript(format!(

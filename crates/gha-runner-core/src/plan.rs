@@ -239,6 +239,30 @@ pub struct LaunchPlan {
     pub first_index: usize,
 }
 
+/// The attempts of a plan so far, timed from its start.
+struct AttemptLog {
+    started: Instant,
+    attempts: Vec<Attempt>,
+}
+
+impl AttemptLog {
+    fn record(&mut self, index: usize, candidate: &Candidate, outcome: AttemptOutcome) {
+        self.attempts.push(Attempt {
+            instance_index: index,
+            candidate: candidate.clone(),
+            at_seconds: self.started.elapsed().as_secs_f64(),
+            outcome,
+        });
+    }
+}
+
+/// Whether `hints` list `candidate` with capacity.
+fn listed(hints: &[CapacityHint], candidate: &Candidate) -> bool {
+    hints.iter().any(|h| {
+        h.available && h.instance_type == candidate.instance_type && h.region == candidate.region
+    })
+}
+
 /// The order in which to try `candidates` for a machine that replaces one on `failed` — the one
 /// replacement policy of the action and `lambda-gha run`: the candidates after it first, then
 /// from the start; other types before the failed type's other regions, `failed` last.
@@ -309,23 +333,14 @@ impl LaunchPlan {
         provider: &dyn CloudProvider,
         setup: &mut dyn LaunchSetup,
     ) -> Result<(Vec<Launched>, Vec<Attempt>), PlanFailure> {
-        let started = Instant::now();
-        let mut attempts: Vec<Attempt> = Vec::new();
-        let mut launched: Vec<Launched> = Vec::new();
-        let record = |attempts: &mut Vec<Attempt>,
-                      index: usize,
-                      candidate: &Candidate,
-                      outcome: AttemptOutcome| {
-            attempts.push(Attempt {
-                instance_index: index,
-                candidate: candidate.clone(),
-                at_seconds: started.elapsed().as_secs_f64(),
-                outcome,
-            });
+        let mut log = AttemptLog {
+            started: Instant::now(),
+            attempts: Vec::new(),
         };
+        let mut launched: Vec<Launched> = Vec::new();
         let deadline = match self.capacity {
             CapacityPolicy::FailFast => None,
-            CapacityPolicy::WaitUntil(wait) => Some(started + wait),
+            CapacityPolicy::WaitUntil(wait) => Some(log.started + wait),
         };
         let mut shown_available: Option<Vec<CapacityHint>> = None;
         while launched.len() < self.count {
@@ -335,121 +350,115 @@ impl LaunchPlan {
                 Some(hints) => self
                     .candidates
                     .iter()
-                    .filter(|c| {
-                        hints.iter().any(|h| {
-                            h.available
-                                && h.instance_type == c.instance_type
-                                && h.region == c.region
-                        })
-                    })
+                    .filter(|c| listed(hints, c))
                     .collect(),
             };
-            let mut got = None;
-            for candidate in round {
-                let spec = match setup.prepare(index, candidate).await {
-                    Ok(spec) => spec,
-                    Err(why) => {
-                        record(
-                            &mut attempts,
-                            index,
-                            candidate,
-                            AttemptOutcome::Failed(why.clone()),
-                        );
-                        return Err(fail(
-                            provider,
-                            format!("preparing machine {index} failed: {why}"),
-                            attempts,
-                            launched,
-                        )
-                        .await);
-                    }
-                };
-                match launch_surely(provider, &spec).await {
-                    Ok(id) => {
-                        record(
-                            &mut attempts,
-                            index,
-                            candidate,
-                            AttemptOutcome::Launched(id.clone()),
-                        );
-                        tracing::info!(machine = %id, %candidate, index, "launched");
-                        got = Some(Launched {
-                            instance_index: index,
-                            machine: id,
-                            candidate: candidate.clone(),
-                        });
-                        break;
-                    }
-                    Err(error) if error.is_capacity() => {
-                        setup.abandon(index).await;
-                        record(
-                            &mut attempts,
-                            index,
-                            candidate,
-                            AttemptOutcome::NoCapacity(error.message.clone()),
-                        );
-                        tracing::info!(%candidate, index, "no capacity");
-                    }
-                    Err(error) => {
-                        setup.abandon(index).await;
-                        record(
-                            &mut attempts,
-                            index,
-                            candidate,
-                            AttemptOutcome::Failed(error.message.clone()),
-                        );
-                        let reason =
-                            format!("launching machine {index} on {candidate} failed: {error}");
-                        return Err(fail(provider, reason, attempts, launched).await);
-                    }
+            match self
+                .launch_one(provider, setup, index, &round, &mut log)
+                .await
+            {
+                Ok(Some(machine)) => {
+                    setup.launched(&machine).await;
+                    launched.push(machine);
+                    continue;
                 }
-            }
-            if let Some(machine) = got {
-                setup.launched(&machine).await;
-                launched.push(machine);
-                continue;
+                Ok(None) => {}
+                Err(reason) => return Err(fail(provider, reason, log.attempts, launched).await),
             }
             // Nothing had capacity this round: wait for availability, or give up.
-            let Some(deadline) = deadline else {
-                let reason = format!(
+            let waited = match deadline {
+                Some(deadline) => self.wait_for_listing(provider, deadline, index, &log).await,
+                None => Err(format!(
                     "no capacity for machine {index} of {} in any of the {} candidates (capacity policy {})",
                     self.count,
                     self.candidates.len(),
                     self.capacity
-                );
-                return Err(fail(provider, reason, attempts, launched).await);
+                )),
             };
-            shown_available = loop {
-                if Instant::now() + self.poll_interval > deadline {
-                    let reason = format!(
-                        "no capacity for machine {index} of {} within {} ({} attempts)",
-                        self.count,
-                        self.capacity,
-                        attempts.len()
-                    );
-                    return Err(fail(provider, reason, attempts, launched).await);
-                }
-                tokio::time::sleep(self.poll_interval).await;
-                match provider.capacity_hints().await {
-                    Ok(hints)
-                        if self.candidates.iter().any(|c| {
-                            hints.iter().any(|h| {
-                                h.available
-                                    && h.instance_type == c.instance_type
-                                    && h.region == c.region
-                            })
-                        }) =>
-                    {
-                        break Some(hints);
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "could not read availability; still waiting");
-                    }
-                }
-            };
+            match waited {
+                Ok(hints) => shown_available = Some(hints),
+                Err(reason) => return Err(fail(provider, reason, log.attempts, launched).await),
+            }
         }
-        Ok((launched, attempts))
+        Ok((launched, log.attempts))
+    }
+
+    /// Tries `round`'s candidates in order for machine `index`: the machine, none when none had
+    /// capacity, or why the plan must end.
+    async fn launch_one(
+        &self,
+        provider: &dyn CloudProvider,
+        setup: &mut dyn LaunchSetup,
+        index: usize,
+        round: &[&Candidate],
+        log: &mut AttemptLog,
+    ) -> Result<Option<Launched>, String> {
+        for &candidate in round {
+            let spec = match setup.prepare(index, candidate).await {
+                Ok(spec) => spec,
+                Err(why) => {
+                    log.record(index, candidate, AttemptOutcome::Failed(why.clone()));
+                    return Err(format!("preparing machine {index} failed: {why}"));
+                }
+            };
+            match launch_surely(provider, &spec).await {
+                Ok(id) => {
+                    log.record(index, candidate, AttemptOutcome::Launched(id.clone()));
+                    tracing::info!(machine = %id, %candidate, index, "launched");
+                    return Ok(Some(Launched {
+                        instance_index: index,
+                        machine: id,
+                        candidate: candidate.clone(),
+                    }));
+                }
+                Err(error) if error.is_capacity() => {
+                    setup.abandon(index).await;
+                    let outcome = AttemptOutcome::NoCapacity(error.message.clone());
+                    log.record(index, candidate, outcome);
+                    tracing::info!(%candidate, index, "no capacity");
+                }
+                Err(error) => {
+                    setup.abandon(index).await;
+                    let outcome = AttemptOutcome::Failed(error.message.clone());
+                    log.record(index, candidate, outcome);
+                    return Err(format!(
+                        "launching machine {index} on {candidate} failed: {error}"
+                    ));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Polls availability until a candidate is listed with capacity (its hints), or says why
+    /// the wait is over.
+    async fn wait_for_listing(
+        &self,
+        provider: &dyn CloudProvider,
+        deadline: Instant,
+        index: usize,
+        log: &AttemptLog,
+    ) -> Result<Vec<CapacityHint>, String> {
+        loop {
+            if Instant::now() + self.poll_interval > deadline {
+                return Err(format!(
+                    "no capacity for machine {index} of {} within {} ({} attempts)",
+                    self.count,
+                    self.capacity,
+                    log.attempts.len()
+                ));
+            }
+            tokio::time::sleep(self.poll_interval).await;
+            match provider.capacity_hints().await {
+                Ok(hints) if self.candidates.iter().any(|c| listed(&hints, c)) => {
+                    return Ok(hints);
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "could not read availability; still waiting");
+                }
+            }
+        }
     }
 }
 

@@ -341,6 +341,36 @@ impl Registrar<'_> {
             }
         }
     }
+
+    /// The spec of machine `index` on `candidate`, but for its user data: the template's
+    /// settings, its name, and the tags that find it again (run, machine, owner, lifetime).
+    fn machine_spec(&self, index: usize, candidate: &Candidate) -> MachineSpec {
+        let request = self.request;
+        let naming = &request.naming;
+        let boot = &request.boot;
+        let template = &request.machine;
+        let mut spec = MachineSpec::new(&candidate.instance_type, &candidate.region);
+        spec.image.clone_from(&template.image);
+        spec.ssh_key.clone_from(&template.ssh_key);
+        spec.filesystems.clone_from(&template.filesystems);
+        spec.firewall_rulesets
+            .clone_from(&template.firewall_rulesets);
+        spec.name = Some(match &template.name_template {
+            Some(name) => name.replace("{idx}", &index.to_string()),
+            None => self.machine_tag(index),
+        });
+        spec.tags.clone_from(&template.tags);
+        spec.tags
+            .insert(tags::RUN.to_owned(), naming.label().to_owned());
+        spec.tags
+            .insert(tags::MACHINE.to_owned(), self.machine_tag(index));
+        spec.tags
+            .insert(tags::OWNER.to_owned(), self.github.scope().owner());
+        let life =
+            Duration::from_secs(boot.timings.max_lifetime_seconds) + crate::agent::TERMINATE_MARGIN;
+        spec.tags.extend(tags::lifetime_tags(life));
+        spec
+    }
 }
 
 #[async_trait]
@@ -422,27 +452,7 @@ impl LaunchSetup for Registrar<'_> {
             max_lifetime_seconds: boot.timings.max_lifetime_seconds,
         };
         let user_data = script.render().map_err(|e| e.to_string())?;
-        let template = &request.machine;
-        let mut spec = MachineSpec::new(&candidate.instance_type, &candidate.region);
-        spec.image.clone_from(&template.image);
-        spec.ssh_key.clone_from(&template.ssh_key);
-        spec.filesystems.clone_from(&template.filesystems);
-        spec.firewall_rulesets
-            .clone_from(&template.firewall_rulesets);
-        spec.name = Some(match &template.name_template {
-            Some(name) => name.replace("{idx}", &index.to_string()),
-            None => self.machine_tag(index),
-        });
-        spec.tags.clone_from(&template.tags);
-        spec.tags
-            .insert(tags::RUN.to_owned(), naming.label().to_owned());
-        spec.tags
-            .insert(tags::MACHINE.to_owned(), self.machine_tag(index));
-        spec.tags
-            .insert(tags::OWNER.to_owned(), self.github.scope().owner());
-        let life =
-            Duration::from_secs(boot.timings.max_lifetime_seconds) + crate::agent::TERMINATE_MARGIN;
-        spec.tags.extend(tags::lifetime_tags(life));
+        let mut spec = self.machine_spec(index, candidate);
         spec.user_data = Some(user_data);
         Ok(spec)
     }
@@ -521,13 +531,11 @@ impl<'a> Provisioner<'a> {
         self
     }
 
-    /// Launches the machines, waits until every runner is online (up to the registration
-    /// timeout), replacing machines that turn out unhealthy (up to `replace_unhealthy`), and
-    /// returns the outputs; or cleans up everything and says why not.
-    pub async fn provision(
+    /// The runner every machine of the launch installs, and the name of its runner group.
+    async fn runner_for(
         &self,
         request: &ProvisionRequest,
-    ) -> Result<Provisioned, ProvisionFailure> {
+    ) -> Result<(RunnerPackage, Option<String>), ProvisionFailure> {
         // Once per launch, before any: every machine gets the same runner, and a runner that
         // cannot be had stops the launch while nothing is billing yet.
         let runner = match &request.boot.runner {
@@ -557,6 +565,17 @@ impl<'a> Provisioner<'a> {
             ),
             _ => None,
         };
+        Ok((runner, runner_group))
+    }
+
+    /// Launches the machines, waits until every runner is online (up to the registration
+    /// timeout), replacing machines that turn out unhealthy (up to `replace_unhealthy`), and
+    /// returns the outputs; or cleans up everything and says why not.
+    pub async fn provision(
+        &self,
+        request: &ProvisionRequest,
+    ) -> Result<Provisioned, ProvisionFailure> {
+        let (runner, runner_group) = self.runner_for(request).await?;
         let mut registrar = Registrar {
             provider: self.provider.name(),
             runner,
@@ -628,6 +647,34 @@ impl<'a> Provisioner<'a> {
         })
     }
 
+    /// A diagnosis, with its boot log, for each machine in `slots` whose runners stayed offline.
+    async fn diagnose_offline(
+        &self,
+        request: &ProvisionRequest,
+        waiting: &mut Waiting<'_, '_>,
+        slots: &[usize],
+        why: &str,
+    ) {
+        for &slot in slots {
+            let launched = waiting.launched[slot].clone();
+            let boot_log = self.boot_log(request, &launched.machine).await;
+            let why = match waiting.delivery_failures.get(&launched.machine) {
+                Some(failed) => {
+                    format!("{why} (the agent could not be delivered: {failed})")
+                }
+                None => why.to_owned(),
+            };
+            waiting.diagnoses.push(Diagnosis {
+                instance_index: launched.instance_index,
+                machine: launched.machine,
+                candidate: launched.candidate,
+                why,
+                boot_log,
+                replaced_by: None,
+            });
+        }
+    }
+
     async fn wait_online(
         &self,
         request: &ProvisionRequest,
@@ -697,24 +744,7 @@ impl<'a> Provisioner<'a> {
                         );
                         let mut slots: Vec<usize> = missing.iter().map(|(slot, _)| *slot).collect();
                         slots.dedup();
-                        for slot in slots {
-                            let launched = waiting.launched[slot].clone();
-                            let boot_log = self.boot_log(request, &launched.machine).await;
-                            let why = match waiting.delivery_failures.get(&launched.machine) {
-                                Some(failed) => {
-                                    format!("{why} (the agent could not be delivered: {failed})")
-                                }
-                                None => why.clone(),
-                            };
-                            waiting.diagnoses.push(Diagnosis {
-                                instance_index: launched.instance_index,
-                                machine: launched.machine,
-                                candidate: launched.candidate,
-                                why,
-                                boot_log,
-                                replaced_by: None,
-                            });
-                        }
+                        self.diagnose_offline(request, waiting, &slots, &why).await;
                         let names: Vec<&str> = missing.iter().map(|(_, n)| n.as_str()).collect();
                         return Err(format!(
                             "{} of {} runner(s) did not come online within {}s: {}",

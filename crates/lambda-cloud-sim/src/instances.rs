@@ -36,23 +36,25 @@ impl World {
         Ok(())
     }
 
-    pub(crate) fn launch(
-        &mut self,
-        request: LaunchInstanceRequest,
-    ) -> Result<InstanceLaunchResponse, ApiFailure> {
-        request.validate()?;
-        let type_name = request.instance_type_name.as_str();
-        let region_name = request.region_name.as_str();
-        let Some(spec) = self.instance_type_spec(type_name).cloned() else {
-            return Err(ApiFailure::missing("instance type", type_name));
-        };
-        let Some(region) = self.region(region_name) else {
-            return Err(ApiFailure::missing("region", region_name));
-        };
-        let key = &request.ssh_key_names[0];
-        if !self.ssh_keys.iter().any(|k| &k.name == key) {
-            return Err(ApiFailure::missing("SSH key", key));
-        }
+    /// The filesystems a launch mounts (id, mount point, region, name) and their names; each
+    /// must exist and be in the launch's region.
+    #[allow(clippy::type_complexity)]
+    fn launch_mounts(
+        &self,
+        request: &LaunchInstanceRequest,
+        region: &lambda_cloud::Region,
+    ) -> Result<
+        (
+            Vec<(
+                lambda_cloud::FilesystemId,
+                String,
+                lambda_cloud::Region,
+                String,
+            )>,
+            Vec<String>,
+        ),
+        ApiFailure,
+    > {
         let mut mounts = Vec::new();
         let mut filesystem_names = Vec::new();
         for name in &request.file_system_names {
@@ -99,36 +101,53 @@ impl World {
             }
             filesystem_names.push(name.clone());
         }
-        if let Some(image) = &request.image {
-            let images = self.images();
-            let found = images.iter().find(|i| {
-                i.region.name == region.name
-                    && match image {
-                        ImageSpecification::Id { id } => &i.id == id,
-                        ImageSpecification::Family { family } => {
-                            &i.family == family && i.architecture == spec.architecture
-                        }
+        Ok((mounts, filesystem_names))
+    }
+
+    /// The launch's image exists in its region, for its type's architecture.
+    fn check_launch_image(
+        &self,
+        image: &ImageSpecification,
+        region: &lambda_cloud::Region,
+        spec: &crate::scenario::InstanceTypeSpec,
+    ) -> Result<(), ApiFailure> {
+        let images = self.images();
+        let found = images.iter().find(|i| {
+            i.region.name == region.name
+                && match image {
+                    ImageSpecification::Id { id } => &i.id == id,
+                    ImageSpecification::Family { family } => {
+                        &i.family == family && i.architecture == spec.architecture
                     }
-            });
-            match (found, image) {
-                (None, ImageSpecification::Id { id }) => {
-                    return Err(ApiFailure::missing("image", id.as_str()));
                 }
-                (None, ImageSpecification::Family { family }) => {
-                    return Err(ApiFailure::missing(
-                        "image family",
-                        &format!("{family} ({}) in {}", spec.architecture, region.name),
-                    ));
-                }
-                (Some(found), _) if found.architecture != spec.architecture => {
-                    return Err(ApiFailure::invalid(format!(
-                        "Image {} is for {}, but {} is {}.",
-                        found.id, found.architecture, spec.name, spec.architecture
-                    )));
-                }
-                _ => {}
+        });
+        match (found, image) {
+            (None, ImageSpecification::Id { id }) => {
+                return Err(ApiFailure::missing("image", id.as_str()));
             }
+            (None, ImageSpecification::Family { family }) => {
+                return Err(ApiFailure::missing(
+                    "image family",
+                    &format!("{family} ({}) in {}", spec.architecture, region.name),
+                ));
+            }
+            (Some(found), _) if found.architecture != spec.architecture => {
+                return Err(ApiFailure::invalid(format!(
+                    "Image {} is for {}, but {} is {}.",
+                    found.id, found.architecture, spec.name, spec.architecture
+                )));
+            }
+            _ => {}
         }
+        Ok(())
+    }
+
+    /// The launch's firewall rulesets exist, in its region.
+    fn check_launch_rulesets(
+        &self,
+        request: &LaunchInstanceRequest,
+        region: &lambda_cloud::Region,
+    ) -> Result<(), ApiFailure> {
         for entry in &request.firewall_rulesets {
             let Some(ruleset) = self.rulesets.iter().find(|r| r.id == entry.id) else {
                 return Err(ApiFailure::missing("firewall ruleset", entry.id.as_str()));
@@ -140,6 +159,11 @@ impl World {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// The account's quota and the pair's capacity leave room for one more machine.
+    fn check_launch_room(&self, type_name: &str, region_name: &str) -> Result<(), ApiFailure> {
         if let Some(max) = self.scenario.max_instances {
             let alive = self
                 .instances
@@ -162,6 +186,88 @@ impl World {
             .suggest("Choose another instance type or region, or try again later."));
         }
 
+        Ok(())
+    }
+
+    /// The instance the API shows for a launch of `spec` in `region`, as it boots.
+    #[allow(clippy::type_complexity)]
+    fn instance_model(
+        &mut self,
+        id: &lambda_cloud::InstanceId,
+        request: &LaunchInstanceRequest,
+        spec: &crate::scenario::InstanceTypeSpec,
+        region: &lambda_cloud::Region,
+        mounts: &[(
+            lambda_cloud::FilesystemId,
+            String,
+            lambda_cloud::Region,
+            String,
+        )],
+        filesystem_names: Vec<String>,
+    ) -> Instance {
+        let jupyter_token = self.new_id();
+        Instance {
+            id: id.clone(),
+            name: request.name.clone(),
+            ip: None,
+            private_ip: None,
+            status: InstanceStatus::Booting,
+            ssh_key_names: request.ssh_key_names.clone(),
+            file_system_names: filesystem_names,
+            file_system_mounts: (!mounts.is_empty()).then(|| {
+                mounts
+                    .iter()
+                    .map(|(id, mount_point, ..)| FilesystemMountEntry {
+                        mount_point: mount_point.clone(),
+                        file_system_id: id.clone(),
+                    })
+                    .collect()
+            }),
+            region: region.clone(),
+            instance_type: instance_type_model(spec),
+            hostname: request.hostname.clone(),
+            jupyter_token: Some(Redacted::new(jupyter_token.clone())),
+            jupyter_url: Some(Redacted::new(format!(
+                "https://jupyter-{}.lambdaspaces.com/?token={jupyter_token}",
+                id.as_str()
+            ))),
+            actions: availability(&InstanceStatus::Booting),
+            tags: request
+                .tags
+                .iter()
+                .map(|t| TagEntry {
+                    key: t.key.clone(),
+                    value: t.value.clone(),
+                })
+                .collect(),
+            firewall_rulesets: request.firewall_rulesets.clone(),
+        }
+    }
+
+    pub(crate) fn launch(
+        &mut self,
+        request: LaunchInstanceRequest,
+    ) -> Result<InstanceLaunchResponse, ApiFailure> {
+        request.validate()?;
+        let type_name = request.instance_type_name.as_str();
+        let region_name = request.region_name.as_str();
+        let Some(spec) = self.instance_type_spec(type_name).cloned() else {
+            return Err(ApiFailure::missing("instance type", type_name));
+        };
+        let Some(region) = self.region(region_name) else {
+            return Err(ApiFailure::missing("region", region_name));
+        };
+        let key = &request.ssh_key_names[0];
+        if !self.ssh_keys.iter().any(|k| &k.name == key) {
+            return Err(ApiFailure::missing("SSH key", key));
+        }
+        let (mounts, filesystem_names) = self.launch_mounts(&request, &region)?;
+        if let Some(image) = &request.image {
+            self.check_launch_image(image, &region, &spec)?;
+        }
+        self.check_launch_rulesets(&request, &region)?;
+        self.check_launch_room(type_name, region_name)?;
+
         self.launches += 1;
         let behavior = self
             .scenario
@@ -180,45 +286,10 @@ impl World {
             _ => None,
         };
         let id = lambda_cloud::InstanceId::new(self.new_id());
+        let instance =
+            self.instance_model(&id, &request, &spec, &region, &mounts, filesystem_names);
         let host = self.next_host;
         self.next_host += 1;
-        let jupyter_token = self.new_id();
-        let instance = Instance {
-            id: id.clone(),
-            name: request.name.clone(),
-            ip: None,
-            private_ip: None,
-            status: InstanceStatus::Booting,
-            ssh_key_names: request.ssh_key_names.clone(),
-            file_system_names: filesystem_names,
-            file_system_mounts: (!mounts.is_empty()).then(|| {
-                mounts
-                    .iter()
-                    .map(|(id, mount_point, ..)| FilesystemMountEntry {
-                        mount_point: mount_point.clone(),
-                        file_system_id: id.clone(),
-                    })
-                    .collect()
-            }),
-            region: region.clone(),
-            instance_type: instance_type_model(&spec),
-            hostname: request.hostname.clone(),
-            jupyter_token: Some(Redacted::new(jupyter_token.clone())),
-            jupyter_url: Some(Redacted::new(format!(
-                "https://jupyter-{}.lambdaspaces.com/?token={jupyter_token}",
-                id.as_str()
-            ))),
-            actions: availability(&InstanceStatus::Booting),
-            tags: request
-                .tags
-                .iter()
-                .map(|t| TagEntry {
-                    key: t.key.clone(),
-                    value: t.value.clone(),
-                })
-                .collect(),
-            firewall_rulesets: request.firewall_rulesets.clone(),
-        };
         self.billing.push(BillingRecord {
             id: id.clone(),
             instance_type: spec.name.as_str().into(),

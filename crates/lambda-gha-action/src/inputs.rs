@@ -217,39 +217,28 @@ fn scope(env: &Env) -> Result<String, InputError> {
     Ok(scope)
 }
 
-fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
-    let instance_types = match env.input("instance_type") {
-        Some(text) => parse_list(text, "instance_type")?,
-        None => {
-            return Err(InputError::new(
-                "instance_type",
-                "is required: name one or more types, e.g. `gpu_1x_a10,gpu_1x_a100` \
-                 (or set the repository variable LAMBDA_INSTANCE_TYPE)",
-            ));
-        }
-    };
-    let regions = list(env, "region")?;
-    let instance_count = number(env, "instance_count", 1, 1..=100)?;
-    let runners_per_instance = number(env, "runners_per_instance", 1, 1..=16)?;
-    let gpus_per_runner = GpusPerRunner::parse(env.input("gpus_per_runner").unwrap_or(""))?;
-    let replace_unhealthy = u32::try_from(number(env, "replace_unhealthy", 1, 0..=5)?).unwrap_or(5);
-    let gpu_gate = match (flag(env, "gpu_health_gate", true)?, env.input("gpu_check")) {
-        (true, check) => GpuGate::On {
-            check: check.map(str::to_owned),
-        },
-        (false, None) => GpuGate::Off,
-        (false, Some(_)) => {
-            return Err(InputError::new(
-                "gpu_check",
-                "runs as part of the GPU health gate, which `gpu_health_gate: false` turns off: \
+/// The GPU health gate: on (with the user's check, if any) unless `gpu_health_gate: false`.
+fn gpu_gate(env: &Env) -> Result<GpuGate, InputError> {
+    Ok(
+        match (flag(env, "gpu_health_gate", true)?, env.input("gpu_check")) {
+            (true, check) => GpuGate::On {
+                check: check.map(str::to_owned),
+            },
+            (false, None) => GpuGate::Off,
+            (false, Some(_)) => {
+                return Err(InputError::new(
+                    "gpu_check",
+                    "runs as part of the GPU health gate, which `gpu_health_gate: false` turns off: \
                  drop one of the two",
-            ));
-        }
-    };
-    let capacity = CapacityPolicy::parse(env.input("capacity_wait").unwrap_or("0"))?;
-    let runner_mode = RunnerMode::parse(env.input("runner_mode").unwrap_or("reusable"))?;
-    let scope = scope(env)?;
-    let runner_group = match env.input("runner_group") {
+                ));
+            }
+        },
+    )
+}
+
+/// The organization's runner group, by its numeric id.
+fn runner_group(env: &Env, scope: &str) -> Result<Option<u64>, InputError> {
+    Ok(match env.input("runner_group") {
         None => None,
         Some(_) if scope != "org" => {
             return Err(InputError::new(
@@ -266,7 +255,12 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
                 ),
             )
         })?),
-    };
+    })
+}
+
+/// The agent's timings, each in seconds (or with a unit), the lifetime longer than the
+/// registration timeout.
+fn timings(env: &Env) -> Result<AgentTimings, InputError> {
     let defaults = AgentTimings::default();
     let timings = AgentTimings {
         initial_grace_seconds: seconds(
@@ -289,6 +283,11 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
             "must be longer than `runner_registration_timeout`, or no job could ever run",
         ));
     }
+    Ok(timings)
+}
+
+/// The user's own public key for the machines: one OpenSSH public key line.
+fn ssh_pubkey(env: &Env) -> Result<Option<String>, InputError> {
     let ssh_pubkey = env.input("ssh_pubkey").map(str::to_owned);
     if let Some(key) = &ssh_pubkey {
         let known = [
@@ -304,7 +303,12 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
             ));
         }
     }
-    let max_cost_usd = match env.input("max_cost_usd") {
+    Ok(ssh_pubkey)
+}
+
+/// The most the launch may cost in the worst case, US dollars.
+fn max_cost_usd(env: &Env) -> Result<Option<f64>, InputError> {
+    Ok(match env.input("max_cost_usd") {
         None => None,
         Some(text) => Some(
             text.trim_start_matches('$')
@@ -318,7 +322,33 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
                     )
                 })?,
         ),
+    })
+}
+
+fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
+    let instance_types = match env.input("instance_type") {
+        Some(text) => parse_list(text, "instance_type")?,
+        None => {
+            return Err(InputError::new(
+                "instance_type",
+                "is required: name one or more types, e.g. `gpu_1x_a10,gpu_1x_a100` \
+                 (or set the repository variable LAMBDA_INSTANCE_TYPE)",
+            ));
+        }
     };
+    let regions = list(env, "region")?;
+    let instance_count = number(env, "instance_count", 1, 1..=100)?;
+    let runners_per_instance = number(env, "runners_per_instance", 1, 1..=16)?;
+    let gpus_per_runner = GpusPerRunner::parse(env.input("gpus_per_runner").unwrap_or(""))?;
+    let replace_unhealthy = u32::try_from(number(env, "replace_unhealthy", 1, 0..=5)?).unwrap_or(5);
+    let gpu_gate = gpu_gate(env)?;
+    let capacity = CapacityPolicy::parse(env.input("capacity_wait").unwrap_or("0"))?;
+    let runner_mode = RunnerMode::parse(env.input("runner_mode").unwrap_or("reusable"))?;
+    let scope = scope(env)?;
+    let runner_group = runner_group(env, &scope)?;
+    let timings = timings(env)?;
+    let ssh_pubkey = ssh_pubkey(env)?;
+    let max_cost_usd = max_cost_usd(env)?;
     let action_ref = env.input("action_ref").map(str::to_owned);
     Ok(StartInputs {
         instance_types,
