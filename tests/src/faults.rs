@@ -30,24 +30,11 @@ pub struct Programs {
 }
 
 impl Programs {
-    /// Builds both (debug profile) and names them.
+    /// Both, built once for this process (see [`crate::program`]).
     pub fn build() -> Programs {
-        let status = crate::cargo()
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "lambda-gha-action",
-                "-p",
-                "lambda-gha-cli",
-            ])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the programs failed");
-        let dir = crate::workspace_root().join("target/debug");
         Programs {
-            action: dir.join("lambda-gha-action"),
-            cli: dir.join("lambda-gha"),
+            action: crate::program(crate::Program::Action),
+            cli: crate::program(crate::Program::Cli),
         }
     }
 }
@@ -596,16 +583,8 @@ fn world(fault: Fault) -> World {
             every_call,
         } => world = world.with_fault(fault.spec(operation, every_call)),
         Fault::Killed(moment) | Fault::Cancelled(moment) => {
-            world = world.with_fault(FaultSpec {
-                operation: moment.held_operation().to_owned(),
-                status: None,
-                code: String::new(),
-                message: String::new(),
-                on_calls: vec![1],
-                probability: None,
-                latency_ms: u64::try_from(HOLD.as_millis()).unwrap_or(u64::MAX),
-                drop_connection: false,
-            });
+            world =
+                world.with_fault(FaultSpec::delayed(moment.held_operation(), HOLD).on_calls([1]));
         }
         Fault::NeverActive => world = world.with_behavior(1, InstanceBehavior::NeverActive),
         Fault::Unhealthy => {
@@ -622,28 +601,24 @@ fn world(fault: Fault) -> World {
             }
         }
         Fault::CapacityVanishes { every_call } => {
-            world = world.with_fault(FaultSpec {
-                operation: "launchInstance".to_owned(),
-                status: Some(400),
-                code: "instance-operations/launch/insufficient-capacity".to_owned(),
-                message: "Not enough capacity to fulfill launch request.".to_owned(),
-                on_calls: if every_call { Vec::new() } else { vec![1] },
-                probability: None,
-                latency_ms: 0,
-                drop_connection: false,
+            let vanishes = FaultSpec::error(
+                "launchInstance",
+                400,
+                "instance-operations/launch/insufficient-capacity",
+            )
+            .message("Not enough capacity to fulfill launch request.");
+            world = world.with_fault(if every_call {
+                vanishes
+            } else {
+                vanishes.on_calls([1])
             });
         }
         Fault::AgentTerminateFails => {
-            world = world.with_fault(FaultSpec {
-                operation: "terminateInstance".to_owned(),
-                status: Some(500),
-                code: "global/internal-error".to_owned(),
-                message: "Injected by the fault matrix.".to_owned(),
-                on_calls: (1..=8).collect(),
-                probability: None,
-                latency_ms: 0,
-                drop_connection: false,
-            });
+            world = world.with_fault(
+                FaultSpec::error("terminateInstance", 500, "global/internal-error")
+                    .message("Injected by the fault matrix.")
+                    .on_calls(1..=8),
+            );
         }
         Fault::None
         | Fault::GitHub(_)

@@ -9,6 +9,7 @@ pub mod faults;
 mod internet;
 mod link;
 pub mod machine;
+mod programs;
 pub mod rig;
 mod sshd;
 
@@ -20,6 +21,7 @@ pub use internet::{
     FAKE_GITHUB_URL_FILE, FakeInternet, PINNED_RUNNER_VERSION, RUNNER_VERSION, write_fake_runner,
 };
 pub use link::{LinkShape, ShapedLink};
+pub use programs::{Program, program};
 pub use sshd::{Sshd, SshdOptions};
 
 /// The workspace root (this crate lives in `tests/`).
@@ -92,18 +94,9 @@ pub fn cargo() -> std::process::Command {
     command
 }
 
-/// The `lambda-gha` binary, built once per test process (so compile time never counts as a
-/// test's simulated time).
+/// The `lambda-gha` binary (see [`program`]).
 pub fn lambda_gha_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        cargo()
-            .args(["build", "--quiet", "-p", "lambda-gha-cli"])
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    assert!(*built, "cargo build -p lambda-gha-cli failed");
-    workspace_root().join("target/debug/lambda-gha")
+    program(Program::Cli)
 }
 
 /// Waits up to `timeout` for `child` to exit, polling; panics naming `what` if it does not.

@@ -195,6 +195,55 @@ pub struct FaultSpec {
     pub drop_connection: bool,
 }
 
+impl FaultSpec {
+    /// `operation` answers `status` with the error `code` on every call, until narrowed with
+    /// [`FaultSpec::on_calls`].
+    pub fn error(operation: &str, status: u16, code: &str) -> FaultSpec {
+        FaultSpec {
+            operation: operation.to_owned(),
+            status: Some(status),
+            code: code.to_owned(),
+            message: injected(),
+            on_calls: Vec::new(),
+            probability: None,
+            latency_ms: 0,
+            drop_connection: false,
+        }
+    }
+
+    /// `operation` runs, then its connection breaks before the answer is complete.
+    pub fn dropped(operation: &str) -> FaultSpec {
+        FaultSpec {
+            status: None,
+            drop_connection: true,
+            ..FaultSpec::error(operation, 0, "")
+        }
+    }
+
+    /// `operation` answers as usual, `latency` later.
+    pub fn delayed(operation: &str, latency: std::time::Duration) -> FaultSpec {
+        FaultSpec {
+            status: None,
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            ..FaultSpec::error(operation, 0, "")
+        }
+    }
+
+    /// Only on these calls of the operation (1 = the first).
+    #[must_use]
+    pub fn on_calls(mut self, calls: impl IntoIterator<Item = u32>) -> FaultSpec {
+        self.on_calls = calls.into_iter().collect();
+        self
+    }
+
+    /// With this error message.
+    #[must_use]
+    pub fn message(mut self, message: &str) -> FaultSpec {
+        message.clone_into(&mut self.message);
+        self
+    }
+}
+
 fn internal_error() -> String {
     ErrorCode::InternalError.as_str().into_owned()
 }

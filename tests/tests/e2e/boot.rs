@@ -494,16 +494,10 @@ async fn a_worker_killed_mid_job_starts_the_idle_clock() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn terminate_failing_twice_with_5xx_still_terminates() {
-    let failing = lambda_cloud_sim::FaultSpec {
-        operation: "terminateInstance".into(),
-        status: Some(503),
-        code: "global/internal-error".into(),
-        message: "Try again".into(),
-        on_calls: vec![1, 2],
-        probability: None,
-        latency_ms: 0,
-        drop_connection: false,
-    };
+    let failing =
+        lambda_cloud_sim::FaultSpec::error("terminateInstance", 503, "global/internal-error")
+            .message("Try again")
+            .on_calls([1, 2]);
     run(idle_after_jobs("terminate-5xx", "20 20\n", vec![failing])).await;
 }
 

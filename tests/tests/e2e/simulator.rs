@@ -7,25 +7,20 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_serves_a_scenario_and_stops_on_ctrl_c() {
-    let mut child = lambda_gha_tests::cargo()
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "lambda-cloud-sim",
-            "--",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--scenario",
-            "crates/lambda-cloud-sim/scenarios/capacity-crunch.toml",
-        ])
-        .args(["--time-scale", "100", "--api-key", "e2e-key"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new(lambda_gha_tests::program(
+        lambda_gha_tests::Program::Simulator,
+    ))
+    .current_dir(lambda_gha_tests::workspace_root())
+    .args(["--listen", "127.0.0.1:0"])
+    .args([
+        "--scenario",
+        "crates/lambda-cloud-sim/scenarios/capacity-crunch.toml",
+    ])
+    .args(["--time-scale", "100", "--api-key", "e2e-key"])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let mut first_line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first_line)

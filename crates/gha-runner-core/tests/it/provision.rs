@@ -258,16 +258,9 @@ async fn the_reaper_ends_expired_machines_and_ghost_runners_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_that_cannot_list_machines_terminates_the_named_ones_directly() {
-    let listing_down = lambda_cloud_sim::FaultSpec {
-        operation: "listInstances".into(),
-        status: Some(503),
-        code: "provider/internal-unavailable".into(),
-        message: "down".into(),
-        on_calls: Vec::new(),
-        probability: None,
-        latency_ms: 0,
-        drop_connection: false,
-    };
+    let listing_down =
+        lambda_cloud_sim::FaultSpec::error("listInstances", 503, "provider/internal-unavailable")
+            .message("down");
     let w = world(Scenario::default().with_fault(listing_down), true).await;
     let runners = Provisioner::new(&w.provider, &w.github);
     let provisioned = runners
@@ -293,16 +286,7 @@ async fn a_stop_that_cannot_list_machines_terminates_the_named_ones_directly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_launch_whose_answer_was_lost_is_found_not_launched_twice() {
-    let dropped = lambda_cloud_sim::FaultSpec {
-        operation: "launchInstance".into(),
-        status: None,
-        code: String::new(),
-        message: String::new(),
-        on_calls: vec![1],
-        probability: None,
-        latency_ms: 0,
-        drop_connection: true,
-    };
+    let dropped = lambda_cloud_sim::FaultSpec::dropped("launchInstance").on_calls([1]);
     let w = world(Scenario::default().with_fault(dropped), true).await;
     let provisioned = Provisioner::new(&w.provider, &w.github)
         .provision(&request("gpu_1x_a10", 1, 30))

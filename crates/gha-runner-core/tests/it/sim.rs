@@ -20,14 +20,7 @@ pub(crate) async fn lambda_on_sim(scenario: Scenario) -> (Sim, LambdaProvider) {
 
 /// Lambda refusing launch number `call` with `global/quota-exceeded`.
 pub(crate) fn quota_on_launch(call: u32) -> lambda_cloud_sim::FaultSpec {
-    lambda_cloud_sim::FaultSpec {
-        operation: "launchInstance".into(),
-        status: Some(400),
-        code: "global/quota-exceeded".into(),
-        message: "Quota exceeded.".into(),
-        on_calls: vec![call],
-        probability: None,
-        latency_ms: 0,
-        drop_connection: false,
-    }
+    lambda_cloud_sim::FaultSpec::error("launchInstance", 400, "global/quota-exceeded")
+        .message("Quota exceeded.")
+        .on_calls([call])
 }

@@ -195,22 +195,12 @@ async fn capacity_follows_the_timeline_and_is_consumed_by_launches() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_provider_refusal_is_resent_but_an_internal_error_is_not() {
-    let provider = FaultSpec {
-        operation: "launchInstance".into(),
-        status: Some(503),
-        code: "provider/internal-unavailable".into(),
-        message: "Provider unavailable".into(),
-        on_calls: vec![1],
-        probability: None,
-        latency_ms: 0,
-        drop_connection: false,
-    };
-    let internal = FaultSpec {
-        status: Some(500),
-        code: "global/internal-error".into(),
-        on_calls: vec![3],
-        ..provider.clone()
-    };
+    let provider = FaultSpec::error("launchInstance", 503, "provider/internal-unavailable")
+        .message("Provider unavailable")
+        .on_calls([1]);
+    let internal = FaultSpec::error("launchInstance", 500, "global/internal-error")
+        .message("Provider unavailable")
+        .on_calls([3]);
     let sim = sim(
         Scenario::default()
             .with_fault(provider)
@@ -245,16 +235,7 @@ async fn a_provider_refusal_is_resent_but_an_internal_error_is_not() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dropped_connection_loses_the_answer_not_the_launch_and_reads_are_resent() {
-    let dropped = |operation: &str| FaultSpec {
-        operation: operation.into(),
-        status: None,
-        code: String::new(),
-        message: String::new(),
-        on_calls: vec![1],
-        probability: None,
-        latency_ms: 0,
-        drop_connection: true,
-    };
+    let dropped = |operation: &str| FaultSpec::dropped(operation).on_calls([1]);
     let sim = sim(
         Scenario::default()
             .with_fault(dropped("launchInstance"))
@@ -284,16 +265,9 @@ async fn a_dropped_connection_loses_the_answer_not_the_launch_and_reads_are_rese
 #[tokio::test(flavor = "multi_thread")]
 async fn the_request_log_keeps_what_was_sent_but_not_the_key_or_the_user_data() {
     let sim = sim(
-        Scenario::default().with_fault(FaultSpec {
-            operation: "listInstances".into(),
-            status: Some(500),
-            code: "global/internal-error".into(),
-            message: "boom".into(),
-            on_calls: Vec::new(),
-            probability: None,
-            latency_ms: 0,
-            drop_connection: false,
-        }),
+        Scenario::default().with_fault(
+            FaultSpec::error("listInstances", 500, "global/internal-error").message("boom"),
+        ),
         100.0,
     )
     .await;
