@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lambda_cloud_sim::{FaultSpec, InstanceBehavior, Scenario as World};
+use lambda_cloud_sim::{FaultSpec, InstanceBehavior, Scenario as CloudScenario};
 
 use crate::rig::{
-    HOLD, KillWhen, Left, Machines, Rig, files_where, quick_boot_world, run_program,
+    HOLD, KillWhen, Left, Machines, Rig, files_where, quick_boot_scenario, run_program,
     run_program_signalled,
 };
 use crate::{FakeInternet, GitHubFailure, GitHubFault, GitHubRoute, TokenPermission};
@@ -574,8 +574,8 @@ pub async fn run_matrix(programs: &Programs, scenarios: &[Scenario], parallel: u
 }
 
 /// The simulated world of a scenario with `fault`.
-fn world(fault: Fault) -> World {
-    let mut world = quick_boot_world();
+fn cloud_for(fault: Fault) -> CloudScenario {
+    let mut world = quick_boot_scenario();
     match fault {
         Fault::Lambda {
             operation,
@@ -638,7 +638,7 @@ async fn run_scenario(
 ) -> Row {
     let started = Instant::now();
     let setup = Rig::start(
-        world(scenario.fault),
+        cloud_for(scenario.fault),
         dir,
         format!("{}", 7000 + index),
         scenario.fault.runner_reports(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lambda_cloud_sim::{Scenario as World, SecondsRange, Sim};
+use lambda_cloud_sim::{Scenario, SecondsRange, Sim};
 
 use crate::{FAKE_GITHUB_URL_FILE, FakeGitHub, FakeInternet};
 
@@ -17,8 +17,8 @@ pub const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(50.0);
 pub const HOLD: Duration = Duration::from_secs(3);
 
 /// A world whose machines boot in 10 simulated seconds (0.2 s).
-pub fn quick_boot_world() -> World {
-    let mut world = World::default();
+pub fn quick_boot_scenario() -> Scenario {
+    let mut world = Scenario::default();
     for ty in &mut world.instance_types {
         ty.boot_seconds = SecondsRange {
             min: 10.0,
@@ -148,7 +148,7 @@ impl Rig {
     /// as `machines` says) and a fake GitHub, with fresh canary secrets; with `reporting`, fake
     /// runners report themselves online to that GitHub.
     pub async fn start(
-        world: World,
+        world: Scenario,
         dir: &Path,
         run_id: String,
         reporting: bool,

@@ -115,7 +115,7 @@ async fn run(mut command: Command, timeout: Duration) -> Result<(Option<i32>, St
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err(format!(
             "did not finish within {}",
-            crate::format_duration(timeout)
+            crate::duration::format_duration(timeout)
         )),
     }
 }

@@ -154,7 +154,7 @@ impl LambdaProvider {
     /// `dry_run` only names them. Returns their names.
     pub async fn reap_launch_keys(
         &self,
-        policy: &crate::ReapPolicy,
+        policy: &crate::reaper::ReapPolicy,
     ) -> Result<Vec<String>, ProviderError> {
         let orphan_after = jiff::SignedDuration::try_from(policy.orphan_after)
             .unwrap_or(jiff::SignedDuration::MAX);

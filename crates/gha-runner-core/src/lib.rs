@@ -29,7 +29,8 @@
 //! # Example
 //!
 //! ```no_run
-//! use gha_runner_core::{CapacityPolicy, LaunchPlan, candidates};
+//! use gha_runner_core::plan::candidates;
+//! use gha_runner_core::{CapacityPolicy, LaunchPlan};
 //!
 //! # fn demo() -> Result<(), gha_runner_core::InputError> {
 //! let plan = LaunchPlan::new(
@@ -42,67 +43,43 @@
 
 #![deny(missing_docs)]
 
-mod agent;
-mod agent_config;
-mod boot_log;
-mod boot_script;
-mod duration;
-mod error;
-mod github;
-mod gpus;
-mod health;
-mod jit;
+pub mod agent;
+pub mod agent_config;
+pub mod boot_log;
+pub mod boot_script;
+pub mod duration;
+pub mod error;
+pub mod github;
+pub mod gpus;
+pub mod health;
+pub mod jit;
 #[cfg(feature = "lambda")]
-mod lambda;
-mod naming;
-mod outputs;
-mod plan;
-mod preflight;
-mod provider;
-mod provisioner;
-mod reaper;
-mod runner_release;
+pub mod lambda;
+pub mod naming;
+pub mod outputs;
+pub mod plan;
+pub mod preflight;
+pub mod provider;
+pub mod provisioner;
+pub mod reaper;
+pub mod runner_release;
 pub mod session;
 pub mod tags;
-mod termination;
+pub mod termination;
 pub mod transport;
 
-pub use agent::{
-    Agent, AgentClock, AgentOutcome, AgentPaths, HOOK_MAX_BYTES, HOOK_READ_TIMEOUT, HookKind,
-    RunnerProcesses, TERMINATE_MARGIN, scan_processes, send_hook,
-};
-pub use agent_config::{AgentConfig, AgentTimings};
-pub use boot_log::{BOOT_LOG, BOOT_LOG_LINES, MachineAccess};
-pub use boot_script::{
-    AGENT_DELIVERY_PATH, AGENT_DELIVERY_WAIT, AgentDownload, AgentSource, BootScript,
-    MAX_USER_DATA_BYTES, RunnerBoot, RunnerCredential, RunnerPrivileges, WATCHDOG_MARGIN,
-    shell_quote,
-};
-pub use duration::{format_duration, parse_duration};
 pub use error::{CoreError, GitHubError, InputError, SessionError};
-pub use github::{BUSY_RUNNER_WAIT, GitHub, JitRunner, RegistrationToken, RunnerInfo, RunnerScope};
-pub use gpus::{GpuLayout, GpusPerRunner, gpu_layouts};
-pub use health::{GpuGate, HealthGate, HealthReport, UNHEALTHY_HOLD, read_report};
-pub use jit::unpack_jit_config;
+pub use github::{GitHub, RunnerScope};
+
 #[cfg(feature = "lambda")]
-pub use lambda::{LambdaProvider, LaunchKey, UNHEALTHY_NAME, provider_error};
-pub use naming::{MAX_LABELS, MAX_RUNNER_NAME, OWN_LABELS, RunnerNaming, parse_labels};
-pub use outputs::{MatrixEntry, Outputs};
+pub use lambda::LambdaProvider;
+
 pub use plan::{
-    Attempt, AttemptOutcome, Candidate, CapacityPolicy, LaunchPlan, LaunchSetup, Launched,
-    PlanFailure, candidates, parse_list, replacement_order, terminate_all,
+    Attempt, AttemptOutcome, Candidate, CapacityPolicy, LaunchPlan, Launched, PlanFailure,
 };
-pub use preflight::{CostEstimate, Preflight, preflight};
+
 pub use provider::{
     CapacityHint, Catalog, CloudProvider, Machine, MachineId, MachineSpec, MachineState, Offering,
     ProviderError, ProviderErrorKind,
 };
-pub use provisioner::{
-    BootSettings, CleanupReport, Diagnosis, MachineTemplate, ProvisionFailure, ProvisionRequest,
-    Provisioned, Provisioner, RunnerMode, StopReport,
-};
-pub use reaper::{ReapPolicy, ReapReason, ReapReport, reap};
-pub use runner_release::{
-    RUNNER_DOWNLOAD_BASE, RUNNER_RELEASES_API, RunnerDownload, RunnerPackage, RunnerVersion,
-};
-pub use termination::{Decision, Event, PolicyConfig, Reason, TerminationPolicy};
+pub use provisioner::{ProvisionFailure, ProvisionRequest, Provisioned, Provisioner};

@@ -82,10 +82,10 @@ pub struct BootSettings {
     pub agent: AgentSource,
     /// Which GitHub runner machines get.
     pub runner: RunnerVersion,
-    /// Where a pinned runner version is described ([`RUNNER_RELEASES_API`](crate::RUNNER_RELEASES_API)).
+    /// Where a pinned runner version is described ([`RUNNER_RELEASES_API`](crate::runner_release::RUNNER_RELEASES_API)).
     pub runner_releases_api: String,
     /// Where a pinned runner version is downloaded from
-    /// ([`RUNNER_DOWNLOAD_BASE`](crate::RUNNER_DOWNLOAD_BASE)).
+    /// ([`RUNNER_DOWNLOAD_BASE`](crate::runner_release::RUNNER_DOWNLOAD_BASE)).
     pub runner_download_base: String,
     /// Extra privileges for the runner user.
     pub privileges: RunnerPrivileges,
@@ -120,7 +120,7 @@ pub struct ProvisionRequest {
     /// How each candidate type's GPUs are shared among its runners ([`gpu_layouts`]); a type
     /// not in it gets no pinning.
     ///
-    /// [`gpu_layouts`]: crate::gpu_layouts
+    /// [`gpu_layouts`]: crate::gpus::gpu_layouts
     pub gpus: BTreeMap<String, GpuLayout>,
     /// How many machines whose health gate failed (or that the provider reports unhealthy)
     /// are replaced, each by a new machine of the next candidate, before the launch fails.

@@ -137,7 +137,7 @@ pub async fn wait_running(
         if started.elapsed() >= timeout {
             return Err(SessionError::NotActiveWithin {
                 machine: id.to_string(),
-                within: crate::format_duration(timeout),
+                within: crate::duration::format_duration(timeout),
             });
         }
         tokio::time::sleep(poll).await;

@@ -144,7 +144,7 @@ impl Transport for OpenSsh {
                 return Err(format!(
                     "{} did not accept SSH within {}: {last}",
                     self.describe(),
-                    crate::format_duration(timeout)
+                    crate::duration::format_duration(timeout)
                 ));
             }
             tokio::time::sleep(Duration::from_secs(2)).await;

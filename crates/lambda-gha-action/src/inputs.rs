@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gha_runner_core::{
-    AgentTimings, CapacityPolicy, GpuGate, GpusPerRunner, InputError, MachineId, RunnerMode,
-    RunnerNaming, RunnerPrivileges, RunnerVersion, UNHEALTHY_NAME, parse_duration, parse_labels,
-    parse_list,
+    CapacityPolicy, InputError, MachineId, agent_config::AgentTimings,
+    boot_script::RunnerPrivileges, duration::parse_duration, gpus::GpusPerRunner, health::GpuGate,
+    lambda::UNHEALTHY_NAME, naming::RunnerNaming, naming::parse_labels, plan::parse_list,
+    provisioner::RunnerMode, runner_release::RunnerVersion,
 };
 use secrecy::SecretString;
 

@@ -6,10 +6,13 @@ use std::io::Write;
 use std::time::Duration;
 
 use gha_runner_core::{
-    AgentDownload, AgentSource, BootSettings, CapacityPolicy, CoreError, Diagnosis, GitHub,
-    GpuLayout, LambdaProvider, LaunchKey, LaunchPlan, MachineAccess, MachineTemplate, Outputs,
-    Preflight, ProvisionFailure, ProvisionRequest, Provisioned, Provisioner, RUNNER_DOWNLOAD_BASE,
-    RUNNER_RELEASES_API, RunnerNaming, RunnerScope, gpu_layouts, preflight, tags,
+    CapacityPolicy, CoreError, GitHub, LambdaProvider, LaunchPlan, ProvisionFailure,
+    ProvisionRequest, Provisioned, Provisioner, RunnerScope, boot_log::MachineAccess,
+    boot_script::AgentDownload, boot_script::AgentSource, gpus::GpuLayout, gpus::gpu_layouts,
+    lambda::LaunchKey, naming::RunnerNaming, outputs::Outputs, preflight::Preflight,
+    preflight::preflight, provisioner::BootSettings, provisioner::Diagnosis,
+    provisioner::MachineTemplate, runner_release::RUNNER_DOWNLOAD_BASE,
+    runner_release::RUNNER_RELEASES_API, tags,
 };
 use lambda_cloud::TimeScale;
 

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use gha_runner_core::{
-    Attempt, AttemptOutcome, CleanupReport, CostEstimate, Diagnosis, StopReport, format_duration,
+    Attempt, AttemptOutcome, duration::format_duration, preflight::CostEstimate,
+    provisioner::CleanupReport, provisioner::Diagnosis, provisioner::StopReport,
 };
 
 /// One launched machine, as the summary shows it.

@@ -13,7 +13,7 @@ use crate::launch::LaunchRequest;
 use crate::progress::Ui;
 use crate::project::Project;
 use crate::run::{Reach, RunRequest, RunSummary, Step};
-use gha_runner_core::GpuGate;
+use gha_runner_core::health::GpuGate;
 
 /// The demo project's files: path and contents.
 pub const PROJECT: &[(&str, &str)] = &[

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use gha_runner_core::tags;
 use gha_runner_core::{
-    Attempt, Candidate, CapacityPolicy, CoreError, LambdaProvider, LaunchPlan, LaunchSetup,
-    Launched, MachineSpec, Offering, PlanFailure, Preflight, preflight,
+    Attempt, Candidate, CapacityPolicy, CoreError, LambdaProvider, LaunchPlan, Launched,
+    MachineSpec, Offering, PlanFailure, plan::LaunchSetup, preflight::Preflight,
+    preflight::preflight,
 };
 use secrecy::SecretString;
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use gha_runner_core::session::{self, StateDir};
 use gha_runner_core::{
-    Candidate, CloudProvider, GpuGate, LambdaProvider, LaunchKey, MachineId, tags,
+    Candidate, CloudProvider, LambdaProvider, MachineId, health::GpuGate, lambda::LaunchKey, tags,
 };
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;

@@ -7,9 +7,10 @@ use gha_runner_core::tags;
 use std::time::Duration;
 
 use gha_runner_core::{
-    AgentConfig, AgentDownload, AgentSource, AgentTimings, BootScript, CloudProvider,
-    LambdaProvider, RunnerBoot, RunnerCredential, RunnerDownload, RunnerNaming, RunnerPackage,
-    RunnerPrivileges,
+    CloudProvider, LambdaProvider, agent_config::AgentConfig, agent_config::AgentTimings,
+    boot_script::AgentDownload, boot_script::AgentSource, boot_script::BootScript,
+    boot_script::RunnerBoot, boot_script::RunnerCredential, boot_script::RunnerPrivileges,
+    naming::RunnerNaming, runner_release::RunnerDownload, runner_release::RunnerPackage,
 };
 use lambda_gha_tests::machine::{run_in_machine, spawn_in_machine};
 use lambda_gha_tests::{FakeInternet, RUNNER_VERSION};
@@ -563,7 +564,7 @@ async fn a_failing_user_script_ends_the_machine_after_the_hold() {
     let ended_at = machine.sim.ledger().entries[0]
         .billing_ended_at
         .expect("terminated");
-    let hold = gha_runner_core::UNHEALTHY_HOLD.as_secs_f64();
+    let hold = gha_runner_core::health::UNHEALTHY_HOLD.as_secs_f64();
     let waited = ended_at - failed_at;
     println!("user-script-fails: FAILED -> terminated: {waited:.1} simulated s (hold {hold})");
     assert!(
@@ -610,7 +611,7 @@ async fn with_the_agent_gone_for_good_the_watchdog_ends_the_machine() {
     let entry = &machine.sim.ledger().entries[0];
     let lived = entry.billing_ended_at.unwrap() - entry.launched_at;
     // 10 s of boot, then the watchdog's 240 + 120 s.
-    let expected = 10.0 + 240.0 + gha_runner_core::WATCHDOG_MARGIN.as_secs_f64();
+    let expected = 10.0 + 240.0 + gha_runner_core::boot_script::WATCHDOG_MARGIN.as_secs_f64();
     println!("watchdog: launch -> terminated: {lived:.1} simulated s (expected {expected})");
     assert!(
         (expected..=expected + 10.0).contains(&lived),

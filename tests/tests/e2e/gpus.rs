@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use lambda_gha_tests::FakeInternet;
 use lambda_gha_tests::faults::Programs;
-use lambda_gha_tests::rig::{Captured, Machines, Rig, files_where, quick_boot_world, run_program};
+use lambda_gha_tests::rig::{
+    Captured, Machines, Rig, files_where, quick_boot_scenario, run_program,
+};
 
 /// A fresh directory for one test, removed when it ends (however it ends).
 struct WorkDir(PathBuf);
@@ -159,7 +161,7 @@ impl Stage {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runners_on_an_8_gpu_machine_get_disjoint_devices() {
-    let stage = Stage::new("pinning", quick_boot_world(), "9100", true).await;
+    let stage = Stage::new("pinning", quick_boot_scenario(), "9100", true).await;
     let rig = &stage.rig;
     let started = stage
         .start(&[
@@ -212,7 +214,7 @@ async fn wait_for_line(path: &Path, marker: &str, timeout: std::time::Duration) 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_machine_with_a_broken_gpu_is_replaced_by_the_next_candidate() {
     // The first machine launched comes up with 7 of its 8 GPUs.
-    let world = quick_boot_world().with_behavior(
+    let world = quick_boot_scenario().with_behavior(
         1,
         lambda_cloud_sim::InstanceBehavior::GpusMissing { count: 1 },
     );
@@ -340,7 +342,7 @@ async fn a_machine_with_a_broken_gpu_is_replaced_by_the_next_candidate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_gate_turned_off_a_machine_short_of_gpus_is_used() {
-    let world = quick_boot_world().with_behavior(
+    let world = quick_boot_scenario().with_behavior(
         1,
         lambda_cloud_sim::InstanceBehavior::GpusMissing { count: 1 },
     );
@@ -372,7 +374,7 @@ async fn with_the_gate_turned_off_a_machine_short_of_gpus_is_used() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_runner_that_never_registers_shows_the_boot_log_and_its_machine_ends() {
     // The runner never reports to GitHub: nothing comes online.
-    let stage = Stage::new("never", quick_boot_world(), "9300", false).await;
+    let stage = Stage::new("never", quick_boot_scenario(), "9300", false).await;
     let rig = &stage.rig;
     let inputs = [
         ("instance_type", "gpu_1x_a10"),

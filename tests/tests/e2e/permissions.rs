@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use gha_runner_core::RunnerCredential;
+use gha_runner_core::boot_script::RunnerCredential;
 use lambda_gha_tests::machine::{run_in_machine, run_in_machine_fed};
 use secrecy::SecretString;
 

@@ -3,7 +3,7 @@
 //! actions/runner's release notes) and each machine's boot script downloads exactly that URL
 //! and checks its SHA-256 before any runner starts.
 
-use lambda_gha_tests::rig::quick_boot_world;
+use lambda_gha_tests::rig::quick_boot_scenario;
 use lambda_gha_tests::{PINNED_RUNNER_VERSION, RUNNER_VERSION};
 
 use crate::gpus::Stage;
@@ -21,7 +21,7 @@ fn boot_log(stage: &Stage) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn machines_install_the_runner_github_serves_the_repository() {
-    let stage = Stage::new("served-runner", quick_boot_world(), "9500", true).await;
+    let stage = Stage::new("served-runner", quick_boot_scenario(), "9500", true).await;
     let started = stage.start(&[("instance_type", "gpu_1x_a10")]).await;
     assert!(started.success(), "{}\n{}", started.stdout, started.stderr);
     let log = boot_log(&stage);
@@ -39,7 +39,7 @@ async fn machines_install_the_runner_github_serves_the_repository() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pinned_runner_version_is_the_one_machines_install() {
-    let stage = Stage::new("pinned-runner", quick_boot_world(), "9600", true).await;
+    let stage = Stage::new("pinned-runner", quick_boot_scenario(), "9600", true).await;
     let started = stage
         .start(&[
             ("instance_type", "gpu_1x_a10"),

@@ -100,7 +100,7 @@ async fn a_machine_that_boots_as_root_is_a_machine_of_its_own_and_ends_whole() {
     let _ = std::fs::remove_dir_all(&work);
     let rootfs = lambda_gha_tests::machine_rootfs();
     let sim = lambda_cloud_sim::Sim::builder()
-        .scenario(lambda_gha_tests::rig::quick_boot_world().with_ssh_key("k"))
+        .scenario(lambda_gha_tests::rig::quick_boot_scenario().with_ssh_key("k"))
         .time_scale(lambda_cloud::TimeScale::of(50.0))
         .api_key("root-key")
         .user_data_sandbox(work.join("machines"))

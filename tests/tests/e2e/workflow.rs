@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use lambda_gha_tests::rig::{Captured, quick_boot_world};
+use lambda_gha_tests::rig::{Captured, quick_boot_scenario};
 use lambda_gha_tests::{FakeJob, JobStatus};
 
 use crate::gpus::Stage;
@@ -57,7 +57,7 @@ async fn settled(stage: &Stage, limit: Duration) -> Vec<(FakeJob, JobStatus)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_five_job_workflow_completes_on_one_machine_with_default_inputs() {
-    let stage = Stage::new("workflow", quick_boot_world(), "9400", true).await;
+    let stage = Stage::new("workflow", quick_boot_scenario(), "9400", true).await;
     let rig = &stage.rig;
     // What the README's example sets, and nothing else.
     let (started, label) = started_with_label(
@@ -108,7 +108,7 @@ async fn a_five_job_workflow_completes_on_one_machine_with_default_inputs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_jit_runner_serves_one_job_and_leaves_the_rest_queued() {
-    let stage = Stage::new("workflow-jit", quick_boot_world(), "9500", true).await;
+    let stage = Stage::new("workflow-jit", quick_boot_scenario(), "9500", true).await;
     let rig = &stage.rig;
     let (started, label) = started_with_label(
         stage
@@ -155,7 +155,7 @@ async fn a_jit_runner_serves_one_job_and_leaves_the_rest_queued() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_while_a_job_runs_ends_the_machine_and_deletes_the_runner_once_let_go() {
-    let stage = Stage::new("workflow-stop", quick_boot_world(), "9600", true).await;
+    let stage = Stage::new("workflow-stop", quick_boot_scenario(), "9600", true).await;
     let rig = &stage.rig;
     let (started, label) = started_with_label(
         stage
@@ -198,7 +198,7 @@ async fn a_stop_while_a_job_runs_ends_the_machine_and_deletes_the_runner_once_le
 
 #[tokio::test(flavor = "multi_thread")]
 async fn at_a_ref_with_no_release_the_launcher_delivers_the_agent_and_no_machine_compiles() {
-    let stage = Stage::new("workflow-delivered", quick_boot_world(), "9700", true).await;
+    let stage = Stage::new("workflow-delivered", quick_boot_scenario(), "9700", true).await;
     let rig = &stage.rig;
     let (started, label) = started_with_label(
         stage
@@ -237,7 +237,7 @@ async fn at_a_ref_with_no_release_the_launcher_delivers_the_agent_and_no_machine
         "no machine downloaded an agent"
     );
     assert!(
-        !std::path::Path::new(gha_runner_core::AGENT_DELIVERY_PATH).exists(),
+        !std::path::Path::new(gha_runner_core::boot_script::AGENT_DELIVERY_PATH).exists(),
         "nothing was delivered around a machine, onto the host"
     );
     // The delivered agent runs the machine: a job runs, and the idle machine ends itself.

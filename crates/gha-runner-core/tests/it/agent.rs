@@ -7,8 +7,9 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use gha_runner_core::{
-    Agent, AgentClock, AgentConfig, AgentOutcome, AgentPaths, AgentTimings, CloudProvider,
-    HookKind, MachineId, MachineSpec, MachineState, Reason, send_hook,
+    CloudProvider, MachineId, MachineSpec, MachineState, agent::Agent, agent::AgentClock,
+    agent::AgentOutcome, agent::AgentPaths, agent::HookKind, agent::send_hook,
+    agent_config::AgentConfig, agent_config::AgentTimings, termination::Reason,
 };
 use serde_json::Value;
 
@@ -249,7 +250,7 @@ async fn a_failed_health_gate_is_reported_held_for_the_launcher_then_ended() {
     let id = machine(&provider, "m-0").await;
     let paths = sandbox.paths();
     std::fs::create_dir_all(paths.health().parent().unwrap()).unwrap();
-    let report = gha_runner_core::HealthReport {
+    let report = gha_runner_core::health::HealthReport {
         passed: false,
         summary: "nvidia-smi sees 7 of 8 GPUs".into(),
         detail: String::new(),
@@ -277,7 +278,7 @@ async fn a_failed_health_gate_is_reported_held_for_the_launcher_then_ended() {
     );
     let log = sandbox.log();
     let waited = at(&log, "terminate", "calling") - at(&log, "health", "reported");
-    let hold = gha_runner_core::UNHEALTHY_HOLD.as_secs_f64();
+    let hold = gha_runner_core::health::UNHEALTHY_HOLD.as_secs_f64();
     assert!(
         (hold..=hold + 2.0).contains(&waited),
         "waited {waited} simulated s before ending itself"

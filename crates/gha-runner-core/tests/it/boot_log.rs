@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use gha_runner_core::{Machine, MachineAccess, MachineId, MachineState};
+use gha_runner_core::{Machine, MachineId, MachineState, boot_log::MachineAccess};
 use lambda_gha_tests::{Sshd, SshdOptions};
 
 fn machine(id: &str, ip: Option<&str>) -> Machine {

@@ -5,9 +5,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use gha_runner_core::{
-    AgentDownload, AgentSource, BootScript, Candidate, CloudProvider, MAX_USER_DATA_BYTES, Outputs,
-    RUNNER_DOWNLOAD_BASE, RunnerBoot, RunnerCredential, RunnerNaming, RunnerPackage,
-    RunnerPrivileges,
+    Candidate, CloudProvider, boot_script::AgentDownload, boot_script::AgentSource,
+    boot_script::BootScript, boot_script::MAX_USER_DATA_BYTES, boot_script::RunnerBoot,
+    boot_script::RunnerCredential, boot_script::RunnerPrivileges, naming::RunnerNaming,
+    outputs::Outputs, runner_release::RUNNER_DOWNLOAD_BASE, runner_release::RunnerPackage,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -67,7 +68,7 @@ fn script(credentials: [RunnerCredential; 2], user_script: Option<&str>) -> Boot
         privileges: RunnerPrivileges::default(),
         user_script: user_script.map(str::to_owned),
         runner_group: None,
-        self_terminate: gha_runner_core::LambdaProvider::new(
+        self_terminate: gha_runner_core::lambda::LambdaProvider::new(
             lambda_cloud::Client::builder().api_key("k").build().unwrap(),
         )
         .self_terminate_script()

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use gha_runner_core::{
-    Candidate, Catalog, CloudProvider, LaunchSetup, Machine, MachineId, MachineSpec, MachineState,
-    Offering, ProviderError, ProviderErrorKind,
+    Candidate, Catalog, CloudProvider, Machine, MachineId, MachineSpec, MachineState, Offering,
+    ProviderError, ProviderErrorKind, plan::LaunchSetup,
 };
 
 /// What one launch call does.

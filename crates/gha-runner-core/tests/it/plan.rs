@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use gha_runner_core::{AttemptOutcome, CapacityPolicy, LaunchPlan, ProviderErrorKind, candidates};
+use gha_runner_core::{
+    AttemptOutcome, CapacityPolicy, LaunchPlan, ProviderErrorKind, plan::candidates,
+};
 use proptest::prelude::*;
 
 use crate::fake::{CountingSetup, FakeProvider, Outcome};
@@ -213,8 +215,8 @@ fn a_replacement_tries_the_candidates_after_the_failed_one_first_and_it_last() {
     assert_eq!(order(2), "a,b,c");
 
     // Another type before the failed type's other regions.
-    let grid = gha_runner_core::candidates("a,b", "r1,r2").unwrap();
-    let order: Vec<String> = gha_runner_core::replacement_order(&grid, &grid[0])
+    let grid = gha_runner_core::plan::candidates("a,b", "r1,r2").unwrap();
+    let order: Vec<String> = gha_runner_core::plan::replacement_order(&grid, &grid[0])
         .iter()
         .map(ToString::to_string)
         .collect();

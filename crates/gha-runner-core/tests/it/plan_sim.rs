@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use gha_runner_core::{
-    AttemptOutcome, CapacityPolicy, CloudProvider, LambdaProvider, LaunchPlan, LaunchSetup,
-    MachineSpec, candidates,
+    AttemptOutcome, CapacityPolicy, CloudProvider, LambdaProvider, LaunchPlan, MachineSpec,
+    plan::LaunchSetup, plan::candidates,
 };
 use lambda_cloud_sim::{Scenario, Sim};
 

@@ -6,23 +6,25 @@ use gha_runner_core::tags;
 use std::time::Duration;
 
 use gha_runner_core::{
-    AgentDownload, AgentSource, AgentTimings, BootSettings, CapacityPolicy, GitHub, LambdaProvider,
-    LaunchPlan, MachineAccess, MachineId, MachineTemplate, ProvisionRequest, Provisioner,
-    ReapPolicy, ReapReason, RunnerMode, RunnerNaming, RunnerPrivileges, RunnerScope, RunnerVersion,
-    candidates, reap,
+    CapacityPolicy, GitHub, LambdaProvider, LaunchPlan, MachineId, ProvisionRequest, Provisioner,
+    RunnerScope, agent_config::AgentTimings, boot_log::MachineAccess, boot_script::AgentDownload,
+    boot_script::AgentSource, boot_script::RunnerPrivileges, naming::RunnerNaming,
+    plan::candidates, provisioner::BootSettings, provisioner::MachineTemplate,
+    provisioner::RunnerMode, reaper::ReapPolicy, reaper::ReapReason, reaper::reap,
+    runner_release::RunnerVersion,
 };
 use lambda_cloud_sim::{Scenario, Sim};
 use lambda_gha_tests::FakeGitHub;
 use secrecy::SecretString;
 
-struct World {
+struct Fixture {
     sim: Sim,
     provider: LambdaProvider,
     github: GitHub,
     fake: FakeGitHub,
 }
 
-async fn world(scenario: Scenario, online_on_register: bool) -> World {
+async fn world(scenario: Scenario, online_on_register: bool) -> Fixture {
     let (sim, provider) = crate::sim::lambda_on_sim(scenario).await;
     let fake = FakeGitHub::start(online_on_register).await;
     let scope = RunnerScope::Repo {
@@ -36,7 +38,7 @@ async fn world(scenario: Scenario, online_on_register: bool) -> World {
         scope,
     )
     .unwrap();
-    World {
+    Fixture {
         sim,
         provider,
         github,
@@ -77,7 +79,7 @@ fn request(types: &str, count: usize, registration_timeout_seconds: u64) -> Prov
                 registration_timeout_seconds,
                 ..AgentTimings::default()
             },
-            gpu_gate: gha_runner_core::GpuGate::default(),
+            gpu_gate: gha_runner_core::health::GpuGate::default(),
         },
         replace_unhealthy: 1,
         access: MachineAccess::Unavailable {

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use gha_runner_core::{Decision, Event, PolicyConfig, Reason, TerminationPolicy};
+use gha_runner_core::{
+    termination::Decision, termination::Event, termination::PolicyConfig, termination::Reason,
+    termination::TerminationPolicy,
+};
 use proptest::prelude::*;
 
 const POLL: u64 = 10;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use lambda_cloud_sim::Scenario;
 
-use crate::support::World;
+use crate::support::Fixture;
 
 struct Case {
     what: &'static str,
@@ -163,7 +163,7 @@ fn cases() -> Vec<Case> {
 async fn bad_inputs_name_the_fix_and_launch_nothing() {
     let mut table = String::from("| input | annotation |\n|---|---|\n");
     for case in cases() {
-        let w = World::new((case.scenario)()).await;
+        let w = Fixture::new((case.scenario)()).await;
         let mut env = w.env(case.inputs);
         for (name, value) in case.env {
             match value {

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gha_runner_core::{
-    Candidate, CapacityPolicy, Launched, MAX_LABELS, MachineId, OWN_LABELS, Outputs, RunnerNaming,
-    format_duration, parse_duration, parse_labels, parse_list,
+    Candidate, CapacityPolicy, Launched, MachineId, duration::format_duration,
+    duration::parse_duration, naming::MAX_LABELS, naming::OWN_LABELS, naming::RunnerNaming,
+    naming::parse_labels, outputs::Outputs, plan::parse_list,
 };
 use lambda_gha_action::inputs::{self, Env, Mode, parse_tags};
 use proptest::prelude::*;

@@ -3,12 +3,12 @@
 
 use lambda_cloud_sim::Scenario;
 
-use crate::support::{World, settings};
+use crate::support::{Fixture, settings};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn start_brings_runners_online_and_stop_leaves_nothing_behind() {
     let w =
-        World::new(Scenario::default().with_capacity("gpu_1x_a10", "us-east-1", &[(0, 0)])).await;
+        Fixture::new(Scenario::default().with_capacity("gpu_1x_a10", "us-east-1", &[(0, 0)])).await;
     let run = w
         .run(w.env(&[
             ("instance_type", "gpu_1x_a10,gpu_1x_a6000"),
@@ -81,7 +81,7 @@ async fn start_brings_runners_online_and_stop_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_self_termination_the_key_stays_off_the_machine() {
-    let w = World::new(Scenario::default()).await;
+    let w = Fixture::new(Scenario::default()).await;
     let run = w
         .run(w.env(&[
             ("instance_type", "gpu_1x_a10"),
@@ -147,7 +147,7 @@ async fn without_self_termination_the_key_stays_off_the_machine() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failure_after_a_launch_terminates_it_and_the_summary_says_so() {
-    let w = World::new(Scenario {
+    let w = Fixture::new(Scenario {
         max_instances: Some(1),
         ..Scenario::default()
     })

@@ -10,7 +10,7 @@ use lambda_gha_tests::FakeGitHub;
 
 pub(crate) const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(50.0);
 
-pub(crate) struct World {
+pub(crate) struct Fixture {
     pub(crate) sim: Sim,
     pub(crate) github: FakeGitHub,
     pub(crate) lambda_key: String,
@@ -49,8 +49,8 @@ impl Run {
     }
 }
 
-impl World {
-    pub(crate) async fn new(scenario: Scenario) -> World {
+impl Fixture {
+    pub(crate) async fn new(scenario: Scenario) -> Fixture {
         let lambda_key = format!("LAMBDACANARY{}", fastrand_hex());
         let sim = Sim::builder()
             .scenario(scenario)
@@ -71,7 +71,7 @@ impl World {
             ),
         )
         .unwrap();
-        World {
+        Fixture {
             sim,
             github,
             lambda_key,
@@ -173,7 +173,7 @@ impl World {
     }
 }
 
-impl Drop for World {
+impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use gha_runner_core::{
-    Agent, AgentClock, AgentConfig, AgentOutcome, AgentPaths, CloudProvider, HookKind,
-    LambdaProvider, send_hook,
+    CloudProvider, LambdaProvider, agent::Agent, agent::AgentClock, agent::AgentOutcome,
+    agent::AgentPaths, agent::HookKind, agent::send_hook, agent_config::AgentConfig,
 };
 use lambda_cloud::TimeScale;
 use secrecy::SecretString;
@@ -123,7 +123,7 @@ async fn gate(args: AgentRun) -> Result<ExitCode> {
 fn unpack_jit(args: &AgentUnpackJit) -> Result<ExitCode> {
     let encoded = std::fs::read_to_string(&args.from)
         .with_context(|| format!("cannot read {}", args.from.display()))?;
-    gha_runner_core::unpack_jit_config(&SecretString::from(encoded), &args.into)?;
+    gha_runner_core::jit::unpack_jit_config(&SecretString::from(encoded), &args.into)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -234,11 +234,11 @@ pub(crate) fn launch_request(args: MachineArgs, settings: &Settings) -> Result<L
         tags.insert(key.to_owned(), value.to_owned());
     }
     let list = |text: &Option<String>, what| match text {
-        Some(text) => gha_runner_core::parse_list(text, what),
+        Some(text) => gha_runner_core::plan::parse_list(text, what),
         None => Ok(Vec::new()),
     };
     Ok(LaunchRequest {
-        instance_types: gha_runner_core::parse_list(&types, "--type")?,
+        instance_types: gha_runner_core::plan::parse_list(&types, "--type")?,
         regions: list(&regions, "--region")?,
         ssh_key: args
             .ssh_key

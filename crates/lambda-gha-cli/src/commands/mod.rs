@@ -56,7 +56,7 @@ impl Out {
 
 /// A duration argument such as `90s`, `20m` or `12h`.
 pub(crate) fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
-    gha_runner_core::parse_duration(text, "duration").map_err(|e| e.problem)
+    gha_runner_core::duration::parse_duration(text, "duration").map_err(|e| e.problem)
 }
 
 /// A process exit code from an `i32` (anything out of range is 1).

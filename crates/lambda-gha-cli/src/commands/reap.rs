@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use gha_runner_core::{GitHub, LambdaProvider, ReapPolicy, RunnerScope};
+use gha_runner_core::{GitHub, LambdaProvider, RunnerScope, reaper::ReapPolicy};
 use lambda_gha_cli::config::Settings;
 use secrecy::SecretString;
 
@@ -52,7 +52,7 @@ pub(crate) async fn reap(args: ReapArgs, settings: &Settings) -> Result<ExitCode
         dry_run: args.dry_run,
         ..ReapPolicy::now()
     };
-    let report = gha_runner_core::reap(&provider, github.as_ref(), policy).await?;
+    let report = gha_runner_core::reaper::reap(&provider, github.as_ref(), policy).await?;
     let (end, delete) = if args.dry_run {
         ("would terminate", "would delete")
     } else {

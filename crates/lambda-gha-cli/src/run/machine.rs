@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use gha_runner_core::session;
-use gha_runner_core::{Candidate, CloudProvider, HealthReport, LambdaProvider, MachineId, tags};
+use gha_runner_core::{
+    Candidate, CloudProvider, LambdaProvider, MachineId, health::HealthReport, tags,
+};
 
 use super::{Reach, ReplacedMachine, RunRequest, State, Target};
 use crate::launch::{self, LaunchRequest};
@@ -108,7 +110,8 @@ pub(super) async fn terminate(
     id: &MachineId,
 ) -> Result<(), String> {
     let bar = ui.spinner(format!("terminating {id}"));
-    let (_, mut failed) = gha_runner_core::terminate_all(provider, std::slice::from_ref(id)).await;
+    let (_, mut failed) =
+        gha_runner_core::plan::terminate_all(provider, std::slice::from_ref(id)).await;
     bar.finish_and_clear();
     if let Some(file) = state.key_file.take() {
         let _ = std::fs::remove_file(file);
@@ -227,7 +230,7 @@ pub(super) async fn launch_machine(
         .await
         .map_err(|e| e.to_string())?;
     if let Some(failed) = failed_on {
-        checked.candidates = gha_runner_core::replacement_order(&checked.candidates, failed);
+        checked.candidates = gha_runner_core::plan::replacement_order(&checked.candidates, failed);
     }
     if launch_request.ssh_key.is_empty() {
         // No key named: one for this run, its private half kept locally (0600).

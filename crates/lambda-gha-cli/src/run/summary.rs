@@ -164,7 +164,7 @@ impl RunSummary {
             } else {
                 String::new()
             };
-            let billed = gha_runner_core::format_duration(Duration::from_secs_f64(
+            let billed = gha_runner_core::duration::format_duration(Duration::from_secs_f64(
                 self.billed_seconds.max(0.0).round(),
             ));
             let _ = if self.replaced.is_empty() {

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gha_runner_core::GpuGate;
 use gha_runner_core::LambdaProvider;
+use gha_runner_core::health::GpuGate;
 use lambda_cloud_sim::{InstanceBehavior, Scenario, Sim};
 use lambda_gha_cli::launch::LaunchRequest;
 use lambda_gha_cli::progress::Ui;
@@ -15,18 +15,18 @@ use lambda_gha_cli::run::{MachineFate, Reach, ReplacedMachine, RunRequest, RunSu
 
 const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(100.0);
 
-struct World {
+struct Fixture {
     sim: Sim,
     provider: LambdaProvider,
     dir: PathBuf,
 }
 
-impl World {
-    async fn new() -> World {
-        World::with(Scenario::default()).await
+impl Fixture {
+    async fn new() -> Fixture {
+        Fixture::with(Scenario::default()).await
     }
 
-    async fn with(scenario: Scenario) -> World {
+    async fn with(scenario: Scenario) -> Fixture {
         let dir =
             std::env::temp_dir().join(format!("lambda-gha-runlib-{:016x}", fastrand::u64(..)));
         let sim = Sim::builder()
@@ -39,7 +39,7 @@ impl World {
         let provider = LambdaProvider::new(sim.client().unwrap());
         std::fs::create_dir_all(dir.join("proj")).unwrap();
         std::fs::write(dir.join("proj/go.sh"), "echo ok > done.txt\n").unwrap();
-        World { sim, provider, dir }
+        Fixture { sim, provider, dir }
     }
 
     fn request(&self, instance_types: &[&str]) -> RunRequest {
@@ -80,7 +80,7 @@ impl World {
     }
 }
 
-impl Drop for World {
+impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -95,7 +95,7 @@ fn quiet() -> Ui {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_named_key_the_run_makes_one_and_leaves_neither_it_nor_the_machine() {
-    let world = World::new().await;
+    let world = Fixture::new().await;
     let (_tx, mut interrupts) = tokio::sync::mpsc::unbounded_channel();
     let summary = run(
         &world.provider,
@@ -123,7 +123,7 @@ async fn without_a_named_key_the_run_makes_one_and_leaves_neither_it_nor_the_mac
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_launch_reports_the_fix_and_leaves_nothing() {
-    let world = World::new().await;
+    let world = Fixture::new().await;
     let (_tx, mut interrupts) = tokio::sync::mpsc::unbounded_channel();
     let summary = run(
         &world.provider,
@@ -145,7 +145,7 @@ async fn a_refused_launch_reports_the_fix_and_leaves_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_machine_with_a_missing_gpu_is_terminated_before_the_upload() {
     // The first machine comes up with 7 of its 8 GPUs visible.
-    let world = World::with(
+    let world = Fixture::with(
         Scenario::default().with_behavior(1, InstanceBehavior::GpusMissing { count: 1 }),
     )
     .await;
@@ -172,7 +172,7 @@ async fn a_machine_with_a_missing_gpu_is_terminated_before_the_upload() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_users_gpu_check_gates_the_run_and_the_gate_can_be_skipped() {
-    let world = World::with(
+    let world = Fixture::with(
         Scenario::default().with_behavior(2, InstanceBehavior::GpusMissing { count: 1 }),
     )
     .await;
@@ -200,7 +200,7 @@ async fn the_users_gpu_check_gates_the_run_and_the_gate_can_be_skipped() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_machine_that_fails_the_gpu_check_is_replaced_by_another_type() {
-    let world = World::with(
+    let world = Fixture::with(
         Scenario::default().with_behavior(1, InstanceBehavior::GpusMissing { count: 1 }),
     )
     .await;
@@ -259,7 +259,7 @@ async fn a_machine_that_fails_the_gpu_check_is_replaced_by_another_type() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn when_every_replacement_fails_too_the_run_says_how_many_it_tried() {
-    let world = World::with(
+    let world = Fixture::with(
         Scenario::default()
             .with_behavior(1, InstanceBehavior::GpusMissing { count: 1 })
             .with_behavior(2, InstanceBehavior::GpusMissing { count: 1 }),
@@ -283,7 +283,7 @@ async fn when_every_replacement_fails_too_the_run_says_how_many_it_tried() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kept_run_machine_expires_and_the_reaper_ends_it_then_and_not_before() {
-    let world = World::new().await;
+    let world = Fixture::new().await;
     let mut request = world.request(&["gpu_1x_a10"]);
     request.keep = true;
     request.max_lifetime = Duration::from_secs(3600);
@@ -319,11 +319,11 @@ async fn a_kept_run_machine_expires_and_the_reaper_ends_it_then_and_not_before()
     );
 
     // Before the expiry it stays.
-    let reap = |now: jiff::Timestamp| gha_runner_core::ReapPolicy {
+    let reap = |now: jiff::Timestamp| gha_runner_core::reaper::ReapPolicy {
         now,
-        ..gha_runner_core::ReapPolicy::now()
+        ..gha_runner_core::reaper::ReapPolicy::now()
     };
-    let report = gha_runner_core::reap(&world.provider, None, reap(jiff::Timestamp::now()))
+    let report = gha_runner_core::reaper::reap(&world.provider, None, reap(jiff::Timestamp::now()))
         .await
         .unwrap();
     assert!(report.reaped.is_empty(), "{:?}", report.reaped);
@@ -331,7 +331,7 @@ async fn a_kept_run_machine_expires_and_the_reaper_ends_it_then_and_not_before()
 
     // Past it, the reaper ends it.
     let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2);
-    let report = gha_runner_core::reap(&world.provider, None, reap(later))
+    let report = gha_runner_core::reaper::reap(&world.provider, None, reap(later))
         .await
         .unwrap();
     assert_eq!(report.reaped.len(), 1, "{:?}", report.reaped);

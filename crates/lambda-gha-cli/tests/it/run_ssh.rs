@@ -11,20 +11,20 @@ use serde_json::Value;
 
 const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(100.0);
 
-struct World {
+struct Fixture {
     sim: Sim,
     sshd: Sshd,
     dir: PathBuf,
 }
 
-impl World {
+impl Fixture {
     /// The machine: an `sshd` whose `nvidia-smi` shows the one GPU of a gpu_1x_a10.
-    async fn new(options: SshdOptions) -> World {
-        World::booting_for(options, None).await
+    async fn new(options: SshdOptions) -> Fixture {
+        Fixture::booting_for(options, None).await
     }
 
-    /// As [`World::new`], with machines that take `boot_seconds` (simulated) to boot.
-    async fn booting_for(options: SshdOptions, boot_seconds: Option<f64>) -> World {
+    /// As [`Fixture::new`], with machines that take `boot_seconds` (simulated) to boot.
+    async fn booting_for(options: SshdOptions, boot_seconds: Option<f64>) -> Fixture {
         let sshd = Sshd::start(&SshdOptions {
             gpus: Some(1),
             ..options
@@ -50,7 +50,7 @@ impl World {
             .expect("sim");
         let dir = std::env::temp_dir().join(format!("lambda-gha-run-{:016x}", fastrand::u64(..)));
         std::fs::create_dir_all(dir.join("state")).expect("mkdir");
-        World { sim, sshd, dir }
+        Fixture { sim, sshd, dir }
     }
 
     /// A project directory named `name` with `files` (path, contents, executable).
@@ -121,7 +121,7 @@ impl World {
     }
 }
 
-impl Drop for World {
+impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -140,7 +140,7 @@ const TRAIN: &str = "set -e\n\
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_uploads_what_git_tracks_runs_downloads_and_terminates() {
-    let world = World::new(SshdOptions::default()).await;
+    let world = Fixture::new(SshdOptions::default()).await;
     let project = world.project(
         "proj",
         &[
@@ -153,7 +153,7 @@ async fn run_uploads_what_git_tracks_runs_downloads_and_terminates() {
     let (output, summary) = world
         .run(
             &project,
-            &World::launch_args(
+            &Fixture::launch_args(
                 "train.sh",
                 &[
                     "--download",
@@ -212,13 +212,13 @@ async fn run_uploads_what_git_tracks_runs_downloads_and_terminates() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_script_gives_its_exit_code_and_the_machine_is_terminated() {
-    let world = World::new(SshdOptions::default()).await;
+    let world = Fixture::new(SshdOptions::default()).await;
     let project = world.project(
         "failing",
         &[("fail.sh", "echo 'about to fail' >&2\nexit 7\n")],
     );
     let (output, summary) = world
-        .run(&project, &World::launch_args("fail.sh", &[]))
+        .run(&project, &Fixture::launch_args("fail.sh", &[]))
         .await;
     assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
     assert!(stderr(&output).contains("about to fail"));
@@ -230,7 +230,7 @@ async fn a_failing_script_gives_its_exit_code_and_the_machine_is_terminated() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kept_machine_gets_only_the_changed_files_next_time() {
-    let world = World::new(SshdOptions::default()).await;
+    let world = Fixture::new(SshdOptions::default()).await;
     let mut files: Vec<(String, String)> = (0..20)
         .map(|i| (format!("src/m{i}.py"), format!("x = {i}\n")))
         .collect();
@@ -242,7 +242,7 @@ async fn a_kept_machine_gets_only_the_changed_files_next_time() {
         .collect();
     let project = world.project("kept", &refs);
     let (output, first) = world
-        .run(&project, &World::launch_args("train.sh", &["--keep"]))
+        .run(&project, &Fixture::launch_args("train.sh", &["--keep"]))
         .await;
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(first["machine"]["state"], "left-running");
@@ -273,7 +273,7 @@ async fn a_kept_machine_gets_only_the_changed_files_next_time() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn files_holding_the_api_key_are_never_uploaded() {
-    let world = World::new(SshdOptions::default()).await;
+    let world = Fixture::new(SshdOptions::default()).await;
     // Not ignored by git, and holding the key this run uses (`run-key`).
     let project = world.project(
         "keyed",
@@ -287,7 +287,7 @@ async fn files_holding_the_api_key_are_never_uploaded() {
         ],
     );
     let (output, summary) = world
-        .run(&project, &World::launch_args("train.sh", &[]))
+        .run(&project, &Fixture::launch_args("train.sh", &[]))
         .await;
     assert!(output.status.success(), "{summary:#}\n{}", stderr(&output));
     assert_eq!(
@@ -303,9 +303,9 @@ async fn files_holding_the_api_key_are_never_uploaded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_api_url_that_would_send_the_key_in_clear_is_refused_before_anything() {
-    let world = World::new(SshdOptions::default()).await;
+    let world = Fixture::new(SshdOptions::default()).await;
     let project = world.project("clear", &[("train.sh", "true\n")]);
-    let mut command = world.command(&project, &World::launch_args("train.sh", &[]));
+    let mut command = world.command(&project, &Fixture::launch_args("train.sh", &[]));
     let output = command
         .env("LAMBDA_API_URL", "http://api.lambda.example/")
         .output()
@@ -321,7 +321,7 @@ async fn an_api_url_that_would_send_the_key_in_clear_is_refused_before_anything(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ssh_pins_host_keys_per_instance_so_a_reused_address_works() {
-    let world = World::new(SshdOptions::default()).await;
+    let world = Fixture::new(SshdOptions::default()).await;
     let client = world.sim.client().unwrap();
     let port = world.sshd.port.to_string();
     let ssh = |id: &str| {
@@ -421,7 +421,7 @@ async fn a_python_project_uses_the_machines_system_packages_unless_isolated() {
     let bin = std::env::temp_dir().join(format!("lambda-gha-uv-{:016x}", fastrand::u64(..)));
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(lambda_gha_tests::uv_binary(), bin.join("uv")).unwrap();
-    let world = World::new(SshdOptions {
+    let world = Fixture::new(SshdOptions {
         path_prefix: Some(bin.clone()),
         ..SshdOptions::default()
     })
@@ -436,7 +436,7 @@ async fn a_python_project_uses_the_machines_system_packages_unless_isolated() {
 
     let project = world.project("python", &files);
     let (output, summary) = world
-        .run(&project, &World::launch_args("train.py", &[]))
+        .run(&project, &Fixture::launch_args("train.py", &[]))
         .await;
     assert!(output.status.success(), "{summary:#}\n{}", stderr(&output));
     let printed = stderr(&output);
@@ -469,7 +469,7 @@ async fn a_python_project_uses_the_machines_system_packages_unless_isolated() {
     // `--isolated`: a venv of its own only, which does not see it.
     let project = world.project("python-isolated", &files);
     let (output, summary) = world
-        .run(&project, &World::launch_args("train.py", &["--isolated"]))
+        .run(&project, &Fixture::launch_args("train.py", &["--isolated"]))
         .await;
     assert!(!output.status.success());
     assert_eq!(summary["failed_step"], "uv run train.py", "{summary:#}");
@@ -514,7 +514,7 @@ async fn signal_during(moment: Moment, signals: &[(&str, i32)]) {
     std::fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     // Boots of 50 simulated minutes (30 s here) for the boot case: the signal lands in it.
     let boot = (moment == Moment::Boot).then_some(3000.0);
-    let world = World::booting_for(
+    let world = Fixture::booting_for(
         SshdOptions {
             path_prefix: Some(bin.clone()),
             ..SshdOptions::default()
@@ -530,7 +530,7 @@ async fn signal_during(moment: Moment, signals: &[(&str, i32)]) {
         );
         let _ = std::fs::remove_file(world.sshd.home.join("upload-started"));
         let _ = std::fs::remove_file(world.sshd.home.join("run-started"));
-        let mut command = world.command(&project, &World::launch_args("train.sh", &[]));
+        let mut command = world.command(&project, &Fixture::launch_args("train.sh", &[]));
         let child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -574,7 +574,7 @@ async fn signal_during(moment: Moment, signals: &[(&str, i32)]) {
 }
 
 /// How many machines the runs so far launched, this one included.
-fn world_runs(world: &World) -> usize {
+fn world_runs(world: &Fixture) -> usize {
     std::fs::read_dir(&world.dir).map_or(0, |entries| {
         entries
             .filter_map(Result::ok)
