@@ -1,7 +1,5 @@
 //! Shared helpers for the workspace's end-to-end tests.
 
-#![deny(missing_docs)]
-
 use std::path::{Path, PathBuf};
 
 mod fake_github;

@@ -198,7 +198,7 @@ pub enum AgentOutcome {
     Terminated {
         /// Why.
         reason: Reason,
-        /// The machine.
+        /// The machine the agent ended (itself).
         machine: MachineId,
     },
     /// Key-less mode: runners stopped, termination left to the action's `stop` and the reaper.
@@ -210,7 +210,7 @@ pub enum AgentOutcome {
     TerminationFailed {
         /// Why it was to end.
         reason: Reason,
-        /// The last failure.
+        /// The terminate call's last failure, as the provider said it.
         error: String,
     },
 }

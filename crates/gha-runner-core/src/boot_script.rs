@@ -79,11 +79,11 @@ pub enum RunnerCredential {
 
 /// One runner on the machine.
 pub struct RunnerBoot {
-    /// Its name.
+    /// The name it registers under (its machine's label and index, then `-rN`).
     pub name: String,
-    /// Its labels.
+    /// The labels it registers with, the launch's own label first.
     pub labels: Vec<String>,
-    /// Its credential.
+    /// How it registers: a JIT configuration or the launch's registration token.
     pub credential: RunnerCredential,
     /// The GPUs it sees (`CUDA_VISIBLE_DEVICES`, e.g. `2,3`); `None` for every GPU.
     pub gpu_devices: Option<String>,
@@ -114,7 +114,7 @@ pub struct BootScript {
     pub agent: AgentSource,
     /// The agent's configuration (JSON); it may hold the provider API key, so it is secret.
     pub agent_config: SecretString,
-    /// The runners.
+    /// The runners the machine starts, one service each.
     pub runners: Vec<RunnerBoot>,
     /// Extra privileges for the runner user.
     pub privileges: RunnerPrivileges,

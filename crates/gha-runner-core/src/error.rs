@@ -67,7 +67,7 @@ pub enum CoreError {
     Provider {
         /// The provider's name.
         provider: &'static str,
-        /// Its failure.
+        /// What the provider said.
         #[source]
         source: ProviderError,
     },
@@ -94,7 +94,7 @@ pub enum SessionError {
     /// The provider could not say how the machine is.
     #[error("{machine}: {message}")]
     Provider {
-        /// The machine.
+        /// The machine waited for, by its id.
         machine: String,
         /// The provider's failure.
         message: String,
@@ -102,7 +102,7 @@ pub enum SessionError {
     /// The machine ended, or went somewhere it cannot run from.
     #[error("{machine} is {state}, not booting: it will not become active")]
     Ended {
-        /// The machine.
+        /// The machine waited for, by its id.
         machine: String,
         /// Its state, in a word.
         state: String,
@@ -110,7 +110,7 @@ pub enum SessionError {
     /// The machine was not running in time: it still bills.
     #[error("{machine} was not active within {within}")]
     NotActiveWithin {
-        /// The machine.
+        /// The machine waited for, by its id.
         machine: String,
         /// How long was waited, for people.
         within: String,

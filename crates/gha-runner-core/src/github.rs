@@ -18,14 +18,14 @@ use crate::runner_release::{RunnerApplication, RunnerPackage};
 pub enum RunnerScope {
     /// One repository.
     Repo {
-        /// Its owner.
+        /// The user or organization that owns it (`octo` in `octo/gpu`).
         owner: String,
-        /// Its name.
+        /// The repository's name (`gpu` in `octo/gpu`).
         repo: String,
     },
     /// A whole organization, optionally in a runner group.
     Org {
-        /// The organization.
+        /// The organization's login, as in its URL.
         org: String,
         /// The runner group id (the default group is 1).
         group_id: Option<u64>,
@@ -85,15 +85,15 @@ impl RunnerScope {
 /// A runner as GitHub lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunnerInfo {
-    /// Its id.
+    /// GitHub's id of the registration, for deleting it.
     pub id: u64,
-    /// Its name.
+    /// The runner's name, unique in its scope: how this project finds it.
     pub name: String,
     /// `online` or `offline`.
     pub status: String,
     /// Whether it runs a job.
     pub busy: bool,
-    /// Its labels.
+    /// The labels jobs are routed by (`runs-on`).
     pub labels: Vec<String>,
 }
 
@@ -131,7 +131,7 @@ impl std::fmt::Debug for RegistrationToken {
 pub struct JitRunner {
     /// Its id, for deleting it.
     pub id: u64,
-    /// Its name.
+    /// The name it was registered under.
     pub name: String,
     /// The encoded configuration for `run.sh --jitconfig`. Secret.
     pub config: SecretString,
@@ -330,7 +330,7 @@ impl GitHub {
         self
     }
 
-    /// The scope.
+    /// Whose runners this client registers and lists.
     pub fn scope(&self) -> &RunnerScope {
         &self.scope
     }

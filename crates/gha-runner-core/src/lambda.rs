@@ -34,9 +34,9 @@ impl LambdaProvider {
 /// An SSH key made for one launch (Lambda requires exactly one per launch). Delete it with
 /// [`LambdaProvider::delete_launch_key`] once the launch is done: a key is only read at launch.
 pub struct LaunchKey {
-    /// Its id.
+    /// Lambda's id of the key, for deleting it.
     pub id: lambda_cloud::SshKeyId,
-    /// Its name.
+    /// The name the launch passes; it says which launch made it and when.
     pub name: String,
     /// The private key, when Lambda generated the pair.
     pub private_key: Option<secrecy::SecretString>,

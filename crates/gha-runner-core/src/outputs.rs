@@ -15,7 +15,7 @@ pub struct MatrixEntry {
     pub idx: usize,
     /// The label that targets exactly this runner (its name).
     pub label: String,
-    /// Its machine.
+    /// The id of the machine the runner is on (`instance-id`).
     pub instance_id: String,
     /// Its machine's position.
     pub instance_idx: usize,

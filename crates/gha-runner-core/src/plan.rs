@@ -20,9 +20,9 @@ use crate::tags;
 /// One (type, region) pair to try.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Candidate {
-    /// The machine type.
+    /// The provider's machine type, e.g. `gpu_1x_a10`.
     pub instance_type: String,
-    /// The region.
+    /// The provider's region code, e.g. `us-east-1`.
     pub region: String,
 }
 
@@ -155,7 +155,7 @@ impl fmt::Display for Attempt {
 pub struct Launched {
     /// Which of the N machines (0-based).
     pub instance_index: usize,
-    /// Its id.
+    /// The machine the provider made.
     pub machine: MachineId,
     /// Where it runs.
     pub candidate: Candidate,

@@ -20,7 +20,7 @@ impl MachineId {
         MachineId(id.into())
     }
 
-    /// The id as text.
+    /// The provider's id, as its API takes it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -128,19 +128,20 @@ impl MachineState {
 /// A machine as the provider describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Machine {
-    /// Its id.
+    /// The provider's id, as `describe` and `terminate` take it.
     pub id: MachineId,
-    /// Its name.
+    /// The name people see in the provider's console (the health gate writes its verdict
+    /// there on Lambda).
     pub name: Option<String>,
-    /// Its type.
+    /// The provider's machine type, e.g. `gpu_1x_a10`.
     pub instance_type: String,
-    /// Its region.
+    /// The provider's region code.
     pub region: String,
-    /// Its state.
+    /// Where it is in its life: only `Gone` has stopped billing.
     pub state: MachineState,
     /// Its public IP, once it has one.
     pub ip: Option<String>,
-    /// Its tags.
+    /// Its tags: how this project finds its machines again (see [`crate::tags`]).
     pub tags: BTreeMap<String, String>,
     /// Its price in US cents per hour, when the provider says.
     pub price_cents_per_hour: Option<u32>,
@@ -152,9 +153,9 @@ pub struct Machine {
 /// Whether a (type, region) pair has capacity now. A hint: it can be stale both ways.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CapacityHint {
-    /// The machine type.
+    /// The provider's machine type.
     pub instance_type: String,
-    /// The region.
+    /// The provider's region code.
     pub region: String,
     /// Whether the provider lists it as available.
     pub available: bool,

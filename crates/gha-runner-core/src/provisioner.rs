@@ -139,7 +139,7 @@ pub struct ProvisionRequest {
 pub struct Provisioned {
     /// What later jobs need.
     pub outputs: Outputs,
-    /// The machines.
+    /// Every machine, in index order, with the candidate it was launched on.
     pub launched: Vec<Launched>,
     /// Every launch attempt.
     pub attempts: Vec<Attempt>,
@@ -152,7 +152,7 @@ pub struct Provisioned {
 pub struct Diagnosis {
     /// Which of the N machines it was.
     pub instance_index: usize,
-    /// Its id.
+    /// The machine given up on.
     pub machine: MachineId,
     /// Where it ran.
     pub candidate: Candidate,
@@ -513,7 +513,7 @@ pub struct Provisioner<'a> {
 }
 
 impl<'a> Provisioner<'a> {
-    /// A provisioner.
+    /// A provisioner that launches on `provider` and registers runners with `github`.
     pub fn new(provider: &'a dyn CloudProvider, github: &'a GitHub) -> Self {
         Provisioner {
             provider,

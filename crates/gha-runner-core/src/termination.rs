@@ -52,37 +52,37 @@ impl From<AgentTimings> for PolicyConfig {
 pub enum Event {
     /// The runner's listener is up and registered with GitHub.
     RunnerRegistered {
-        /// The runner.
+        /// The runner's index on the machine (0-based, as in its name's `-rN`).
         runner: usize,
     },
     /// A job started (the job-started hook ran).
     JobStarted {
-        /// The runner.
+        /// The runner's index on the machine (0-based, as in its name's `-rN`).
         runner: usize,
     },
     /// A job ended (the job-completed hook ran).
     JobCompleted {
-        /// The runner.
+        /// The runner's index on the machine (0-based, as in its name's `-rN`).
         runner: usize,
     },
     /// The runner's worker process was seen alive.
     Heartbeat {
-        /// The runner.
+        /// The runner's index on the machine (0-based, as in its name's `-rN`).
         runner: usize,
     },
     /// The runner's worker process is gone (crashed or killed mid-job).
     WorkerGone {
-        /// The runner.
+        /// The runner's index on the machine (0-based, as in its name's `-rN`).
         runner: usize,
     },
     /// The runner's listener is running (again).
     ListenerAlive {
-        /// The runner.
+        /// The runner's index on the machine (0-based, as in its name's `-rN`).
         runner: usize,
     },
     /// The runner's listener process is gone: it takes no more jobs.
     ListenerGone {
-        /// The runner.
+        /// The runner's index on the machine (0-based, as in its name's `-rN`).
         runner: usize,
     },
 }
@@ -176,7 +176,7 @@ impl TerminationPolicy {
         }
     }
 
-    /// The knobs.
+    /// The grace periods and limits this policy decides by.
     pub fn config(&self) -> &PolicyConfig {
         &self.config
     }

@@ -15,7 +15,7 @@ pub enum SimError {
         "cannot listen on {address}: {source} (is another simulator running? pick another port with --listen)"
     )]
     Bind {
-        /// The address.
+        /// The address asked for (`--listen`).
         address: String,
         /// Why.
         #[source]

@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 /// One instance's bill.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
-    /// The instance.
+    /// The instance billed.
     pub instance_id: InstanceId,
-    /// Its type.
+    /// Its type, which sets the price.
     pub instance_type: InstanceTypeName,
-    /// Its region.
+    /// Where it ran.
     pub region: RegionName,
-    /// Its price.
+    /// Its type's price when it launched, US cents per hour.
     pub price_cents_per_hour: u32,
     /// Simulated second of the launch.
     pub launched_at: f64,

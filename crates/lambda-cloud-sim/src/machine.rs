@@ -13,16 +13,16 @@ pub(crate) enum Effect {
     /// An instance became active: prepare its sandbox (its `nvidia-smi`) and run its user
     /// data, if it has any.
     StartUserData {
-        /// The instance.
+        /// The instance that became active.
         id: InstanceId,
-        /// Its user data.
+        /// The user data it was launched with, if any.
         script: Option<Redacted>,
         /// The GPUs its `nvidia-smi` shows.
         gpus: Gpus,
     },
     /// An instance is terminating: stop its user-data processes.
     StopUserData {
-        /// The instance.
+        /// The instance that is terminating.
         id: InstanceId,
     },
 }

@@ -56,11 +56,11 @@ pub struct Scenario {
 pub struct SshKeySpec {
     /// Its name, as launches name it.
     pub name: String,
-    /// Its public key.
+    /// Its OpenSSH public key line.
     pub public_key: String,
 }
 
-/// A region.
+/// A region of the simulated cloud.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegionSpec {
@@ -113,9 +113,9 @@ fn default_boot() -> SecondsRange {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecondsRange {
-    /// The least.
+    /// The least, in simulated seconds.
     pub min: f64,
-    /// The most.
+    /// The most, in simulated seconds.
     pub max: f64,
 }
 
@@ -125,7 +125,7 @@ pub struct SecondsRange {
 pub struct CapacitySpec {
     /// The instance type.
     pub instance_type: String,
-    /// The region.
+    /// The region, by its code.
     pub region: String,
     /// From which simulated second on how many machines exist; the latest step at or before
     /// now applies (none before the first step). Running instances take machines from it.

@@ -51,7 +51,7 @@ pub struct AuditEventsQuery {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct AuditEventPage {
-    /// The events.
+    /// This page's events, newest first.
     #[serde(rename = "data")]
     pub events: Vec<AuditEvent>,
     /// The token for the next page; `None` on the last.
@@ -66,7 +66,7 @@ pub struct AuditEvents<'c> {
 }
 
 impl Client {
-    /// The audit log.
+    /// The account's audit log: who did what, when.
     pub fn audit_events(&self) -> AuditEvents<'_> {
         AuditEvents { client: self }
     }

@@ -149,7 +149,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct ErrorEnvelope {
-    /// The error itself.
+    /// The code, message and suggestion Lambda answered with.
     pub error: ErrorBody,
 }
 

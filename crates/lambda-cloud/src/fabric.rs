@@ -10,19 +10,19 @@ use crate::operations;
 use crate::regions::{Region, RegionName};
 use crate::validation::{self, Validate};
 
-/// A partition.
+/// A partition of the high-speed fabric: the machines that share one interconnect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct FabricPartition {
-    /// Its id.
+    /// The unique identifier (ID) for the partition.
     pub id: FabricPartitionId,
     /// When it was created.
     pub created: Timestamp,
-    /// Its name.
+    /// The human-readable identifier for the partition.
     pub name: String,
     /// The workspace it belongs to.
     pub workspace_id: String,
-    /// Its region.
+    /// The region in which this partition exists.
     pub region: Region,
 }
 
@@ -42,7 +42,7 @@ fn check_partition_name(name: &str) -> Result<(), ValidationError> {
 pub struct CreateFabricPartitionRequest {
     /// Its name: `^[a-z0-9][a-z0-9-]{0,31}$`.
     pub name: String,
-    /// Its region.
+    /// Where the partition's machines are.
     pub region: RegionName,
     /// Its workspace; the default workspace when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

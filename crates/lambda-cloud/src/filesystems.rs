@@ -35,13 +35,14 @@ pub struct User {
     pub status: UserStatus,
 }
 
-/// A filesystem.
+/// A persistent filesystem: storage that outlives machines, mounted by those launched in its
+/// region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct Filesystem {
-    /// Its id.
+    /// The unique identifier (ID) of the filesystem.
     pub id: FilesystemId,
-    /// Its name.
+    /// The name of the filesystem.
     pub name: String,
     /// Where it is mounted by default, e.g. `/lambda/nfs/my-filesystem`.
     pub mount_point: String,
@@ -114,7 +115,7 @@ impl RequestedFilesystemMountEntry {
 pub struct FilesystemCreateRequest {
     /// Its name: letters first, then letters, digits and `-`; at most 60 characters.
     pub name: String,
-    /// Its region.
+    /// Where it lives: only machines launched in this region can mount it.
     pub region: RegionName,
 }
 

@@ -30,7 +30,7 @@ open_enum! {
 /// One inbound rule.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FirewallRule {
-    /// The protocol.
+    /// The protocol to which the rule applies.
     pub protocol: NetworkProtocol,
     /// An inclusive `[min, max]` port range (`[22, 22]` for one port). Required except for
     /// ICMP, where it is not allowed.
@@ -128,13 +128,13 @@ pub struct FirewallRulesetEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct FirewallRuleset {
-    /// Its id.
+    /// The unique identifier of the firewall ruleset.
     pub id: FirewallRulesetId,
-    /// Its name.
+    /// The name of the firewall ruleset.
     pub name: String,
-    /// Its region.
+    /// The region in which the firewall ruleset is deployed.
     pub region: Region,
-    /// Its rules.
+    /// The list of firewall rules in this ruleset.
     pub rules: Vec<FirewallRule>,
     /// When it was created.
     pub created: Timestamp,
@@ -148,9 +148,9 @@ pub struct FirewallRuleset {
 pub struct GlobalFirewallRuleset {
     /// Always `global`.
     pub id: FirewallRulesetId,
-    /// Its name.
+    /// The name of the firewall ruleset.
     pub name: String,
-    /// Its rules.
+    /// The list of firewall rules in this ruleset.
     pub rules: Vec<FirewallRule>,
 }
 
@@ -159,9 +159,9 @@ pub struct GlobalFirewallRuleset {
 pub struct FirewallRulesetCreateRequest {
     /// Its name, at most 64 characters.
     pub name: String,
-    /// Its region.
+    /// Where it lives: it applies to machines launched in this region.
     pub region: RegionName,
-    /// Its rules.
+    /// The inbound traffic it admits; anything else is dropped.
     pub rules: Vec<FirewallRule>,
 }
 

@@ -54,7 +54,7 @@ pub enum ImageSpecification {
     },
     /// The newest image of a family.
     Family {
-        /// The family name.
+        /// The family, e.g. `lambda-stack-24-04`: its latest image for the type's architecture.
         family: String,
     },
 }

@@ -36,7 +36,7 @@ pub struct InstanceType {
     pub gpu_description: String,
     /// The price in US cents per hour.
     pub price_cents_per_hour: u32,
-    /// The hardware.
+    /// Detailed technical specifications for the instance type.
     pub specs: InstanceTypeSpecs,
 }
 

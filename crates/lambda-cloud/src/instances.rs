@@ -110,9 +110,9 @@ pub struct InstanceActionAvailability {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct TagEntry {
-    /// The key.
+    /// The key of the tag.
     pub key: String,
-    /// The value.
+    /// The value of the tag.
     pub value: String,
 }
 
@@ -120,14 +120,14 @@ pub struct TagEntry {
 /// have at most 128 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RequestedTagEntry {
-    /// The key.
+    /// The key of the tag.
     pub key: String,
-    /// The value.
+    /// The value of the tag.
     pub value: String,
 }
 
 impl RequestedTagEntry {
-    /// A tag.
+    /// The tag `key=value`.
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
         RequestedTagEntry {
             key: key.into(),
@@ -150,11 +150,12 @@ impl RequestedTagEntry {
     }
 }
 
-/// A machine.
+/// A machine of the account, as `GET /instances` shows it: from `booting` to `terminated`
+/// (listed a while after).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct Instance {
-    /// Its id.
+    /// The unique identifier of the instance.
     pub id: InstanceId,
     /// The name given at launch or by rename.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,7 +179,7 @@ pub struct Instance {
     pub region: Region,
     /// Its type, with price and specs.
     pub instance_type: InstanceType,
-    /// Its hostname.
+    /// The hostname assigned to this instance, which resolves to the instance's IP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// The token for its JupyterLab.
@@ -189,7 +190,7 @@ pub struct Instance {
     pub jupyter_url: Option<Redacted>,
     /// Which operations it allows now.
     pub actions: InstanceActionAvailability,
-    /// Its tags.
+    /// Key/value pairs representing the instance's tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<TagEntry>,
     /// The firewall rulesets it uses.
@@ -347,7 +348,7 @@ pub struct InstanceLaunchResponse {
 /// Instances to restart or terminate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceIdsRequest {
-    /// The instances.
+    /// The instances to act on; an unknown id fails the whole request.
     pub instance_ids: Vec<InstanceId>,
 }
 

@@ -128,3 +128,8 @@ pub use tickets::{
 #[cfg(feature = "simulator")]
 pub use time_scale::{TIME_SCALE_ENV, TimeScale};
 pub use validation::Validate;
+
+/// The README's examples, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

@@ -45,7 +45,7 @@ open_enum! {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct Region {
-    /// The region code.
+    /// The code launches name, e.g. `us-east-1`.
     pub name: RegionName,
     /// The region description, e.g. `California, USA`.
     pub description: String,

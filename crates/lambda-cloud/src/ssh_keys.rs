@@ -13,7 +13,7 @@ use crate::validation::{self, Validate};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct SshKey {
-    /// Its id.
+    /// The key's id, as `delete` takes it (launches name keys by name).
     pub id: SshKeyId,
     /// Its name, used at launch.
     pub name: String,
@@ -25,11 +25,11 @@ pub struct SshKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct GeneratedSshKey {
-    /// Its id.
+    /// The key's id, as `delete` takes it (launches name keys by name).
     pub id: SshKeyId,
     /// Its name, used at launch.
     pub name: String,
-    /// The public key.
+    /// The OpenSSH public key line that machines launched with this key accept.
     pub public_key: String,
     /// The private key (PEM). Never shown in `Debug`; save it with mode 0600.
     pub private_key: Redacted,

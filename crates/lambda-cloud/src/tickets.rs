@@ -98,7 +98,7 @@ open_enum! {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct TicketComment {
-    /// The text.
+    /// Comment text.
     pub body: String,
     /// Who wrote it.
     pub author: String,
@@ -110,13 +110,13 @@ pub struct TicketComment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct Ticket {
-    /// Its id.
+    /// The unique identifier for the ticket.
     pub id: TicketId,
     /// A short summary.
     pub subject: String,
     /// The first description.
     pub description: String,
-    /// Its kind.
+    /// Whether it is a question, a billing matter, an incident, …; absent on old tickets.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub ticket_type: Option<TicketType>,
     /// Its severity (incidents only).
@@ -188,7 +188,7 @@ impl Validate for TicketCreateRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct TicketCreateResponse {
-    /// Its id.
+    /// The unique identifier for the ticket.
     pub id: TicketId,
     /// The external ticketing system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,20 +198,21 @@ pub struct TicketCreateResponse {
     pub external_ticket_id: Option<String>,
     /// Where it stands.
     pub status: TicketStatus,
-    /// Its kind.
+    /// The type of issue or request.
     #[serde(rename = "type")]
     pub ticket_type: TicketType,
-    /// Its severity.
+    /// The severity level of the issue represented by the ticket. Omitted if the ticket isn't
+    /// an `incident`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<TicketSeverity>,
     /// When it was opened.
     pub created_at: Timestamp,
 }
 
-/// A new comment.
+/// A comment to add to a ticket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketCommentInput {
-    /// The text.
+    /// The text of the new comment.
     pub body: String,
 }
 
@@ -221,7 +222,7 @@ pub struct TicketUpdateRequest {
     /// The new status; only `solved` may be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TicketStatus>,
-    /// A new severity.
+    /// The severity to change it to; absent leaves it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<TicketSeverity>,
     /// A comment to add.
@@ -250,9 +251,9 @@ pub struct TicketsQuery {
     pub ticket_type: Vec<TicketType>,
     /// Only these severities.
     pub severity: Vec<TicketSeverity>,
-    /// The sort field.
+    /// What to sort by (the server's default order when absent).
     pub order_by: Option<TicketOrderByField>,
-    /// The sort order.
+    /// Ascending or descending; with `order_by`.
     pub direction: Option<SortDirection>,
 }
 
@@ -260,7 +261,7 @@ pub struct TicketsQuery {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct TicketListResponse {
-    /// The tickets.
+    /// The current page of tickets.
     pub tickets: Vec<Ticket>,
     /// The token for the next page; `None` on the last.
     pub page_token: Option<PageToken>,
@@ -270,7 +271,7 @@ pub struct TicketListResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct Attachment {
-    /// Its id.
+    /// The unique identifier for the attachment.
     pub id: AttachmentId,
     /// The original file name.
     pub filename: String,
@@ -291,7 +292,8 @@ pub struct Attachment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(feature = "simulator"), non_exhaustive)]
 pub struct AttachmentListResponse {
-    /// The attachments.
+    /// Retrieves all attachments associated with the specified ticket. If status is omitted,
+    /// only uploaded attachments will be returned.
     pub attachments: Vec<Attachment>,
 }
 

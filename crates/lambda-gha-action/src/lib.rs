@@ -11,8 +11,6 @@
 //! # }
 //! ```
 
-#![deny(missing_docs)]
-
 pub mod inputs;
 mod run;
 pub mod summary;

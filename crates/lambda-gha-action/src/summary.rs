@@ -14,11 +14,8 @@ use gha_runner_core::{
 pub struct MachineRow {
     /// Its position in the launch.
     pub index: usize,
-    /// Its id.
     pub id: String,
-    /// Its type.
     pub instance_type: String,
-    /// Its region.
     pub region: String,
     /// Its price, US cents per hour.
     pub price_cents_per_hour: Option<u32>,
@@ -33,7 +30,6 @@ pub fn total_cents_per_hour(machines: &[MachineRow]) -> u32 {
 
 /// Everything a `start` summary shows.
 pub struct StartSummary<'a> {
-    /// The launch label.
     pub label: &'a str,
     /// Every launch attempt.
     pub attempts: &'a [Attempt],

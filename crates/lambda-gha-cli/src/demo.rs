@@ -32,7 +32,6 @@ const KEY: &str = "demo";
 /// What the demo did.
 #[derive(Debug)]
 pub struct DemoReport {
-    /// The run.
     pub summary: RunSummary,
     /// The project directory (removed when the report is dropped).
     pub project: PathBuf,

@@ -9,7 +9,6 @@ pub enum CliError {
     /// The config file cannot be read.
     #[error("{}: {problem} (see `lambda-gha --help` for the file's keys)", path.display())]
     Config {
-        /// The file.
         path: PathBuf,
         /// What is wrong.
         problem: String,

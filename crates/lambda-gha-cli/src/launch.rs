@@ -21,7 +21,6 @@ pub struct LaunchRequest {
     pub regions: Vec<String>,
     /// The SSH key to install.
     pub ssh_key: String,
-    /// The name.
     pub name: Option<String>,
     /// Image family or id.
     pub image: Option<String>,

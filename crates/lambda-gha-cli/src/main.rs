@@ -115,7 +115,7 @@ enum Command {
     Reap(ReapArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
-        /// The shell.
+        /// The shell to complete for.
         shell: clap_complete::Shell,
     },
 }

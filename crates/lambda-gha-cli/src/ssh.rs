@@ -8,11 +8,9 @@ use std::path::Path;
 /// Where and how `ssh` reaches an instance.
 #[derive(Debug, Clone)]
 pub struct SshTarget<'a> {
-    /// Its address.
     pub ip: &'a str,
     /// Its SSH port (22 on Lambda).
     pub port: u16,
-    /// The login user.
     pub user: &'a str,
     /// The private key, when not ssh's own choice.
     pub identity: Option<&'a Path>,

@@ -68,7 +68,6 @@ impl Table {
 /// One instance type, as `types --json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TypeView {
-    /// Its name.
     pub name: String,
     /// Its GPU.
     pub gpu: String,
@@ -168,21 +167,15 @@ pub fn types_table(types: &[TypeView]) -> Table {
 /// One instance, as `instances --json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InstanceView {
-    /// Its id.
     pub id: String,
-    /// Its name.
     pub name: Option<String>,
-    /// Its type.
     pub instance_type: String,
-    /// Its region.
     pub region: String,
-    /// Its status.
     pub status: String,
     /// Its public IP.
     pub ip: Option<String>,
     /// US dollars per hour.
     pub price_per_hour: f64,
-    /// Its tags.
     pub tags: std::collections::BTreeMap<String, String>,
 }
 

@@ -63,7 +63,7 @@ pub(crate) struct SshArgs {
     /// The private key to use (default: the key `run` made for it, else ssh's own choice).
     #[arg(short, long, value_name = "FILE")]
     identity: Option<PathBuf>,
-    /// The login user.
+    /// The user to log in as (Lambda's images: `ubuntu`).
     #[arg(long, default_value = "ubuntu")]
     user: String,
     /// The SSH port.

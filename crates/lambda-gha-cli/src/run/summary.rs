@@ -32,9 +32,7 @@ pub struct UploadReport {
 /// A machine that failed the GPU check, terminated so that another could take its place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReplacedMachine {
-    /// Its id.
     pub instance_id: String,
-    /// Its type.
     pub instance_type: String,
     /// The check's verdict.
     pub why: String,
@@ -54,14 +52,11 @@ pub enum MachineFate {
     TerminateFailed(String),
 }
 
-/// The end of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunSummary {
     /// The machine, once launched or named.
     pub instance_id: Option<String>,
-    /// Its type.
     pub instance_type: Option<String>,
-    /// Its region.
     pub region: Option<String>,
     /// Its price, US cents per hour.
     pub price_cents_per_hour: Option<u32>,
@@ -71,7 +66,6 @@ pub struct RunSummary {
     pub gpu_check: Option<String>,
     /// Machines that failed the GPU check and were replaced, in order.
     pub replaced: Vec<ReplacedMachine>,
-    /// The upload.
     pub upload: Option<UploadReport>,
     /// Project files never uploaded because they hold the API key.
     pub withheld: Vec<String>,
