@@ -144,10 +144,11 @@ impl Run {
 
     fn summary(&self) -> bool {
         println!("\n==> summary");
+        let width = self.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
         for step in &self.steps {
             let mark = if step.ok { "ok    " } else { "FAILED" };
             println!(
-                "  {mark} {:<40} {:>7.1}s",
+                "  {mark} {:<width$} {:>7.1}s",
                 step.name,
                 step.took.as_secs_f64()
             );

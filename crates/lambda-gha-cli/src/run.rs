@@ -3,6 +3,7 @@
 //! SIGTERM, SIGHUP) unless `--keep`; a second signal during the cleanup gives up on it and
 //! says what may be left billing.
 
+mod interrupt;
 mod machine;
 mod steps;
 mod summary;
@@ -15,7 +16,6 @@ use gha_runner_core::session::{self, StateDir};
 use gha_runner_core::{
     Candidate, CloudProvider, LambdaProvider, MachineId, health::GpuGate, lambda::LaunchKey, tags,
 };
-use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::launch::LaunchRequest;
@@ -23,6 +23,7 @@ use crate::progress::Ui;
 use crate::project::Project;
 use crate::transport::Transport;
 
+pub use interrupt::Interrupt;
 use machine::{
     connect, delete_launch_key, gate_failed, gpu_check, launch_machine, retire, terminate,
     wait_active,
@@ -33,38 +34,6 @@ use summary::human_bytes;
 pub use summary::{MachineFate, PhaseTime, ReplacedMachine, RunSummary, UploadReport};
 use transfer::{download, stream};
 pub use transfer::{remote_dir, upload};
-
-/// A signal that stops a run: Ctrl-C, a `kill`, a closed terminal or a CI job's timeout. The
-/// first stops the work and cleans up; a second during the cleanup abandons it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Interrupt {
-    /// SIGINT (Ctrl-C).
-    Int,
-    /// SIGTERM (`kill`, a CI runner ending a job, tmux killing its pane).
-    Term,
-    /// SIGHUP (the terminal closed, an SSH session to the laptop dropped).
-    Hup,
-}
-
-impl Interrupt {
-    /// The signal's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Interrupt::Int => "SIGINT",
-            Interrupt::Term => "SIGTERM",
-            Interrupt::Hup => "SIGHUP",
-        }
-    }
-
-    /// The exit code a shell gives a process that this signal ended: 128 + its number.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Interrupt::Int => 130,
-            Interrupt::Term => 143,
-            Interrupt::Hup => 129,
-        }
-    }
-}
 
 /// How commands reach the machine.
 #[derive(Debug, Clone)]
