@@ -58,14 +58,23 @@ impl Sandbox {
         }
     }
 
+    /// The fake runner processes still alive once those that are exiting have exited. A
+    /// process the agent signalled leaves `/proc`'s command lines at once (the agent then counts
+    /// it gone) but may take a while to finish exiting on a loaded machine: wait up to 5 s.
     fn alive(&mut self) -> usize {
-        let mut alive = 0;
-        for child in &mut self.children {
-            if matches!(child.try_wait(), Ok(None)) {
-                alive += 1;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut alive = 0;
+            for child in &mut self.children {
+                if matches!(child.try_wait(), Ok(None)) {
+                    alive += 1;
+                }
             }
+            if alive == 0 || std::time::Instant::now() >= deadline {
+                return alive;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        alive
     }
 
     fn log(&self) -> Vec<Value> {
