@@ -339,6 +339,8 @@ const SYSTEM_TOOLS: &[(&str, &str)] = &[
     ("sshd", "openssh-server"),
     // runner.yml's resolve step reads GitHub's OIDC token with jq (as on ubuntu-latest).
     ("jq", "jq"),
+    // lambda-cloud's TLS test serves HTTPS with `openssl s_server`.
+    ("openssl", "openssl"),
 ];
 
 /// Installs what the tests need that cargo does not provide. Only what is missing, so a

@@ -11,3 +11,4 @@ mod paging;
 mod retries;
 mod secrets;
 mod support;
+mod tls;
