@@ -7,7 +7,7 @@
 //!
 //! # Providers
 //!
-//! Lambda Cloud is implemented (feature `lambda`, on by default). The trait is small on
+//! Lambda Cloud is implemented in the `gha-runner-lambda` crate. The trait is small on
 //! purpose; this is how other clouds map onto it:
 //!
 //! | trait | Lambda Cloud | RunPod | AWS EC2 |
@@ -53,8 +53,6 @@ pub mod github;
 pub mod gpus;
 pub mod health;
 pub mod jit;
-#[cfg(feature = "lambda")]
-pub mod lambda;
 pub mod naming;
 pub mod outputs;
 pub mod plan;
@@ -70,9 +68,6 @@ pub mod transport;
 
 pub use error::{CoreError, GitHubError, InputError, SessionError};
 pub use github::{GitHub, RunnerScope};
-
-#[cfg(feature = "lambda")]
-pub use lambda::LambdaProvider;
 
 pub use plan::{
     Attempt, AttemptOutcome, Candidate, CapacityPolicy, LaunchPlan, Launched, PlanFailure,

@@ -7,9 +7,10 @@ use std::time::Duration;
 use gha_runner_core::{
     CapacityPolicy, InputError, MachineId, agent_config::AgentTimings,
     boot_script::RunnerPrivileges, duration::parse_duration, gpus::GpusPerRunner, health::GpuGate,
-    lambda::UNHEALTHY_NAME, naming::RunnerNaming, naming::parse_labels, plan::parse_list,
-    provisioner::RunnerMode, runner_release::RunnerVersion,
+    naming::RunnerNaming, naming::parse_labels, plan::parse_list, provisioner::RunnerMode,
+    runner_release::RunnerVersion,
 };
+use gha_runner_lambda::UNHEALTHY_NAME;
 use secrecy::SecretString;
 
 /// The process environment, or a test's.

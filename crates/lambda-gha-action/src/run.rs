@@ -6,14 +6,15 @@ use std::io::Write;
 use std::time::Duration;
 
 use gha_runner_core::{
-    CapacityPolicy, CoreError, GitHub, LambdaProvider, LaunchPlan, ProvisionFailure,
-    ProvisionRequest, Provisioned, Provisioner, RunnerScope, boot_log::MachineAccess,
-    boot_script::AgentDownload, boot_script::AgentSource, gpus::GpuLayout, gpus::gpu_layouts,
-    lambda::LaunchKey, naming::RunnerNaming, outputs::Outputs, preflight::Preflight,
-    preflight::preflight, provisioner::BootSettings, provisioner::Diagnosis,
-    provisioner::MachineTemplate, runner_release::RUNNER_DOWNLOAD_BASE,
+    CapacityPolicy, CoreError, GitHub, LaunchPlan, ProvisionFailure, ProvisionRequest, Provisioned,
+    Provisioner, RunnerScope, boot_log::MachineAccess, boot_script::AgentDownload,
+    boot_script::AgentSource, gpus::GpuLayout, gpus::gpu_layouts, naming::RunnerNaming,
+    outputs::Outputs, preflight::Preflight, preflight::preflight, provisioner::BootSettings,
+    provisioner::Diagnosis, provisioner::MachineTemplate, runner_release::RUNNER_DOWNLOAD_BASE,
     runner_release::RUNNER_RELEASES_API, tags,
 };
+use gha_runner_lambda::LambdaProvider;
+use gha_runner_lambda::LaunchKey;
 use lambda_cloud::TimeScale;
 
 use crate::inputs::{self, Env, Mode, StartInputs, StopInputs};

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gha_runner_core::LambdaProvider;
+use gha_runner_lambda::LambdaProvider;
 use lambda_cloud_sim::{Ledger, Scenario, Sim};
 use tokio::sync::mpsc::UnboundedReceiver;
 

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use gha_runner_core::tags;
 use gha_runner_core::{
-    Attempt, Candidate, CapacityPolicy, CoreError, LambdaProvider, LaunchPlan, Launched,
-    MachineSpec, Offering, PlanFailure, plan::LaunchSetup, preflight::Preflight,
-    preflight::preflight,
+    Attempt, Candidate, CapacityPolicy, CoreError, LaunchPlan, Launched, MachineSpec, Offering,
+    PlanFailure, plan::LaunchSetup, preflight::Preflight, preflight::preflight,
 };
+use gha_runner_lambda::LambdaProvider;
 use secrecy::SecretString;
 
 /// What to launch.

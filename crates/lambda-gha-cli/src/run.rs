@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gha_runner_core::session::{self, StateDir};
-use gha_runner_core::{
-    Candidate, CloudProvider, LambdaProvider, MachineId, health::GpuGate, lambda::LaunchKey, tags,
-};
+use gha_runner_core::{Candidate, CloudProvider, MachineId, health::GpuGate, tags};
+use gha_runner_lambda::LambdaProvider;
+use gha_runner_lambda::LaunchKey;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::launch::LaunchRequest;

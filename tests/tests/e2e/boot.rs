@@ -7,11 +7,12 @@ use gha_runner_core::tags;
 use std::time::Duration;
 
 use gha_runner_core::{
-    CloudProvider, LambdaProvider, agent_config::AgentConfig, agent_config::AgentTimings,
+    CloudProvider, agent_config::AgentConfig, agent_config::AgentTimings,
     boot_script::AgentDownload, boot_script::AgentSource, boot_script::BootScript,
     boot_script::RunnerBoot, boot_script::RunnerCredential, boot_script::RunnerPrivileges,
     naming::RunnerNaming, runner_release::RunnerDownload, runner_release::RunnerPackage,
 };
+use gha_runner_lambda::LambdaProvider;
 use lambda_gha_tests::machine::{run_in_machine, spawn_in_machine};
 use lambda_gha_tests::{FakeInternet, RUNNER_VERSION};
 use secrecy::{ExposeSecret, SecretString};

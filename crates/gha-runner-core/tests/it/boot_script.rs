@@ -5,10 +5,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use gha_runner_core::{
-    Candidate, CloudProvider, boot_script::AgentDownload, boot_script::AgentSource,
-    boot_script::BootScript, boot_script::MAX_USER_DATA_BYTES, boot_script::RunnerBoot,
-    boot_script::RunnerCredential, boot_script::RunnerPrivileges, naming::RunnerNaming,
-    outputs::Outputs, runner_release::RUNNER_DOWNLOAD_BASE, runner_release::RunnerPackage,
+    Candidate, boot_script::AgentDownload, boot_script::AgentSource, boot_script::BootScript,
+    boot_script::MAX_USER_DATA_BYTES, boot_script::RunnerBoot, boot_script::RunnerCredential,
+    boot_script::RunnerPrivileges, naming::RunnerNaming, outputs::Outputs,
+    runner_release::RUNNER_DOWNLOAD_BASE, runner_release::RunnerPackage,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -18,6 +18,10 @@ const SECRETS: [&str; 4] = [
     "LAMBDA-API-KEY-SECRET",
     "RUNNER-DOWNLOAD-TOKEN-SECRET",
 ];
+
+/// A stand-in for a provider's self-terminate script: read the machine's id, ask the API.
+const SELF_TERMINATE: &str = "#!/bin/sh\n# The provider's call that ends this machine.\n\
+    curl -fsS -X POST \"$API/terminate/$(cat /etc/machine-id)\"\n";
 
 fn script(credentials: [RunnerCredential; 2], user_script: Option<&str>) -> BootScript {
     let naming = RunnerNaming::with_label("lambda-42-abc123").unwrap();
@@ -68,11 +72,8 @@ fn script(credentials: [RunnerCredential; 2], user_script: Option<&str>) -> Boot
         privileges: RunnerPrivileges::default(),
         user_script: user_script.map(str::to_owned),
         runner_group: None,
-        self_terminate: gha_runner_core::lambda::LambdaProvider::new(
-            lambda_cloud::Client::builder().api_key("k").build().unwrap(),
-        )
-        .self_terminate_script()
-        .map(str::to_owned),
+        // A provider's script, as the boot script carries it (Lambda's is in gha-runner-lambda).
+        self_terminate: Some(SELF_TERMINATE.to_owned()),
         max_lifetime_seconds: 7200,
     }
 }

@@ -8,7 +8,4 @@ mod boot_script;
 mod fake;
 mod github;
 mod plan;
-mod plan_sim;
-mod provision;
-mod sim;
 mod termination;

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use gha_runner_core::{
-    CloudProvider, LambdaProvider, agent::Agent, agent::AgentClock, agent::AgentOutcome,
-    agent::AgentPaths, agent::HookKind, agent::send_hook, agent_config::AgentConfig,
+    CloudProvider, agent::Agent, agent::AgentClock, agent::AgentOutcome, agent::AgentPaths,
+    agent::HookKind, agent::send_hook, agent_config::AgentConfig,
 };
+use gha_runner_lambda::LambdaProvider;
 use lambda_cloud::TimeScale;
 use secrecy::SecretString;
 

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use gha_runner_core::{GitHub, LambdaProvider, RunnerScope, reaper::ReapPolicy};
+use gha_runner_core::{GitHub, RunnerScope, reaper::ReapPolicy};
+use gha_runner_lambda::LambdaProvider;
 use lambda_gha_cli::config::Settings;
 use secrecy::SecretString;
 

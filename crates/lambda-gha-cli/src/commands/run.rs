@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use gha_runner_core::health::GpuGate;
 use gha_runner_core::session::StateDir;
-use gha_runner_core::{LambdaProvider, health::GpuGate};
+use gha_runner_lambda::LambdaProvider;
 use lambda_gha_cli::config::Settings;
 use lambda_gha_cli::launch::LaunchRequest;
 use lambda_gha_cli::project::Project;

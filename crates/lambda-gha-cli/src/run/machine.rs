@@ -4,9 +4,8 @@
 use std::time::{Duration, Instant};
 
 use gha_runner_core::session;
-use gha_runner_core::{
-    Candidate, CloudProvider, LambdaProvider, MachineId, health::HealthReport, tags,
-};
+use gha_runner_core::{Candidate, CloudProvider, MachineId, health::HealthReport, tags};
+use gha_runner_lambda::LambdaProvider;
 
 use super::{Reach, ReplacedMachine, RunRequest, State, Target};
 use crate::launch::{self, LaunchRequest};

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gha_runner_core::LambdaProvider;
 use gha_runner_core::health::GpuGate;
+use gha_runner_lambda::LambdaProvider;
 use lambda_cloud_sim::{InstanceBehavior, Scenario, Sim};
 use lambda_gha_cli::launch::LaunchRequest;
 use lambda_gha_cli::progress::Ui;

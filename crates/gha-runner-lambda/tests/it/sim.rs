@@ -1,6 +1,6 @@
 //! The Lambda provider on a simulator: a 100x clock, a client paced to it, an SSH key `ci`.
 
-use gha_runner_core::LambdaProvider;
+use gha_runner_lambda::LambdaProvider;
 use lambda_cloud_sim::{Scenario, Sim};
 
 /// Simulated seconds per real second in these tests.

@@ -3,33 +3,31 @@
 use std::time::Duration;
 
 use gha_runner_core::{
-    AttemptOutcome, CapacityPolicy, CloudProvider, LambdaProvider, LaunchPlan, MachineSpec,
-    plan::LaunchSetup, plan::candidates,
+    AttemptOutcome, CapacityPolicy, CloudProvider, LaunchPlan, MachineSpec, plan::LaunchSetup,
+    plan::candidates,
 };
+use gha_runner_lambda::LambdaProvider;
 use lambda_cloud_sim::{Scenario, Sim};
-
-use crate::fake::CountingSetup;
 
 use crate::sim::SCALE;
 
-/// A setup that launches with the simulator's SSH key.
-struct SimSetup(CountingSetup);
+/// A setup that launches each candidate with the simulator's SSH key.
+struct SimSetup;
 
 #[async_trait::async_trait]
 impl LaunchSetup for SimSetup {
     async fn prepare(
         &mut self,
-        index: usize,
+        _: usize,
         candidate: &gha_runner_core::Candidate,
     ) -> Result<MachineSpec, String> {
-        let mut spec = self.0.prepare(index, candidate).await?;
+        let mut spec = MachineSpec::new(&candidate.instance_type, &candidate.region);
+        spec.tags.insert("lambda-gha:run".into(), "test".into());
         spec.ssh_key = Some("ci".into());
         Ok(spec)
     }
 
-    async fn abandon(&mut self, index: usize) {
-        self.0.abandon(index).await;
-    }
+    async fn abandon(&mut self, _: usize) {}
 }
 
 async fn start(scenario: Scenario) -> (Sim, LambdaProvider) {
@@ -42,7 +40,7 @@ fn sim_seconds(seconds: u64) -> Duration {
 }
 
 fn setup() -> SimSetup {
-    SimSetup(CountingSetup::default())
+    SimSetup
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,13 +6,14 @@ use gha_runner_core::tags;
 use std::time::Duration;
 
 use gha_runner_core::{
-    CapacityPolicy, GitHub, LambdaProvider, LaunchPlan, MachineId, ProvisionRequest, Provisioner,
-    RunnerScope, agent_config::AgentTimings, boot_log::MachineAccess, boot_script::AgentDownload,
+    CapacityPolicy, GitHub, LaunchPlan, MachineId, ProvisionRequest, Provisioner, RunnerScope,
+    agent_config::AgentTimings, boot_log::MachineAccess, boot_script::AgentDownload,
     boot_script::AgentSource, boot_script::RunnerPrivileges, naming::RunnerNaming,
     plan::candidates, provisioner::BootSettings, provisioner::MachineTemplate,
     provisioner::RunnerMode, reaper::ReapPolicy, reaper::ReapReason, reaper::reap,
     runner_release::RunnerVersion,
 };
+use gha_runner_lambda::LambdaProvider;
 use lambda_cloud_sim::{Scenario, Sim};
 use lambda_gha_tests::FakeGitHub;
 use secrecy::SecretString;

@@ -1,5 +1,9 @@
-//! The Lambda Cloud provider: [`CloudProvider`] over the `lambda-cloud` client, whose
-//! limiter already paces launches to one per 12 s and other calls to one per second.
+//! Lambda Cloud as a `gha-runner-core` [`CloudProvider`]: the `lambda-cloud` client (whose
+//! limiter already paces launches to one per 12 s and other calls to one per second), the
+//! mapping of its errors onto the core's kinds, the SSH key a launch needs, and the script a
+//! machine ends itself with.
+
+#![deny(missing_docs)]
 
 use async_trait::async_trait;
 use lambda_cloud::{
@@ -8,7 +12,7 @@ use lambda_cloud::{
 };
 use secrecy::ExposeSecret;
 
-use crate::provider::{
+use gha_runner_core::provider::{
     Catalog, CloudProvider, Machine, MachineId, MachineSpec, MachineState, Offering, ProviderError,
     ProviderErrorKind,
 };
@@ -154,7 +158,7 @@ impl LambdaProvider {
     /// `dry_run` only names them. Returns their names.
     pub async fn reap_launch_keys(
         &self,
-        policy: &crate::reaper::ReapPolicy,
+        policy: &gha_runner_core::reaper::ReapPolicy,
     ) -> Result<Vec<String>, ProviderError> {
         let orphan_after = jiff::SignedDuration::try_from(policy.orphan_after)
             .unwrap_or(jiff::SignedDuration::MAX);
