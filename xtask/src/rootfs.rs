@@ -1,5 +1,5 @@
 //! `cargo xtask rootfs`: the Debian root filesystem that simulated machines boot from as real
-//! root (`lambda_cloud_sim::MachineMode::Root`), built once with `debootstrap` and cached under
+//! root (`sim_machine::MachineMode::Root`), built once with `debootstrap` and cached under
 //! `target/machine-rootfs`. A stamp inside names what it was built with; a different stamp
 //! (the package list changed) builds it again.
 

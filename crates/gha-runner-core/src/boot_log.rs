@@ -73,7 +73,7 @@ impl MachineAccess {
         // Root-only on a machine: the login user reads it with sudo (passwordless on Lambda).
         let quoted = shell_quote(path);
         let script = format!(
-            "f=\"${{LAMBDA_SIM_SANDBOX:-}}\"{quoted}; \
+            "f=\"${{SIM_MACHINE_SANDBOX:-}}\"{quoted}; \
              if [ \"$(id -u)\" = 0 ] || [ -r \"$f\" ]; then tail -n {lines} \"$f\"; \
              else sudo -n tail -n {lines} \"$f\"; fi"
         );
@@ -108,7 +108,7 @@ impl MachineAccess {
         }
         let quoted = shell_quote(path);
         let script = format!(
-            "f=\"${{LAMBDA_SIM_SANDBOX:-}}\"{quoted}; s=; [ \"$(id -u)\" = 0 ] || s='sudo -n'; \
+            "f=\"${{SIM_MACHINE_SANDBOX:-}}\"{quoted}; s=; [ \"$(id -u)\" = 0 ] || s='sudo -n'; \
              $s install -d -m 0700 \"$(dirname \"$f\")\" && \
              $s sh -c 'umask 077; cat > \"$1.part\" && mv \"$1.part\" \"$1\"' deliver \"$f\""
         );

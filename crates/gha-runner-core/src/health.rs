@@ -269,7 +269,7 @@ mod tests {
     /// as without a driver, exit 6).
     fn fake_nvidia_smi(gpus: u32) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("health-{gpus}-{}", fastrand::u64(..)));
-        lambda_cloud_sim::write_fake_nvidia_smi(&dir, "H100 80GB HBM3", gpus).unwrap();
+        sim_machine::write_fake_nvidia_smi(&dir, "H100 80GB HBM3", gpus).unwrap();
         dir
     }
 

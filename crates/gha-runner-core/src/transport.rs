@@ -173,8 +173,8 @@ impl Transport for OpenSsh {
 }
 
 /// Where a simulated machine keeps its own programs (its `nvidia-smi`), inside its sandbox:
-/// the simulator's `SANDBOX_BIN` (a test keeps the two equal).
-pub const SIM_SANDBOX_BIN: &str = ".lambda-cloud-sim/bin";
+/// `sim_machine::SANDBOX_BIN` (a test keeps the two equal).
+pub const SIM_SANDBOX_BIN: &str = ".sim-machine/bin";
 
 /// A simulated machine: commands run locally with bash in the instance's sandbox directory,
 /// which is their home, with the machine's own programs first on `PATH`. The simulator kills
@@ -300,7 +300,7 @@ impl Transport for Sandbox {
             .current_dir(&self.dir)
             .env("HOME", &self.dir)
             // The simulator's marker: terminating the instance kills these processes.
-            .env("LAMBDA_SIM_SANDBOX", &self.dir)
+            .env("SIM_MACHINE_SANDBOX", &self.dir)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true)
             .process_group(0);

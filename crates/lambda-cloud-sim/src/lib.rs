@@ -46,7 +46,6 @@ mod ledger;
 mod machine;
 pub mod machine_env;
 mod rate_limit;
-mod root_machine;
 mod scenario;
 mod server;
 mod shared;
@@ -68,14 +67,11 @@ use tokio::task::JoinHandle;
 
 pub use error::SimError;
 pub use ledger::{Ledger, LedgerEntry};
-pub use root_machine::{MACHINE_SIM_DIR, ROOT_LOG_FILE};
 pub use scenario::{
     CapacitySpec, CapacityStep, FaultSpec, InstanceBehavior, InstanceBehaviorSpec,
     InstanceTypeSpec, RateLimitSpec, RegionSpec, Scenario, SecondsRange, SshKeySpec,
 };
-pub use user_data::{
-    LOG_FILE, MachineMode, SANDBOX_BIN, SCRIPT_FILE, SHARED_DIR, write_fake_nvidia_smi,
-};
+pub use sim_machine::{MachineMode, SANDBOX_BIN, SHARED_DIR, write_fake_nvidia_smi};
 
 use crate::clock::SimClock;
 use crate::shared::Shared;
@@ -177,7 +173,7 @@ impl SimBuilder {
                 ))
             });
             if let MachineMode::Root { rootfs } = &self.machine_mode {
-                root_machine::check(rootfs).map_err(SimError::Rootfs)?;
+                sim_machine::check_rootfs(rootfs).map_err(SimError::Rootfs)?;
             }
             let shared = root.join(SHARED_DIR);
             std::fs::create_dir_all(&shared).map_err(|source| SimError::Sandbox {
@@ -352,31 +348,50 @@ impl Sim {
 
     /// The sandbox root of user-data processes, when user data runs.
     pub fn sandbox_root(&self) -> Option<&Path> {
-        self.shared.runner.as_ref().map(UserDataRunner::root)
+        self.shared
+            .runner
+            .as_ref()
+            .map(|runner| runner.machines().root())
     }
 
     /// The sandbox directory of one instance, when user data runs.
     pub fn sandbox_dir(&self, id: &InstanceId) -> Option<PathBuf> {
-        self.shared.runner.as_ref().map(|runner| runner.sandbox(id))
+        self.shared
+            .runner
+            .as_ref()
+            .map(|runner| runner.machines().sandbox(id.as_str()))
     }
 
     /// The directory whose files every root machine sees, read-only, under
-    /// [`MACHINE_SIM_DIR`]`/shared`, when user data runs.
+    /// [`sim_machine::MACHINE_SHARED_DIR`], when user data runs.
     pub fn shared_dir(&self) -> Option<PathBuf> {
-        self.shared.runner.as_ref().map(UserDataRunner::shared)
+        self.shared
+            .runner
+            .as_ref()
+            .map(|runner| runner.machines().shared())
     }
 
     /// The output of an instance's user data so far.
     pub fn user_data_log(&self, id: &InstanceId) -> Option<String> {
         let runner = self.shared.runner.as_ref()?;
-        std::fs::read_to_string(runner.sandbox(id).join(runner.log_file())).ok()
+        std::fs::read_to_string(
+            runner
+                .machines()
+                .sandbox(id.as_str())
+                .join(runner.log_file()),
+        )
+        .ok()
     }
 
     /// The host pid of a root machine's PID 1 while the machine runs: `nsenter --target PID
     /// --mount --pid --root` enters the machine, as a login would (tests run commands in it as
     /// its users). `None` for sandboxes.
     pub fn machine_pid(&self, id: &InstanceId) -> Option<u32> {
-        self.shared.runner.as_ref()?.machine_init(id)
+        self.shared
+            .runner
+            .as_ref()?
+            .machines()
+            .machine_init(id.as_str())
     }
 
     /// Instances whose user data is still running.
@@ -384,8 +399,11 @@ impl Sim {
         self.shared
             .runner
             .as_ref()
-            .map(UserDataRunner::running)
+            .map(|runner| runner.machines().running())
             .unwrap_or_default()
+            .into_iter()
+            .map(InstanceId::from)
+            .collect()
     }
 
     /// Stops serving, waits for the server to finish, and kills every user-data process.
@@ -402,7 +420,7 @@ impl Sim {
             let _ = stop.send(());
         }
         if let Some(runner) = &self.shared.runner {
-            runner.stop_all();
+            runner.machines().stop_all();
         }
     }
 }

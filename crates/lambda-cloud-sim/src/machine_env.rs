@@ -8,8 +8,9 @@ pub const SIMULATED: &str = "LAMBDA_SIM";
 pub const INSTANCE_ID: &str = "LAMBDA_SIM_INSTANCE_ID";
 /// The simulator's base URL.
 pub const API_URL: &str = "LAMBDA_SIM_API_URL";
-/// A sandboxed machine's root directory, where its `/` would be.
-pub const SANDBOX: &str = "LAMBDA_SIM_SANDBOX";
+/// A sandboxed machine's root directory, where its `/` would be (every simulated machine's,
+/// Lambda's or not: [`sim_machine::SANDBOX_ENV`]).
+pub const SANDBOX: &str = sim_machine::SANDBOX_ENV;
 /// The simulator's time scale: the same variable a client reads
 /// ([`lambda_cloud::TIME_SCALE_ENV`]), so that programs on the machine keep its clock.
 pub const TIME_SCALE: &str = lambda_cloud::TIME_SCALE_ENV;

@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
-mod boot_log;
 mod boot_script;
 mod fake;
 mod github;

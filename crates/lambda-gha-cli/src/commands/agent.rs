@@ -60,7 +60,7 @@ pub(crate) struct AgentHook {
 #[derive(Args)]
 struct Root {
     /// The root the agent's files live under (`/` on a machine; the simulator's sandbox).
-    #[arg(long, env = "LAMBDA_SIM_SANDBOX", default_value = "/")]
+    #[arg(long, env = "SIM_MACHINE_SANDBOX", default_value = "/")]
     root: PathBuf,
 }
 
