@@ -2,15 +2,16 @@
 
 use std::time::Duration;
 
-use crate::error::InputError;
+use crate::error::{Field, InputError};
 
 /// Parses `0`, `500ms`, `90s`, `10m`, `2h`, or a sum such as `1h30m`. A bare number is
 /// seconds.
-pub fn parse_duration(input: &str, field: &str) -> Result<Duration, InputError> {
+pub fn parse_duration(input: &str, field: impl Into<Field>) -> Result<Duration, InputError> {
+    let field = field.into();
     let text = input.trim();
     let invalid = || {
         InputError::new(
-            field,
+            field.clone(),
             format!("{input:?} is not a duration; write e.g. `90s`, `10m`, `1h30m` or `0`"),
         )
     };

@@ -2,23 +2,123 @@
 
 use crate::provider::ProviderError;
 
+/// What an input error is about: one of the settings this crate reads, in its own neutral
+/// words, or a name the caller gave (its own input or flag). Each front end maps the neutral
+/// ones to its own names ([`InputError::renamed`]): the action to `instance_type`, the CLI to
+/// `--type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Field {
+    /// The machine types to try.
+    InstanceTypes,
+    /// The regions to try.
+    Regions,
+    /// How many machines.
+    MachineCount,
+    /// How long to wait for capacity.
+    CapacityWait,
+    /// The launch's label.
+    Label,
+    /// Labels added to every runner.
+    ExtraLabels,
+    /// How each machine's GPUs are shared among its runners.
+    GpusPerRunner,
+    /// How many runners each machine runs.
+    RunnersPerMachine,
+    /// How runners register (`jit` or `reusable`).
+    RunnerMode,
+    /// The GitHub runner's version.
+    RunnerVersion,
+    /// The cost ceiling.
+    MaxCost,
+    /// The GitHub repository.
+    Repository,
+    /// Whether runners are the repository's or the organization's.
+    Scope,
+    /// A setting the caller named.
+    Named(String),
+}
+
+impl Field {
+    /// The neutral words, or the caller's name as given.
+    pub fn words(&self) -> &str {
+        match self {
+            Field::InstanceTypes => "instance types",
+            Field::Regions => "regions",
+            Field::MachineCount => "machine count",
+            Field::CapacityWait => "capacity wait",
+            Field::Label => "label",
+            Field::ExtraLabels => "extra labels",
+            Field::GpusPerRunner => "GPUs per runner",
+            Field::RunnersPerMachine => "runners per machine",
+            Field::RunnerMode => "runner mode",
+            Field::RunnerVersion => "runner version",
+            Field::MaxCost => "maximum cost",
+            Field::Repository => "repository",
+            Field::Scope => "scope",
+            Field::Named(name) => name,
+        }
+    }
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.words())
+    }
+}
+
+impl From<&str> for Field {
+    fn from(name: &str) -> Self {
+        Field::Named(name.to_owned())
+    }
+}
+
+impl From<String> for Field {
+    fn from(name: String) -> Self {
+        Field::Named(name)
+    }
+}
+
+/// Compares by what people read: `error.field == "instance_type"` holds once renamed.
+impl PartialEq<&str> for Field {
+    fn eq(&self, other: &&str) -> bool {
+        self.words() == *other
+    }
+}
+
 /// A user input that cannot work, caught before anything is launched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid `{field}`: {problem}")]
+#[error("invalid {}: {problem}", quoted(field))]
 pub struct InputError {
-    /// The input, as the user named it (`instance_type`, `capacity_wait`, …).
-    pub field: String,
+    /// What it is about.
+    pub field: Field,
     /// What is wrong and what to write instead.
     pub problem: String,
 }
 
+fn quoted(field: &Field) -> String {
+    match field {
+        Field::Named(name) => format!("`{name}`"),
+        neutral => neutral.to_string(),
+    }
+}
+
 impl InputError {
     /// An error about `field`.
-    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<Field>, problem: impl Into<String>) -> Self {
         InputError {
             field: field.into(),
             problem: problem.into(),
         }
+    }
+
+    /// The same error under the front end's own name for its field, when `name` has one.
+    #[must_use]
+    pub fn renamed(mut self, name: impl Fn(&Field) -> Option<&'static str>) -> Self {
+        if let Some(name) = name(&self.field) {
+            self.field = Field::Named(name.to_owned());
+        }
+        self
     }
 }
 

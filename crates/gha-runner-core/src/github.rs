@@ -9,7 +9,7 @@ use octocrab::models::RunnerGroupId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{GitHubError, InputError};
+use crate::error::{Field, GitHubError, InputError};
 use crate::runner_release::{RunnerApplication, RunnerPackage};
 
 /// Where runners are registered.
@@ -44,7 +44,7 @@ impl RunnerScope {
             .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
         else {
             return Err(InputError::new(
-                "repository",
+                Field::Repository,
                 format!("{repository:?} is not `owner/repo`"),
             ));
         };
@@ -58,7 +58,7 @@ impl RunnerScope {
                 group_id,
             }),
             other => Err(InputError::new(
-                "scope",
+                Field::Scope,
                 format!("{other:?} must be `repo` or `org`"),
             )),
         }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::error::InputError;
+use crate::error::{Field, InputError};
 use crate::provider::Catalog;
 
 /// How many GPUs each runner gets, as the user asked.
@@ -34,7 +34,7 @@ impl GpusPerRunner {
         match text.parse::<u32>() {
             Ok(n @ 1..=64) => Ok(GpusPerRunner::Exactly(n)),
             _ => Err(InputError::new(
-                "gpus_per_runner",
+                Field::GpusPerRunner,
                 format!(
                     "{text:?} must be a number of GPUs from 1 to 64, or `all` to let every runner \
                      see every GPU; leave it out to split the GPUs evenly"
@@ -75,7 +75,7 @@ impl GpuLayout {
             GpusPerRunner::All => None,
             GpusPerRunner::Even if gpus == 0 => None,
             GpusPerRunner::Exactly(_) if gpus == 0 => {
-                return Err("has no GPUs to pin: leave `gpus_per_runner` out".to_owned());
+                return Err("has no GPUs to pin: leave the GPUs per runner out".to_owned());
             }
             GpusPerRunner::Even if !gpus.is_multiple_of(count) => {
                 let divisors: Vec<String> = (1..=gpus)
@@ -88,7 +88,7 @@ impl GpuLayout {
                 };
                 return Err(format!(
                     "has {gpus} GPU(s), which {runners} runners cannot share evenly: set \
-                     `runners_per_instance` to {fits}, or `gpus_per_runner` to a number \
+                     the runners per machine to {fits}, or the GPUs per runner to a number \
                      (GPUs left over stay unused) or `all` (every runner sees every GPU)"
                 ));
             }
@@ -98,7 +98,7 @@ impl GpuLayout {
             {
                 return Err(format!(
                     "has {gpus} GPU(s), fewer than {runners} runner(s) × {each}: lower \
-                     `gpus_per_runner` or `runners_per_instance`"
+                     the GPUs per runner or the runners per machine"
                 ));
             }
             GpusPerRunner::Exactly(each) => Some(each),
@@ -148,8 +148,8 @@ pub fn gpu_layouts(
         };
         let layout = GpuLayout::new(offering.gpus, runners, asked).map_err(|problem| {
             let field = match asked {
-                GpusPerRunner::Exactly(_) => "gpus_per_runner",
-                _ => "runners_per_instance",
+                GpusPerRunner::Exactly(_) => Field::GpusPerRunner,
+                _ => Field::RunnersPerMachine,
             };
             InputError::new(field, format!("{name} {problem}"))
         })?;
@@ -178,7 +178,7 @@ mod tests {
         let error = GpuLayout::new(8, 3, GpusPerRunner::Even).unwrap_err();
         assert!(error.contains("one of 1, 2, 4, 8"), "{error}");
         let error = GpuLayout::new(1, 2, GpusPerRunner::Even).unwrap_err();
-        assert!(error.contains("`runners_per_instance` to 1,"), "{error}");
+        assert!(error.contains("the runners per machine to 1,"), "{error}");
     }
 
     #[test]

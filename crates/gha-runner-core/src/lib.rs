@@ -66,7 +66,7 @@ pub mod tags;
 pub mod termination;
 pub mod transport;
 
-pub use error::{CoreError, GitHubError, InputError, SessionError};
+pub use error::{CoreError, Field, GitHubError, InputError, SessionError};
 pub use github::{GitHub, RunnerScope};
 
 pub use plan::{

@@ -1,7 +1,7 @@
 //! Names and labels of runners. Every launch gets a unique label (`lambda-<run id>-<random>`)
 //! that jobs target with `runs-on`; every runner gets a unique name built on it.
 
-use crate::error::InputError;
+use crate::error::{Field, InputError};
 use crate::plan::Candidate;
 
 /// GitHub refuses runner names longer than this.
@@ -40,10 +40,10 @@ impl RunnerNaming {
 
     /// A given label, checked (for tests and for `stop` runs that name an earlier launch).
     pub fn with_label(label: &str) -> Result<RunnerNaming, InputError> {
-        check_label(label, "label")?;
+        check_label(label, Field::Label)?;
         if label.len() > MAX_RUNNER_NAME - 8 {
             return Err(InputError::new(
-                "label",
+                Field::Label,
                 format!("must be at most {} characters", MAX_RUNNER_NAME - 8),
             ));
         }
@@ -111,7 +111,7 @@ impl RunnerNaming {
     }
 }
 
-fn check_label(label: &str, field: &str) -> Result<(), InputError> {
+fn check_label(label: &str, field: Field) -> Result<(), InputError> {
     if label.is_empty() || label.len() > 256 {
         return Err(InputError::new(
             field,
@@ -135,13 +135,13 @@ pub fn parse_labels(input: &str) -> Result<Vec<String>, InputError> {
     if input.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let labels = crate::plan::parse_list(input, "extra_gh_labels")?;
+    let labels = crate::plan::parse_list(input, Field::ExtraLabels)?;
     for label in &labels {
-        check_label(label, "extra_gh_labels")?;
+        check_label(label, Field::ExtraLabels)?;
     }
     if labels.len() + OWN_LABELS > MAX_LABELS {
         return Err(InputError::new(
-            "extra_gh_labels",
+            Field::ExtraLabels,
             format!("at most {} extra labels", MAX_LABELS - OWN_LABELS),
         ));
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::duration::{format_duration, parse_duration};
-use crate::error::InputError;
+use crate::error::{Field, InputError};
 use crate::provider::{
     CapacityHint, CloudProvider, MachineId, MachineSpec, MachineState, ProviderError,
     ProviderErrorKind,
@@ -34,25 +34,40 @@ impl fmt::Display for Candidate {
 
 /// Splits a comma-separated input (`"gpu_1x_a10, gpu_1x_a100"`) into its items, refusing
 /// empty items and repeats.
-pub fn parse_list(input: &str, field: &str) -> Result<Vec<String>, InputError> {
+pub fn parse_list(input: &str, field: impl Into<Field>) -> Result<Vec<String>, InputError> {
+    parse_items(input, &field.into(), false)
+}
+
+/// Reads a comma-separated list of machine types: as [`parse_list`], but a type's name may
+/// contain spaces (RunPod's GPU types are named `NVIDIA GeForce RTX 4090`); runs of spaces
+/// count as one.
+pub fn parse_type_list(input: &str, field: impl Into<Field>) -> Result<Vec<String>, InputError> {
+    parse_items(input, &field.into(), true)
+}
+
+fn parse_items(input: &str, field: &Field, spaces: bool) -> Result<Vec<String>, InputError> {
     let mut items: Vec<String> = Vec::new();
     for item in input.split(',').map(str::trim) {
         if item.is_empty() {
             return Err(InputError::new(
-                field,
+                field.clone(),
                 format!("{input:?} has an empty item; write e.g. `a,b`"),
             ));
         }
-        if item.chars().any(char::is_whitespace) {
+        if !spaces && item.chars().any(char::is_whitespace) {
             return Err(InputError::new(
-                field,
+                field.clone(),
                 format!("{item:?} contains a space; separate items with commas"),
             ));
         }
-        if items.iter().any(|seen| seen == item) {
-            return Err(InputError::new(field, format!("{item:?} is listed twice")));
+        let item = item.split_whitespace().collect::<Vec<_>>().join(" ");
+        if items.contains(&item) {
+            return Err(InputError::new(
+                field.clone(),
+                format!("{item:?} is listed twice"),
+            ));
         }
-        items.push(item.to_owned());
+        items.push(item);
     }
     Ok(items)
 }
@@ -60,8 +75,8 @@ pub fn parse_list(input: &str, field: &str) -> Result<Vec<String>, InputError> {
 /// Every (type, region) pair in preference order: each type in every region before the next
 /// type, so the first type listed is preferred wherever it is available.
 pub fn candidates(instance_types: &str, regions: &str) -> Result<Vec<Candidate>, InputError> {
-    let types = parse_list(instance_types, "instance_type")?;
-    let regions = parse_list(regions, "region")?;
+    let types = parse_type_list(instance_types, Field::InstanceTypes)?;
+    let regions = parse_list(regions, Field::Regions)?;
     Ok(types
         .iter()
         .flat_map(|t| {
@@ -91,7 +106,7 @@ impl CapacityPolicy {
         }
         let duration = parse_duration(
             text.strip_prefix("wait-until=").unwrap_or(text),
-            "capacity_wait",
+            Field::CapacityWait,
         )?;
         Ok(if duration.is_zero() {
             CapacityPolicy::FailFast
@@ -288,13 +303,13 @@ impl LaunchPlan {
     ) -> Result<LaunchPlan, InputError> {
         if candidates.is_empty() {
             return Err(InputError::new(
-                "instance_type",
+                Field::InstanceTypes,
                 "name at least one instance type and one region",
             ));
         }
         if !(1..=100).contains(&count) {
             return Err(InputError::new(
-                "instance_count",
+                Field::MachineCount,
                 format!("must be 1 to 100 (got {count})"),
             ));
         }
@@ -469,6 +484,8 @@ async fn launch_surely(
     provider: &dyn CloudProvider,
     spec: &MachineSpec,
 ) -> Result<MachineId, ProviderError> {
+    // What the provider cannot do is refused before anything is sent.
+    provider.check_spec(spec)?;
     let mut sent = 0;
     loop {
         sent += 1;
@@ -589,13 +606,16 @@ mod tests {
                 .contains("empty item")
         );
         assert!(
-            candidates("gpu_1x_a10 gpu_1x_a100", "us-east-1")
+            candidates("gpu_1x_a10", "us-east-1 us-west-1")
                 .unwrap_err()
                 .to_string()
                 .contains("commas")
         );
+        // Machine types may have spaces (RunPod's GPU types), runs of them count as one.
+        let spaced = candidates("1x NVIDIA  GeForce RTX 4090", "r").unwrap();
+        assert_eq!(spaced[0].instance_type, "1x NVIDIA GeForce RTX 4090");
         let error = candidates("a", "us-east-1,us-east-1").unwrap_err();
-        assert_eq!(error.field, "region");
+        assert_eq!(error.field, Field::Regions);
         assert!(error.problem.contains("twice"));
     }
 
@@ -621,7 +641,7 @@ mod tests {
             CapacityPolicy::parse("forever")
                 .unwrap_err()
                 .to_string()
-                .contains("capacity_wait")
+                .contains("capacity wait")
         );
     }
 
@@ -633,7 +653,7 @@ mod tests {
             LaunchPlan::new(c.clone(), 0, CapacityPolicy::FailFast)
                 .unwrap_err()
                 .field,
-            "instance_count"
+            Field::MachineCount
         );
         assert!(LaunchPlan::new(c, 101, CapacityPolicy::FailFast).is_err());
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, InputError};
+use crate::error::{CoreError, Field, InputError};
 use crate::plan::Candidate;
 use crate::provider::{Catalog, CloudProvider, ProviderErrorKind};
 
@@ -92,13 +92,13 @@ pub async fn preflight(
         .collect();
     for name in instance_types {
         if catalog.offering(name).is_none() {
-            return Err(unknown("instance_type", name, &known_types).into());
+            return Err(unknown(Field::InstanceTypes, name, &known_types).into());
         }
     }
     let known_regions: Vec<&str> = catalog.regions.iter().map(String::as_str).collect();
     for name in regions {
         if !catalog.regions.contains(name) {
-            return Err(unknown("region", name, &known_regions).into());
+            return Err(unknown(Field::Regions, name, &known_regions).into());
         }
     }
     let regions: Vec<String> = if regions.is_empty() {
@@ -130,10 +130,10 @@ pub async fn preflight(
         && estimate.worst_case_usd() > cap
     {
         return Err(InputError::new(
-            "max_cost_usd",
+            Field::MaxCost,
             format!(
                 "the worst case is {estimate}, above the cap of ${cap:.2}: raise the cap, \
-                 lower `instance_count` or `max_instance_lifetime`, or pick cheaper types"
+                 launch fewer machines, shorten their maximum lifetime, or pick cheaper types"
             ),
         )
         .into());
@@ -145,7 +145,7 @@ pub async fn preflight(
     })
 }
 
-fn unknown(field: &str, name: &str, known: &[&str]) -> InputError {
+fn unknown(field: Field, name: &str, known: &[&str]) -> InputError {
     let hint = match closest(name, known) {
         Some(best) => format!("did you mean `{best}`? "),
         None => String::new(),

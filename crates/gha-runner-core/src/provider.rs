@@ -1,9 +1,11 @@
 //! What a cloud must do for runners: launch one machine, describe it, list the machines we
-//! own, terminate, and hint at capacity. Lambda is the first implementation; the table in the
-//! crate docs shows how RunPod and EC2 map onto the same trait.
+//! own, terminate, and hint at capacity; and what it can do where clouds differ
+//! ([`Capabilities`]: how a machine boots, SSH, where tags live, keys, limits). Lambda and
+//! RunPod implement it; the table in the crate docs shows how EC2 would.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -41,17 +43,19 @@ pub struct MachineSpec {
     pub region: String,
     /// An image (family or id; the provider decides), or the provider's default.
     pub image: Option<String>,
-    /// The boot script. It carries runner tokens, so it is secret.
-    pub user_data: Option<SecretString>,
+    /// The boot script (see [`Capabilities::boot`] for how it reaches the machine). It carries
+    /// runner tokens, so it is secret.
+    pub boot_script: Option<SecretString>,
     /// A human-readable name.
     pub name: Option<String>,
     /// Tags, used to find our machines again.
     pub tags: BTreeMap<String, String>,
-    /// The SSH key to install, by the provider's name for it.
+    /// The SSH key to install, by the provider's name for it (see [`Capabilities::ssh`]).
     pub ssh_key: Option<String>,
-    /// Filesystems to mount, by name.
-    pub filesystems: Vec<String>,
-    /// Firewall rulesets to apply, by id.
+    /// Persistent storage to attach, by the provider's name or id for it (Lambda's
+    /// filesystems, RunPod's network volumes; see [`Capabilities::max_volumes`]).
+    pub volumes: Vec<String>,
+    /// Firewall rulesets to apply, by id (see [`Capabilities::firewall_rulesets`]).
     pub firewall_rulesets: Vec<String>,
 }
 
@@ -61,11 +65,14 @@ impl fmt::Debug for MachineSpec {
             .field("instance_type", &self.instance_type)
             .field("region", &self.region)
             .field("image", &self.image)
-            .field("user_data", &self.user_data.as_ref().map(|_| "[redacted]"))
+            .field(
+                "boot_script",
+                &self.boot_script.as_ref().map(|_| "[redacted]"),
+            )
             .field("name", &self.name)
             .field("tags", &self.tags)
             .field("ssh_key", &self.ssh_key)
-            .field("filesystems", &self.filesystems)
+            .field("volumes", &self.volumes)
             .field("firewall_rulesets", &self.firewall_rulesets)
             .finish()
     }
@@ -78,11 +85,11 @@ impl MachineSpec {
             instance_type: instance_type.into(),
             region: region.into(),
             image: None,
-            user_data: None,
+            boot_script: None,
             name: None,
             tags: BTreeMap::new(),
             ssh_key: None,
-            filesystems: Vec::new(),
+            volumes: Vec::new(),
             firewall_rulesets: Vec::new(),
         }
     }
@@ -253,12 +260,139 @@ impl ProviderError {
     }
 }
 
+/// How a provider's machines get the boot script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootDelivery {
+    /// As cloud-init user data on a VM, run as root at first boot (Lambda, EC2).
+    UserData,
+    /// In a container's environment, run as the container's root by its start command, which
+    /// then keeps the container up (RunPod): there is no cloud-init.
+    ContainerEnvironment,
+}
+
+/// How the launcher reaches a machine over SSH (boot logs, `lambda-gha run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SshAccess {
+    /// With the key named at launch ([`MachineSpec::ssh_key`]), as `user`.
+    LaunchKey {
+        /// The login user of the provider's image (`ubuntu` on Lambda).
+        user: &'static str,
+    },
+    /// Not through this project; `why` says so to people.
+    Unavailable {
+        /// Why, in a clause: "RunPod puts only the account's registered keys on a pod".
+        why: &'static str,
+    },
+}
+
+/// Where a machine's tags ([`MachineSpec::tags`]) are kept, to be read back by `describe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataPlace {
+    /// The provider's own tags (Lambda, EC2).
+    Tags,
+    /// Encoded in an environment variable of the machine, which the provider returns when
+    /// describing it (RunPod, whose pods have no tags).
+    Environment,
+}
+
+/// Which API key a machine ends itself with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MachineKey {
+    /// The launcher's key, handed to the machine in its root-only agent configuration: the
+    /// provider has no narrower one (Lambda's keys cannot be scoped).
+    Launchers,
+    /// A key scoped to the machine that the provider itself puts in the machine's environment
+    /// (RunPod's `RUNPOD_API_KEY`), with the machine's id beside it: the launcher's key never
+    /// reaches the machine.
+    ProvidedOnMachine {
+        /// The variable holding the key.
+        key_variable: &'static str,
+        /// The variable holding the machine's own id.
+        id_variable: &'static str,
+    },
+}
+
+/// What a provider can do, where providers differ: the core adapts to these instead of
+/// assuming one cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// How the boot script reaches the machine.
+    pub boot: BootDelivery,
+    /// The largest boot script the provider takes, in bytes.
+    pub max_boot_script_bytes: usize,
+    /// Whether and how the launcher reaches machines over SSH.
+    pub ssh: SshAccess,
+    /// Where tags live.
+    pub metadata: MetadataPlace,
+    /// The shortest interval between two launches the provider allows (its client paces
+    /// launches to it; the core uses it for estimates).
+    pub launch_interval: Duration,
+    /// Which key machines end themselves with.
+    pub machine_key: MachineKey,
+    /// Whether machines can be interruptible (spot): cheaper, and ended by the provider when it
+    /// needs them back.
+    pub interruptible: bool,
+    /// How many volumes one machine can have attached.
+    pub max_volumes: usize,
+    /// Whether firewall rulesets apply.
+    pub firewall_rulesets: bool,
+}
+
+impl Capabilities {
+    /// Checks a spec against what the provider can do, before anything is launched, naming
+    /// what to change.
+    pub fn check(&self, provider: &str, spec: &MachineSpec) -> Result<(), ProviderError> {
+        let refuse = |message: String| {
+            Err(ProviderError::new(
+                ProviderErrorKind::InvalidRequest,
+                message,
+            ))
+        };
+        if spec.volumes.len() > self.max_volumes {
+            return refuse(match self.max_volumes {
+                0 => format!("{provider} machines take no volumes; remove them"),
+                n => format!(
+                    "{provider} machines take at most {n} volume(s), not {}; name fewer",
+                    spec.volumes.len()
+                ),
+            });
+        }
+        if !spec.firewall_rulesets.is_empty() && !self.firewall_rulesets {
+            return refuse(format!("{provider} has no firewall rulesets; remove them"));
+        }
+        if let (Some(_), SshAccess::Unavailable { why }) = (&spec.ssh_key, self.ssh) {
+            return refuse(format!(
+                "no SSH key can be given to {provider} machines: {why}; leave the key out"
+            ));
+        }
+        if let Some(script) = &spec.boot_script {
+            use secrecy::ExposeSecret as _;
+            let bytes = script.expose_secret().len();
+            if bytes > self.max_boot_script_bytes {
+                return refuse(format!(
+                    "the boot script is {bytes} bytes, over {provider}'s limit of {}; shorten the user script",
+                    self.max_boot_script_bytes
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A cloud that can run ephemeral runners. Implementations pace and retry their own API
 /// calls; the core decides what to do with the failures that remain.
 #[async_trait]
 pub trait CloudProvider: Send + Sync {
     /// The provider's name, for messages (`lambda`, `runpod`, `ec2`).
     fn name(&self) -> &'static str;
+
+    /// What the provider can do where providers differ.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Checks a spec before it is launched: by default against [`Self::capabilities`].
+    fn check_spec(&self, spec: &MachineSpec) -> Result<(), ProviderError> {
+        self.capabilities().check(self.name(), spec)
+    }
 
     /// Launches exactly one machine.
     async fn launch(&self, spec: &MachineSpec) -> Result<MachineId, ProviderError>;
@@ -291,8 +425,9 @@ pub trait CloudProvider: Send + Sync {
     /// A bash script that ends the machine it runs on through the provider's API, as root,
     /// without the agent binary: the machine's backstop at its maximum lifetime and after a
     /// failed boot. It reads the agent's configuration (`/etc/lambda-gha/agent.json`: key,
-    /// API URL, machine tag), retries until the machine is ending, and exits non-zero only
-    /// when it cannot (no key, or the key refused). `None`: the provider has none, and only
+    /// API URL, machine tag) or the machine's own key ([`MachineKey::ProvidedOnMachine`]),
+    /// retries until the machine is ending, and exits non-zero only when it cannot (no key, or
+    /// the key refused). `None`: the provider has none, and only
     /// the agent, the action's stop and the reaper end its machines.
     fn self_terminate_script(&self) -> Option<&'static str> {
         None

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::agent_config::{AgentConfig, AgentTimings};
 use crate::boot_log::{BOOT_LOG_LINES, MachineAccess};
 use crate::boot_script::{AgentSource, BootScript, RunnerBoot, RunnerCredential, RunnerPrivileges};
-use crate::error::InputError;
+use crate::error::{Field, InputError};
 use crate::github::{GitHub, RegistrationToken, RunnerScope};
 use crate::gpus::GpuLayout;
 use crate::health::GpuGate;
@@ -42,7 +42,7 @@ impl RunnerMode {
             "jit" => Ok(RunnerMode::Jit),
             "reusable" => Ok(RunnerMode::Reusable),
             other => Err(InputError::new(
-                "runner_mode",
+                Field::RunnerMode,
                 format!("{other:?} must be `jit` or `reusable`"),
             )),
         }
@@ -63,8 +63,8 @@ pub struct MachineTemplate {
     pub image: Option<String>,
     /// The SSH key to install.
     pub ssh_key: Option<String>,
-    /// Filesystems to mount.
-    pub filesystems: Vec<String>,
+    /// Volumes to attach (Lambda's filesystems, RunPod's network volume).
+    pub volumes: Vec<String>,
     /// Firewall rulesets.
     pub firewall_rulesets: Vec<String>,
     /// The machines' name, with `{idx}` replaced by the machine's index (0-based); without
@@ -352,7 +352,7 @@ impl Registrar<'_> {
         let mut spec = MachineSpec::new(&candidate.instance_type, &candidate.region);
         spec.image.clone_from(&template.image);
         spec.ssh_key.clone_from(&template.ssh_key);
-        spec.filesystems.clone_from(&template.filesystems);
+        spec.volumes.clone_from(&template.volumes);
         spec.firewall_rulesets
             .clone_from(&template.firewall_rulesets);
         spec.name = Some(match &template.name_template {
@@ -453,7 +453,7 @@ impl LaunchSetup for Registrar<'_> {
         };
         let user_data = script.render().map_err(|e| e.to_string())?;
         let mut spec = self.machine_spec(index, candidate);
-        spec.user_data = Some(user_data);
+        spec.boot_script = Some(user_data);
         Ok(spec)
     }
 

@@ -11,7 +11,7 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::error::InputError;
+use crate::error::{Field, InputError};
 
 /// Where a pinned runner version is described (its release notes hold the checksums).
 pub const RUNNER_RELEASES_API: &str = "https://api.github.com/repos/actions/runner/releases";
@@ -79,7 +79,7 @@ impl RunnerVersion {
             Ok(RunnerVersion::Pinned(version.to_owned()))
         } else {
             Err(InputError::new(
-                "runner_version",
+                Field::RunnerVersion,
                 format!(
                     "{text:?} is not a runner version: use one like `2.330.0` (see \
                      github.com/actions/runner/releases), or leave it empty for the one GitHub serves"
@@ -235,7 +235,7 @@ mod tests {
         );
         for bad in ["2.330", "2.330.0-beta", "two", "2..1"] {
             let error = RunnerVersion::parse(bad).unwrap_err().to_string();
-            assert!(error.contains("runner_version"), "{error}");
+            assert!(error.contains("runner version"), "{error}");
         }
     }
 }

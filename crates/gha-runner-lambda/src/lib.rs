@@ -13,8 +13,9 @@ use lambda_cloud::{
 use secrecy::ExposeSecret;
 
 use gha_runner_core::provider::{
-    Catalog, CloudProvider, Machine, MachineId, MachineSpec, MachineState, Offering, ProviderError,
-    ProviderErrorKind,
+    BootDelivery, Capabilities, Catalog, CloudProvider, Machine, MachineId, MachineKey,
+    MachineSpec, MachineState, MetadataPlace, Offering, ProviderError, ProviderErrorKind,
+    SshAccess,
 };
 
 /// Lambda Cloud as a [`CloudProvider`].
@@ -254,6 +255,23 @@ impl CloudProvider for LambdaProvider {
         "lambda"
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            boot: BootDelivery::UserData,
+            // Lambda's documented limit on `user_data`.
+            max_boot_script_bytes: gha_runner_core::boot_script::MAX_USER_DATA_BYTES,
+            ssh: SshAccess::LaunchKey { user: "ubuntu" },
+            metadata: MetadataPlace::Tags,
+            // One launch per 12 s, account-wide (the client's limiter).
+            launch_interval: std::time::Duration::from_secs(12),
+            // Lambda's API keys cannot be scoped.
+            machine_key: MachineKey::Launchers,
+            interruptible: false,
+            max_volumes: usize::MAX,
+            firewall_rulesets: true,
+        }
+    }
+
     fn self_terminate_script(&self) -> Option<&'static str> {
         Some(include_str!("../templates/terminate-self-lambda.sh"))
     }
@@ -272,7 +290,7 @@ impl CloudProvider for LambdaProvider {
         );
         request.name.clone_from(&spec.name);
         request.user_data = spec
-            .user_data
+            .boot_script
             .as_ref()
             .map(|data| Redacted::new(data.expose_secret()));
         request.tags = spec
@@ -280,7 +298,7 @@ impl CloudProvider for LambdaProvider {
             .iter()
             .map(|(k, v)| RequestedTagEntry::new(k, v))
             .collect();
-        request.file_system_names.clone_from(&spec.filesystems);
+        request.file_system_names.clone_from(&spec.volumes);
         request.firewall_rulesets = spec
             .firewall_rulesets
             .iter()

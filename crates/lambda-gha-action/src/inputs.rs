@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gha_runner_core::{
-    CapacityPolicy, InputError, MachineId, agent_config::AgentTimings,
+    CapacityPolicy, Field, InputError, MachineId, agent_config::AgentTimings,
     boot_script::RunnerPrivileges, duration::parse_duration, gpus::GpusPerRunner, health::GpuGate,
-    naming::RunnerNaming, naming::parse_labels, plan::parse_list, provisioner::RunnerMode,
-    runner_release::RunnerVersion,
+    naming::RunnerNaming, naming::parse_labels, plan::parse_list, plan::parse_type_list,
+    provisioner::RunnerMode, runner_release::RunnerVersion,
 };
 use gha_runner_lambda::UNHEALTHY_NAME;
 use secrecy::SecretString;
@@ -142,8 +142,32 @@ pub struct StopInputs {
     pub debug: bool,
 }
 
-/// Reads every input, or the first problem found.
+/// The action's input for a setting the core names in its own words.
+pub fn input_name(field: &Field) -> Option<&'static str> {
+    Some(match field {
+        Field::InstanceTypes => "instance_type",
+        Field::Regions => "region",
+        Field::MachineCount => "instance_count",
+        Field::CapacityWait => "capacity_wait",
+        Field::Label => "label",
+        Field::ExtraLabels => "extra_gh_labels",
+        Field::GpusPerRunner => "gpus_per_runner",
+        Field::RunnersPerMachine => "runners_per_instance",
+        Field::RunnerMode => "runner_mode",
+        Field::RunnerVersion => "runner_version",
+        Field::MaxCost => "max_cost_usd",
+        Field::Repository => "GITHUB_REPOSITORY",
+        Field::Scope => "scope",
+        _ => return None,
+    })
+}
+
+/// Reads every input, or the first problem found, named as the action's inputs are.
 pub fn parse(env: &Env) -> Result<Mode, InputError> {
+    parse_modes(env).map_err(|error| error.renamed(input_name))
+}
+
+fn parse_modes(env: &Env) -> Result<Mode, InputError> {
     let debug = flag(env, "debug", false)?;
     match env.input("mode").unwrap_or("start") {
         "start" => Ok(Mode::Start(Box::new(parse_start(env, debug)?))),
@@ -329,7 +353,7 @@ fn max_cost_usd(env: &Env) -> Result<Option<f64>, InputError> {
 
 fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
     let instance_types = match env.input("instance_type") {
-        Some(text) => parse_list(text, "instance_type")?,
+        Some(text) => parse_type_list(text, "instance_type")?,
         None => {
             return Err(InputError::new(
                 "instance_type",
@@ -586,7 +610,7 @@ mod tests {
         );
         assert_eq!(
             gate(&[("gpu_health_gate", "false"), ("gpu_check", "true")]),
-            Err("gpu_check".to_owned())
+            Err(Field::from("gpu_check"))
         );
     }
 

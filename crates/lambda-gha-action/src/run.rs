@@ -42,6 +42,7 @@ impl Failure {
 
 impl From<gha_runner_core::InputError> for Failure {
     fn from(error: gha_runner_core::InputError) -> Failure {
+        let error = error.renamed(crate::inputs::input_name);
         Failure::new(format!("Invalid input `{}`", error.field), error.problem)
     }
 }
@@ -238,7 +239,7 @@ async fn run_start<W: Write>(
             .ssh_key_name
             .clone()
             .or_else(|| launch_key.as_ref().map(|k| k.name.clone())),
-        filesystems: start.filesystems.clone(),
+        volumes: start.filesystems.clone(),
         firewall_rulesets: start.firewall_rulesets.clone(),
         name_template,
         tags: launch_tags(env, &start.tags),

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use gha_runner_core::tags;
 use gha_runner_core::{
-    Attempt, Candidate, CapacityPolicy, CoreError, LaunchPlan, Launched, MachineSpec, Offering,
-    PlanFailure, plan::LaunchSetup, preflight::Preflight, preflight::preflight,
+    Attempt, Candidate, CapacityPolicy, CoreError, Field, LaunchPlan, Launched, MachineSpec,
+    Offering, PlanFailure, plan::LaunchSetup, preflight::Preflight, preflight::preflight,
 };
 use gha_runner_lambda::LambdaProvider;
 use secrecy::SecretString;
@@ -59,6 +59,24 @@ pub struct LaunchOutcome {
     pub offering: Option<Offering>,
 }
 
+/// The CLI's flag for a setting the core names in its own words.
+pub fn flag_name(field: &Field) -> Option<&'static str> {
+    Some(match field {
+        Field::InstanceTypes => "--type",
+        Field::Regions => "--region",
+        Field::CapacityWait => "--capacity-wait",
+        _ => return None,
+    })
+}
+
+/// A core error, its input named as the CLI's flag.
+fn flagged(error: CoreError) -> CoreError {
+    match error {
+        CoreError::Input(input) => CoreError::Input(input.renamed(flag_name)),
+        other => other,
+    }
+}
+
 /// Checks the request against the catalog, then launches one machine.
 pub async fn launch(
     provider: &LambdaProvider,
@@ -84,6 +102,7 @@ pub async fn check(
         None,
     )
     .await
+    .map_err(flagged)
 }
 
 /// Launches one machine for a request [`check`] passed.
@@ -97,13 +116,13 @@ pub async fn launch_checked(
         Some(wait) if !wait.is_zero() => CapacityPolicy::WaitUntil(wait),
         _ => CapacityPolicy::FailFast,
     };
-    let plan = LaunchPlan::new(checked.candidates, 1, capacity)?;
+    let plan = LaunchPlan::new(checked.candidates, 1, capacity).map_err(|e| flagged(e.into()))?;
     let first: &Candidate = &plan.candidates[0];
     let mut spec = MachineSpec::new(&first.instance_type, &first.region);
     spec.ssh_key = Some(request.ssh_key.clone());
     spec.name.clone_from(&request.name);
     spec.image.clone_from(&request.image);
-    spec.filesystems.clone_from(&request.filesystems);
+    spec.volumes.clone_from(&request.filesystems);
     spec.tags.clone_from(&request.tags);
     spec.tags.insert(tags::CLI.to_owned(), user.to_owned());
     // Unique per launch: a launch whose answer is lost is found by it, not launched twice.
@@ -111,7 +130,7 @@ pub async fn launch_checked(
         tags::MACHINE.to_owned(),
         format!("cli-{:016x}", fastrand::u64(..)),
     );
-    spec.user_data = request.user_data.clone().map(SecretString::from);
+    spec.boot_script = request.user_data.clone().map(SecretString::from);
     let mut setup = Setup(spec);
     let catalog = checked.catalog;
     let offering =

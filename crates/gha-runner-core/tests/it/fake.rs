@@ -83,6 +83,23 @@ impl CloudProvider for FakeProvider {
         "fake"
     }
 
+    fn capabilities(&self) -> gha_runner_core::provider::Capabilities {
+        use gha_runner_core::provider::{
+            BootDelivery, Capabilities, MachineKey, MetadataPlace, SshAccess,
+        };
+        Capabilities {
+            boot: BootDelivery::UserData,
+            max_boot_script_bytes: 1_000_000,
+            ssh: SshAccess::LaunchKey { user: "ubuntu" },
+            metadata: MetadataPlace::Tags,
+            launch_interval: std::time::Duration::ZERO,
+            machine_key: MachineKey::Launchers,
+            interruptible: false,
+            max_volumes: usize::MAX,
+            firewall_rulesets: true,
+        }
+    }
+
     async fn launch(&self, spec: &MachineSpec) -> Result<MachineId, ProviderError> {
         let mut state = self.state.lock().unwrap();
         match state.outcomes.pop_front().unwrap_or(Outcome::Launch) {

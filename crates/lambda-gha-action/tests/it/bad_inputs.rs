@@ -106,7 +106,7 @@ fn cases() -> Vec<Case> {
             env: &[],
             scenario: default,
             title: "Invalid input `runners_per_instance`",
-            message: "set `runners_per_instance` to one of 1, 2, 4, 8",
+            message: "set the runners per machine to one of 1, 2, 4, 8",
         },
         Case {
             what: "more GPUs per runner than a candidate has",

@@ -10,7 +10,7 @@ use gha_runner_core::{
     duration::parse_duration, naming::MAX_LABELS, naming::OWN_LABELS, naming::RunnerNaming,
     naming::parse_labels, outputs::Outputs, plan::parse_list,
 };
-use lambda_gha_action::inputs::{self, Env, Mode, parse_tags};
+use lambda_gha_action::inputs::{self, Env, Mode, input_name, parse_tags};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
@@ -72,7 +72,7 @@ proptest! {
     #[test]
     fn capacity_waits_parse_or_name_their_field(input in typed()) {
         if let Err(error) = CapacityPolicy::parse(&input) {
-            prop_assert_eq!(error.field, "capacity_wait");
+            prop_assert_eq!(error.renamed(input_name).field, "capacity_wait");
         }
     }
 
@@ -88,7 +88,7 @@ proptest! {
                         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
                 }
             }
-            Err(error) => prop_assert_eq!(error.field, "extra_gh_labels"),
+            Err(error) => prop_assert_eq!(error.renamed(input_name).field, "extra_gh_labels"),
         }
     }
 
@@ -167,7 +167,7 @@ proptest! {
                 .collect::<BTreeMap<_, _>>(),
         );
         if let Err(error) = inputs::parse(&env) {
-            prop_assert!(!error.field.is_empty() && !error.problem.is_empty());
+            prop_assert!(!error.field.to_string().is_empty() && !error.problem.is_empty());
         }
     }
 }

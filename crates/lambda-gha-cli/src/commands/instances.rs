@@ -239,7 +239,7 @@ pub(crate) fn launch_request(args: MachineArgs, settings: &Settings) -> Result<L
         None => Ok(Vec::new()),
     };
     Ok(LaunchRequest {
-        instance_types: gha_runner_core::plan::parse_list(&types, "--type")?,
+        instance_types: gha_runner_core::plan::parse_type_list(&types, "--type")?,
         regions: list(&regions, "--region")?,
         ssh_key: args
             .ssh_key
