@@ -393,8 +393,12 @@ impl<'a> Agent<'a> {
         self.terminate(Reason::Unhealthy, log).await
     }
 
-    /// This machine's id, found by its tag (there is no metadata service).
+    /// This machine's id: as the provider tells the machine, or else found by its tag (Lambda
+    /// has no metadata service).
     async fn own_machine(&self, provider: &dyn CloudProvider) -> Result<MachineId, ProviderError> {
+        if let Some(id) = provider.this_machine() {
+            return Ok(id);
+        }
         let (key, value) = &self.config.machine_tag;
         provider
             .list_tagged(key, Some(value))

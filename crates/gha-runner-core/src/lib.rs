@@ -47,6 +47,8 @@ pub mod agent;
 pub mod agent_config;
 pub mod boot_log;
 pub mod boot_script;
+#[cfg(feature = "testing")]
+pub mod conformance;
 pub mod duration;
 pub mod error;
 pub mod github;

@@ -394,6 +394,12 @@ pub trait CloudProvider: Send + Sync {
         self.capabilities().check(self.name(), spec)
     }
 
+    /// The machine this code runs on, when the provider tells its machines their id (RunPod's
+    /// `RUNPOD_POD_ID`); `None`: the agent finds its machine by tag.
+    fn this_machine(&self) -> Option<MachineId> {
+        None
+    }
+
     /// Launches exactly one machine.
     async fn launch(&self, spec: &MachineSpec) -> Result<MachineId, ProviderError>;
 

@@ -19,6 +19,11 @@ pub(crate) struct FaultCounters {
 }
 
 impl FaultCounters {
+    /// How many calls of `operation` were counted so far.
+    pub(crate) fn count(&self, operation: &str) -> u32 {
+        self.calls.get(operation).copied().unwrap_or(0)
+    }
+
     /// Counts a call of `operation` and decides its faults.
     pub(crate) fn on_call(
         &mut self,

@@ -299,6 +299,22 @@ impl Sim {
             .with_world(|world| world.scenario.faults.clear());
     }
 
+    /// Adds a fault from now on; its calls count from the simulator's start (see
+    /// [`Sim::calls`]).
+    pub fn add_fault(&self, fault: FaultSpec) {
+        self.shared
+            .with_world(|world| world.scenario.faults.push(fault));
+    }
+
+    /// How many calls of `operation` (e.g. `launchInstance`) reached the fault stage so far.
+    pub fn calls(&self, operation: &str) -> u32 {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .count(operation)
+    }
+
     /// How many requests the simulator refused with 429 so far.
     pub fn rate_limited_requests(&self) -> u64 {
         self.shared
