@@ -191,6 +191,39 @@ impl AgentClock {
     }
 }
 
+/// Builds the provider an agent ends its machine with, from its configuration and its clock
+/// (simulated seconds per real second); `Ok(None)` when the machine may not end itself (no
+/// key for it).
+pub type ProviderFactory =
+    fn(&AgentConfig, f64) -> Result<Option<Box<dyn CloudProvider>>, ProviderError>;
+
+/// The providers an agent binary knows, by name: the agent picks one by its configuration's
+/// `provider`.
+#[derive(Clone, Copy)]
+pub struct ProviderFactories<'a>(pub &'a [(&'static str, ProviderFactory)]);
+
+impl ProviderFactories<'_> {
+    /// The provider `config` names, built; an error names the ones this binary knows.
+    pub fn build(
+        &self,
+        config: &AgentConfig,
+        time_scale: f64,
+    ) -> Result<Option<Box<dyn CloudProvider>>, ProviderError> {
+        let Some((_, factory)) = self.0.iter().find(|(name, _)| *name == config.provider) else {
+            let known: Vec<&str> = self.0.iter().map(|(name, _)| *name).collect();
+            return Err(ProviderError::new(
+                ProviderErrorKind::InvalidRequest,
+                format!(
+                    "this agent knows no provider {:?} (it knows {}): use a lambda-gha release that does",
+                    config.provider,
+                    known.join(", ")
+                ),
+            ));
+        };
+        factory(config, time_scale)
+    }
+}
+
 /// How the agent's run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentOutcome {

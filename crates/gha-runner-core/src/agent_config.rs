@@ -54,6 +54,13 @@ pub struct AgentConfig {
     /// The provider API key, for self-termination. Secret: the file is root-only.
     #[serde(with = "secret_text", default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<SecretString>,
+    /// The variable of the machine's environment holding the machine's own key, when the
+    /// provider gives its machines one ([`MachineKey::ProvidedOnMachine`]) and the machine may
+    /// end itself: then no key of the launcher's is here.
+    ///
+    /// [`MachineKey::ProvidedOnMachine`]: crate::provider::MachineKey::ProvidedOnMachine
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_variable: Option<String>,
     /// The tag that identifies this machine (`key`, `value`): the agent finds its own id by it.
     pub machine_tag: (String, String),
     /// The launch's label.
@@ -76,6 +83,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("provider", &self.provider)
             .field("api_url", &self.api_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("key_variable", &self.key_variable)
             .field("machine_tag", &self.machine_tag)
             .field("run_label", &self.run_label)
             .field("runner_count", &self.runner_count)
@@ -127,6 +135,7 @@ mod tests {
             provider: "lambda".into(),
             api_url: None,
             api_key: Some(SecretString::from("secret_key_value")),
+            key_variable: None,
             machine_tag: ("lambda-gha:machine".into(), "lambda-1-abc-0".into()),
             run_label: "lambda-1-abc".into(),
             runner_count: 1,

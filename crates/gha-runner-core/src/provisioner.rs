@@ -21,7 +21,7 @@ use crate::health::GpuGate;
 use crate::naming::RunnerNaming;
 use crate::outputs::Outputs;
 use crate::plan::{Attempt, Candidate, LaunchPlan, LaunchSetup, Launched, terminate_all};
-use crate::provider::{CloudProvider, Machine, MachineId, MachineSpec, MachineState};
+use crate::provider::{CloudProvider, Machine, MachineId, MachineKey, MachineSpec, MachineState};
 use crate::runner_release::{RunnerPackage, RunnerVersion};
 use crate::tags;
 
@@ -93,8 +93,12 @@ pub struct BootSettings {
     pub user_script: Option<String>,
     /// The provider API the agent terminates through, and its key.
     pub agent_api_url: Option<String>,
-    /// The provider API key for self-termination.
+    /// The provider API key for self-termination, for a provider whose machines get the
+    /// launcher's key ([`MachineKey::Launchers`]).
     pub agent_api_key: Option<SecretString>,
+    /// Whether machines may end themselves: with `agent_api_key`, or with the key their
+    /// provider gives them ([`MachineKey::ProvidedOnMachine`]).
+    pub self_terminate: bool,
     /// The agent's timings.
     pub timings: AgentTimings,
     /// The GPU health gate each machine runs before its runners start.
@@ -271,6 +275,8 @@ struct Registrar<'a> {
     runner: RunnerPackage,
     /// The provider's way for a machine to end itself without the agent.
     self_terminate: Option<&'static str>,
+    /// Which key machines end themselves with.
+    machine_key: MachineKey,
     github: &'a GitHub,
     request: &'a ProvisionRequest,
     registered: BTreeMap<usize, Vec<u64>>,
@@ -407,11 +413,20 @@ impl LaunchSetup for Registrar<'_> {
             .collect();
         let credentials = self.credentials(index, &names, &labels).await?;
         let boot = &request.boot;
+        // A machine whose provider gives it its own key may end itself with that key.
+        let key_variable = match self.machine_key {
+            MachineKey::ProvidedOnMachine { key_variable, .. } if boot.self_terminate => {
+                Some(key_variable.to_owned())
+            }
+            _ => None,
+        };
+        let may_end_itself = boot.agent_api_key.is_some() || key_variable.is_some();
         let agent_config = AgentConfig {
             version: boot.version.clone(),
             provider: self.provider.to_owned(),
             api_url: boot.agent_api_url.clone(),
             api_key: boot.agent_api_key.clone(),
+            key_variable,
             machine_tag: (tags::MACHINE.to_owned(), self.machine_tag(index)),
             run_label: naming.label().to_owned(),
             runner_count: request.runners_per_instance,
@@ -447,7 +462,7 @@ impl LaunchSetup for Registrar<'_> {
             // Without a key on the machine nothing there can end it.
             self_terminate: self
                 .self_terminate
-                .filter(|_| boot.agent_api_key.is_some())
+                .filter(|_| may_end_itself)
                 .map(str::to_owned),
             max_lifetime_seconds: boot.timings.max_lifetime_seconds,
         };
@@ -580,6 +595,7 @@ impl<'a> Provisioner<'a> {
             provider: self.provider.name(),
             runner,
             self_terminate: self.provider.self_terminate_script(),
+            machine_key: self.provider.capabilities().machine_key,
             github: self.github,
             request,
             registered: BTreeMap::new(),

@@ -125,7 +125,16 @@ fi
 # (setgid: the socket the agent makes in it is the runner group's.)
 install -d -m 2750 -o root -g "$RUNNER_USER" "$AGENT_RUN"
 install -d -m 0755 "$BIN" "$HOOKS"
-as_runner() { sudo -u "$RUNNER_USER" -H "$@"; }
+# As the runner user with a fresh environment, as `sudo -u runner -H` gives one: nothing of
+# root's (a container's provider key, the boot's variables) reaches the runner or its jobs.
+# setpriv (util-linux) is on every image, containers without sudo included, and execs the
+# command itself: no process of root's stays between the agent's signals and the runner.
+as_runner() {
+  setpriv --reuid="$RUNNER_USER" --regid="$RUNNER_USER" --init-groups -- \
+    env -i HOME="$RUNNERS" USER="$RUNNER_USER" LOGNAME="$RUNNER_USER" \
+    SHELL=/bin/bash LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    "$@"
+}
 
 # --- the GitHub runner the launcher chose, checksum-verified -----------------------------------
 case "$(uname -m)" in
@@ -242,11 +251,12 @@ for i in "${!RUNNER_NAMES[@]}"; do
     step "configuring runner ${RUNNER_NAMES[$i]}"
     # Every runner is configured before any starts: no job runs while the token is in use.
     # Only this launch's labels: no `self-hosted`, `Linux`, `X64` that any job could target.
-    (cd "$dir" && ACTIONS_RUNNER_INPUT_TOKEN="$(cat "$ETC/registration.token")" \
-      as_runner --preserve-env=ACTIONS_RUNNER_INPUT_TOKEN "$dir/config.sh" --unattended --replace \
+    # The token reaches config.sh on stdin, into its variable: never on a command line.
+    (cd "$dir" && as_runner bash -c 'IFS= read -r ACTIONS_RUNNER_INPUT_TOKEN
+      export ACTIONS_RUNNER_INPUT_TOKEN; exec "$@" < /dev/null' config "$dir/config.sh" --unattended --replace \
       --url "$REGISTRATION_URL" --name "${RUNNER_NAMES[$i]}" --labels "${RUNNER_LABELS[$i]}" \
       --no-default-labels ${RUNNER_GROUP:+--runnergroup "$RUNNER_GROUP"} \
-      --work _work > "$dir/config.log" 2>&1) || fail "runner $i did not register (see $dir/config.log)"
+      --work _work < "$ETC/registration.token" > "$dir/config.log" 2>&1) || fail "runner $i did not register (see $dir/config.log)"
   fi
 done
 rm -f "$ETC/registration.token"

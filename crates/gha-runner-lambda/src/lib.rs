@@ -185,6 +185,28 @@ impl LambdaProvider {
     }
 }
 
+/// The agent's provider on a Lambda machine (a
+/// [`ProviderFactory`](gha_runner_core::agent::ProviderFactory)): the launcher's key from the
+/// agent's configuration; none without one.
+pub fn agent_provider(
+    config: &gha_runner_core::agent_config::AgentConfig,
+    time_scale: f64,
+) -> Result<Option<Box<dyn CloudProvider>>, ProviderError> {
+    let Some(key) = &config.api_key else {
+        return Ok(None);
+    };
+    let mut builder = Client::builder()
+        .api_key(key.clone())
+        .time_scale(lambda_cloud::TimeScale::of(time_scale));
+    if let Some(url) = &config.api_url {
+        builder = builder.base_url(url);
+    }
+    let client = builder
+        .build()
+        .map_err(|e| ProviderError::new(ProviderErrorKind::InvalidRequest, e.to_string()))?;
+    Ok(Some(Box::new(LambdaProvider::new(client))))
+}
+
 /// Maps the client's failures onto the kinds the core acts on.
 pub fn provider_error(error: &lambda_cloud::Error) -> ProviderError {
     let kind = match (error.kind(), error.code()) {

@@ -34,5 +34,6 @@ pub use models::{
 };
 pub use provider::{
     BOOT_VARIABLE, DEFAULT_DISK_GB, DEFAULT_IMAGE, POD_ID_VARIABLE, POD_KEY_VARIABLE, PodType,
-    RunPodProvider, START_COMMAND, TAGS_VARIABLE, UNHEALTHY_NAME, VOLUME_PATH, provider_error,
+    RunPodProvider, START_COMMAND, TAGS_VARIABLE, UNHEALTHY_NAME, VOLUME_PATH, agent_provider,
+    provider_error,
 };

@@ -118,11 +118,20 @@ impl RunPodProvider {
         self
     }
 
-    /// The provider a pod's own agent uses: the pod's id and pod-scoped key from its
-    /// environment ([`POD_ID_VARIABLE`], [`POD_KEY_VARIABLE`]); `None` outside a pod.
-    pub fn inside_pod(base_url: Option<&str>, time_scale: f64) -> Result<Option<Self>, Error> {
-        let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let (Some(key), Some(id)) = (var(POD_KEY_VARIABLE), var(POD_ID_VARIABLE)) else {
+    /// The provider a pod's own agent uses: the pod's id ([`POD_ID_VARIABLE`]) and the
+    /// pod-scoped key in `key_variable` ([`POD_KEY_VARIABLE`]) from its environment; `None`
+    /// outside a pod.
+    pub fn inside_pod(
+        key_variable: &str,
+        base_url: Option<&str>,
+        time_scale: f64,
+    ) -> Result<Option<Self>, Error> {
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        let (Some(key), Some(id)) = (var(key_variable), var(POD_ID_VARIABLE)) else {
             return Ok(None);
         };
         let mut builder = Client::builder().api_key(key).time_scale(time_scale);
@@ -190,6 +199,22 @@ impl RunPodProvider {
             mounts,
         })
     }
+}
+
+/// The agent's provider in a pod (a
+/// [`ProviderFactory`](gha_runner_core::agent::ProviderFactory)): the pod's own key, from the
+/// variable the agent's configuration names; none when it names none (the pod may not end
+/// itself) or the pod has no such variable.
+pub fn agent_provider(
+    config: &gha_runner_core::agent_config::AgentConfig,
+    time_scale: f64,
+) -> Result<Option<Box<dyn CloudProvider>>, ProviderError> {
+    let Some(variable) = &config.key_variable else {
+        return Ok(None);
+    };
+    let provider = RunPodProvider::inside_pod(variable, config.api_url.as_deref(), time_scale)
+        .map_err(|e| provider_error(&e, false))?;
+    Ok(provider.map(|p| Box::new(p) as Box<dyn CloudProvider>))
 }
 
 /// Maps RunPod's failures onto the kinds the core acts on. For a create, RunPod's own table

@@ -370,6 +370,7 @@ fn boot_settings(env: &Env, start: &StartInputs, agent: AgentSource) -> BootSett
         } else {
             None
         },
+        self_terminate: start.self_terminate,
         timings: start.timings,
         gpu_gate: start.gpu_gate.clone(),
     }

@@ -128,6 +128,7 @@ pub(crate) async fn boot(setup: Boot) -> Booted {
         provider: "lambda".into(),
         api_url: Some(sim.base_url().to_owned()),
         api_key: Some(SecretString::from(setup.agent_key.clone())),
+        key_variable: None,
         machine_tag: (tags::MACHINE.into(), naming.machine_tag(0)),
         run_label: naming.label().into(),
         runner_count: runners,

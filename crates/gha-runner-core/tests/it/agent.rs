@@ -102,6 +102,7 @@ fn config(tag: &str, timings: AgentTimings) -> AgentConfig {
         provider: "fake".into(),
         api_url: None,
         api_key: None,
+        key_variable: None,
         machine_tag: (tags::MACHINE.into(), tag.into()),
         run_label: "lambda-1-test".into(),
         runner_count: 1,

@@ -76,6 +76,7 @@ fn request(types: &str, count: usize, registration_timeout_seconds: u64) -> Prov
             user_script: None,
             agent_api_url: None,
             agent_api_key: Some(SecretString::from("agent-key")),
+            self_terminate: true,
             timings: AgentTimings {
                 registration_timeout_seconds,
                 ..AgentTimings::default()

@@ -6,10 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use gha_runner_core::{
-    CloudProvider, agent::Agent, agent::AgentClock, agent::AgentOutcome, agent::AgentPaths,
-    agent::HookKind, agent::send_hook, agent_config::AgentConfig,
+    agent::Agent, agent::AgentClock, agent::AgentOutcome, agent::AgentPaths, agent::HookKind,
+    agent::ProviderFactories, agent::ProviderFactory, agent::send_hook, agent_config::AgentConfig,
 };
-use gha_runner_lambda::LambdaProvider;
 use lambda_cloud::TimeScale;
 use secrecy::SecretString;
 
@@ -128,29 +127,29 @@ fn unpack_jit(args: &AgentUnpackJit) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The providers this agent can end its machine through, by the name in its configuration.
+const PROVIDERS: ProviderFactories<'static> = ProviderFactories(&[
+    (
+        "lambda",
+        gha_runner_lambda::agent_provider as ProviderFactory,
+    ),
+    ("runpod", gha_runner_runpod::agent_provider),
+]);
+
 async fn run(args: AgentRun) -> Result<ExitCode> {
     let config = config(&args.config)?;
     let scale = time_scale();
-    let provider = match (config.provider.as_str(), &config.api_key) {
-        ("lambda", Some(key)) => {
-            let mut builder = lambda_cloud::Client::builder()
-                .api_key(key.clone())
-                .time_scale(scale);
-            if let Some(url) = &config.api_url {
-                builder = builder.base_url(url);
-            }
-            Some(LambdaProvider::new(builder.build()?))
-        }
-        _ => None,
-    };
+    // Whatever is wrong with the provider, the agent still stops the runners when they are
+    // done; only the terminate is then left to the action's stop job or the reaper.
+    let provider = PROVIDERS
+        .build(&config, scale.factor())
+        .unwrap_or_else(|error| {
+            eprintln!("lambda-gha agent: {error}");
+            None
+        });
     let paths = AgentPaths::new(args.root.root);
     let clock = AgentClock::since_boot(&paths, scale.factor());
-    let agent = Agent::new(
-        config,
-        provider.as_ref().map(|p| p as &dyn CloudProvider),
-        paths,
-        clock,
-    );
+    let agent = Agent::new(config, provider.as_deref(), paths, clock);
     match agent.run().await? {
         AgentOutcome::Terminated { reason, machine } => {
             eprintln!("lambda-gha agent: terminated {machine}: {reason}");
