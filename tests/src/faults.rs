@@ -952,9 +952,9 @@ fn files_under(roots: &[PathBuf], extensions: &[&str]) -> Vec<PathBuf> {
     })
 }
 
-/// The prefixes every test's secrets start with (`LAMBDACANARY…` keys, `PATCANARY…` tokens,
+/// The prefixes every test's secrets start with (`LAMBDACANARY…` and `RUNPODCANARY…` keys, `PATCANARY…` tokens,
 /// the fake GitHub's `GHCANARY…` tokens): none may be in a file kept in the repository.
-pub const CANARY_PREFIXES: [&str; 3] = ["LAMBDACANARY", "PATCANARY", "GHCANARY"];
+pub const CANARY_PREFIXES: [&str; 4] = ["LAMBDACANARY", "RUNPODCANARY", "PATCANARY", "GHCANARY"];
 
 /// Scans the repository's snapshots and documentation for test secrets: returns the files
 /// scanned and the hits (`file: prefix`).

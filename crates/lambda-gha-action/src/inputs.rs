@@ -73,6 +73,8 @@ pub enum Mode {
 /// What `start` launches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartInputs {
+    /// The cloud.
+    pub cloud: Cloud,
     /// Machine types, in preference order.
     pub instance_types: Vec<String>,
     /// Regions, in preference order; empty means any region.
@@ -132,6 +134,8 @@ pub struct StartInputs {
 /// What `stop` ends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StopInputs {
+    /// The cloud, as the start job had it.
+    pub cloud: Cloud,
     /// Machines named by `instance_id` and `mtx`; each names its whole launch.
     pub machines: Vec<MachineId>,
     /// The launches' labels: `label`, and from the runner names in `mtx`.
@@ -140,6 +144,32 @@ pub struct StopInputs {
     pub scope: String,
     /// Verbose logs.
     pub debug: bool,
+}
+
+/// Which cloud the machines are on: input `provider` (and, for RunPod, `runpod_cloud`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Cloud {
+    /// Lambda Cloud (the default).
+    #[default]
+    Lambda,
+    /// RunPod, on its secure or community cloud.
+    RunPod(gha_runner_runpod::Cloud),
+}
+
+fn cloud(env: &Env) -> Result<Cloud, InputError> {
+    match env.input("provider").unwrap_or("lambda") {
+        "lambda" => Ok(Cloud::Lambda),
+        "runpod" => Ok(Cloud::RunPod(
+            env.input("runpod_cloud")
+                .unwrap_or("secure")
+                .parse()
+                .map_err(|e: String| InputError::new("runpod_cloud", e))?,
+        )),
+        other => Err(InputError::new(
+            "provider",
+            format!("{other:?} must be `lambda` or `runpod`"),
+        )),
+    }
 }
 
 /// The action's input for a setting the core names in its own words.
@@ -377,6 +407,7 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
     let max_cost_usd = max_cost_usd(env)?;
     let action_ref = env.input("action_ref").map(str::to_owned);
     Ok(StartInputs {
+        cloud: cloud(env)?,
         instance_types,
         regions,
         instance_count,
@@ -506,6 +537,7 @@ fn parse_stop(env: &Env, debug: bool) -> Result<StopInputs, InputError> {
         ));
     }
     Ok(StopInputs {
+        cloud: cloud(env)?,
         machines,
         labels,
         scope: scope(env)?,

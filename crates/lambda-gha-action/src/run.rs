@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
+use gha_runner_core::CloudProvider;
+use gha_runner_core::provider::{MachineKey, SshAccess};
 use gha_runner_core::{
     CapacityPolicy, CoreError, GitHub, LaunchPlan, ProvisionFailure, ProvisionRequest, Provisioned,
     Provisioner, RunnerScope, boot_log::MachineAccess, boot_script::AgentDownload,
@@ -15,9 +17,10 @@ use gha_runner_core::{
 };
 use gha_runner_lambda::LambdaProvider;
 use gha_runner_lambda::LaunchKey;
+use gha_runner_runpod::RunPodProvider;
 use lambda_cloud::TimeScale;
 
-use crate::inputs::{self, Env, Mode, StartInputs, StopInputs};
+use crate::inputs::{self, Cloud, Env, Mode, StartInputs, StopInputs};
 use crate::summary::{self, MachineRow, StartSummary};
 use crate::workflow::Workflow;
 
@@ -52,7 +55,15 @@ impl From<CoreError> for Failure {
         match error {
             CoreError::Input(input) => input.into(),
             CoreError::GitHub(github) => github_failure(&github),
-            other => Failure::new("Lambda Cloud", other.to_string()),
+            CoreError::Provider { provider, .. } => {
+                let title = if provider == "runpod" {
+                    "RunPod"
+                } else {
+                    "Lambda Cloud"
+                };
+                Failure::new(title, error.to_string())
+            }
+            other => Failure::new("Launch", other.to_string()),
         }
     }
 }
@@ -62,7 +73,7 @@ fn github_failure(error: &gha_runner_core::GitHubError) -> Failure {
 }
 
 /// The secrets the action reads, masked before anything else is printed.
-const SECRET_VARS: [&str; 3] = ["LAMBDA_API_KEY", "GH_PAT", "GITHUB_TOKEN"];
+const SECRET_VARS: [&str; 4] = ["LAMBDA_API_KEY", "RUNPOD_API_KEY", "GH_PAT", "GITHUB_TOKEN"];
 
 /// Runs the action as `env` says, writing to `w`. On failure the error annotation has been
 /// written and the summary says what was cleaned up.
@@ -81,6 +92,60 @@ pub async fn run<W: Write>(env: &Env, w: &mut Workflow<W>) -> Result<(), Failure
         w.error(&failure.title, &failure.message);
     }
     result
+}
+
+/// The cloud the inputs name, with its key from the environment.
+enum Provider {
+    Lambda(LambdaProvider),
+    RunPod(RunPodProvider),
+}
+
+impl Provider {
+    /// From the `provider` input: Lambda's key and URL, or RunPod's.
+    fn new(env: &Env, cloud: Cloud) -> Result<Provider, Failure> {
+        match cloud {
+            Cloud::Lambda => lambda(env).map(Provider::Lambda),
+            Cloud::RunPod(cloud) => runpod(env, cloud).map(Provider::RunPod),
+        }
+    }
+
+    fn get(&self) -> &dyn CloudProvider {
+        match self {
+            Provider::Lambda(lambda) => lambda,
+            Provider::RunPod(runpod) => runpod,
+        }
+    }
+
+    /// The provider's API URL when not its default (the agent's `api_url`).
+    fn api_url<'a>(&self, env: &'a Env) -> Option<&'a str> {
+        match self {
+            Provider::Lambda(_) => env.var("LAMBDA_API_URL"),
+            Provider::RunPod(_) => env.var("RUNPOD_API_URL"),
+        }
+    }
+}
+
+/// The RunPod provider, from `RUNPOD_API_KEY`, `RUNPOD_API_URL` and, for a fake with a scaled
+/// clock, `LAMBDA_API_TIME_SCALE`.
+fn runpod(env: &Env, cloud: gha_runner_runpod::Cloud) -> Result<RunPodProvider, Failure> {
+    let key = env.secret("RUNPOD_API_KEY").ok_or_else(|| {
+        Failure::new(
+            "Missing RUNPOD_API_KEY",
+            "create an API key in RunPod's console (Settings → API Keys), store it as the \
+             repository secret RUNPOD_API_KEY, and pass it to the step: \
+             `env: { RUNPOD_API_KEY: ${{ secrets.RUNPOD_API_KEY }} }`",
+        )
+    })?;
+    let mut builder = gha_runner_runpod::Client::builder()
+        .api_key(key)
+        .time_scale(time_scale(env)?.factor());
+    if let Some(url) = env.var("RUNPOD_API_URL") {
+        builder = builder.base_url(url);
+    }
+    let client = builder
+        .build()
+        .map_err(|e| Failure::new("RunPod", e.to_string()))?;
+    Ok(RunPodProvider::new(client).on_cloud(cloud))
 }
 
 /// The Lambda provider, from `LAMBDA_API_KEY`, `LAMBDA_API_URL` and, for a simulator with a
@@ -144,7 +209,11 @@ fn github(env: &Env, scope: &str, runner_group: Option<u64>) -> Result<GitHub, F
 
 /// Where machines get the agent: this version's release (its `SHA256SUMS` downloaded by
 /// `action.yml` next to the action binary), or, for refs with no release, the action's commit.
-fn agent_source(env: &Env, start: &StartInputs) -> Result<AgentSource, Failure> {
+fn agent_source(
+    env: &Env,
+    start: &StartInputs,
+    provider: &dyn CloudProvider,
+) -> Result<AgentSource, Failure> {
     if let (Some(sums), Some(base)) = (
         env.var("LAMBDA_GHA_SHA256SUMS"),
         env.var("LAMBDA_GHA_RELEASE_URL"),
@@ -188,8 +257,21 @@ fn agent_source(env: &Env, start: &StartInputs) -> Result<AgentSource, Failure> 
              matches), or use a released version (`@v0.1.0`)",
         ));
     };
+    let simulated = env.var("LAMBDA_GHA_SIM_SANDBOX").is_some();
+    if let SshAccess::Unavailable { why } = provider.capabilities().ssh
+        && !simulated
+    {
+        return Err(Failure::new(
+            "No agent for the machines",
+            format!(
+                "this ref of the action has no release, and the launcher cannot deliver the \
+                 agent to {} machines over SSH ({why}): use a released version (`@v0.1.0`)",
+                provider.name()
+            ),
+        ));
+    }
     let own_key = start.ssh_key_name.is_none() && start.ssh_pubkey.is_none();
-    if !own_key && env.var("LAMBDA_GHA_SIM_SANDBOX").is_none() {
+    if !own_key && !simulated {
         return Err(Failure::new(
             "Invalid input `ssh_key_name`",
             "this ref of the action has no release, so the launcher delivers the agent to each \
@@ -208,8 +290,10 @@ async fn run_start<W: Write>(
     start: &StartInputs,
     w: &mut Workflow<W>,
 ) -> Result<(), Failure> {
-    let agent = agent_source(env, start)?;
-    let provider = lambda(env)?;
+    let cloud = Provider::new(env, start.cloud)?;
+    let provider = cloud.get();
+    let agent = agent_source(env, start, provider)?;
+    check_access(start, provider)?;
     let github = github(env, &start.scope, start.runner_group)?;
     let run = env.var("GITHUB_RUN_ID");
     let naming = RunnerNaming::for_run(run);
@@ -225,14 +309,17 @@ async fn run_start<W: Write>(
 
     w.group("Checking the request");
     let scale = time_scale(env)?;
-    let (checked, gpus, plan) = check_start(&provider, start, scale, w).await?;
+    let (checked, gpus, plan) = check_start(provider, start, scale, w).await?;
 
     // Before anything is made: a stop job (`if: always()`) after a start that was killed or
     // cancelled still finds the launch by its label.
     w.output("label", naming.label())
         .map_err(|e| Failure::new("Writing outputs", e.to_string()))?;
-    let launch_key = launch_key(&provider, start, &naming, w).await?;
-    let access = MachineKeyFile::new(env, start, launch_key.as_ref(), naming.label());
+    let launch_key = match &cloud {
+        Provider::Lambda(lambda) => launch_key(lambda, start, &naming, w).await?,
+        Provider::RunPod(_) => None,
+    };
+    let access = MachineKeyFile::new(env, start, provider, launch_key.as_ref(), naming.label());
     let machine = MachineTemplate {
         image: start.image.clone(),
         ssh_key: start
@@ -251,7 +338,7 @@ async fn run_start<W: Write>(
         mode: start.runner_mode,
         extra_labels: start.extra_labels.clone(),
         machine,
-        boot: boot_settings(env, start, agent),
+        boot: boot_settings(env, start, agent, &cloud),
         gpus,
         replace_unhealthy: start.replace_unhealthy,
         access: access.access.clone(),
@@ -263,17 +350,55 @@ async fn run_start<W: Write>(
         "Launching {} machine(s) with {} runner(s) each",
         start.instance_count, start.runners_per_instance
     ));
-    let result = provision(&provider, &github, &request, start, w).await?;
+    let result = provision(provider, &github, &request, start, w).await?;
     drop(access);
-    if let Some(key) = &launch_key {
-        remove_launch_key(&provider, key, w).await;
+    if let (Some(key), Provider::Lambda(lambda)) = (&launch_key, &cloud) {
+        remove_launch_key(lambda, key, w).await;
     }
     report_start(result, &checked, start, &naming, w)
 }
 
+/// Refuses inputs the provider cannot serve, named as the action names them, before anything
+/// is made (the core would refuse the spec too, but in its own words, at the first launch).
+fn check_access(start: &StartInputs, provider: &dyn CloudProvider) -> Result<(), Failure> {
+    let capabilities = provider.capabilities();
+    let name = provider.name();
+    if let SshAccess::Unavailable { why } = capabilities.ssh {
+        for (input, given) in [
+            ("ssh_key_name", start.ssh_key_name.is_some()),
+            ("ssh_pubkey", start.ssh_pubkey.is_some()),
+        ] {
+            if given {
+                return Err(Failure::new(
+                    format!("Invalid input `{input}`"),
+                    format!(
+                        "{name} machines take no SSH key from the launcher ({why}): leave it empty"
+                    ),
+                ));
+            }
+        }
+    }
+    if !start.firewall_rulesets.is_empty() && !capabilities.firewall_rulesets {
+        return Err(Failure::new(
+            "Invalid input `firewall_ruleset`",
+            format!("{name} has no firewall rulesets: leave it empty"),
+        ));
+    }
+    if start.filesystems.len() > capabilities.max_volumes {
+        return Err(Failure::new(
+            "Invalid input `filesystem`",
+            format!(
+                "{name} machines take at most {} volume(s): name fewer",
+                capabilities.max_volumes
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Preflight, the GPU layout of each type, and the launch plan on the cloud's clock.
 async fn check_start<W: Write>(
-    provider: &LambdaProvider,
+    provider: &dyn CloudProvider,
     start: &StartInputs,
     scale: TimeScale,
     w: &mut Workflow<W>,
@@ -314,8 +439,8 @@ async fn check_start<W: Write>(
     if !start.self_terminate {
         w.warning(
             "self_terminate is off",
-            "the Lambda API key stays off the machines: they end only by a `mode: stop` job \
-             (add one with `if: always()`) or the reaper",
+            "the machines do not end themselves (on Lambda, its API key stays off them): they \
+             end only by a `mode: stop` job (add one with `if: always()`) or the reaper",
         );
     }
     Ok((checked, gpus, plan))
@@ -348,7 +473,17 @@ async fn launch_key<W: Write>(
 }
 
 /// How the machines boot: the runner and agent they fetch, and what the agent may do.
-fn boot_settings(env: &Env, start: &StartInputs, agent: AgentSource) -> BootSettings {
+fn boot_settings(
+    env: &Env,
+    start: &StartInputs,
+    agent: AgentSource,
+    cloud: &Provider,
+) -> BootSettings {
+    // The launcher's key goes to the machines only where the provider has no narrower one.
+    let launchers_key = matches!(
+        cloud.get().capabilities().machine_key,
+        MachineKey::Launchers
+    );
     BootSettings {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         agent,
@@ -364,8 +499,8 @@ fn boot_settings(env: &Env, start: &StartInputs, agent: AgentSource) -> BootSett
             .to_owned(),
         privileges: start.privileges,
         user_script: start.userdata.clone(),
-        agent_api_url: env.var("LAMBDA_API_URL").map(str::to_owned),
-        agent_api_key: if start.self_terminate {
+        agent_api_url: cloud.api_url(env).map(str::to_owned),
+        agent_api_key: if start.self_terminate && launchers_key {
             env.secret("LAMBDA_API_KEY")
         } else {
             None
@@ -379,7 +514,7 @@ fn boot_settings(env: &Env, start: &StartInputs, agent: AgentSource) -> BootSett
 /// Provisions `request`, writing each machine to the outputs as soon as it exists, and ends
 /// what it launched when the step is cancelled.
 async fn provision<W: Write>(
-    provider: &LambdaProvider,
+    provider: &dyn CloudProvider,
     github: &GitHub,
     request: &ProvisionRequest,
     start: &StartInputs,
@@ -524,7 +659,13 @@ struct MachineKeyFile {
 }
 
 impl MachineKeyFile {
-    fn new(env: &Env, start: &StartInputs, key: Option<&LaunchKey>, label: &str) -> MachineKeyFile {
+    fn new(
+        env: &Env,
+        start: &StartInputs,
+        provider: &dyn CloudProvider,
+        key: Option<&LaunchKey>,
+        label: &str,
+    ) -> MachineKeyFile {
         if let Some(root) = env.var("LAMBDA_GHA_SIM_SANDBOX") {
             return MachineKeyFile {
                 access: MachineAccess::Sandbox { root: root.into() },
@@ -534,6 +675,10 @@ impl MachineKeyFile {
         let unavailable = |why: String| MachineKeyFile {
             access: MachineAccess::Unavailable { why },
             dir: None,
+        };
+        let user = match provider.capabilities().ssh {
+            SshAccess::LaunchKey { user } => user,
+            SshAccess::Unavailable { why } => return unavailable(why.to_owned()),
         };
         let private = match (
             key.and_then(|k| k.private_key.as_ref()),
@@ -554,7 +699,7 @@ impl MachineKeyFile {
         match write_private_key(&dir, private) {
             Ok(identity) => MachineKeyFile {
                 access: MachineAccess::Ssh {
-                    user: "ubuntu".to_owned(),
+                    user: user.to_owned(),
                     port: 22,
                     identity,
                     state_dir: dir.clone(),
@@ -643,13 +788,14 @@ async fn run_stop<W: Write>(
     stop: &StopInputs,
     w: &mut Workflow<W>,
 ) -> Result<(), Failure> {
-    let provider = lambda(env)?;
+    let cloud = Provider::new(env, stop.cloud)?;
+    let provider = cloud.get();
     let github = github(env, &stop.scope, None)?;
     w.group(&format!(
         "Stopping the launches of {} machine(s)",
         stop.machines.len()
     ));
-    let report = Provisioner::new(&provider, &github)
+    let report = Provisioner::new(provider, &github)
         .stop(&stop.machines, &stop.labels)
         .await;
     if let Some(why) = &report.unlisted {
@@ -760,6 +906,15 @@ mod tests {
         *start
     }
 
+    fn lambda() -> LambdaProvider {
+        LambdaProvider::new(
+            lambda_cloud::Client::builder()
+                .api_key("k")
+                .build()
+                .unwrap(),
+        )
+    }
+
     #[test]
     fn the_agent_comes_from_the_release_sums_or_the_actions_commit() {
         let sha = "0123456789abcdef0123456789abcdef01234567";
@@ -775,7 +930,8 @@ mod tests {
             ("LAMBDA_GHA_SHA256SUMS", sums.to_str().unwrap()),
             ("LAMBDA_GHA_RELEASE_URL", "https://x/releases/download/v1/"),
         ]);
-        let AgentSource::Release { x86_64, aarch64 } = agent_source(&env, &start(None)).unwrap()
+        let AgentSource::Release { x86_64, aarch64 } =
+            agent_source(&env, &start(None), &lambda()).unwrap()
         else {
             panic!("release");
         };
@@ -795,7 +951,7 @@ mod tests {
             ("LAMBDA_GHA_AGENT_SHA256", "d"),
         ];
         assert_eq!(
-            agent_source(&Env::from_pairs(built), &start(None)).unwrap(),
+            agent_source(&Env::from_pairs(built), &start(None), &lambda()).unwrap(),
             AgentSource::Delivered {
                 path: "/tmp/lambda-gha".into(),
                 sha256: "d".into()
@@ -803,10 +959,23 @@ mod tests {
         );
         let mut own = start(None);
         own.ssh_key_name = Some("mine".into());
-        let error = agent_source(&Env::from_pairs(built), &own).unwrap_err();
+        let error = agent_source(&Env::from_pairs(built), &own, &lambda()).unwrap_err();
         assert!(error.message.contains("leave `ssh_key_name`"), "{error}");
-        let error =
-            agent_source(&Env::from_pairs::<&str, &str>([]), &start(Some(sha))).unwrap_err();
+        let error = agent_source(
+            &Env::from_pairs::<&str, &str>([]),
+            &start(Some(sha)),
+            &lambda(),
+        )
+        .unwrap_err();
         assert!(error.message.contains("no agent was built"), "{error}");
+        // RunPod pods cannot be reached over SSH: only a release's agent reaches them.
+        let runpod = RunPodProvider::new(
+            gha_runner_runpod::Client::builder()
+                .api_key("k")
+                .build()
+                .unwrap(),
+        );
+        let error = agent_source(&Env::from_pairs(built), &start(None), &runpod).unwrap_err();
+        assert!(error.message.contains("use a released version"), "{error}");
     }
 }

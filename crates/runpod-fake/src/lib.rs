@@ -371,7 +371,8 @@ impl FakeRunPod {
             .with_world(|world, _| world.pods.keys().cloned().collect())
     }
 
-    /// Every request so far: `METHOD path status`.
+    /// Every request so far: `METHOD path status`, with ` (pod key)` when a pod's own key
+    /// made it. Keys are never in it.
     pub fn requests(&self) -> Vec<String> {
         self.shared.with_world(|world, _| world.log.clone())
     }

@@ -56,6 +56,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .unwrap_or_default();
     let key = bearer(&parts.headers);
     let (status, body, headers) = shared.with_world(|world, now| {
+        // Who called, for the log: a pod's own key is marked (the account's is the default).
+        let by_pod = key
+            .as_deref()
+            .and_then(|key| world.caller(key, &shared.api_key))
+            .is_some_and(|caller| matches!(caller, Caller::Pod(_)));
         let (answer, headers) = gate(
             world,
             &shared,
@@ -66,9 +71,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             key.as_deref(),
             now,
         );
+        let by = if by_pod { " (pod key)" } else { "" };
         world
             .log
-            .push(format!("{} {path} {}", parts.method, answer.0));
+            .push(format!("{} {path} {}{by}", parts.method, answer.0));
         (answer.0, answer.1, headers)
     });
     let mut response = if body.is_null() {

@@ -15,5 +15,6 @@ mod permissions;
 mod reap;
 mod repository;
 mod runner_release;
+mod runpod;
 mod simulator;
 mod workflow;
