@@ -143,6 +143,16 @@ impl RunPodProvider {
         Ok(Some(provider))
     }
 
+    /// Every pod of the account, as the core describes machines.
+    pub async fn machines(&self) -> Result<Vec<Machine>, ProviderError> {
+        let pods = self
+            .client
+            .pods()
+            .await
+            .map_err(|e| provider_error(&e, false))?;
+        Ok(pods.into_iter().map(machine).collect())
+    }
+
     /// The client underneath.
     pub fn client(&self) -> &Client {
         &self.client

@@ -40,4 +40,28 @@ pub enum CliError {
     /// The API failed.
     #[error(transparent)]
     Lambda(#[from] lambda_cloud::Error),
+    /// No RunPod key.
+    #[error(
+        "no RunPod API key: set RUNPOD_API_KEY (create a key in RunPod's console, Settings → \
+         API Keys)"
+    )]
+    MissingRunPodKey,
+    /// A RunPod URL the key would travel to in clear.
+    #[error(
+        "the RunPod API URL {0} (from RUNPOD_API_URL) is not https://: the API key would be \
+         sent in clear. Use https://, or http:// only to a loopback address (the fake)"
+    )]
+    InsecureRunPodUrl(String),
+    /// RunPod's client could not be set up.
+    #[error(transparent)]
+    RunPod(#[from] gha_runner_runpod::Error),
+    /// A command that only Lambda has.
+    #[error(
+        "`{command}` is Lambda-only; with --provider runpod use types, instances, terminate or \
+         reap"
+    )]
+    LambdaOnly {
+        /// The command.
+        command: &'static str,
+    },
 }

@@ -21,6 +21,7 @@ use commands::run::RunArgs;
 use commands::sim::SimArgs;
 use commands::ssh_keys::SshKeysCommand;
 use commands::{Out, parse_duration_arg};
+use lambda_gha_cli::ProviderChoice;
 use lambda_gha_cli::config::{self, Settings};
 
 /// Ephemeral GitHub Actions runners and GPU runs on Lambda Cloud.
@@ -38,6 +39,10 @@ struct Global {
     /// Machine-readable JSON on stdout (human text goes to stderr).
     #[arg(long, global = true)]
     json: bool,
+    /// The cloud: `lambda` (key in LAMBDA_API_KEY) or `runpod` (key in RUNPOD_API_KEY; types,
+    /// instances, terminate and reap).
+    #[arg(long, global = true, value_enum, default_value = "lambda")]
+    provider: Provider,
     /// The Lambda API base URL (also LAMBDA_API_URL; default: Lambda's public API).
     #[arg(long, global = true, value_name = "URL")]
     api_url: Option<String>,
@@ -51,6 +56,22 @@ struct Global {
     /// Only errors.
     #[arg(short, long, global = true)]
     quiet: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Provider {
+    Lambda,
+    #[value(name = "runpod")]
+    RunPod,
+}
+
+impl From<Provider> for ProviderChoice {
+    fn from(provider: Provider) -> Self {
+        match provider {
+            Provider::Lambda => ProviderChoice::Lambda,
+            Provider::RunPod => ProviderChoice::RunPod,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -137,9 +158,13 @@ async fn dispatch(command: Command, global: &Global, out: &Out) -> Result<ExitCo
         Command::Demo => return commands::sim::demo(out).await,
         _ => {}
     }
+    let choice = ProviderChoice::from(global.provider);
+    if choice == ProviderChoice::RunPod {
+        return on_runpod(command, global, out).await;
+    }
     let settings = settings(global)?;
     if let Command::Reap(args) = command {
-        return commands::reap::reap(args, &settings).await;
+        return commands::reap::reap(args, &settings, choice).await;
     }
     if let Command::Run(args) = command {
         return commands::run::run(*args, &settings, out).await;
@@ -166,6 +191,34 @@ async fn dispatch(command: Command, global: &Global, out: &Out) -> Result<ExitCo
         Command::Agent(_) | Command::Completions { .. } | Command::Reap(_) | Command::Run(_) => {
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "simulator")]
+        Command::Sim(_) | Command::Demo => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The commands `--provider runpod` has; the others are Lambda's alone.
+async fn on_runpod(command: Command, global: &Global, out: &Out) -> Result<ExitCode> {
+    use commands::runpod;
+    let lambda_only = |command| Err(lambda_gha_cli::CliError::LambdaOnly { command }.into());
+    match command {
+        Command::Types(_) => runpod::types(out).await,
+        Command::Instances => runpod::instances(out).await,
+        Command::Terminate { ids, mine: false } => runpod::terminate(ids, out).await,
+        Command::Reap(args) => {
+            commands::reap::reap(args, &settings(global)?, ProviderChoice::RunPod).await
+        }
+        Command::Terminate { mine: true, .. } => lambda_only("terminate --mine"),
+        Command::Regions => lambda_only("regions"),
+        Command::Images => lambda_only("images"),
+        Command::Get { .. } => lambda_only("get"),
+        Command::Wait { .. } => lambda_only("wait"),
+        Command::Launch(_) => lambda_only("launch"),
+        Command::Run(_) => lambda_only("run"),
+        Command::Ssh(_) => lambda_only("ssh"),
+        Command::SshKeys(_) => lambda_only("ssh-keys"),
+        Command::Filesystems(_) => lambda_only("filesystems"),
+        // Dispatched before any provider is chosen.
+        Command::Agent(_) | Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         #[cfg(feature = "simulator")]
         Command::Sim(_) | Command::Demo => Ok(ExitCode::SUCCESS),
     }

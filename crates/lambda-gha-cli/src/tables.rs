@@ -215,6 +215,42 @@ pub fn instances_table(instances: &[InstanceView]) -> Table {
     table
 }
 
+/// Machines as the core describes them (any provider): the `instances` table of
+/// `--provider runpod`.
+pub fn machines_table(machines: &[gha_runner_core::Machine]) -> Table {
+    let mut table = Table::new(&["ID", "NAME", "TYPE", "REGION", "STATUS", "$/H>"]);
+    for m in machines {
+        table.row(vec![
+            m.id.to_string(),
+            m.name.clone().unwrap_or_else(|| "-".into()),
+            m.instance_type.clone(),
+            m.region.clone(),
+            m.state.word().to_owned(),
+            m.price_cents_per_hour
+                .map_or_else(|| "-".into(), |c| format!("{:.2}", f64::from(c) / 100.0)),
+        ]);
+    }
+    table
+}
+
+/// A provider's offerings (any provider): the `types` table of `--provider runpod`.
+pub fn offerings_table(offerings: &[gha_runner_core::Offering]) -> Table {
+    let mut table = Table::new(&["TYPE", "GPUS>", "$/H>", "WITH CAPACITY"]);
+    for o in offerings {
+        table.row(vec![
+            o.instance_type.clone(),
+            o.gpus.to_string(),
+            format!("{:.2}", f64::from(o.price_cents_per_hour) / 100.0),
+            if o.regions_available.is_empty() {
+                "-".into()
+            } else {
+                o.regions_available.join(", ")
+            },
+        ]);
+    }
+    table
+}
+
 /// The `regions` table.
 pub fn regions_table(regions: &[Region]) -> Table {
     let mut table = Table::new(&["REGION", "LOCATION"]);

@@ -7,6 +7,7 @@ pub(crate) mod filesystems;
 pub(crate) mod instances;
 pub(crate) mod reap;
 pub(crate) mod run;
+pub(crate) mod runpod;
 #[cfg(feature = "simulator")]
 pub(crate) mod sim;
 pub(crate) mod ssh_keys;

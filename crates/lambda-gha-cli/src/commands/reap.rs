@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use gha_runner_core::{GitHub, RunnerScope, reaper::ReapPolicy};
+use gha_runner_core::{CloudProvider, GitHub, RunnerScope, reaper::ReapPolicy};
 use gha_runner_lambda::LambdaProvider;
+use lambda_gha_cli::ProviderChoice;
 use lambda_gha_cli::config::Settings;
 use secrecy::SecretString;
 
@@ -45,15 +46,30 @@ fn github(args: &ReapArgs) -> Result<Option<GitHub>> {
     )?))
 }
 
-pub(crate) async fn reap(args: ReapArgs, settings: &Settings) -> Result<ExitCode> {
-    let provider = LambdaProvider::new(lambda_gha_cli::client(settings)?);
+pub(crate) async fn reap(
+    args: ReapArgs,
+    settings: &Settings,
+    choice: ProviderChoice,
+) -> Result<ExitCode> {
+    let (lambda, runpod);
+    // Lambda's launch keys are reaped too; RunPod has none.
+    let (provider, launch_keys): (&dyn CloudProvider, Option<&LambdaProvider>) = match choice {
+        ProviderChoice::Lambda => {
+            lambda = LambdaProvider::new(lambda_gha_cli::client(settings)?);
+            (&lambda, Some(&lambda))
+        }
+        ProviderChoice::RunPod => {
+            runpod = lambda_gha_cli::runpod_provider()?;
+            (&runpod, None)
+        }
+    };
     let github = github(&args)?;
     let policy = ReapPolicy {
         orphan_after: args.orphan_after,
         dry_run: args.dry_run,
         ..ReapPolicy::now()
     };
-    let report = gha_runner_core::reaper::reap(&provider, github.as_ref(), policy).await?;
+    let report = gha_runner_core::reaper::reap(provider, github.as_ref(), policy).await?;
     let (end, delete) = if args.dry_run {
         ("would terminate", "would delete")
     } else {
@@ -73,7 +89,10 @@ pub(crate) async fn reap(args: ReapArgs, settings: &Settings) -> Result<ExitCode
     for (id, name) in &report.ghost_runners {
         println!("  {delete} runner {name} ({id}): its machine is gone");
     }
-    let keys = provider.reap_launch_keys(&policy).await;
+    let keys = match launch_keys {
+        Some(lambda) => lambda.reap_launch_keys(&policy).await,
+        None => Ok(Vec::new()),
+    };
     for name in keys.iter().flatten() {
         println!("  {delete} SSH key {name}: made for a launch that was cut short");
     }

@@ -9,3 +9,4 @@ mod downloads;
 mod everyday;
 mod run_sandbox;
 mod run_ssh;
+mod runpod;
