@@ -46,6 +46,9 @@ pub enum Flow {
     Action,
     /// `lambda-gha run --cmd 'echo ok'` on a simulated machine.
     Run,
+    /// The action with `provider: runpod` against the RunPod fake, its pods booting as real
+    /// root (see [`crate::runpod_faults`]).
+    RunPod,
 }
 
 impl Flow {
@@ -53,10 +56,11 @@ impl Flow {
         match self {
             Flow::Action => "action",
             Flow::Run => "run",
+            Flow::RunPod => "runpod",
         }
     }
 
-    /// The Lambda operations the flow uses, each faulted in turn. The fault-free scenario of
+    /// The operations the flow uses (Lambda's, or RunPod's), each faulted in turn. The fault-free scenario of
     /// each flow checks that these are exactly the ones it called.
     pub fn operations(self) -> &'static [&'static str] {
         match self {
@@ -71,6 +75,7 @@ impl Flow {
                 "listInstances",
                 "terminateInstance",
             ],
+            Flow::RunPod => &crate::runpod_faults::OPERATIONS,
             Flow::Run => &[
                 "listInstanceTypes",
                 "listRegions",
@@ -196,6 +201,15 @@ impl Moment {
 pub enum Fault {
     /// Nothing: the baseline.
     None,
+    /// A RunPod operation fails.
+    RunPod {
+        /// The operation (its `operationId`).
+        operation: &'static str,
+        /// How.
+        fault: crate::runpod_faults::RunPodFault,
+        /// Every call (until the outage ends), not just the first.
+        every_call: bool,
+    },
     /// A Lambda operation fails.
     Lambda {
         /// The operation.
@@ -243,6 +257,11 @@ impl Fault {
         match self {
             Fault::None => "none".to_owned(),
             Fault::Lambda {
+                operation,
+                fault,
+                every_call,
+            } => format!("`{operation}` {}, {}", fault.label(), when(every_call)),
+            Fault::RunPod {
                 operation,
                 fault,
                 every_call,
@@ -383,6 +402,7 @@ pub fn scenarios() -> Vec<Scenario> {
         ]
         .map(action),
     );
+    all.extend(crate::runpod_faults::scenarios());
     all.extend(
         [
             Fault::NeverActive,
@@ -544,7 +564,12 @@ pub async fn run_matrix(programs: &Programs, scenarios: &[Scenario], parallel: u
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            let row = run_scenario(scenario, index, &programs, &internet, &dir).await;
+            let row = if scenario.flow == Flow::RunPod {
+                crate::runpod_faults::run_scenario(scenario, index, &programs, &internet, &dir)
+                    .await
+            } else {
+                run_scenario(scenario, index, &programs, &internet, &dir).await
+            };
             if std::env::var_os("FAULT_MATRIX_KEEP").is_none() {
                 let _ = std::fs::remove_dir_all(&dir);
             }
@@ -621,6 +646,7 @@ fn cloud_for(fault: Fault) -> CloudScenario {
             );
         }
         Fault::None
+        | Fault::RunPod { .. }
         | Fault::GitHub(_)
         | Fault::NeverRegisters
         | Fault::GitHubTokenUnknown
@@ -643,7 +669,8 @@ async fn run_scenario(
         format!("{}", 7000 + index),
         scenario.fault.runner_reports(),
         match scenario.flow {
-            Flow::Action => Machines::Root,
+            // (RunPod rows are run by `runpod_faults`, on their own rig.)
+            Flow::Action | Flow::RunPod => Machines::Root,
             Flow::Run => Machines::Sandbox,
         },
     )
@@ -664,7 +691,7 @@ async fn run_scenario(
     let mut problems = Vec::new();
     let fault = scenario.fault;
     let outcome = match scenario.flow {
-        Flow::Action => {
+        Flow::Action | Flow::RunPod => {
             let mut inputs = vec![
                 ("instance_type", "gpu_1x_a10,gpu_1x_a6000"),
                 ("region", "us-east-1"),
@@ -929,7 +956,7 @@ async fn run_scenario(
 
 /// The machines' logs (boot script, agent, runner): every `.log` and `.jsonl` file in their
 /// sandboxes.
-fn machine_logs(root: &Path) -> Vec<(String, String)> {
+pub(crate) fn machine_logs(root: &Path) -> Vec<(String, String)> {
     files_under(&[root.to_owned()], &["log", "jsonl"])
         .into_iter()
         .map(|path| {

@@ -7,24 +7,27 @@
 //!
 //! # Providers
 //!
-//! Lambda Cloud is implemented in the `gha-runner-lambda` crate. The trait is small on
-//! purpose; this is how other clouds map onto it:
+//! Lambda Cloud is implemented in the `gha-runner-lambda` crate, RunPod in `gha-runner-runpod`;
+//! both pass the conformance suite (`conformance`, feature `testing`). The trait is small on purpose;
+//! where clouds differ, [`provider::Capabilities`] says how. This is how they map onto it, and
+//! how EC2 would:
 //!
-//! | trait | Lambda Cloud | RunPod | AWS EC2 |
+//! | trait | Lambda Cloud | RunPod (REST v2) | AWS EC2 |
 //! |---|---|---|---|
-//! | `launch(spec)` → one id | `POST /instance-operations/launch` (one instance per call, 1 per 12 s) | `podFindAndDeployOnDemand` (GraphQL) | `RunInstances` with `MinCount = MaxCount = 1` |
-//! | `spec.instance_type` | `gpu_1x_a10` | GPU type id, e.g. `NVIDIA A40` | `g5.xlarge` |
-//! | `spec.region` | `us-east-1` | data center id | region of the client, subnet/AZ |
+//! | `launch(spec)` → one id | `POST /instance-operations/launch` (one instance per call, 1 per 12 s) | `POST /v2/pods` (one GPU type per call) | `RunInstances` with `MinCount = MaxCount = 1` |
+//! | `spec.instance_type` | `gpu_1x_a10` | `<count>x <GPU type id>`, e.g. `1x NVIDIA A40` | `g5.xlarge` |
+//! | `spec.region` | `us-east-1` | data center id, e.g. `US-TX-3` | region of the client, subnet/AZ |
 //! | `spec.image` | image family or id | container image | AMI id |
-//! | `spec.user_data` | `user_data` (cloud-init) | `dockerArgs`/start command | `UserData` (base64) |
-//! | `spec.tags` | `tags` | pod name prefix / env | `TagSpecifications` |
-//! | `spec.ssh_key` | `ssh_key_names` (exactly one) | account public key | `KeyName` |
-//! | `describe(id)` | `GET /instances/{id}` | `pod(id)` | `DescribeInstances` |
-//! | `list_tagged(k, v)` | `GET /instances`, filtered by tag | `myself.pods`, filtered by name | `DescribeInstances` with `tag:k` filter |
-//! | `report_unhealthy(id, why)` | `POST /instances/{id}`: the name becomes `unhealthy: <why>` | the pod's name | `CreateTags` |
-//! | `terminate(ids)` | `POST /instance-operations/terminate` | `podTerminate` | `TerminateInstances` |
-//! | `capacity_hints()` | `regions_with_capacity_available` | `gpuTypes.lowestPrice.stockStatus` | none (always "available"; capacity shows as `InsufficientInstanceCapacity`) |
-//! | `Capacity` error | `instance-operations/launch/insufficient-capacity` | "no longer any instances available" | `InsufficientInstanceCapacity` |
+//! | `spec.boot_script` | `user_data` (cloud-init) | base64 in the pod's environment, run by its start command | `UserData` (base64) |
+//! | `spec.tags` | `tags` | JSON in the pod's environment | `TagSpecifications` |
+//! | `spec.ssh_key` | `ssh_key_names` (exactly one) | refused (account keys only) | `KeyName` |
+//! | `describe(id)` | `GET /instances/{id}` | `GET /v2/pods/{id}` | `DescribeInstances` |
+//! | `list_tagged(k, v)` | `GET /instances`, filtered by tag | `GET /v2/pods`, filtered by the environment's tags | `DescribeInstances` with `tag:k` filter |
+//! | `report_unhealthy(id, why)` | `POST /instances/{id}`: the name becomes `unhealthy: <why>` | `PATCH /v2/pods/{id}`: the name | `CreateTags` |
+//! | `terminate(ids)` | `POST /instance-operations/terminate` | `DELETE /v2/pods/{id}` | `TerminateInstances` |
+//! | `capacity_hints()` | `regions_with_capacity_available` | catalog stock per data center | none (capacity shows as `InsufficientInstanceCapacity`) |
+//! | `Capacity` error | `instance-operations/launch/insufficient-capacity` | a 400 (or 403) on create | `InsufficientInstanceCapacity` |
+//! | machine's own key | the launcher's (cannot be scoped) | the pod-scoped `RUNPOD_API_KEY` | an instance profile |
 //!
 //! # Example
 //!

@@ -325,7 +325,7 @@ pub struct Capabilities {
     /// Where tags live.
     pub metadata: MetadataPlace,
     /// The shortest interval between two launches the provider allows (its client paces
-    /// launches to it; the core uses it for estimates).
+    /// launches to it; front ends say how long N launches take at least).
     pub launch_interval: Duration,
     /// Which key machines end themselves with.
     pub machine_key: MachineKey,

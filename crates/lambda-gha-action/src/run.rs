@@ -436,6 +436,18 @@ async fn check_start<W: Write>(
             .join(", ")
     ));
     w.line(&format!("worst case: {}", checked.estimate));
+    let interval = provider.capabilities().launch_interval;
+    if start.instance_count > 1 && !interval.is_zero() {
+        let spread = interval
+            .as_secs()
+            .saturating_mul(u64::try_from(start.instance_count - 1).unwrap_or(u64::MAX));
+        w.line(&format!(
+            "{} launches, at most one per {}s ({}'s limit): the last starts {spread}s or more after the first",
+            start.instance_count,
+            interval.as_secs(),
+            provider.name()
+        ));
+    }
     if !start.self_terminate {
         w.warning(
             "self_terminate is off",

@@ -61,6 +61,44 @@ pub enum Operation {
     ListDataCenters,
 }
 
+impl Operation {
+    /// Every operation the fake serves.
+    pub const ALL: [Operation; 7] = [
+        Operation::CreatePod,
+        Operation::ListPods,
+        Operation::GetPod,
+        Operation::UpdatePod,
+        Operation::DeletePod,
+        Operation::ListGpuTypes,
+        Operation::ListDataCenters,
+    ];
+
+    /// Its `operationId` in RunPod's description, e.g. `createPod`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Operation::CreatePod => "createPod",
+            Operation::ListPods => "listPods",
+            Operation::GetPod => "getPod",
+            Operation::UpdatePod => "updatePod",
+            Operation::DeletePod => "deletePod",
+            Operation::ListGpuTypes => "listGpuTypes",
+            Operation::ListDataCenters => "listDataCenters",
+        }
+    }
+
+    /// The operation with `operationId` `id`.
+    pub fn from_id(id: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|op| op.id() == id)
+    }
+
+    /// The operation a request log line (`METHOD path status…`) was.
+    pub fn of_request(line: &str) -> Option<Operation> {
+        let mut words = line.split(' ');
+        let (method, path) = (words.next()?, words.next()?);
+        server::route(&method.parse().ok()?, path).map(|(op, _)| op)
+    }
+}
+
 /// An error answer for chosen calls of one operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
@@ -395,6 +433,11 @@ impl FakeRunPod {
                 .stock
                 .insert((gpu.to_owned(), data_center.to_owned()), free);
         });
+    }
+
+    /// Ends every fault (the outage is over); calls keep their count.
+    pub fn clear_faults(&self) {
+        self.shared.with_world(|world, _| world.faults.clear());
     }
 
     /// Adds a fault from now on.

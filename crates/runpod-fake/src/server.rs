@@ -24,7 +24,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>
 }
 
 /// The operation `method path` names, and its pod id.
-fn route(method: &Method, path: &str) -> Option<(Operation, Option<String>)> {
+pub(crate) fn route(method: &Method, path: &str) -> Option<(Operation, Option<String>)> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     Some(match (method.as_str(), segments.as_slice()) {
         ("POST", ["v2", "pods"]) => (Operation::CreatePod, None),
