@@ -6,6 +6,8 @@
 //! stderr, `GITHUB_OUTPUT`, step summary, the machines' logs, the simulator's request log) is
 //! scanned for that scenario's unique secrets.
 
+pub mod runpod;
+
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -47,7 +49,7 @@ pub enum Flow {
     /// `lambda-gha run --cmd 'echo ok'` on a simulated machine.
     Run,
     /// The action with `provider: runpod` against the RunPod fake, its pods booting as real
-    /// root (see [`crate::runpod_faults`]).
+    /// root (see [`runpod`]).
     RunPod,
 }
 
@@ -75,7 +77,7 @@ impl Flow {
                 "listInstances",
                 "terminateInstance",
             ],
-            Flow::RunPod => &crate::runpod_faults::OPERATIONS,
+            Flow::RunPod => &runpod::OPERATIONS,
             Flow::Run => &[
                 "listInstanceTypes",
                 "listRegions",
@@ -206,7 +208,7 @@ pub enum Fault {
         /// The operation (its `operationId`).
         operation: &'static str,
         /// How.
-        fault: crate::runpod_faults::RunPodFault,
+        fault: runpod::RunPodFault,
         /// Every call (until the outage ends), not just the first.
         every_call: bool,
     },
@@ -402,7 +404,7 @@ pub fn scenarios() -> Vec<Scenario> {
         ]
         .map(action),
     );
-    all.extend(crate::runpod_faults::scenarios());
+    all.extend(runpod::scenarios());
     all.extend(
         [
             Fault::NeverActive,
@@ -565,8 +567,7 @@ pub async fn run_matrix(programs: &Programs, scenarios: &[Scenario], parallel: u
                 .await
                 .expect("the semaphore is never closed");
             let row = if scenario.flow == Flow::RunPod {
-                crate::runpod_faults::run_scenario(scenario, index, &programs, &internet, &dir)
-                    .await
+                runpod::run_scenario(scenario, index, &programs, &internet, &dir).await
             } else {
                 run_scenario(scenario, index, &programs, &internet, &dir).await
             };
@@ -922,14 +923,7 @@ async fn run_scenario(
         request_log.join("\n"),
     ));
     places.extend(machine_logs(&dir.join("machines")));
-    let mut secret_hits = Vec::new();
-    for (place, text) in &places {
-        for (what, canary) in setup.canaries() {
-            if text.contains(&canary) {
-                secret_hits.push(format!("{place}: {what}"));
-            }
-        }
-    }
+    let secret_hits = secret_hits(&places, &setup.canaries());
     let operations = request_log
         .iter()
         .filter_map(|line| {
@@ -954,9 +948,22 @@ async fn run_scenario(
     }
 }
 
+/// Where a scenario's canaries were found: `place: which secret`.
+fn secret_hits(places: &[(String, String)], canaries: &[(&'static str, String)]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for (place, text) in places {
+        for (what, canary) in canaries {
+            if text.contains(canary.as_str()) {
+                hits.push(format!("{place}: {what}"));
+            }
+        }
+    }
+    hits
+}
+
 /// The machines' logs (boot script, agent, runner): every `.log` and `.jsonl` file in their
 /// sandboxes.
-pub(crate) fn machine_logs(root: &Path) -> Vec<(String, String)> {
+fn machine_logs(root: &Path) -> Vec<(String, String)> {
     files_under(&[root.to_owned()], &["log", "jsonl"])
         .into_iter()
         .map(|path| {

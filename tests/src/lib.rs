@@ -9,7 +9,6 @@ mod link;
 pub mod machine;
 mod programs;
 pub mod rig;
-pub mod runpod_faults;
 pub mod runpod_rig;
 mod sshd;
 

@@ -246,16 +246,6 @@ impl Rig {
         internet: &FakeInternet,
         inputs: &[(&str, &str)],
     ) -> Vec<(String, String)> {
-        self.github.serve_runner(internet.runner_applications());
-        let sums = self.dir.join("SHA256SUMS");
-        std::fs::write(
-            &sums,
-            format!(
-                "{}  lambda-gha-x86_64-unknown-linux-musl\n",
-                internet.agent_sha256()
-            ),
-        )
-        .expect("write SHA256SUMS");
         let mut env: Vec<(String, String)> = [
             ("LAMBDA_API_KEY", self.lambda_key.clone()),
             ("LAMBDA_API_URL", self.sim.base_url().to_owned()),
@@ -264,25 +254,11 @@ impl Rig {
             ("GITHUB_API_URL", self.github.uri()),
             ("GITHUB_REPOSITORY", "octo/gpu".to_owned()),
             ("GITHUB_RUN_ID", self.run_id.clone()),
-            ("LAMBDA_GHA_SHA256SUMS", sums.display().to_string()),
-            // Boot logs are read from the machines' sandboxes, as over SSH on a real cloud.
-            (
-                "LAMBDA_GHA_SIM_SANDBOX",
-                self.dir.join("machines").display().to_string(),
-            ),
-            ("LAMBDA_GHA_RELEASE_URL", internet.release_url()),
-            (
-                "LAMBDA_GHA_RUNNER_RELEASES_API",
-                internet.runner_releases_api(),
-            ),
-            (
-                "LAMBDA_GHA_RUNNER_DOWNLOAD_BASE",
-                internet.runner_download_base(),
-            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        env.extend(release_env(&self.dir, &self.github, internet));
         for (name, value) in inputs {
             env.push((
                 format!("INPUT_{}", name.to_ascii_uppercase()),
@@ -291,6 +267,46 @@ impl Rig {
         }
         env
     }
+}
+
+/// What every launch's step environment has besides the keys: this version's release (its
+/// `SHA256SUMS` written under `dir`, served by `internet`), the runner `github` serves (from
+/// `internet`), and the machines' directories under `dir/machines`, from which boot logs are
+/// read as over SSH on a real cloud.
+pub fn release_env(
+    dir: &Path,
+    github: &FakeGitHub,
+    internet: &FakeInternet,
+) -> Vec<(String, String)> {
+    github.serve_runner(internet.runner_applications());
+    let sums = dir.join("SHA256SUMS");
+    std::fs::write(
+        &sums,
+        format!(
+            "{}  lambda-gha-x86_64-unknown-linux-musl\n",
+            internet.agent_sha256()
+        ),
+    )
+    .expect("write SHA256SUMS");
+    [
+        ("LAMBDA_GHA_SHA256SUMS", sums.display().to_string()),
+        (
+            "LAMBDA_GHA_SIM_SANDBOX",
+            dir.join("machines").display().to_string(),
+        ),
+        ("LAMBDA_GHA_RELEASE_URL", internet.release_url()),
+        (
+            "LAMBDA_GHA_RUNNER_RELEASES_API",
+            internet.runner_releases_api(),
+        ),
+        (
+            "LAMBDA_GHA_RUNNER_DOWNLOAD_BASE",
+            internet.runner_download_base(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 /// When to kill a program, given what it printed so far.

@@ -107,16 +107,6 @@ impl RunPodRig {
         internet: &FakeInternet,
         inputs: &[(&str, &str)],
     ) -> Vec<(String, String)> {
-        self.github.serve_runner(internet.runner_applications());
-        let sums = self.dir.join("SHA256SUMS");
-        std::fs::write(
-            &sums,
-            format!(
-                "{}  lambda-gha-x86_64-unknown-linux-musl\n",
-                internet.agent_sha256()
-            ),
-        )
-        .expect("write SHA256SUMS");
         let mut env: Vec<(String, String)> = [
             ("RUNPOD_API_KEY", self.runpod_key.clone()),
             ("RUNPOD_API_URL", self.fake.base_url().to_owned()),
@@ -125,26 +115,12 @@ impl RunPodRig {
             ("GITHUB_API_URL", self.github.uri()),
             ("GITHUB_REPOSITORY", "octo/gpu".to_owned()),
             ("GITHUB_RUN_ID", self.run_id.clone()),
-            ("LAMBDA_GHA_SHA256SUMS", sums.display().to_string()),
-            // Boot logs are read from the containers' directories.
-            (
-                "LAMBDA_GHA_SIM_SANDBOX",
-                self.dir.join("machines").display().to_string(),
-            ),
-            ("LAMBDA_GHA_RELEASE_URL", internet.release_url()),
-            (
-                "LAMBDA_GHA_RUNNER_RELEASES_API",
-                internet.runner_releases_api(),
-            ),
-            (
-                "LAMBDA_GHA_RUNNER_DOWNLOAD_BASE",
-                internet.runner_download_base(),
-            ),
             ("INPUT_PROVIDER", "runpod".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        env.extend(crate::rig::release_env(&self.dir, &self.github, internet));
         for (name, value) in inputs {
             env.push((
                 format!("INPUT_{}", name.to_ascii_uppercase()),

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use runpod_fake::{Fault as RunPodSpec, Operation, Scenario as RunPodWorld};
 
+use super::{Fault, Flow, Programs, Row, Scenario, machine_logs, secret_hits};
 use crate::FakeInternet;
-use crate::faults::{Fault, Flow, Programs, Row, Scenario, machine_logs};
 use crate::rig::run_program;
 use crate::runpod_rig::RunPodRig;
 
@@ -250,14 +250,7 @@ pub async fn run_scenario(
         requests.join("\n"),
     ));
     places.extend(machine_logs(&dir.join("machines")));
-    let mut secret_hits = Vec::new();
-    for (place, text) in &places {
-        for (what, canary) in rig.canaries() {
-            if text.contains(&canary) {
-                secret_hits.push(format!("{place}: {what}"));
-            }
-        }
-    }
+    let secret_hits = secret_hits(&places, &rig.canaries());
     let mut problems = Vec::new();
     let invalid = rig.fake.invalid_requests();
     if !invalid.is_empty() {
