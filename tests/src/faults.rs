@@ -888,26 +888,13 @@ async fn run_scenario(
         left = after;
     }
     if !left.is_clear() {
-        let reap = run_program(
-            &programs.cli,
-            &[
-                "reap",
-                "--github-repository",
-                "octo/gpu",
-                "--orphan-after",
-                "0s",
-            ],
-            [
-                setup.cli_env(),
-                vec![
-                    ("GH_PAT".to_owned(), setup.pat.clone()),
-                    ("GITHUB_API_URL".to_owned(), setup.github.uri()),
-                ],
-            ]
-            .concat(),
+        let reap = reap(
+            programs,
+            &[],
+            setup.cli_env(),
+            &setup.pat,
+            &setup.github,
             dir,
-            "reap",
-            None,
         )
         .await;
         places.extend(reap.places("reap"));
@@ -946,6 +933,30 @@ async fn run_scenario(
         problems,
         seconds: started.elapsed().as_secs_f64(),
     }
+}
+
+/// `lambda-gha [PROVIDER ARGS] reap` for the scenario's repository, orphans at once: the last
+/// backstop once an outage is over.
+async fn reap(
+    programs: &Programs,
+    provider: &[&str],
+    cli_env: Vec<(String, String)>,
+    pat: &str,
+    github: &crate::FakeGitHub,
+    dir: &Path,
+) -> crate::rig::Captured {
+    let mut args = provider.to_vec();
+    args.extend([
+        "reap",
+        "--github-repository",
+        "octo/gpu",
+        "--orphan-after",
+        "0s",
+    ]);
+    let mut env = cli_env;
+    env.push(("GH_PAT".to_owned(), pat.to_owned()));
+    env.push(("GITHUB_API_URL".to_owned(), github.uri()));
+    run_program(&programs.cli, &args, env, dir, "reap", None).await
 }
 
 /// Where a scenario's canaries were found: `place: which secret`.

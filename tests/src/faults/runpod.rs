@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use runpod_fake::{Fault as RunPodSpec, Operation, Scenario as RunPodWorld};
 
-use super::{Fault, Flow, Programs, Row, Scenario, machine_logs, secret_hits};
+use super::{Fault, Flow, Programs, Row, Scenario, machine_logs, reap, secret_hits};
 use crate::FakeInternet;
 use crate::rig::run_program;
 use crate::runpod_rig::RunPodRig;
@@ -213,28 +213,13 @@ pub async fn run_scenario(
         left = after;
     }
     if !left.is_clear() {
-        let reap = run_program(
-            &programs.cli,
-            &[
-                "--provider",
-                "runpod",
-                "reap",
-                "--github-repository",
-                "octo/gpu",
-                "--orphan-after",
-                "0s",
-            ],
-            [
-                rig.cli_env(),
-                vec![
-                    ("GH_PAT".to_owned(), rig.pat.clone()),
-                    ("GITHUB_API_URL".to_owned(), rig.github.uri()),
-                ],
-            ]
-            .concat(),
+        let reap = reap(
+            programs,
+            &["--provider", "runpod"],
+            rig.cli_env(),
+            &rig.pat,
+            &rig.github,
             dir,
-            "reap",
-            None,
         )
         .await;
         places.extend(reap.places("reap"));
