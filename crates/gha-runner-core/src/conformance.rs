@@ -7,7 +7,8 @@
 //! an error), with the tags read back as written; capacity errors are `Capacity` and the launch
 //! plan falls back to the next candidate; a launch whose answer is lost is found by its tag, not
 //! launched twice; several launches and 80 calls in a row are paced by the provider's client
-//! (the fake refuses none for its rate limit); a health failure reported on a machine is read back from
+//! (the fake refuses at most one in ten for its rate limit, for arrival jitter on a loaded
+//! machine; an unpaced client has most refused); a health failure reported on a machine is read back from
 //! its description; the reaper ends an expired machine; a spec the provider cannot serve is
 //! refused before anything is sent. Whatever a check launched is terminated, pass or fail.
 
@@ -335,10 +336,14 @@ async fn pacing(fake: &dyn ProviderFake) -> Result<(), String> {
             .await
             .map_err(|e| format!("describe: {e}"))?;
     }
+    // The fake judges by when requests arrive, the client paces when it sends them: on a
+    // loaded machine one paced call in many may arrive late enough to be refused (and is then
+    // retried). Unpaced, most of them are refused.
     let refused = fake.rate_limited() - before;
-    if launched.len() != 3 || refused != 0 {
+    let allowed = u64::try_from(PACED_CALLS / 10).unwrap_or(u64::MAX);
+    if launched.len() != 3 || refused > allowed {
         return Err(format!(
-            "{} launched, {refused} requests refused for the rate limit",
+            "{} launched, {refused} of {PACED_CALLS}+ requests refused for the rate limit (at most {allowed} may be, for arrival jitter)",
             launched.len()
         ));
     }
