@@ -68,7 +68,8 @@ async fn the_start_command_runs_the_boot_script_as_a_container_and_the_pod_key_r
     ));
     let id = runpod.launch(&spec).await.unwrap();
     let mut log = String::new();
-    for _ in 0..200 {
+    // Up to 10 s: a loaded machine may be slow to start bash.
+    for _ in 0..400 {
         log = fake.container_log(id.as_str()).unwrap_or_default();
         if log.contains("GPU 0") {
             break;

@@ -242,7 +242,8 @@ async fn a_container_whose_command_ends_leaves_its_pod_exited_and_free_of_charge
     let (_, pod, _) = raw.call("POST", "/v2/pods", "/v2/pods", Some(body)).await;
     let id = pod["id"].as_str().unwrap().to_owned();
     let mut last = Value::Null;
-    for _ in 0..100 {
+    // Up to 10 s: a loaded machine may be slow to start bash.
+    for _ in 0..500 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         last = raw
             .call("GET", &format!("/v2/pods/{id}"), "/v2/pods/{id}", None)
