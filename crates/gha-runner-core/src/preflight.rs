@@ -146,6 +146,18 @@ pub async fn preflight(
 }
 
 fn unknown(field: Field, name: &str, known: &[&str]) -> InputError {
+    // Types separated by spaces instead of commas read as one name with spaces in it (a
+    // RunPod type has them): say so when each word is a type.
+    let words: Vec<&str> = name.split_whitespace().collect();
+    if words.len() > 1 && words.iter().all(|w| known.contains(w)) {
+        return InputError::new(
+            field,
+            format!(
+                "{name:?} names {} types: separate them with commas",
+                words.len()
+            ),
+        );
+    }
     let hint = match closest(name, known) {
         Some(best) => format!("did you mean `{best}`? "),
         None => String::new(),
@@ -208,6 +220,21 @@ mod tests {
         assert_eq!(closest("tpu", &known), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn types_separated_by_spaces_are_told_to_use_commas() {
+        let known = ["gpu_1x_a10", "gpu_1x_a100_sxm4"];
+        let error = unknown(Field::InstanceTypes, "gpu_1x_a10 gpu_1x_a100_sxm4", &known);
+        assert_eq!(
+            error.problem,
+            "\"gpu_1x_a10 gpu_1x_a100_sxm4\" names 2 types: separate them with commas"
+        );
+        let error = unknown(Field::InstanceTypes, "1x NVIDIA A4O", &["1x NVIDIA A40"]);
+        assert!(
+            error.problem.contains("did you mean `1x NVIDIA A40`"),
+            "{error}"
+        );
     }
 
     #[test]
