@@ -190,20 +190,8 @@ impl Rig {
     /// The secrets of this scenario: the keys, the fake GitHub's canary (in every token and
     /// JIT secret it issues), and each JIT configuration it issued, encoded as it was sent.
     pub fn canaries(&self) -> Vec<(&'static str, String)> {
-        let mut canaries = vec![
-            ("the Lambda API key", self.lambda_key.clone()),
-            ("the GitHub token", self.pat.clone()),
-            (
-                "a registration or JIT token",
-                self.github.canary().to_owned(),
-            ),
-        ];
-        canaries.extend(
-            self.github
-                .jit_configs()
-                .into_iter()
-                .map(|config| ("a JIT configuration", config)),
-        );
+        let mut canaries = vec![("the Lambda API key", self.lambda_key.clone())];
+        canaries.extend(github_canaries(&self.github, &self.pat));
         canaries
     }
 
@@ -267,6 +255,22 @@ impl Rig {
         }
         env
     }
+}
+
+/// The GitHub side of a run's secrets: the token, the fake GitHub's canary (in every token and
+/// JIT secret it issues), and each JIT configuration it issued, encoded as it was sent.
+pub fn github_canaries(github: &FakeGitHub, pat: &str) -> Vec<(&'static str, String)> {
+    let mut canaries = vec![
+        ("the GitHub token", pat.to_owned()),
+        ("a registration or JIT token", github.canary().to_owned()),
+    ];
+    canaries.extend(
+        github
+            .jit_configs()
+            .into_iter()
+            .map(|config| ("a JIT configuration", config)),
+    );
+    canaries
 }
 
 /// What every launch's step environment has besides the keys: this version's release (its

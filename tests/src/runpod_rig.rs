@@ -64,20 +64,14 @@ impl RunPodRig {
     /// The secrets of this run: the keys (the account's, each pod's own), the fake GitHub's
     /// canary, each JIT configuration it issued.
     pub fn canaries(&self) -> Vec<(&'static str, String)> {
-        let mut canaries = vec![
-            ("the RunPod API key", self.runpod_key.clone()),
-            ("the GitHub token", self.pat.clone()),
-            (
-                "a registration or JIT token",
-                self.github.canary().to_owned(),
-            ),
-        ];
+        let mut canaries = vec![("the RunPod API key", self.runpod_key.clone())];
         canaries.extend(
-            self.github
-                .jit_configs()
+            self.fake
+                .pod_keys()
                 .into_iter()
-                .map(|config| ("a JIT configuration", config)),
+                .map(|key| ("a pod's own key", key)),
         );
+        canaries.extend(crate::rig::github_canaries(&self.github, &self.pat));
         canaries
     }
 

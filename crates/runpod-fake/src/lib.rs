@@ -420,6 +420,12 @@ impl FakeRunPod {
         self.shared.with_world(|world, _| world.invalid.clone())
     }
 
+    /// Every pod-scoped key the fake issued, to deleted pods too: secrets, for tests to look for
+    /// where none may be.
+    pub fn pod_keys(&self) -> Vec<String> {
+        self.shared.with_world(|world, _| world.issued_keys.clone())
+    }
+
     /// Requests answered 429.
     pub fn rate_limited_requests(&self) -> u64 {
         self.shared.with_world(|world, _| world.rate_limited)

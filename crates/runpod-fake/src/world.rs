@@ -83,6 +83,8 @@ pub(crate) struct World {
     pub(crate) log: Vec<String>,
     pub(crate) invalid: Vec<String>,
     pub(crate) effects: Vec<Effect>,
+    /// Every pod-scoped key issued, pods deleted or not (tests scan their outputs for them).
+    pub(crate) issued_keys: Vec<String>,
 }
 
 /// An answer: status and body (`Null`: none).
@@ -120,6 +122,7 @@ impl World {
             log: Vec::new(),
             invalid: Vec::new(),
             effects: Vec::new(),
+            issued_keys: Vec::new(),
         }
     }
 
@@ -287,6 +290,7 @@ impl World {
             error: false,
         };
         let answer = self.pod_json(&pod, now);
+        self.issued_keys.push(pod.key.clone());
         self.pods.insert(id, pod);
         (201, answer)
     }
