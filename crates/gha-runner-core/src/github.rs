@@ -147,6 +147,52 @@ impl std::fmt::Debug for JitRunner {
     }
 }
 
+/// A job GitHub holds queued for a self-hosted runner, as "List jobs for a workflow run"
+/// describes it (docs.github.com, REST API endpoints for workflow jobs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedJob {
+    /// The job's id: the same as a `workflow_job` webhook's.
+    pub id: u64,
+    /// Its workflow run.
+    pub run_id: u64,
+    /// `owner/repo`.
+    pub repository: String,
+    /// The job's name.
+    pub name: String,
+    /// Its `runs-on` labels.
+    pub labels: Vec<String>,
+    /// When it was queued, as GitHub says (RFC 3339).
+    pub created_at: Option<String>,
+}
+
+/// A page of "List workflow runs for a repository".
+#[derive(Deserialize)]
+struct RunsPage {
+    workflow_runs: Vec<RunSummary>,
+}
+
+#[derive(Deserialize)]
+struct RunSummary {
+    id: u64,
+}
+
+/// A page of "List jobs for a workflow run".
+#[derive(Deserialize)]
+struct JobsPage {
+    jobs: Vec<JobSummary>,
+}
+
+#[derive(Deserialize)]
+struct JobSummary {
+    id: u64,
+    run_id: u64,
+    name: String,
+    status: String,
+    #[serde(default)]
+    labels: Vec<String>,
+    created_at: Option<String>,
+}
+
 /// The runner API for one scope.
 #[derive(Clone)]
 pub struct GitHub {
@@ -515,6 +561,80 @@ impl GitHub {
             }
         }
         Ok(runners)
+    }
+
+    /// Every job of `owner/repo` that is queued now. A queued job's run is itself `queued`,
+    /// or `in_progress` when another of its jobs already runs, so both are listed
+    /// (docs.github.com, "List workflow runs for a repository": `status` filters one value),
+    /// then each run's latest attempt's jobs, keeping the `queued` ones. Pages of 100; at most
+    /// `max_runs` runs of each status are read, newest first.
+    pub async fn queued_jobs(
+        &self,
+        owner: &str,
+        repo: &str,
+        max_runs: usize,
+    ) -> Result<Vec<QueuedJob>, GitHubError> {
+        let mut runs: Vec<u64> = Vec::new();
+        for status in ["queued", "in_progress"] {
+            let route = format!("/repos/{owner}/{repo}/actions/runs");
+            for page in 1u32.. {
+                let page_text = page.to_string();
+                let query = [
+                    ("status", status),
+                    ("per_page", "100"),
+                    ("page", &page_text),
+                ];
+                let answer: RunsPage = retrying(
+                    &format!("list {status} workflow runs of {owner}/{repo}"),
+                    || async { self.octocrab.get(&route, Some(&query)).await },
+                )
+                .await?;
+                let count = answer.workflow_runs.len();
+                for run in answer.workflow_runs {
+                    if !runs.contains(&run.id) {
+                        runs.push(run.id);
+                    }
+                }
+                if count < 100 || runs.len() >= max_runs {
+                    break;
+                }
+            }
+        }
+        let mut queued = Vec::new();
+        for run in runs {
+            let route = format!("/repos/{owner}/{repo}/actions/runs/{run}/jobs");
+            for page in 1u32.. {
+                let page_text = page.to_string();
+                let query = [
+                    ("filter", "latest"),
+                    ("per_page", "100"),
+                    ("page", &page_text),
+                ];
+                let answer: JobsPage = retrying(&format!("list the jobs of run {run}"), || async {
+                    self.octocrab.get(&route, Some(&query)).await
+                })
+                .await?;
+                let count = answer.jobs.len();
+                queued.extend(
+                    answer
+                        .jobs
+                        .into_iter()
+                        .filter(|job| job.status == "queued")
+                        .map(|job| QueuedJob {
+                            id: job.id,
+                            run_id: job.run_id,
+                            repository: format!("{owner}/{repo}"),
+                            name: job.name,
+                            labels: job.labels,
+                            created_at: job.created_at,
+                        }),
+                );
+                if count < 100 {
+                    break;
+                }
+            }
+        }
+        Ok(queued)
     }
 
     /// The runner GitHub serves this scope now, for every Linux CPU it has one for.

@@ -49,6 +49,10 @@ pub(crate) fn tag_time(at: jiff::Timestamp) -> String {
     .to_string()
 }
 
+/// The controller (`lambda-gha serve`) that launched a machine, by its configured name: a
+/// controller's reaper ends only its own machines.
+pub const CONTROLLER: &str = "lambda-gha:controller";
+
 /// Who launched a machine from the command line (`launch`, `run`): their login name.
 /// `terminate --mine` ends the machines carrying one's own.
 pub const CLI: &str = "lambda-gha:cli";

@@ -1,0 +1,57 @@
+//! `lambda-gha serve`: GPU runners on demand from GitHub's `workflow_job` webhooks. Users only
+//! change `runs-on`; the controller sees each job queued, launches a machine of the pool whose
+//! labels it asks for, registers just-in-time runners on it, and ends machines nobody needs.
+//!
+//! - [`webhook`]: deliveries, their HMAC signatures, the payload's fields.
+//! - [`config`]: `controller.toml`, its pools.
+//! - [`store`]: the state in SQLite (deliveries, jobs, launches, decisions).
+//! - [`reconcile`]: the loops that turn demand into machines and back.
+//! - [`server`]: the HTTP routes; [`status`]: the page, `/status.json`, `/metrics`.
+
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod reconcile;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod webhook;
+
+pub use config::{ControllerConfig, Pool};
+pub use error::ControllerError;
+pub use reconcile::{BootTemplate, Controller, Parts};
+pub use store::Store;
+pub use webhook::WebhookSecret;
+
+/// Serves `controller` on `listener` and runs its loops until `shutdown` turns true.
+pub async fn serve(
+    controller: Controller,
+    secret: WebhookSecret,
+    listener: tokio::net::TcpListener,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ControllerError> {
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let loops = tokio::spawn({
+        let controller = controller.clone();
+        let shutdown = shutdown.clone();
+        async move { controller.run(shutdown).await }
+    });
+    let mut stop = shutdown.clone();
+    let served = axum::serve(listener, server::router(controller, secret))
+        .with_graceful_shutdown(async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    let _ = loops.await;
+    served.map_err(|e| ControllerError::Listen {
+        address,
+        message: e.to_string(),
+    })
+}
