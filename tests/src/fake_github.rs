@@ -5,6 +5,10 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+mod webhooks;
+
+pub use webhooks::{Deliveries, REPOSITORY, WebhookDelivery, post, signature};
+
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -68,6 +72,22 @@ pub enum JobStatus {
     },
     /// Never run: a job it needs failed.
     Skipped,
+    /// Cancelled before a runner took it.
+    Cancelled,
+}
+
+/// A job of a queued workflow run, with the ids GitHub gave it.
+#[derive(Debug, Clone)]
+struct Job {
+    spec: FakeJob,
+    status: JobStatus,
+    /// Its id, as `workflow_job` deliveries and the jobs API give it.
+    id: u64,
+    /// Its workflow run's id.
+    run_id: u64,
+    created_at: jiff::Timestamp,
+    /// When the fake itself started running it ([`FakeGitHub::run_jobs_itself`]).
+    started: Option<std::time::Instant>,
 }
 
 /// A GitHub endpoint the fake serves.
@@ -83,6 +103,10 @@ pub enum GitHubRoute {
     DeleteRunner,
     /// `GET …/actions/runners/downloads`.
     RunnerDownloads,
+    /// `GET /repos/{owner}/{repo}/actions/runs`.
+    ListRuns,
+    /// `GET /repos/{owner}/{repo}/actions/runs/{run_id}/jobs`.
+    ListRunJobs,
 }
 
 /// How an injected failure answers.
@@ -145,8 +169,16 @@ struct State {
     seen: std::collections::HashMap<u64, std::time::Instant>,
     /// Until when each busy runner stays busy.
     busy_until: std::collections::HashMap<u64, std::time::Instant>,
-    /// The queued workflow's jobs, in the order given.
-    jobs: Vec<(FakeJob, JobStatus)>,
+    /// The queued workflows' jobs, in the order given.
+    jobs: Vec<Job>,
+    /// Job and run ids handed out so far.
+    next_job_id: u64,
+    next_run_id: u64,
+    /// `workflow_job` deliveries not yet sent ([`FakeGitHub::deliver_webhooks`]).
+    outbox: Vec<webhooks::Event>,
+    /// Whether the fake runs jobs on online runners itself, each taking its `seconds` divided
+    /// by this scale ([`FakeGitHub::run_jobs_itself`]).
+    runs_jobs: Option<f64>,
     /// Every registration token issued, with when it expires.
     registration_tokens: Vec<(String, std::time::Instant)>,
     /// How many deletes were refused because the runner was busy.
@@ -208,7 +240,7 @@ impl State {
         let running = self.runners.iter().find(|r| r.id == id).is_some_and(|r| {
             self.jobs
                 .iter()
-                .any(|(_, status)| *status == JobStatus::Running(r.name.clone()))
+                .any(|job| job.status == JobStatus::Running(r.name.clone()))
         });
         running
             || self
@@ -244,46 +276,50 @@ impl State {
             })
             .map(|r| r.name.clone())
             .collect();
-        let gone: Vec<String> = self
+        let gone: Vec<usize> = self
             .jobs
             .iter()
-            .filter_map(|(_, status)| match status {
+            .enumerate()
+            .filter_map(|(i, job)| match &job.status {
                 JobStatus::Running(name)
                     if lost.contains(name) || !self.runners.iter().any(|r| &r.name == name) =>
                 {
-                    Some(name.clone())
+                    Some(i)
                 }
                 _ => None,
             })
             .collect();
-        for (_, status) in &mut self.jobs {
-            if let JobStatus::Running(name) = status
-                && gone.contains(name)
-            {
-                *status = JobStatus::Done {
-                    runner: name.clone(),
-                    succeeded: false,
-                };
+        for i in gone {
+            if let JobStatus::Running(name) = self.jobs[i].status.clone() {
+                self.set_status(
+                    i,
+                    JobStatus::Done {
+                        runner: name,
+                        succeeded: false,
+                    },
+                );
             }
         }
+        self.run_jobs();
         loop {
-            let outcome = |state: &State, name: &str| {
+            let outcome = |state: &State, run: u64, name: &str| {
                 state
                     .jobs
                     .iter()
-                    .find(|(job, _)| job.name == name)
-                    .map(|(_, status)| status.clone())
+                    .find(|job| job.run_id == run && job.spec.name == name)
+                    .map(|job| job.status.clone())
             };
             let mut changed = false;
             for i in 0..self.jobs.len() {
-                if self.jobs[i].1 != JobStatus::Waiting {
+                if self.jobs[i].status != JobStatus::Waiting {
                     continue;
                 }
+                let run = self.jobs[i].run_id;
                 let needs: Vec<Option<JobStatus>> = self.jobs[i]
-                    .0
+                    .spec
                     .needs
                     .iter()
-                    .map(|n| outcome(self, n))
+                    .map(|n| outcome(self, run, n))
                     .collect();
                 let next = if needs.iter().all(|s| {
                     matches!(
@@ -311,7 +347,7 @@ impl State {
                     None
                 };
                 if let Some(next) = next {
-                    self.jobs[i].1 = next;
+                    self.set_status(i, next);
                     changed = true;
                 }
             }
@@ -360,7 +396,7 @@ impl FakeGitHub {
             server: Arc::new(MockServer::start().await),
             canary: format!("GHCANARY{canary}"),
         };
-        let routes: [(&str, String, Handler); 12] = [
+        let routes: [(&str, String, Handler); 14] = [
             // Not GitHub's: `config.sh` registering a runner (what the real one does through
             // GitHub's runner-registration service with the registration token).
             ("POST", "^/_fake/configure$".to_owned(), Handler::Configure),
@@ -393,6 +429,16 @@ impl FakeGitHub {
                 Handler::RunnerGroup,
             ),
             ("DELETE", format!("{SCOPE}/[0-9]+$"), Handler::Delete),
+            (
+                "GET",
+                r"^/repos/[^/]+/[^/]+/actions/runs$".to_owned(),
+                Handler::Runs,
+            ),
+            (
+                "GET",
+                r"^/repos/[^/]+/[^/]+/actions/runs/[0-9]+/jobs$".to_owned(),
+                Handler::RunJobs,
+            ),
         ];
         for (verb, pattern, handler) in routes {
             Mock::given(method(verb))
@@ -481,17 +527,32 @@ impl FakeGitHub {
     /// succeeded, as GitHub does when the run starts.
     pub fn queue_workflow(&self, jobs: Vec<FakeJob>) {
         let mut state = self.lock();
-        state
-            .jobs
-            .extend(jobs.into_iter().map(|job| (job, JobStatus::Waiting)));
+        state.next_run_id += 1;
+        let run_id = 9000 + state.next_run_id;
+        for spec in jobs {
+            state.next_job_id += 1;
+            let id = 70_000 + state.next_job_id;
+            state.jobs.push(Job {
+                spec,
+                status: JobStatus::Waiting,
+                id,
+                run_id,
+                created_at: jiff::Timestamp::now(),
+                started: None,
+            });
+        }
         state.advance();
     }
 
-    /// The workflow's jobs and where each is.
+    /// The workflows' jobs and where each is.
     pub fn jobs(&self) -> Vec<(FakeJob, JobStatus)> {
         let mut state = self.lock();
         state.advance();
-        state.jobs.clone()
+        state
+            .jobs
+            .iter()
+            .map(|job| (job.spec.clone(), job.status.clone()))
+            .collect()
     }
 
     /// From now on, accepts only `token` (`Authorization: Bearer` or `token`), allowed
@@ -535,6 +596,8 @@ enum Handler {
     Delete,
     Downloads,
     RunnerGroup,
+    Runs,
+    RunJobs,
 }
 
 struct Route {
@@ -642,12 +705,10 @@ fn acquire(state: &mut State, id: u64) -> ResponseTemplate {
     if state.is_busy(id) {
         return ResponseTemplate::new(204);
     }
-    let next = state.jobs.iter_mut().find(|(job, status)| {
-        *status == JobStatus::Queued && job.runs_on.iter().all(|l| runner.labels.contains(l))
-    });
-    match next {
-        Some((job, status)) => {
-            *status = JobStatus::Running(runner.name.clone());
+    match state.next_job_for(&runner) {
+        Some(i) => {
+            state.set_status(i, JobStatus::Running(runner.name.clone()));
+            let job = &state.jobs[i].spec;
             ResponseTemplate::new(200).set_body_string(format!("{} {}", job.name, job.seconds))
         }
         None => ResponseTemplate::new(204),
@@ -692,6 +753,8 @@ impl Route {
             Handler::List => Some(GitHubRoute::ListRunners),
             Handler::Delete => Some(GitHubRoute::DeleteRunner),
             Handler::Downloads => Some(GitHubRoute::RunnerDownloads),
+            Handler::Runs => Some(GitHubRoute::ListRuns),
+            Handler::RunJobs => Some(GitHubRoute::ListRunJobs),
         }
     }
 }
@@ -802,15 +865,24 @@ impl Route {
                     .unwrap_or_default();
                 let mut words = result.split_whitespace();
                 let (job, succeeded) = (words.next(), words.next() == Some("Succeeded"));
-                for (queued, status) in &mut state.jobs {
-                    if Some(queued.name.as_str()) == job
-                        && *status == JobStatus::Running(runner.clone())
-                    {
-                        *status = JobStatus::Done {
+                let finished: Vec<usize> = state
+                    .jobs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, queued)| {
+                        Some(queued.spec.name.as_str()) == job
+                            && queued.status == JobStatus::Running(runner.clone())
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                for i in finished {
+                    state.set_status(
+                        i,
+                        JobStatus::Done {
                             runner: runner.clone(),
                             succeeded,
-                        };
-                    }
+                        },
+                    );
                 }
                 state.advance();
                 ResponseTemplate::new(204)
@@ -921,6 +993,8 @@ impl Route {
                 )
             }
             Handler::Downloads => ResponseTemplate::new(200).set_body_json(state.downloads.clone()),
+            Handler::Runs => webhooks::list_runs(state, request),
+            Handler::RunJobs => webhooks::list_run_jobs(state, request),
             Handler::List => {
                 // docs.github.com, "List self-hosted runners for a repository": `name` filters
                 // by exact name; `per_page` defaults to 30, at most 100; `page` from 1; a

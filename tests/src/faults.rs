@@ -275,6 +275,8 @@ impl Fault {
                     GitHubRoute::ListRunners => "list runners",
                     GitHubRoute::DeleteRunner => "delete runner",
                     GitHubRoute::RunnerDownloads => "runner downloads",
+                    GitHubRoute::ListRuns => "list workflow runs",
+                    GitHubRoute::ListRunJobs => "list a run's jobs",
                 };
                 let how = match fault.failure {
                     GitHubFailure::Status(status) => status.to_string(),

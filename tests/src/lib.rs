@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod controller_rig;
 mod fake_github;
 pub mod faults;
 mod internet;
@@ -13,8 +14,9 @@ pub mod runpod_rig;
 mod sshd;
 
 pub use fake_github::{
-    FakeGitHub, FakeJob, FakeRunner, GitHubFailure, GitHubFault, GitHubRoute, JobStatus,
-    TokenPermission,
+    Deliveries, FakeGitHub, FakeJob, FakeRunner, GitHubFailure, GitHubFault, GitHubRoute,
+    JobStatus, REPOSITORY as FAKE_REPOSITORY, TokenPermission, WebhookDelivery,
+    post as post_webhook, signature as webhook_signature,
 };
 pub use internet::{
     FAKE_GITHUB_URL_FILE, FakeInternet, PINNED_RUNNER_VERSION, RUNNER_VERSION, write_fake_runner,

@@ -39,6 +39,12 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         async move { controller.run(shutdown).await }
     });
+    controller
+        .inner
+        .loops
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(loops.abort_handle());
     let mut stop = shutdown.clone();
     let served = axum::serve(listener, server::router(controller, secret))
         .with_graceful_shutdown(async move {

@@ -19,8 +19,9 @@ use gha_runner_core::boot_log::MachineAccess;
 use gha_runner_core::github::RunnerInfo;
 use gha_runner_core::gpus::{GpusPerRunner, gpu_layouts};
 use gha_runner_core::naming::RunnerNaming;
+use gha_runner_core::outputs::{MatrixEntry, Outputs};
 use gha_runner_core::plan::LaunchPlan;
-use gha_runner_core::provider::{Catalog, Machine, MachineId};
+use gha_runner_core::provider::{Catalog, Machine, MachineId, MachineState};
 use gha_runner_core::provisioner::{BootSettings, MachineTemplate, RunnerMode};
 use gha_runner_core::{CapacityPolicy, CloudProvider, GitHub, ProvisionRequest, Provisioner, tags};
 use tokio::sync::{Notify, watch};
@@ -68,6 +69,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     /// The provision task of each launching launch.
     tasks: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// The loops' tasks, for [`Controller::kill`].
+    pub(crate) loops: Mutex<Vec<tokio::task::AbortHandle>>,
     /// Prices and GPU counts, read at start and hourly.
     catalog: Mutex<Option<(Catalog, Instant)>>,
     /// Until when each pool holds its launches after a failure.
@@ -115,6 +118,7 @@ impl Controller {
                 wake: Notify::new(),
                 metrics: Metrics::default(),
                 tasks: Mutex::new(HashMap::new()),
+                loops: Mutex::new(Vec::new()),
                 catalog: Mutex::new(None),
                 paused: Mutex::new(HashMap::new()),
                 notes: Mutex::new(HashMap::new()),
@@ -143,9 +147,25 @@ impl Controller {
         &self.inner.store
     }
 
+    /// What this process counted.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ControllerConfig {
         &self.inner.config
+    }
+
+    /// Stops every task of this controller at its next await, launches in flight included,
+    /// without a word to anyone: what a killed process leaves (for tests of a restart).
+    pub fn kill(&self) {
+        for handle in lock(&self.inner.loops).drain(..) {
+            handle.abort();
+        }
+        for (_, task) in lock(&self.inner.tasks).drain() {
+            task.abort();
+        }
     }
 
     /// Runs the loops until `shutdown` turns true. Launches this process left half-done when
@@ -155,6 +175,7 @@ impl Controller {
         self.recover().await;
         let observe = tokio::spawn(self.clone().observe_loop(shutdown.clone()));
         let poll = tokio::spawn(self.clone().poll_loop(shutdown.clone()));
+        lock(&self.inner.loops).extend([observe.abort_handle(), poll.abort_handle()]);
         let every = self.inner.config.timing.reconcile_every;
         loop {
             self.decide().await;
@@ -223,14 +244,62 @@ impl Controller {
             }
         };
         for launch in live {
-            if launch.state == LaunchState::Launching {
+            if launch.state != LaunchState::Launching {
+                continue;
+            }
+            if self.retire_runners(&launch).await {
                 self.end(
                     &launch,
                     "the controller restarted while it was being launched",
                 )
                 .await;
+            } else {
+                self.adopt(&launch).await;
             }
         }
+    }
+
+    /// Takes over a launch whose provisioning died with the last process but whose runner
+    /// already took a job: its machine, found by its label, counts as running.
+    async fn adopt(&self, launch: &Launch) {
+        let machine = match self
+            .inner
+            .provider
+            .list_tagged(tags::RUN, Some(&launch.label))
+            .await
+        {
+            Ok(machines) => machines.into_iter().find(|m| m.state.may_bill()),
+            Err(error) => {
+                tracing::warn!(%error, "could not look up a launch's machine; trying again later");
+                return;
+            }
+        };
+        let Some(machine) = machine else {
+            self.end(
+                launch,
+                "the controller restarted while it was being launched",
+            )
+            .await;
+            return;
+        };
+        let now = now_millis();
+        if let Err(error) = self.inner.store.launch_running(
+            &launch.label,
+            machine.id.as_str(),
+            &machine.instance_type,
+            &machine.region,
+            machine.price_cents_per_hour,
+            now,
+        ) {
+            tracing::error!(%error, "could not record an adopted launch");
+        }
+        self.note(
+            Some(&launch.pool),
+            &format!(
+                "{}: adopted after a restart, its runner runs a job on {} ({})",
+                launch.label, machine.instance_type, machine.id
+            ),
+        );
     }
 
     /// One decision pass over every pool.
@@ -383,9 +452,49 @@ impl Controller {
                 }
                 _ => continue,
             };
+            if !self.retire_runners(launch).await {
+                continue;
+            }
             left -= launch.runners;
             self.end(launch, why).await;
         }
+    }
+
+    /// Deletes the runners of a launch nobody needs, before its machine is ended, so that no
+    /// job can reach them in between: GitHub refuses to delete a runner that runs a job
+    /// (422, docs.github.com, "Delete a self-hosted runner from a repository"; the fake
+    /// follows it), and then the machine is kept. A runner may take a job the moment its
+    /// machine boots, before any delivery says so (or when the delivery is lost): asking
+    /// first and deleting after would race it. `false`: keep the machine.
+    async fn retire_runners(&self, launch: &Launch) -> bool {
+        let Ok(naming) = RunnerNaming::with_label(&launch.label) else {
+            return false;
+        };
+        let github = self
+            .inner
+            .github
+            .as_ref()
+            .clone()
+            .with_busy_wait(Duration::ZERO);
+        for r in 0..launch.runners {
+            let name = naming.runner_name(0, r);
+            let runner = match github.runner_named(&name).await {
+                Ok(Some(runner)) => runner,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "could not look up a runner; keeping its machine");
+                    return false;
+                }
+            };
+            if runner.busy {
+                return false;
+            }
+            if let Err(error) = github.delete_runner(runner.id).await {
+                tracing::info!(%error, runner = %name, "runner not deleted; keeping its machine");
+                return false;
+            }
+        }
+        true
     }
 
     /// Launches one machine for `pool`, waits until its runners are online, and records the
@@ -393,25 +502,21 @@ impl Controller {
     async fn launch(self, pool: Pool, label: String) {
         let started = Instant::now();
         let outcome = match self.request(&pool, &label).await {
-            Ok(request) => Provisioner::new(&*self.inner.provider, &self.inner.github)
-                .provision(&request)
-                .await
-                .map_err(|failure| failure.reason),
+            Ok(request) => self.provision(&request).await,
             Err(why) => Err(why),
         };
         let now = now_millis();
         match outcome {
-            Ok(provisioned) => {
-                let launched = &provisioned.launched[0];
+            Ok(placed) => {
                 let price = self.catalog().await.and_then(|c| {
-                    c.offering(&launched.candidate.instance_type)
+                    c.offering(&placed.instance_type)
                         .map(|o| o.price_cents_per_hour)
                 });
                 if let Err(error) = self.inner.store.launch_running(
                     &label,
-                    launched.machine.as_str(),
-                    &launched.candidate.instance_type,
-                    &launched.candidate.region,
+                    &placed.instance_id,
+                    &placed.instance_type,
+                    &placed.region,
                     price,
                     now,
                 ) {
@@ -420,9 +525,10 @@ impl Controller {
                 self.note(
                     Some(&pool.name),
                     &format!(
-                        "{label}: runners online on {} ({}) after {:.1}s",
-                        launched.candidate,
-                        launched.machine,
+                        "{label}: runners online on {} in {} ({}) after {:.1}s",
+                        placed.instance_type,
+                        placed.region,
+                        placed.instance_id,
                         started.elapsed().as_secs_f64()
                     ),
                 );
@@ -451,6 +557,45 @@ impl Controller {
         }
         lock(&self.inner.tasks).remove(&label);
         self.inner.wake.notify_one();
+    }
+
+    /// Runs the provisioning, and where its machine went. A runner of the launch that takes
+    /// a job (its delivery names the runner) settles it too: a short job on a just-in-time
+    /// runner can start and end, and its runner be removed, between two of the
+    /// provisioner's looks, which would otherwise wait for it until the registration timeout.
+    async fn provision(&self, request: &ProvisionRequest) -> Result<MatrixEntry, String> {
+        let (machines, seen) = watch::channel(Outputs::new(
+            &request.naming,
+            &[],
+            request.runners_per_instance,
+        ));
+        let provisioner = Provisioner::new(&*self.inner.provider, &self.inner.github)
+            .reporting_machines(&machines);
+        let provision = provisioner.provision(request);
+        tokio::pin!(provision);
+        let label = request.naming.label();
+        loop {
+            tokio::select! {
+                result = &mut provision => {
+                    return result
+                        .map_err(|failure| failure.reason)
+                        .and_then(|done| done.outputs.mtx.into_iter().next().ok_or_else(|| "the launch reported no machine".to_owned()));
+                }
+                () = tokio::time::sleep(request.online_poll) => {
+                    let taken = self
+                        .inner
+                        .store
+                        .launch(label)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|l| l.runners_used > 0);
+                    let placed = seen.borrow().mtx.first().cloned();
+                    if let (true, Some(placed)) = (taken, placed) {
+                        return Ok(placed);
+                    }
+                }
+            }
+        }
     }
 
     /// The provisioning of one machine of `pool` under `label`.
@@ -719,7 +864,8 @@ impl Controller {
     async fn reap_orphans(&self, machines: &[Machine], live: &[Launch]) {
         let orphans: Vec<&Machine> = machines
             .iter()
-            .filter(|m| m.state.may_bill())
+            // One already shutting down was terminated already (by a launch's end).
+            .filter(|m| m.state.may_bill() && m.state != MachineState::Stopping)
             .filter(|m| {
                 m.tags
                     .get(tags::RUN)

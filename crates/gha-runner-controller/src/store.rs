@@ -578,17 +578,30 @@ impl Store {
     /// Launches that may bill, each with its runners used counted from the jobs its runners
     /// took as well (an `in_progress` delivery is quicker than a listing of runners).
     pub fn live_launches(&self) -> Result<Vec<Launch>, ControllerError> {
-        self.launches_where("state IN ('launching', 'running', 'ending')")
+        self.launches_where("state IN ('launching', 'running', 'ending')", &[])
+    }
+
+    /// The launch called `label`, with its runners used counted as in [`Store::live_launches`].
+    pub fn launch(&self, label: &str) -> Result<Option<Launch>, ControllerError> {
+        Ok(self
+            .launches_where("label = ?1", &[&label])?
+            .into_iter()
+            .next())
     }
 
     /// Launches decided since `since` (for the day's cost), and every live one.
     pub fn launches_since(&self, since: Millis) -> Result<Vec<Launch>, ControllerError> {
-        self.launches_where(&format!(
-            "started_at >= {since} OR state IN ('launching', 'running', 'ending')"
-        ))
+        self.launches_where(
+            "started_at >= ?1 OR state IN ('launching', 'running', 'ending')",
+            &[&since],
+        )
     }
 
-    fn launches_where(&self, filter: &str) -> Result<Vec<Launch>, ControllerError> {
+    fn launches_where(
+        &self,
+        filter: &str,
+        values: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<Launch>, ControllerError> {
         let conn = self.lock();
         let sql = format!(
             "SELECT {LAUNCH_COLUMNS}, (SELECT COUNT(*) FROM jobs
@@ -598,7 +611,7 @@ impl Store {
         );
         let mut statement = conn.prepare_cached(&sql).map_err(|e| self.fail(&e))?;
         let rows = statement
-            .query_map([], |row| {
+            .query_map(values, |row| {
                 let mut launch = launch_from_row(row)?;
                 let taken = usize::try_from(row.get::<_, i64>(14)?).unwrap_or(0);
                 launch.runners_used = launch.runners_used.max(taken).min(launch.runners);
@@ -670,7 +683,7 @@ impl Store {
     /// Every launch ever made, with what it cost up to `now`.
     pub fn total_cost_usd(&self, now: Millis) -> Result<f64, ControllerError> {
         Ok(self
-            .launches_where("price_cents_per_hour IS NOT NULL")?
+            .launches_where("price_cents_per_hour IS NOT NULL", &[])?
             .iter()
             .map(|l| l.cost_usd(now))
             .sum())

@@ -240,6 +240,21 @@ pub struct Sim {
     ticker: JoinHandle<()>,
 }
 
+/// A read-only view of a simulator's world, from outside its API (no rate limit, no request
+/// log). Cloning shares it.
+#[derive(Clone)]
+pub struct SimView {
+    shared: Arc<Shared>,
+}
+
+impl SimView {
+    /// Every instance as `GET /instances` would list it now.
+    pub fn instances(&self) -> Vec<lambda_cloud::Instance> {
+        self.shared
+            .with_world(|world| world.instances.iter().map(|i| i.instance.clone()).collect())
+    }
+}
+
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sim")
@@ -346,6 +361,14 @@ impl Sim {
                 .find(|i| &i.instance.id == id)
                 .and_then(|i| i.user_data.as_ref().map(|d| d.expose().to_owned()))
         })
+    }
+
+    /// A view of the world that outlives borrows of the simulator: for harnesses that play
+    /// the machines' part from a task of their own.
+    pub fn view(&self) -> SimView {
+        SimView {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// What every instance has cost so far.

@@ -7,6 +7,7 @@ mod action_files;
 mod agent;
 mod boot;
 mod boot_log;
+mod controller;
 mod examples;
 mod fake_runner;
 mod fetch_binary;

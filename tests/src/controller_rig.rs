@@ -1,0 +1,316 @@
+//! The controller (`lambda-gha serve`) in one process against the Lambda simulator and a fake
+//! GitHub that delivers signed `workflow_job` webhooks and runs jobs on online runners itself.
+//!
+//! The simulated machines run no boot script: the rig plays their part for GitHub, marking a
+//! machine's runners online while the simulator says it is active and offline once it is not,
+//! as a runner's session with GitHub lives and dies with its machine. A real machine's agent
+//! also ends the machine after its jobs; here the controller does (it does both in
+//! production, whichever comes first).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use gha_runner_controller::{
+    BootTemplate, Controller, ControllerConfig, Parts, Store, WebhookSecret,
+};
+use gha_runner_core::agent_config::AgentTimings;
+use gha_runner_core::boot_log::MachineAccess;
+use gha_runner_core::boot_script::{AgentDownload, AgentSource, RunnerPrivileges};
+use gha_runner_core::provisioner::BootSettings;
+use gha_runner_core::runner_release::RunnerVersion;
+use gha_runner_core::{GitHub, RunnerScope, tags};
+use gha_runner_lambda::LambdaProvider;
+use lambda_cloud_sim::{Scenario, Sim};
+use secrecy::SecretString;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::rig::SCALE;
+use crate::{Deliveries, FakeGitHub, JobStatus, WebhookDelivery};
+
+/// Two pools, as a team with two kinds of GPU would write them.
+pub const TWO_POOLS: &str = r#"
+[[pool]]
+name = "a10"
+labels = ["self-hosted", "gpu-a10"]
+types = ["gpu_1x_a10", "gpu_1x_a6000"]
+regions = ["us-east-1", "us-west-1"]
+ssh_key = "ci"
+max_machines = 8
+idle_grace = "2s"
+[[pool]]
+name = "a100"
+labels = ["self-hosted", "gpu-a100"]
+types = ["gpu_1x_a100_sxm4", "gpu_1x_h100_pcie"]
+regions = ["us-east-1", "us-west-1"]
+ssh_key = "ci"
+max_machines = 8
+idle_grace = "2s"
+"#;
+
+/// How a rig starts.
+pub struct RigOptions {
+    /// The `[[pool]]` sections.
+    pub pools: String,
+    /// The simulated cloud.
+    pub scenario: Scenario,
+    /// How webhooks are delivered.
+    pub delivery: WebhookDelivery,
+    /// How often the controller lists GitHub's queued jobs.
+    pub poll_jobs_every: &'static str,
+}
+
+impl Default for RigOptions {
+    fn default() -> Self {
+        RigOptions {
+            pools: TWO_POOLS.to_owned(),
+            scenario: crate::rig::quick_boot_scenario(),
+            delivery: WebhookDelivery::default(),
+            poll_jobs_every: "1m",
+        }
+    }
+}
+
+/// A running controller and its world.
+pub struct ControllerRig {
+    /// The simulated Lambda Cloud.
+    pub sim: Sim,
+    /// The fake GitHub.
+    pub github: FakeGitHub,
+    /// The webhook secret.
+    pub secret: String,
+    /// The controller's base URL.
+    pub url: String,
+    /// The webhook deliveries.
+    pub deliveries: Deliveries,
+    /// The state file.
+    pub database: PathBuf,
+    dir: PathBuf,
+    config: String,
+    controller: Option<Running>,
+    machines: JoinHandle<()>,
+}
+
+struct Running {
+    controller: Controller,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+}
+
+/// The boot settings of the rig's machines (they run nothing; the settings are checked and
+/// rendered as for a real machine).
+fn boot_template() -> BootTemplate {
+    std::sync::Arc::new(|| BootSettings {
+        version: "0.1.0".into(),
+        agent: AgentSource::x86_64(AgentDownload {
+            url: "https://example.invalid/lambda-gha".into(),
+            sha256: "0".repeat(64),
+        }),
+        runner: RunnerVersion::Served,
+        runner_releases_api: "https://example.invalid/releases".into(),
+        runner_download_base: "https://example.invalid/download".into(),
+        privileges: RunnerPrivileges::default(),
+        user_script: None,
+        agent_api_url: None,
+        agent_api_key: Some(SecretString::from("rig-agent-key")),
+        self_terminate: true,
+        timings: AgentTimings::default(),
+        gpu_gate: gha_runner_core::health::GpuGate::default(),
+    })
+}
+
+impl ControllerRig {
+    /// Starts a simulator, a fake GitHub and a controller on a free port.
+    pub async fn start(options: RigOptions) -> ControllerRig {
+        let sim = Sim::builder()
+            .scenario(options.scenario.with_ssh_key("ci"))
+            .time_scale(SCALE)
+            .api_key("rig-key")
+            .start()
+            .await
+            .expect("simulator");
+        let github = FakeGitHub::start(false).await;
+        github.run_jobs_itself(SCALE.factor());
+        let dir = std::env::temp_dir().join(format!("lgc-rig-{:08x}", fastrand::u32(..)));
+        std::fs::create_dir_all(&dir).expect("rig directory");
+        let database = dir.join("state.db");
+        let config = format!(
+            "name = \"rig\"\ndatabase = {:?}\n[github]\nscope = \"octo/gpu\"\n[timing]\nreconcile_every = \"500ms\"\nobserve_every = \"300ms\"\npoll_jobs_every = {:?}\nregistration_timeout = \"60s\"\n{}",
+            database.display().to_string(),
+            options.poll_jobs_every,
+            options.pools
+        );
+        let secret = format!("WHCANARY{}", github.canary());
+        let machines = tokio::spawn(play_machines(sim.view(), github.clone()));
+        let mut rig = ControllerRig {
+            sim,
+            github,
+            secret,
+            url: String::new(),
+            deliveries: Deliveries::idle(),
+            database,
+            dir,
+            config,
+            controller: None,
+            machines,
+        };
+        rig.boot().await;
+        rig.deliveries = rig.github.deliver_webhooks(
+            &format!("{}/webhook", rig.url),
+            &rig.secret,
+            options.delivery,
+        );
+        rig
+    }
+
+    /// Starts the controller over the rig's state file, on the rig's port when it had one.
+    async fn boot(&mut self) {
+        let config = ControllerConfig::parse(&self.config).expect("rig configuration");
+        let store = Store::open(&config.database).expect("state");
+        let provider = LambdaProvider::new(self.sim.client().expect("client"));
+        let github = GitHub::new(
+            &SecretString::from("ghp_rig"),
+            Some(&self.github.uri()),
+            None,
+            RunnerScope::Repo {
+                owner: "octo".into(),
+                repo: "gpu".into(),
+            },
+        )
+        .expect("GitHub client")
+        .with_busy_wait(Duration::from_secs(2));
+        let controller = Controller::new(Parts {
+            config,
+            store,
+            provider: std::sync::Arc::new(provider),
+            github: std::sync::Arc::new(github),
+            boot: boot_template(),
+            access: MachineAccess::Unavailable {
+                why: "simulated machines".into(),
+            },
+        })
+        .with_failed_launch_pause(Duration::from_millis(500));
+        let address = self
+            .url
+            .strip_prefix("http://")
+            .unwrap_or("127.0.0.1:0")
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .expect("listen");
+        self.url = format!("http://{}", listener.local_addr().expect("address"));
+        let (shutdown, stop) = watch::channel(false);
+        let secret = WebhookSecret::new(&SecretString::from(self.secret.clone()));
+        let server = tokio::spawn({
+            let controller = controller.clone();
+            async move {
+                let _ = gha_runner_controller::serve(controller, secret, listener, stop).await;
+            }
+        });
+        self.controller = Some(Running {
+            controller,
+            shutdown,
+            server,
+        });
+    }
+
+    /// The controller.
+    pub fn controller(&self) -> &Controller {
+        &self.controller.as_ref().expect("running").controller
+    }
+
+    /// Kills the controller where it stands (its tasks aborted mid-call, nothing flushed but
+    /// what SQLite committed: what `kill -9` leaves), and starts a new one over the same state
+    /// file and port.
+    pub async fn crash_and_restart(&mut self) {
+        if let Some(running) = self.controller.take() {
+            // Every task of the controller stops at its next await, as a dead process's
+            // would; what it was sending is lost with it.
+            running.controller.kill();
+            running.server.abort();
+            let _ = running.server.await;
+            drop(running.shutdown);
+        }
+        self.boot().await;
+    }
+
+    /// Waits until `done` holds, checking every 100 ms, for at most `timeout`.
+    pub async fn wait_until(&self, timeout: Duration, mut done: impl FnMut(&Self) -> bool) -> bool {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if done(self) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        done(self)
+    }
+
+    /// Whether every job of the fake GitHub finished (succeeded, failed or cancelled).
+    pub fn all_jobs_finished(&self) -> bool {
+        self.github.jobs().iter().all(|(_, status)| {
+            matches!(
+                status,
+                JobStatus::Done { .. } | JobStatus::Skipped | JobStatus::Cancelled
+            )
+        })
+    }
+
+    /// Jobs that succeeded.
+    pub fn jobs_succeeded(&self) -> usize {
+        self.github
+            .jobs()
+            .iter()
+            .filter(|(_, s)| {
+                matches!(
+                    s,
+                    JobStatus::Done {
+                        succeeded: true,
+                        ..
+                    }
+                )
+            })
+            .count()
+    }
+
+    /// Machines still billing.
+    pub fn billing(&self) -> usize {
+        self.sim.ledger().still_billing.len()
+    }
+
+    /// Machines ever launched.
+    pub fn launched(&self) -> usize {
+        self.sim.ledger().entries.len()
+    }
+
+    /// Stops the controller and removes the state file.
+    pub async fn stop(mut self) {
+        if let Some(running) = self.controller.take() {
+            let _ = running.shutdown.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(10), running.server).await;
+        }
+        self.deliveries.stop();
+        self.machines.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Plays the machines' part for GitHub: a machine's runners are online while it is active.
+async fn play_machines(sim: lambda_cloud_sim::SimView, github: FakeGitHub) {
+    loop {
+        for instance in sim.instances() {
+            let Some(label) = instance
+                .tags
+                .iter()
+                .find(|t| t.key == tags::RUN)
+                .map(|t| t.value.clone())
+            else {
+                continue;
+            };
+            let active = instance.status == lambda_cloud::InstanceStatus::Active;
+            github.set_online(&format!("{label}-"), active);
+        }
+        github.tick();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
