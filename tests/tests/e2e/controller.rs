@@ -181,6 +181,10 @@ async fn ten_thousand_duplicate_deliveries_launch_nothing_more() {
     rig.stop().await;
 }
 
+/// A bad delivery: what is wrong, the headers besides event and delivery id, the body, the
+/// status wanted.
+type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>, u16);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_deliveries_are_refused_with_their_status_and_leave_no_trace() {
     let rig = ControllerRig::start(RigOptions::default()).await;
@@ -194,8 +198,6 @@ async fn bad_deliveries_are_refused_with_their_status_and_leave_no_trace() {
     .to_string();
     let sign = |body: &[u8]| lambda_gha_tests::webhook_signature(&rig.secret, body);
     let huge = vec![b' '; 30 << 20];
-    // What is wrong, the headers besides event and delivery id, the body, the status wanted.
-    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>, u16);
     let cases: Vec<Case<'_>> = vec![
         (
             "a wrong signature",
