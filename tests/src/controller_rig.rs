@@ -48,8 +48,20 @@ max_machines = 8
 idle_grace = "2s"
 "#;
 
+/// Where the controller runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Host {
+    /// In this process: its state and metrics can be read directly.
+    #[default]
+    InProcess,
+    /// As `lambda-gha serve --config …`, a child process that can be killed with SIGKILL.
+    Process,
+}
+
 /// How a rig starts.
 pub struct RigOptions {
+    /// Where the controller runs.
+    pub host: Host,
     /// The `[[pool]]` sections.
     pub pools: String,
     /// The simulated cloud.
@@ -63,6 +75,7 @@ pub struct RigOptions {
 impl Default for RigOptions {
     fn default() -> Self {
         RigOptions {
+            host: Host::InProcess,
             pools: TWO_POOLS.to_owned(),
             scenario: crate::rig::quick_boot_scenario(),
             delivery: WebhookDelivery::default(),
@@ -87,14 +100,18 @@ pub struct ControllerRig {
     pub database: PathBuf,
     dir: PathBuf,
     config: String,
+    host: Host,
     controller: Option<Running>,
     machines: JoinHandle<()>,
 }
 
-struct Running {
-    controller: Controller,
-    shutdown: watch::Sender<bool>,
-    server: JoinHandle<()>,
+enum Running {
+    InProcess {
+        controller: Controller,
+        shutdown: watch::Sender<bool>,
+        server: JoinHandle<()>,
+    },
+    Process(std::process::Child),
 }
 
 /// The boot settings of the rig's machines (they run nothing; the settings are checked and
@@ -134,9 +151,21 @@ impl ControllerRig {
         let dir = std::env::temp_dir().join(format!("lgc-rig-{:08x}", fastrand::u32(..)));
         std::fs::create_dir_all(&dir).expect("rig directory");
         let database = dir.join("state.db");
+        // A free port, kept across restarts.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
         let config = format!(
-            "name = \"rig\"\ndatabase = {:?}\n[github]\nscope = \"octo/gpu\"\n[timing]\nreconcile_every = \"500ms\"\nobserve_every = \"300ms\"\npoll_jobs_every = {:?}\nregistration_timeout = \"60s\"\n{}",
+            "name = \"rig\"\nlisten = \"127.0.0.1:{port}\"\ndatabase = {:?}\n\
+             [github]\nscope = \"octo/gpu\"\napi_url = {:?}\n\
+             [provider]\nname = \"lambda\"\napi_url = {:?}\n\
+             [agent]\nurl = \"https://example.invalid/lambda-gha\"\nsha256 = \"{}\"\n\
+             [timing]\nreconcile_every = \"500ms\"\nobserve_every = \"300ms\"\npoll_jobs_every = {:?}\nregistration_timeout = \"60s\"\n{}",
             database.display().to_string(),
+            github.uri(),
+            sim.base_url(),
+            "0".repeat(64),
             options.poll_jobs_every,
             options.pools
         );
@@ -146,11 +175,12 @@ impl ControllerRig {
             sim,
             github,
             secret,
-            url: String::new(),
+            url: format!("http://127.0.0.1:{port}"),
             deliveries: Deliveries::idle(),
             database,
             dir,
             config,
+            host: options.host,
             controller: None,
             machines,
         };
@@ -163,8 +193,73 @@ impl ControllerRig {
         rig
     }
 
-    /// Starts the controller over the rig's state file, on the rig's port when it had one.
+    /// The environment of a `lambda-gha serve` child: the secrets its file names.
+    pub fn serve_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("LAMBDA_API_KEY".into(), "rig-key".into()),
+            ("GITHUB_TOKEN".into(), "ghp_rig".into()),
+            ("LAMBDA_GHA_WEBHOOK_SECRET".into(), self.secret.clone()),
+            ("LAMBDA_API_TIME_SCALE".into(), SCALE.factor().to_string()),
+            ("RUST_LOG".into(), "info".into()),
+        ]
+    }
+
+    /// Starts the controller over the rig's state file and port.
     async fn boot(&mut self) {
+        if self.host == Host::Process {
+            self.boot_process().await;
+        } else {
+            self.boot_in_process().await;
+        }
+    }
+
+    async fn boot_process(&mut self) {
+        let file = self.dir.join("controller.toml");
+        std::fs::write(&file, &self.config).expect("controller.toml");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("serve.log"))
+            .expect("serve log");
+        let child = std::process::Command::new(crate::lambda_gha_binary())
+            .args(["serve", "--config"])
+            .arg(&file)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.serve_env())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("lambda-gha serve");
+        self.controller = Some(Running::Process(child));
+        let health = format!("{}/healthz", self.url);
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if crate::http_get(&health)
+                .await
+                .is_ok_and(|(status, _)| status == 200)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "lambda-gha serve did not answer /healthz: {}",
+            self.serve_log()
+        );
+    }
+
+    /// What the `serve` child wrote.
+    pub fn serve_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// The state, read from the controller's file (as another process can).
+    pub fn store(&self) -> Store {
+        Store::open(&self.database).expect("state")
+    }
+
+    async fn boot_in_process(&mut self) {
         let config = ControllerConfig::parse(&self.config).expect("rig configuration");
         let store = Store::open(&config.database).expect("state");
         let provider = LambdaProvider::new(self.sim.client().expect("client"));
@@ -198,7 +293,6 @@ impl ControllerRig {
         let listener = tokio::net::TcpListener::bind(&address)
             .await
             .expect("listen");
-        self.url = format!("http://{}", listener.local_addr().expect("address"));
         let (shutdown, stop) = watch::channel(false);
         let secret = WebhookSecret::new(&SecretString::from(self.secret.clone()));
         let server = tokio::spawn({
@@ -207,29 +301,41 @@ impl ControllerRig {
                 let _ = gha_runner_controller::serve(controller, secret, listener, stop).await;
             }
         });
-        self.controller = Some(Running {
+        self.controller = Some(Running::InProcess {
             controller,
             shutdown,
             server,
         });
     }
 
-    /// The controller.
+    /// The controller, when it runs in this process.
     pub fn controller(&self) -> &Controller {
-        &self.controller.as_ref().expect("running").controller
+        match &self.controller {
+            Some(Running::InProcess { controller, .. }) => controller,
+            _ => panic!("the controller runs in another process: read rig.store()"),
+        }
     }
 
-    /// Kills the controller where it stands (its tasks aborted mid-call, nothing flushed but
-    /// what SQLite committed: what `kill -9` leaves), and starts a new one over the same state
-    /// file and port.
+    /// Kills the controller where it stands and starts a new one over the same state file
+    /// and port. A child process gets SIGKILL; one in this process has every task aborted at
+    /// its next await (nothing flushed but what SQLite committed, as SIGKILL leaves it).
     pub async fn crash_and_restart(&mut self) {
-        if let Some(running) = self.controller.take() {
-            // Every task of the controller stops at its next await, as a dead process's
-            // would; what it was sending is lost with it.
-            running.controller.kill();
-            running.server.abort();
-            let _ = running.server.await;
-            drop(running.shutdown);
+        match self.controller.take() {
+            Some(Running::Process(mut child)) => {
+                child.kill().expect("SIGKILL");
+                let _ = child.wait();
+            }
+            Some(Running::InProcess {
+                controller,
+                shutdown,
+                server,
+            }) => {
+                controller.kill();
+                server.abort();
+                let _ = server.await;
+                drop(shutdown);
+            }
+            None => {}
         }
         self.boot().await;
     }
@@ -285,9 +391,21 @@ impl ControllerRig {
 
     /// Stops the controller and removes the state file.
     pub async fn stop(mut self) {
-        if let Some(running) = self.controller.take() {
-            let _ = running.shutdown.send(true);
-            let _ = tokio::time::timeout(Duration::from_secs(10), running.server).await;
+        match self.controller.take() {
+            Some(Running::InProcess {
+                shutdown, server, ..
+            }) => {
+                let _ = shutdown.send(true);
+                let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+            }
+            Some(Running::Process(mut child)) => {
+                // SIGTERM: the controller stops serving and exits.
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+                crate::wait_for_exit(&mut child, Duration::from_secs(10), "lambda-gha serve");
+            }
+            None => {}
         }
         self.deliveries.stop();
         self.machines.abort();

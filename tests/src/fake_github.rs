@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 mod webhooks;
 
-pub use webhooks::{Deliveries, REPOSITORY, WebhookDelivery, post, signature};
+pub use webhooks::{Deliveries, REPOSITORY, WebhookDelivery, get, post, signature};
 
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};

@@ -15,7 +15,7 @@ mod sshd;
 
 pub use fake_github::{
     Deliveries, FakeGitHub, FakeJob, FakeRunner, GitHubFailure, GitHubFault, GitHubRoute,
-    JobStatus, REPOSITORY as FAKE_REPOSITORY, TokenPermission, WebhookDelivery,
+    JobStatus, REPOSITORY as FAKE_REPOSITORY, TokenPermission, WebhookDelivery, get as http_get,
     post as post_webhook, signature as webhook_signature,
 };
 pub use internet::{

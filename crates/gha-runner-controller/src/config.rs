@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gha_runner_core::RunnerScope;
+use gha_runner_core::boot_script::{AgentDownload, AgentSource};
 use gha_runner_core::duration::parse_duration;
 use gha_runner_core::health::GpuGate;
 use gha_runner_core::plan::Candidate;
@@ -31,6 +32,8 @@ pub struct ControllerConfig {
     pub timing: Timing,
     /// The pools, in the order a job's labels are matched against them.
     pub pools: Vec<Pool>,
+    /// Where machines download the agent (this version's release binaries), when set.
+    pub agent: Option<AgentSource>,
 }
 
 /// How the controller reaches GitHub.
@@ -201,6 +204,46 @@ struct File {
     timing: TimingFile,
     #[serde(default, rename = "pool")]
     pools: Vec<PoolFile>,
+    agent: Option<AgentFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFile {
+    /// The x86_64 binary's URL and SHA-256 (from the release's `SHA256SUMS`).
+    url: Option<String>,
+    sha256: Option<String>,
+    /// The aarch64 binary's (GH200 machines).
+    url_aarch64: Option<String>,
+    sha256_aarch64: Option<String>,
+}
+
+impl AgentFile {
+    fn check(self) -> Result<AgentSource, String> {
+        let download = |url: Option<String>, sha: Option<String>, which: &str| match (url, sha) {
+            (None, None) => Ok(None),
+            (Some(url), Some(sha256))
+                if sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                if !url.starts_with("https://") && !url.starts_with("http://127.0.0.1") {
+                    return Err(format!("`agent.url{which}` must be an https URL"));
+                }
+                Ok(Some(AgentDownload { url, sha256 }))
+            }
+            (Some(_), Some(_)) => Err(format!(
+                "`agent.sha256{which}` must be 64 hex digits: the binary's line in the release's SHA256SUMS"
+            )),
+            _ => Err(format!(
+                "`agent.url{which}` and `agent.sha256{which}` go together: set both"
+            )),
+        };
+        let x86_64 = download(self.url, self.sha256, "")?;
+        let aarch64 = download(self.url_aarch64, self.sha256_aarch64, "_aarch64")?;
+        if x86_64.is_none() && aarch64.is_none() {
+            return Err("`[agent]` names no binary: set `url` and `sha256`".to_owned());
+        }
+        Ok(AgentSource::Release { x86_64, aarch64 })
+    }
 }
 
 fn default_name() -> String {
@@ -389,6 +432,7 @@ impl File {
             }
             pools.push(pool);
         }
+        let agent = self.agent.map(AgentFile::check).transpose()?;
         Ok(ControllerConfig {
             name: self.name,
             listen,
@@ -397,6 +441,7 @@ impl File {
             provider,
             timing,
             pools,
+            agent,
         })
     }
 }

@@ -64,4 +64,10 @@ pub enum CliError {
         /// The command.
         command: &'static str,
     },
+    /// The controller (`serve`) cannot start.
+    #[error(transparent)]
+    Controller(#[from] gha_runner_controller::ControllerError),
+    /// GitHub's client could not be set up.
+    #[error(transparent)]
+    GitHub(#[from] gha_runner_core::GitHubError),
 }

@@ -9,6 +9,7 @@ pub mod launch;
 pub mod progress;
 pub mod project;
 pub mod run;
+pub mod serve;
 pub mod ssh;
 pub mod tables;
 pub use gha_runner_core::transport;

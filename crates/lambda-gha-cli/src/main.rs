@@ -134,6 +134,10 @@ enum Command {
     /// gone: the backstop for anything an agent could not end. Key from LAMBDA_API_KEY;
     /// GitHub token from GH_PAT or GITHUB_TOKEN.
     Reap(ReapArgs),
+    /// The controller: GPU runners on demand from GitHub's `workflow_job` webhooks, so that
+    /// workflows only change `runs-on`. `--config` names its file (README, "Just change
+    /// runs-on"); its secrets come from the environment variables the file names.
+    Serve,
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -147,6 +151,7 @@ async fn dispatch(command: Command, global: &Global, out: &Out) -> Result<ExitCo
     let done = |()| ExitCode::SUCCESS;
     match command {
         Command::Agent(command) => return commands::agent::agent(command).await,
+        Command::Serve => return commands::serve::serve(global.config.as_deref()).await,
         Command::Completions { shell } => {
             let mut cli = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cli, "lambda-gha", &mut std::io::stdout());
@@ -188,9 +193,11 @@ async fn dispatch(command: Command, global: &Global, out: &Out) -> Result<ExitCo
             .await
             .map(done),
         // Dispatched above: they need no client of their own.
-        Command::Agent(_) | Command::Completions { .. } | Command::Reap(_) | Command::Run(_) => {
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Agent(_)
+        | Command::Completions { .. }
+        | Command::Reap(_)
+        | Command::Run(_)
+        | Command::Serve => Ok(ExitCode::SUCCESS),
         #[cfg(feature = "simulator")]
         Command::Sim(_) | Command::Demo => Ok(ExitCode::SUCCESS),
     }
@@ -218,7 +225,7 @@ async fn on_runpod(command: Command, global: &Global, out: &Out) -> Result<ExitC
         Command::SshKeys(_) => lambda_only("ssh-keys"),
         Command::Filesystems(_) => lambda_only("filesystems"),
         // Dispatched before any provider is chosen.
-        Command::Agent(_) | Command::Completions { .. } => Ok(ExitCode::SUCCESS),
+        Command::Agent(_) | Command::Completions { .. } | Command::Serve => Ok(ExitCode::SUCCESS),
         #[cfg(feature = "simulator")]
         Command::Sim(_) | Command::Demo => Ok(ExitCode::SUCCESS),
     }

@@ -127,6 +127,20 @@ pub async fn post(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<(u16, String), String> {
+    exchange("POST", url, headers, body).await
+}
+
+/// `GET url`: the status and body.
+pub async fn get(url: &str) -> Result<(u16, String), String> {
+    exchange("GET", url, &[], b"").await
+}
+
+async fn exchange(
+    verb: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("{url} is not http://"))?;
@@ -135,7 +149,7 @@ pub async fn post(
         .await
         .map_err(|e| format!("connect {host}: {e}"))?;
     let mut head = format!(
-        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: GitHub-Hookshot/fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{verb} /{path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: GitHub-Hookshot/fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for (name, value) in headers {

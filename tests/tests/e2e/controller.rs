@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use lambda_gha_tests::controller_rig::{ControllerRig, RigOptions};
+use lambda_gha_tests::controller_rig::{ControllerRig, Host, RigOptions};
 use lambda_gha_tests::{FakeJob, WebhookDelivery};
 
 /// `count` jobs on `runs_on`, each taking `seconds` (simulated), one workflow run.
@@ -23,29 +23,25 @@ async fn assert_settled(rig: &ControllerRig, expected_jobs: usize) {
             rig.all_jobs_finished() && rig.billing() == 0 && rig.github.runners().is_empty()
         })
         .await;
-    let status = gha_runner_controller::status::Status::read(rig.controller()).unwrap();
+    let (_, status) = lambda_gha_tests::http_get(&format!("{}/status.json", rig.url))
+        .await
+        .unwrap();
+    let jobs: Vec<String> = rig
+        .github
+        .jobs()
+        .iter()
+        .map(|(j, s)| format!("{} {s:?}", j.name))
+        .collect();
     assert!(
         settled,
-        "not settled: jobs {:?}\nbilling {}\nrunners {:?}\nstatus {:#}",
-        rig.github
-            .jobs()
-            .iter()
-            .map(|(j, s)| format!("{} {s:?}", j.name))
-            .collect::<Vec<_>>(),
+        "not settled: jobs {jobs:?}\nbilling {}\nrunners {:?}\nstatus {status}",
         rig.billing(),
         rig.github.names(),
-        status.json()
     );
     assert_eq!(
         rig.jobs_succeeded(),
         expected_jobs,
-        "jobs {:?}\nstatus {:#}",
-        rig.github
-            .jobs()
-            .iter()
-            .map(|(j, s)| format!("{} {s:?}", j.name))
-            .collect::<Vec<_>>(),
-        status.json()
+        "jobs {jobs:?}\nstatus {status}"
     );
     assert_eq!(
         rig.sim.rate_limited_requests(),
@@ -372,7 +368,8 @@ async fn no_capacity_for_a_pools_first_type_falls_back_and_a_full_pool_makes_job
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_controller_killed_mid_burst_and_restarted_runs_every_job_and_leaks_nothing() {
+async fn lambda_gha_serve_killed_with_sigkill_mid_burst_and_restarted_runs_every_job_and_leaks_nothing()
+ {
     // Boots of a simulated minute (1.2 s here): launches are in flight at the crash.
     let mut scenario = lambda_cloud_sim::Scenario::default();
     for ty in &mut scenario.instance_types {
@@ -382,6 +379,7 @@ async fn a_controller_killed_mid_burst_and_restarted_runs_every_job_and_leaks_no
         };
     }
     let mut rig = ControllerRig::start(RigOptions {
+        host: Host::Process,
         scenario,
         poll_jobs_every: "2s",
         ..RigOptions::default()
@@ -393,7 +391,6 @@ async fn a_controller_killed_mid_burst_and_restarted_runs_every_job_and_leaks_no
         .wait_until(Duration::from_secs(30), |rig| {
             rig.launched() >= 5
                 && rig
-                    .controller()
                     .store()
                     .live_launches()
                     .unwrap()
@@ -404,7 +401,7 @@ async fn a_controller_killed_mid_burst_and_restarted_runs_every_job_and_leaks_no
     assert!(mid, "launches under way");
     rig.crash_and_restart().await;
     assert_settled(&rig, 20).await;
-    let store = rig.controller().store();
+    let store = rig.store();
     let recovered = store
         .decisions_containing("the controller restarted while it was being launched")
         .unwrap();

@@ -8,6 +8,7 @@ pub(crate) mod instances;
 pub(crate) mod reap;
 pub(crate) mod run;
 pub(crate) mod runpod;
+pub(crate) mod serve;
 #[cfg(feature = "simulator")]
 pub(crate) mod sim;
 pub(crate) mod ssh_keys;
