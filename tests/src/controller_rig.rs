@@ -70,6 +70,9 @@ pub struct RigOptions {
     pub delivery: WebhookDelivery,
     /// How often the controller lists GitHub's queued jobs.
     pub poll_jobs_every: &'static str,
+    /// The `lambda-gha` binary a [`Host::Process`] controller runs (default: the workspace's
+    /// debug build).
+    pub binary: Option<PathBuf>,
 }
 
 impl Default for RigOptions {
@@ -80,6 +83,7 @@ impl Default for RigOptions {
             scenario: crate::rig::quick_boot_scenario(),
             delivery: WebhookDelivery::default(),
             poll_jobs_every: "1m",
+            binary: None,
         }
     }
 }
@@ -101,6 +105,7 @@ pub struct ControllerRig {
     dir: PathBuf,
     config: String,
     host: Host,
+    binary: Option<PathBuf>,
     controller: Option<Running>,
     machines: JoinHandle<()>,
 }
@@ -181,6 +186,7 @@ impl ControllerRig {
             dir,
             config,
             host: options.host,
+            binary: options.binary,
             controller: None,
             machines,
         };
@@ -221,7 +227,8 @@ impl ControllerRig {
             .append(true)
             .open(self.dir.join("serve.log"))
             .expect("serve log");
-        let child = std::process::Command::new(crate::lambda_gha_binary())
+        let binary = self.binary.clone().unwrap_or_else(crate::lambda_gha_binary);
+        let child = std::process::Command::new(binary)
             .args(["serve", "--config"])
             .arg(&file)
             .env_clear()
@@ -247,6 +254,14 @@ impl ControllerRig {
             "lambda-gha serve did not answer /healthz: {}",
             self.serve_log()
         );
+    }
+
+    /// The `serve` child's process id, when the controller is one.
+    pub fn serve_pid(&self) -> Option<u32> {
+        match &self.controller {
+            Some(Running::Process(child)) => Some(child.id()),
+            _ => None,
+        }
     }
 
     /// What the `serve` child wrote.

@@ -69,10 +69,14 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     /// The provision task of each launching launch.
     tasks: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Launches whose runners are being retired or whose machine is being ended by a task.
+    ending: Mutex<std::collections::HashSet<String>>,
     /// The loops' tasks, for [`Controller::kill`].
     pub(crate) loops: Mutex<Vec<tokio::task::AbortHandle>>,
     /// Prices and GPU counts, read at start and hourly.
     catalog: Mutex<Option<(Catalog, Instant)>>,
+    /// When reading the catalog last failed: not asked again for a minute.
+    catalog_failed: Mutex<Option<Instant>>,
     /// Until when each pool holds its launches after a failure.
     paused: Mutex<HashMap<String, Instant>>,
     /// The last note each pool's decision wrote, so a standing situation is said once.
@@ -119,7 +123,9 @@ impl Controller {
                 metrics: Metrics::default(),
                 tasks: Mutex::new(HashMap::new()),
                 loops: Mutex::new(Vec::new()),
+                ending: Mutex::new(std::collections::HashSet::new()),
                 catalog: Mutex::new(None),
+                catalog_failed: Mutex::new(None),
                 paused: Mutex::new(HashMap::new()),
                 notes: Mutex::new(HashMap::new()),
                 last_decision: Mutex::new(None),
@@ -327,7 +333,7 @@ impl Controller {
                 if launch.state == LaunchState::Running
                     && finished.get(&launch.label).copied().unwrap_or(0) >= launch.runners
                 {
-                    self.end(launch, "its runners finished their jobs").await;
+                    self.end_later(launch, "its runners finished their jobs", false);
                 }
             }
             let demand = queued.get(&pool.name).copied().unwrap_or(0);
@@ -344,7 +350,7 @@ impl Controller {
                         .await?;
                 }
                 std::cmp::Ordering::Less => {
-                    self.shed(pool, supply - demand, &serving, now).await;
+                    self.shed(pool, supply - demand, &serving, now);
                 }
                 std::cmp::Ordering::Equal => {
                     lock(&self.inner.notes).remove(&pool.name);
@@ -427,7 +433,7 @@ impl Controller {
     /// Ends machines nobody needs: `excess` runners more than the queued jobs. Booting
     /// machines go first, newest first (none of their runners can have a job); online ones
     /// only once their runners have idled through the pool's grace.
-    async fn shed(&self, pool: &Pool, excess: usize, serving: &[&Launch], now: Millis) {
+    fn shed(&self, pool: &Pool, excess: usize, serving: &[&Launch], now: Millis) {
         let mut left = excess;
         let grace = i64::try_from(pool.idle_grace.as_millis()).unwrap_or(i64::MAX);
         let mut unused: Vec<&Launch> = serving
@@ -452,11 +458,8 @@ impl Controller {
                 }
                 _ => continue,
             };
-            if !self.retire_runners(launch).await {
-                continue;
-            }
             left -= launch.runners;
-            self.end(launch, why).await;
+            self.end_later(launch, why, true);
         }
     }
 
@@ -649,6 +652,26 @@ impl Controller {
         })
     }
 
+    /// Ends `launch` in a task of its own (once at a time per launch), so that a decision pass
+    /// never waits on the cloud or on GitHub. With `retire_first`, its runners are deleted
+    /// first and the machine is kept when one of them has a job ([`Self::retire_runners`]).
+    fn end_later(&self, launch: &Launch, why: &str, retire_first: bool) {
+        if !lock(&self.inner.ending).insert(launch.label.clone()) {
+            return;
+        }
+        let (this, launch, why) = (self.clone(), launch.clone(), why.to_owned());
+        let task = tokio::spawn(async move {
+            if !retire_first || this.retire_runners(&launch).await {
+                this.end(&launch, &why).await;
+            }
+            lock(&this.inner.ending).remove(&launch.label);
+            this.inner.wake.notify_one();
+        });
+        let mut loops = lock(&self.inner.loops);
+        loops.retain(|handle| !handle.is_finished());
+        loops.push(task.abort_handle());
+    }
+
     /// Ends `launch`: stops its provisioning if it is still launching, terminates its machine
     /// (found by its label too) and deletes its runners. What cannot be ended now stays
     /// `ending` and is tried again by `observe`.
@@ -694,6 +717,10 @@ impl Controller {
         {
             return Some(catalog.clone());
         }
+        if lock(&self.inner.catalog_failed).is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+        {
+            return lock(&self.inner.catalog).as_ref().map(|(c, _)| c.clone());
+        }
         match self.inner.provider.catalog().await {
             Ok(catalog) => {
                 *lock(&self.inner.catalog) = Some((catalog.clone(), Instant::now()));
@@ -701,6 +728,7 @@ impl Controller {
             }
             Err(error) => {
                 tracing::warn!(%error, "could not read the provider's catalog");
+                *lock(&self.inner.catalog_failed) = Some(Instant::now());
                 lock(&self.inner.catalog).as_ref().map(|(c, _)| c.clone())
             }
         }
@@ -767,8 +795,7 @@ impl Controller {
         };
         let now = now_millis();
         for launch in &live {
-            self.observe_launch(launch, machines.as_deref(), runners.as_deref(), now)
-                .await;
+            self.observe_launch(launch, machines.as_deref(), runners.as_deref(), now);
         }
         if let Some(machines) = &machines {
             self.reap_orphans(machines, &live).await;
@@ -794,7 +821,7 @@ impl Controller {
         }
     }
 
-    async fn observe_launch(
+    fn observe_launch(
         &self,
         launch: &Launch,
         machines: Option<&[Machine]>,
@@ -806,7 +833,7 @@ impl Controller {
             i64::try_from(p.max_lifetime.as_millis()).unwrap_or(i64::MAX)
         });
         if now - launch.started_at > lifetime {
-            self.end(launch, "it reached the pool's max_lifetime").await;
+            self.end_later(launch, "it reached the pool's max_lifetime", false);
             return;
         }
         let machine = machines.map(|all| {
@@ -816,8 +843,7 @@ impl Controller {
         match launch.state {
             LaunchState::Ending => {
                 // Still ending: the first try failed, or it ended and the store missed it.
-                self.end(launch, launch.reason.as_deref().unwrap_or("ending"))
-                    .await;
+                self.end_later(launch, launch.reason.as_deref().unwrap_or("ending"), false);
             }
             LaunchState::Running => {
                 if machine == Some(None) {
@@ -853,7 +879,7 @@ impl Controller {
                     tracing::error!(%error, "could not record runner usage");
                 }
                 if own.is_empty() && launch.runners_used >= launch.runners {
-                    self.end(launch, "its runners are gone").await;
+                    self.end_later(launch, "its runners are gone", false);
                 }
             }
             LaunchState::Launching | LaunchState::Ended | LaunchState::Failed => {}

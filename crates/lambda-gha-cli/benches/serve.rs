@@ -1,0 +1,188 @@
+//! `lambda-gha serve` under load: webhook → decision latency and peak RSS at 200 deliveries a
+//! second for 60 s on loopback, against the simulator and the fake GitHub. The load generator
+//! stops by itself after its time (`LAMBDA_GHA_BENCH_SECONDS` shortens it for a trial).
+//!
+//! The mix is GitHub's for a busy repository: each job is delivered `queued`, then
+//! `in_progress`, then `completed`, jobs interleaved, all for one pool whose machines are
+//! capped, so every delivery leads to a decision pass and launches stay few.
+//!
+//! Figures: the controller's own measure, from the moment a delivery is recorded to the end of
+//! the decision pass that took it into account (`lambda_gha_decision_latency_seconds` in
+//! `/metrics`), and the round trip of each delivery as the sender saw it. Baseline in the same
+//! run, same process, same rate: `GET /healthz`, which does no work. Peak RSS from
+//! `/proc/<pid>/status` (VmHWM), against the same process idle before the load. Targets:
+//! p99 < 20 ms, RSS < 50 MB; printed, never asserted.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lambda_gha_tests::controller_rig::{ControllerRig, Host, RigOptions};
+
+const RATE: u64 = 200;
+
+const POOL: &str = r#"
+[[pool]]
+name = "bench"
+labels = ["self-hosted", "gpu-bench"]
+types = ["gpu_1x_a10"]
+regions = ["us-east-1", "us-west-1"]
+ssh_key = "ci"
+max_machines = 4
+"#;
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let at = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[at]
+}
+
+/// The `delivery`th payload: job `delivery / 3`'s queued, in_progress or completed event.
+fn payload(delivery: u64) -> (String, String) {
+    let job = delivery / 3 + 1;
+    let (action, runner, conclusion) = match delivery % 3 {
+        0 => ("queued", "null".to_owned(), "null"),
+        1 => ("in_progress", format!("\"elsewhere-{job}\""), "null"),
+        _ => ("completed", format!("\"elsewhere-{job}\""), "\"success\""),
+    };
+    let body = format!(
+        r#"{{"action":"{action}","workflow_job":{{"id":{job},"run_id":{},"name":"job-{job}","status":"{action}","conclusion":{conclusion},"labels":["self-hosted","gpu-bench"],"runner_name":{runner}}},"repository":{{"full_name":"octo/gpu"}}}}"#,
+        job / 10 + 1
+    );
+    (format!("bench-{delivery}"), body)
+}
+
+/// Sends `RATE` requests a second for `seconds`, each made by `request(n)`; returns each
+/// request's round trip in seconds. Paced by the clock: a slow answer delays no later send.
+async fn load<F, Fut>(seconds: u64, request: F) -> Vec<f64>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = u16> + Send + 'static,
+{
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+    let mut sends = Vec::new();
+    for n in 0..RATE * seconds {
+        tick.tick().await;
+        let sent = Instant::now();
+        let answer = request(n);
+        let times = Arc::clone(&times);
+        sends.push(tokio::spawn(async move {
+            let status = answer.await;
+            assert!((200..300).contains(&status), "status {status}");
+            times.lock().unwrap().push(sent.elapsed().as_secs_f64());
+        }));
+    }
+    for send in sends {
+        send.await.unwrap();
+    }
+    let mut times = Arc::try_unwrap(times).unwrap().into_inner().unwrap();
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = std::env::var("LAMBDA_GHA_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let rig = ControllerRig::start(RigOptions {
+        host: Host::Process,
+        pools: POOL.to_owned(),
+        binary: Some(env!("CARGO_BIN_EXE_lambda-gha").into()),
+        ..RigOptions::default()
+    })
+    .await;
+    let pid = rig.serve_pid().unwrap();
+    let idle_rss = peak_rss_kib(pid);
+    let url = rig.url.clone();
+    let health = format!("{url}/healthz");
+    let baseline = load(seconds, |_| {
+        let health = health.clone();
+        async move { lambda_gha_tests::http_get(&health).await.unwrap().0 }
+    })
+    .await;
+    let webhook = format!("{url}/webhook");
+    let secret = rig.secret.clone();
+    let round_trips = load(seconds, |n| {
+        let (webhook, secret) = (webhook.clone(), secret.clone());
+        async move {
+            let (id, body) = payload(n);
+            let signature = lambda_gha_tests::webhook_signature(&secret, body.as_bytes());
+            let headers = [
+                ("X-GitHub-Event", "workflow_job"),
+                ("X-GitHub-Delivery", id.as_str()),
+                ("X-Hub-Signature-256", signature.as_str()),
+            ];
+            lambda_gha_tests::post_webhook(&webhook, &headers, body.as_bytes())
+                .await
+                .unwrap()
+                .0
+        }
+    })
+    .await;
+    let (_, metrics) = lambda_gha_tests::http_get(&format!("{url}/metrics"))
+        .await
+        .unwrap();
+    let rss = peak_rss_kib(pid);
+    let p50 = metric(
+        &metrics,
+        "lambda_gha_decision_latency_seconds{quantile=\"0.5\"}",
+    );
+    let p99 = metric(
+        &metrics,
+        "lambda_gha_decision_latency_seconds{quantile=\"0.99\"}",
+    );
+    let decisions = metric(&metrics, "lambda_gha_decision_latency_seconds_count");
+    let ms = |s: f64| s * 1000.0;
+    #[allow(clippy::cast_precision_loss)]
+    let mb = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "deliveries: {} in {seconds} s ({RATE}/s), {decisions} decision passes",
+        round_trips.len()
+    );
+    println!(
+        "webhook → decision (server): p50 {:.2} ms, p99 {:.2} ms (target p99 < 20 ms)",
+        ms(p50),
+        ms(p99)
+    );
+    println!(
+        "delivery round trip (sender): p50 {:.2} ms, p99 {:.2} ms; /healthz baseline p50 {:.2} ms, p99 {:.2} ms; ratio p99 {:.1}×",
+        ms(quantile(&round_trips, 0.5)),
+        ms(quantile(&round_trips, 0.99)),
+        ms(quantile(&baseline, 0.5)),
+        ms(quantile(&baseline, 0.99)),
+        quantile(&round_trips, 0.99) / quantile(&baseline, 0.99)
+    );
+    println!(
+        "peak RSS: {:.1} MB under load, {:.1} MB idle (target < 50 MB)",
+        mb(rss),
+        mb(idle_rss)
+    );
+    rig.stop().await;
+}
