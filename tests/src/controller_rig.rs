@@ -96,6 +96,10 @@ pub struct ControllerRig {
     pub github: FakeGitHub,
     /// The webhook secret.
     pub secret: String,
+    /// The Lambda API key (a canary).
+    pub lambda_key: String,
+    /// The GitHub token (a canary).
+    pub github_token: String,
     /// The controller's base URL.
     pub url: String,
     /// The webhook deliveries.
@@ -144,10 +148,12 @@ fn boot_template() -> BootTemplate {
 impl ControllerRig {
     /// Starts a simulator, a fake GitHub and a controller on a free port.
     pub async fn start(options: RigOptions) -> ControllerRig {
+        let canary: String = (0..12).map(|_| fastrand::alphanumeric()).collect();
+        let lambda_key = format!("LAMBDACANARY{canary}");
         let sim = Sim::builder()
             .scenario(options.scenario.with_ssh_key("ci"))
             .time_scale(SCALE)
-            .api_key("rig-key")
+            .api_key(lambda_key.clone())
             .start()
             .await
             .expect("simulator");
@@ -174,12 +180,14 @@ impl ControllerRig {
             options.poll_jobs_every,
             options.pools
         );
-        let secret = format!("WHCANARY{}", github.canary());
+        let secret = format!("WHCANARY{canary}");
         let machines = tokio::spawn(play_machines(sim.view(), github.clone()));
         let mut rig = ControllerRig {
             sim,
             github,
             secret,
+            lambda_key,
+            github_token: format!("PATCANARY{canary}"),
             url: format!("http://127.0.0.1:{port}"),
             deliveries: Deliveries::idle(),
             database,
@@ -202,8 +210,8 @@ impl ControllerRig {
     /// The environment of a `lambda-gha serve` child: the secrets its file names.
     pub fn serve_env(&self) -> Vec<(String, String)> {
         vec![
-            ("LAMBDA_API_KEY".into(), "rig-key".into()),
-            ("GITHUB_TOKEN".into(), "ghp_rig".into()),
+            ("LAMBDA_API_KEY".into(), self.lambda_key.clone()),
+            ("GITHUB_TOKEN".into(), self.github_token.clone()),
             ("LAMBDA_GHA_WEBHOOK_SECRET".into(), self.secret.clone()),
             ("LAMBDA_API_TIME_SCALE".into(), SCALE.factor().to_string()),
             ("RUST_LOG".into(), "info".into()),
@@ -279,7 +287,7 @@ impl ControllerRig {
         let store = Store::open(&config.database).expect("state");
         let provider = LambdaProvider::new(self.sim.client().expect("client"));
         let github = GitHub::new(
-            &SecretString::from("ghp_rig"),
+            &SecretString::from(self.github_token.clone()),
             Some(&self.github.uri()),
             None,
             RunnerScope::Repo {
@@ -321,6 +329,43 @@ impl ControllerRig {
             shutdown,
             server,
         });
+    }
+
+    /// This rig's secrets, named: none may appear in what the controller writes or shows.
+    pub fn canaries(&self) -> Vec<(&'static str, String)> {
+        let mut canaries = crate::rig::github_canaries(&self.github, &self.github_token);
+        canaries.push(("the Lambda API key", self.lambda_key.clone()));
+        canaries.push(("the webhook secret", self.secret.clone()));
+        canaries
+    }
+
+    /// Everything the controller wrote or shows, named: its log, `/metrics`, `/status.json`,
+    /// the status page, its state file, and the simulator's request log.
+    pub async fn places(&self) -> Vec<(String, String)> {
+        let mut places = vec![("the controller's log".to_owned(), self.serve_log())];
+        for (name, path) in [
+            ("/metrics", "/metrics"),
+            ("/status.json", "/status.json"),
+            ("the status page", "/"),
+        ] {
+            let text = crate::http_get(&format!("{}{path}", self.url))
+                .await
+                .map(|(_, body)| body)
+                .unwrap_or_else(|e| e);
+            places.push((name.to_owned(), text));
+        }
+        for file in ["state.db", "state.db-wal"] {
+            let bytes = std::fs::read(self.dir.join(file)).unwrap_or_default();
+            places.push((
+                format!("the state file {file}"),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+        places.push((
+            "the simulator's request log".to_owned(),
+            self.sim.request_log().join("\n"),
+        ));
+        places
     }
 
     /// The controller, when it runs in this process.

@@ -6,6 +6,7 @@
 //! stderr, `GITHUB_OUTPUT`, step summary, the machines' logs, the simulator's request log) is
 //! scanned for that scenario's unique secrets.
 
+pub mod controller;
 pub mod runpod;
 
 use std::collections::BTreeSet;
@@ -51,6 +52,8 @@ pub enum Flow {
     /// The action with `provider: runpod` against the RunPod fake, its pods booting as real
     /// root (see [`runpod`]).
     RunPod,
+    /// `lambda-gha serve` through a burst of jobs (see [`controller`]).
+    Controller,
 }
 
 impl Flow {
@@ -59,6 +62,7 @@ impl Flow {
             Flow::Action => "action",
             Flow::Run => "run",
             Flow::RunPod => "runpod",
+            Flow::Controller => "serve",
         }
     }
 
@@ -78,6 +82,7 @@ impl Flow {
                 "terminateInstance",
             ],
             Flow::RunPod => &runpod::OPERATIONS,
+            Flow::Controller => &controller::OPERATIONS,
             Flow::Run => &[
                 "listInstanceTypes",
                 "listRegions",
@@ -251,6 +256,10 @@ pub enum Fault {
     GitHubTokenUnknown,
     /// The token may read runners but not register or delete them (403 on writes).
     GitHubTokenReadOnly,
+    /// Webhook deliveries go wrong (the controller's rows).
+    Webhooks(controller::WebhookFault),
+    /// The controller is killed with SIGKILL while it launches, and started again.
+    ControllerKilled,
 }
 
 impl Fault {
@@ -308,6 +317,13 @@ impl Fault {
             Fault::GitHubTokenReadOnly => {
                 "GitHub token can only read runners (403 on writes)".to_owned()
             }
+            Fault::Webhooks(controller::WebhookFault::AllLost) => {
+                "every webhook delivery lost".to_owned()
+            }
+            Fault::Webhooks(controller::WebhookFault::Tripled) => {
+                "every webhook delivered three times".to_owned()
+            }
+            Fault::ControllerKilled => "SIGKILL mid-burst, restarted".to_owned(),
         }
     }
 
@@ -407,6 +423,7 @@ pub fn scenarios() -> Vec<Scenario> {
         .map(action),
     );
     all.extend(runpod::scenarios());
+    all.extend(controller::scenarios());
     all.extend(
         [
             Fault::NeverActive,
@@ -568,10 +585,14 @@ pub async fn run_matrix(programs: &Programs, scenarios: &[Scenario], parallel: u
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            let row = if scenario.flow == Flow::RunPod {
-                runpod::run_scenario(scenario, index, &programs, &internet, &dir).await
-            } else {
-                run_scenario(scenario, index, &programs, &internet, &dir).await
+            let row = match scenario.flow {
+                Flow::RunPod => {
+                    runpod::run_scenario(scenario, index, &programs, &internet, &dir).await
+                }
+                Flow::Controller => controller::run_scenario(scenario, &programs).await,
+                Flow::Action | Flow::Run => {
+                    run_scenario(scenario, index, &programs, &internet, &dir).await
+                }
             };
             if std::env::var_os("FAULT_MATRIX_KEEP").is_none() {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -653,7 +674,9 @@ fn cloud_for(fault: Fault) -> CloudScenario {
         | Fault::GitHub(_)
         | Fault::NeverRegisters
         | Fault::GitHubTokenUnknown
-        | Fault::GitHubTokenReadOnly => {}
+        | Fault::GitHubTokenReadOnly
+        | Fault::Webhooks(_)
+        | Fault::ControllerKilled => {}
     }
     world
 }
@@ -673,7 +696,7 @@ async fn run_scenario(
         scenario.fault.runner_reports(),
         match scenario.flow {
             // (RunPod rows are run by `runpod_faults`, on their own rig.)
-            Flow::Action | Flow::RunPod => Machines::Root,
+            Flow::Action | Flow::RunPod | Flow::Controller => Machines::Root,
             Flow::Run => Machines::Sandbox,
         },
     )
@@ -694,7 +717,7 @@ async fn run_scenario(
     let mut problems = Vec::new();
     let fault = scenario.fault;
     let outcome = match scenario.flow {
-        Flow::Action | Flow::RunPod => {
+        Flow::Action | Flow::RunPod | Flow::Controller => {
             let mut inputs = vec![
                 ("instance_type", "gpu_1x_a10,gpu_1x_a6000"),
                 ("region", "us-east-1"),
@@ -999,9 +1022,15 @@ fn files_under(roots: &[PathBuf], extensions: &[&str]) -> Vec<PathBuf> {
     })
 }
 
-/// The prefixes every test's secrets start with (`LAMBDACANARY…` and `RUNPODCANARY…` keys, `PATCANARY…` tokens,
-/// the fake GitHub's `GHCANARY…` tokens): none may be in a file kept in the repository.
-pub const CANARY_PREFIXES: [&str; 4] = ["LAMBDACANARY", "RUNPODCANARY", "PATCANARY", "GHCANARY"];
+/// The prefixes every test's secrets start with (`LAMBDACANARY…` and `RUNPODCANARY…` keys,
+/// `PATCANARY…` tokens, the fake GitHub's `GHCANARY…` tokens, `WHCANARY…` webhook secrets): none may be in a file kept in the repository.
+pub const CANARY_PREFIXES: [&str; 5] = [
+    "LAMBDACANARY",
+    "RUNPODCANARY",
+    "PATCANARY",
+    "GHCANARY",
+    "WHCANARY",
+];
 
 /// Scans the repository's snapshots and documentation for test secrets: returns the files
 /// scanned and the hits (`file: prefix`).
