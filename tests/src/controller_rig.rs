@@ -350,8 +350,7 @@ impl ControllerRig {
         ] {
             let text = crate::http_get(&format!("{}{path}", self.url))
                 .await
-                .map(|(_, body)| body)
-                .unwrap_or_else(|e| e);
+                .map_or_else(|e| e, |(_, body)| body);
             places.push((name.to_owned(), text));
         }
         for file in ["state.db", "state.db-wal"] {
