@@ -341,6 +341,8 @@ const SYSTEM_TOOLS: &[(&str, &str)] = &[
     ("jq", "jq"),
     // lambda-cloud's TLS test serves HTTPS with `openssl s_server`.
     ("openssl", "openssl"),
+    // The controller's status page is loaded in headless Chromium.
+    ("chromium", "chromium"),
 ];
 
 /// Installs what the tests need that cargo does not provide. Only what is missing, so a

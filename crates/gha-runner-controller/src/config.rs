@@ -544,8 +544,26 @@ impl ProviderFile {
 }
 
 impl PoolFile {
-    fn check(self) -> Result<Pool, String> {
-        let name = self.name;
+    /// `max_lifetime` (at least a minute) and `idle_grace`.
+    fn durations(&self, name: &str) -> Result<(Duration, Duration), String> {
+        let max_lifetime = duration(
+            Some(&self.max_lifetime),
+            Duration::ZERO,
+            &format!("pool {name}: max_lifetime"),
+        )?;
+        if max_lifetime < Duration::from_secs(60) {
+            return Err(format!("pool {name:?}: `max_lifetime`: at least 1m"));
+        }
+        let idle_grace = duration(
+            Some(&self.idle_grace),
+            Duration::ZERO,
+            &format!("pool {name}: idle_grace"),
+        )?;
+        Ok((max_lifetime, idle_grace))
+    }
+
+    fn check(mut self) -> Result<Pool, String> {
+        let name = std::mem::take(&mut self.name);
         let at = |setting: &str| format!("pool {name:?}: `{setting}`");
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             || name.is_empty()
@@ -610,19 +628,7 @@ impl PoolFile {
                 at("daily_cost_cap_usd")
             ));
         }
-        let max_lifetime = duration(
-            Some(&self.max_lifetime),
-            Duration::ZERO,
-            &format!("pool {name}: max_lifetime"),
-        )?;
-        if max_lifetime < Duration::from_secs(60) {
-            return Err(format!("{}: at least 1m", at("max_lifetime")));
-        }
-        let idle_grace = duration(
-            Some(&self.idle_grace),
-            Duration::ZERO,
-            &format!("pool {name}: idle_grace"),
-        )?;
+        let (max_lifetime, idle_grace) = self.durations(&name)?;
         let gpu_gate = if self.gpu_health_gate {
             GpuGate::On {
                 check: self.gpu_check,
@@ -704,6 +710,17 @@ max_machines = 2
             }
         );
         assert_eq!(config.provider.api_key_env, "LAMBDA_API_KEY");
+    }
+
+    /// The example the README and the deployment files point to is a working configuration.
+    #[test]
+    fn the_deployment_example_is_a_valid_configuration() {
+        let example = include_str!("../../../deploy/controller.toml");
+        let config = ControllerConfig::parse(example).unwrap();
+        assert_eq!(config.pools.len(), 2);
+        assert!(config.agent.is_some());
+        assert_eq!(config.pools[1].filesystem.as_deref(), Some("datasets"));
+        assert_eq!(config.timing.poll_jobs_every, Duration::from_secs(60));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`reconcile`]: the loops that turn demand into machines and back.
 //! - [`server`]: the HTTP routes; [`status`]: the page, `/status.json`, `/metrics`.
 
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod error;
 pub mod metrics;

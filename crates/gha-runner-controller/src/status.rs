@@ -255,15 +255,18 @@ impl Status {
         page
     }
 
-    /// `/metrics`, in Prometheus's text format.
+    /// `/metrics`, in Prometheus's text format: what the store says, then what this process
+    /// counted.
     pub fn prometheus(&self, controller: &Controller) -> String {
         let mut out = String::new();
-        let metrics = &controller.inner.metrics;
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
+        self.store_metrics(&mut out);
+        process_metrics(&mut out, controller);
+        out
+    }
+
+    fn store_metrics(&self, out: &mut String) {
         family(
-            &mut out,
+            out,
             "lambda_gha_queued_jobs",
             "gauge",
             "Jobs queued for each pool: the demand.",
@@ -276,7 +279,7 @@ impl Status {
             );
         }
         family(
-            &mut out,
+            out,
             "lambda_gha_machines",
             "gauge",
             "Live machines by pool and state.",
@@ -291,7 +294,7 @@ impl Status {
             }
         }
         family(
-            &mut out,
+            out,
             "lambda_gha_launches_total",
             "counter",
             "Launches decided, by pool (from the store: survives restarts).",
@@ -304,7 +307,7 @@ impl Status {
             );
         }
         family(
-            &mut out,
+            out,
             "lambda_gha_launch_failures_total",
             "counter",
             "Launches that failed and were cleaned up, by pool.",
@@ -317,14 +320,14 @@ impl Status {
             );
         }
         family(
-            &mut out,
+            out,
             "lambda_gha_cost_dollars_total",
             "counter",
             "What every launch cost so far, from launch time and price.",
         );
         let _ = writeln!(out, "lambda_gha_cost_dollars_total {:.4}", self.cost_usd);
         family(
-            &mut out,
+            out,
             "lambda_gha_jobs",
             "gauge",
             "Jobs the controller knows, by status.",
@@ -332,36 +335,45 @@ impl Status {
         for (status, n) in &self.jobs {
             let _ = writeln!(out, "lambda_gha_jobs{{status=\"{status}\"}} {n}");
         }
-        family(
-            &mut out,
-            "lambda_gha_webhook_deliveries_total",
-            "counter",
-            "Deliveries by outcome, since this process started.",
-        );
-        for (outcome, n) in metrics.deliveries() {
-            let _ = writeln!(
-                out,
-                "lambda_gha_webhook_deliveries_total{{outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        family(
-            &mut out,
-            "lambda_gha_decision_latency_seconds",
-            "summary",
-            "From a delivery to the decision that followed it, since this process started.",
-        );
-        let qs = [0.5, 0.9, 0.99];
-        let (values, count, sum) = metrics.decision_latency(&qs);
-        for (q, v) in qs.iter().zip(values) {
-            let _ = writeln!(
-                out,
-                "lambda_gha_decision_latency_seconds{{quantile=\"{q}\"}} {v:.6}"
-            );
-        }
-        let _ = writeln!(out, "lambda_gha_decision_latency_seconds_sum {sum:.6}");
-        let _ = writeln!(out, "lambda_gha_decision_latency_seconds_count {count}");
-        out
     }
+}
+
+/// A metric family's `HELP` and `TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// What this process counted: deliveries by outcome, and the decision latency.
+fn process_metrics(out: &mut String, controller: &Controller) {
+    let metrics = &controller.inner.metrics;
+    family(
+        out,
+        "lambda_gha_webhook_deliveries_total",
+        "counter",
+        "Deliveries by outcome, since this process started.",
+    );
+    for (outcome, n) in metrics.deliveries() {
+        let _ = writeln!(
+            out,
+            "lambda_gha_webhook_deliveries_total{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    family(
+        out,
+        "lambda_gha_decision_latency_seconds",
+        "summary",
+        "From a delivery to the decision that followed it, since this process started.",
+    );
+    let qs = [0.5, 0.9, 0.99];
+    let (values, count, sum) = metrics.decision_latency(&qs);
+    for (q, v) in qs.iter().zip(values) {
+        let _ = writeln!(
+            out,
+            "lambda_gha_decision_latency_seconds{{quantile=\"{q}\"}} {v:.6}"
+        );
+    }
+    let _ = writeln!(out, "lambda_gha_decision_latency_seconds_sum {sum:.6}");
+    let _ = writeln!(out, "lambda_gha_decision_latency_seconds_count {count}");
 }
 
 fn timestamp(at: Millis) -> String {

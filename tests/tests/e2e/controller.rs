@@ -413,3 +413,83 @@ async fn lambda_gha_serve_killed_with_sigkill_mid_burst_and_restarted_runs_every
     );
     rig.stop().await;
 }
+
+/// The page as headless Chromium renders it (`--dump-dom`: the DOM after load), with the
+/// flags a machine without a network needs (no background connections).
+fn rendered_in_chromium(url: &str) -> String {
+    let profile = std::env::temp_dir().join(format!("chromium-{:08x}", fastrand::u32(..)));
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .output()
+        .expect("chromium (Debian's package `chromium`; `cargo xtask ci` installs it)");
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_renders_in_headless_chromium_with_pools_machines_and_decisions() {
+    // Boots of 10 simulated minutes: the machines are still booting while the page is read.
+    let mut scenario = lambda_cloud_sim::Scenario::default();
+    for ty in &mut scenario.instance_types {
+        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
+            min: 600.0,
+            max: 600.0,
+        };
+    }
+    let rig = ControllerRig::start(RigOptions {
+        scenario,
+        ..RigOptions::default()
+    })
+    .await;
+    rig.github
+        .queue_workflow(jobs("shown", 2, &["self-hosted", "gpu-a100"], 30));
+    assert!(
+        rig.wait_until(Duration::from_secs(30), |rig| rig.launched() == 2)
+            .await
+    );
+    let url = format!("{}/", rig.url);
+    let dom = tokio::task::spawn_blocking(move || rendered_in_chromium(&url))
+        .await
+        .unwrap();
+    for wanted in [
+        "<title>lambda-gha serve: rig</title>",
+        "<table id=\"pools\">",
+        "<td>a100</td><td>self-hosted, gpu-a100</td><td>2</td><td>2</td>",
+        "<table id=\"machines\">",
+        "<td>launching</td>",
+        "launch lambda-a100-c",
+    ] {
+        assert!(
+            dom.contains(wanted),
+            "{wanted:?} not in the rendered page:\n{dom}"
+        );
+    }
+    for (what, canary) in rig.canaries() {
+        assert!(!dom.contains(&canary), "{what} on the status page");
+    }
+    for i in 0..2 {
+        rig.github.cancel(&format!("shown-{i}"));
+    }
+    assert!(
+        rig.wait_until(Duration::from_secs(30), |rig| rig.billing() == 0)
+            .await
+    );
+    rig.stop().await;
+}
