@@ -181,7 +181,8 @@ impl ControllerRig {
             options.pools
         );
         let secret = format!("WHCANARY{canary}");
-        let machines = tokio::spawn(play_machines(sim.view(), github.clone()));
+        let view = sim.view();
+        let machines = github.play_machines(move || view.tagged(tags::RUN));
         let mut rig = ControllerRig {
             sim,
             github,
@@ -469,25 +470,5 @@ impl ControllerRig {
         self.deliveries.stop();
         self.machines.abort();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Plays the machines' part for GitHub: a machine's runners are online while it is active.
-async fn play_machines(sim: lambda_cloud_sim::SimView, github: FakeGitHub) {
-    loop {
-        for instance in sim.instances() {
-            let Some(label) = instance
-                .tags
-                .iter()
-                .find(|t| t.key == tags::RUN)
-                .map(|t| t.value.clone())
-            else {
-                continue;
-            };
-            let active = instance.status == lambda_cloud::InstanceStatus::Active;
-            github.set_online(&format!("{label}-"), active);
-        }
-        github.tick();
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -16,7 +16,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// The runner version the fake GitHub serves.
-pub const RUNNER_VERSION: &str = "2.330.0";
+pub use github_fake::RUNNER_VERSION;
 /// An older release, for pinning: the same fake runner under another version.
 pub const PINNED_RUNNER_VERSION: &str = "2.329.0";
 

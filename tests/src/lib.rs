@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 pub mod controller_rig;
-mod fake_github;
 pub mod faults;
 mod internet;
 mod link;
@@ -13,7 +12,7 @@ pub mod rig;
 pub mod runpod_rig;
 mod sshd;
 
-pub use fake_github::{
+pub use github_fake::{
     Deliveries, FakeGitHub, FakeJob, FakeRunner, GitHubFailure, GitHubFault, GitHubRoute,
     JobStatus, REPOSITORY as FAKE_REPOSITORY, TokenPermission, WebhookDelivery, get as http_get,
     post as post_webhook, signature as webhook_signature,

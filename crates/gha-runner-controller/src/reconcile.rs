@@ -99,6 +99,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How many more machines costing `hourly` dollars an hour fit under a daily `cap` when
+/// `committed` dollars are spent or promised (today's cost so far and the next hour of every
+/// live machine): each new machine must fit an hour of its own.
+fn affordable_machines(cap: f64, committed: f64, hourly: f64) -> usize {
+    if hourly <= 0.0 {
+        return usize::MAX;
+    }
+    let left = (cap - committed).max(0.0);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let machines = (left / hourly).floor() as usize;
+    machines
+}
+
 /// A fresh label for one of `pool`'s launches: `lambda-<pool>-c<random>`, which
 /// [`RunnerNaming::label_of_runner`] reads back from its runners' names.
 fn new_label(pool: &str) -> String {
@@ -379,35 +392,12 @@ impl Controller {
         let price = self.price_of(pool).await;
         let affordable = match (pool.daily_cost_cap_usd, price) {
             (Some(cap), Some(cents)) => {
-                let spent = self.spent_today(&pool.name, now)?;
-                let hour = f64::from(cents) / 100.0;
-                let left = (cap - spent).max(0.0);
-                // Each new machine must fit an hour of its price under the cap.
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let n = (left / hour).floor() as usize;
-                n
+                let (spent, committed) = self.spent_today(&pool.name, now)?;
+                affordable_machines(cap, spent + committed, f64::from(cents) / 100.0)
             }
             _ => usize::MAX,
         };
         let count = wanted.min(room).min(affordable);
-        if count < wanted {
-            let why = if count == affordable && affordable < room {
-                format!(
-                    "{} queued job(s) wait: the pool's daily cost cap of ${:.2} is reached",
-                    demand - supply,
-                    pool.daily_cost_cap_usd.unwrap_or_default()
-                )
-            } else {
-                format!(
-                    "{} queued job(s) wait: the pool is at its {} machine(s)",
-                    demand - supply,
-                    pool.max_machines
-                )
-            };
-            self.note_once(&pool.name, &why);
-        } else {
-            lock(&self.inner.notes).remove(&pool.name);
-        }
         for _ in 0..count {
             let label = new_label(&pool.name);
             self.inner.store.new_launch(
@@ -426,6 +416,23 @@ impl Controller {
             self.inner.metrics.count_launch(&pool.name);
             let task = tokio::spawn(self.clone().launch(pool.clone(), label.clone()));
             lock(&self.inner.tasks).insert(label, task);
+        }
+        if count < wanted {
+            let waiting = (demand - supply).saturating_sub(count * pool.runners_per_machine);
+            let why = if count == affordable && affordable < room {
+                format!(
+                    "{waiting} queued job(s) wait: the pool's daily cost cap of ${:.2} is reached",
+                    pool.daily_cost_cap_usd.unwrap_or_default()
+                )
+            } else {
+                format!(
+                    "{waiting} queued job(s) wait: the pool is at its {} machine(s)",
+                    pool.max_machines
+                )
+            };
+            self.note_once(&pool.name, &why);
+        } else {
+            lock(&self.inner.notes).remove(&pool.name);
         }
         Ok(())
     }
@@ -744,21 +751,26 @@ impl Controller {
             .max()
     }
 
-    /// What `pool` cost since the start of the UTC day.
-    fn spent_today(&self, pool: &str, now: Millis) -> Result<f64, crate::ControllerError> {
+    /// What `pool` cost since the start of the UTC day, and the next hour of its live
+    /// machines (what it is committed to unless they end).
+    fn spent_today(&self, pool: &str, now: Millis) -> Result<(f64, f64), crate::ControllerError> {
         let day = now - now.rem_euclid(86_400_000);
-        Ok(self
-            .inner
-            .store
-            .launches_since(day)?
-            .iter()
-            .filter(|l| l.pool == pool)
+        let launches = self.inner.store.launches_since(day)?;
+        let mine = launches.iter().filter(|l| l.pool == pool);
+        let spent = mine
+            .clone()
             .map(|l| {
                 let mut today = l.clone();
                 today.started_at = today.started_at.max(day);
                 today.cost_usd(now)
             })
-            .sum())
+            .sum();
+        let committed = mine
+            .filter(|l| l.state.is_live())
+            .filter_map(|l| l.price_cents_per_hour)
+            .map(|cents| f64::from(cents) / 100.0)
+            .sum();
+        Ok((spent, committed))
     }
 
     /// Lists the provider's machines of this controller and GitHub's runners, and acts on
@@ -980,13 +992,13 @@ impl Controller {
                     if new > 0 {
                         self.note(
                             None,
-                            &format!("{repository}: {new} queued job(s) found by listing, their deliveries missed"),
+                            &format!("{repository}: {new} queued job(s) found by listing that no delivery had announced"),
                         );
                     }
                     if stale > 0 {
                         self.note(
                             None,
-                            &format!("{repository}: {stale} job(s) no longer queued on GitHub, their deliveries missed"),
+                            &format!("{repository}: {stale} job(s) no longer queued on GitHub, no delivery had said so"),
                         );
                     }
                     self.inner.wake.notify_one();
@@ -994,5 +1006,36 @@ impl Controller {
                 Err(error) => tracing::error!(%error, "could not record the queued jobs"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cost_cap_counts_what_was_spent_and_the_next_hour_of_live_machines() {
+        // $10 a day, $0.75 an hour: 13 machines from nothing.
+        assert_eq!(affordable_machines(10.0, 0.0, 0.75), 13);
+        // $4 spent and two live machines' next hour ($1.50): 6 more.
+        assert_eq!(affordable_machines(10.0, 5.5, 0.75), 6);
+        assert_eq!(
+            affordable_machines(10.0, 9.5, 0.75),
+            0,
+            "not a whole hour left"
+        );
+        assert_eq!(affordable_machines(10.0, 12.0, 0.75), 0, "over the cap");
+        assert_eq!(
+            affordable_machines(10.0, 0.0, 0.0),
+            usize::MAX,
+            "no price known"
+        );
+        // Labels read back from their runners' names.
+        let label = new_label("a10");
+        assert!(label.starts_with("lambda-a10-c"));
+        assert_eq!(
+            RunnerNaming::label_of_runner(&format!("{label}-0-1")),
+            Some(label.as_str())
+        );
     }
 }

@@ -67,7 +67,15 @@ const MIGRATIONS: &[&str] = &[
         pool TEXT,
         text TEXT NOT NULL
     );",
+    // 2: a launch's jobs found by its runners' names as a range of the index (every decision
+    // pass counts them; a scan grew with the jobs ever seen).
+    "CREATE INDEX jobs_by_runner ON jobs (runner_name);",
 ];
+
+/// The jobs whose runner is one of launch `label`'s (`<label>-<machine>-<runner>`), as an index
+/// range: `-` sorts just before `.`.
+const RUNNER_OF_LAUNCH: &str = "jobs.runner_name >= launches.label || '-' \
+    AND jobs.runner_name < launches.label || '.'";
 
 /// Where a job is, as the controller knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -604,9 +612,7 @@ impl Store {
     ) -> Result<Vec<Launch>, ControllerError> {
         let conn = self.lock();
         let sql = format!(
-            "SELECT {LAUNCH_COLUMNS}, (SELECT COUNT(*) FROM jobs
-                WHERE jobs.runner_name IS NOT NULL
-                AND substr(jobs.runner_name, 1, length(launches.label) + 1) = launches.label || '-')
+            "SELECT {LAUNCH_COLUMNS}, (SELECT COUNT(*) FROM jobs WHERE {RUNNER_OF_LAUNCH})
              FROM launches WHERE {filter} ORDER BY started_at, label"
         );
         let mut statement = conn.prepare_cached(&sql).map_err(|e| self.fail(&e))?;
@@ -626,13 +632,12 @@ impl Store {
     pub fn finished_runners(&self) -> Result<BTreeMap<String, usize>, ControllerError> {
         let conn = self.lock();
         let mut statement = conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT launches.label, COUNT(jobs.id) FROM launches JOIN jobs
-                 ON jobs.status = 'completed' AND jobs.runner_name IS NOT NULL
-                 AND substr(jobs.runner_name, 1, length(launches.label) + 1) = launches.label || '-'
+                 ON jobs.status = 'completed' AND {RUNNER_OF_LAUNCH}
                  WHERE launches.state IN ('launching', 'running', 'ending')
-                 GROUP BY launches.label",
-            )
+                 GROUP BY launches.label"
+            ))
             .map_err(|e| self.fail(&e))?;
         let rows = statement
             .query_map([], |r| {
@@ -832,7 +837,7 @@ mod tests {
     #[test]
     fn a_delivery_counts_once_and_a_job_never_moves_back() {
         let (store, dir) = temp_store();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), 2);
         let queued = job(1, JobStatus::Queued, None);
         assert_eq!(
             store.record_delivery("d1", Some(&queued), 1).unwrap(),
@@ -929,6 +934,49 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A database made by the first schema is brought up to date, its rows kept, and the
+    /// launch's jobs are found through the new index.
+    #[test]
+    fn a_first_schema_database_is_migrated_in_place() {
+        let dir = std::env::temp_dir().join(format!("lgc-store-{:08x}", fastrand::u32(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&format!("{}; PRAGMA user_version = 1;", MIGRATIONS[0]))
+                .unwrap();
+            conn.execute(
+                "INSERT INTO launches (label, pool, state, runners, started_at) VALUES ('lambda-a10-cx', 'a10', 'running', 1, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 2);
+        store
+            .record_delivery(
+                "d1",
+                Some(&job(1, JobStatus::Completed, Some("lambda-a10-cx-0-0"))),
+                1,
+            )
+            .unwrap();
+        assert_eq!(store.finished_runners().unwrap()["lambda-a10-cx"], 1);
+        let plan: String = store
+            .lock()
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM jobs \
+                 WHERE jobs.runner_name >= 'lambda-a10-cx-' AND jobs.runner_name < 'lambda-a10-cx.'",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(
+            plan.contains("USING COVERING INDEX jobs_by_runner"),
+            "{plan}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn a_newer_schema_is_refused_with_the_fix() {
         let (store, dir) = temp_store();
@@ -938,7 +986,7 @@ mod tests {
             .unwrap();
         drop(store);
         let error = Store::open(&dir.join("state.db")).unwrap_err().to_string();
-        assert!(error.contains("newer than this controller's 1"), "{error}");
+        assert!(error.contains("newer than this controller's 2"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

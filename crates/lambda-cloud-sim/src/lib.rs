@@ -248,6 +248,21 @@ pub struct SimView {
 }
 
 impl SimView {
+    /// The value of tag `key` on every instance that has it, and whether the instance is
+    /// active.
+    pub fn tagged(&self, key: &str) -> Vec<(String, bool)> {
+        self.instances()
+            .into_iter()
+            .filter_map(|instance| {
+                let value = instance.tags.iter().find(|t| t.key == key)?.value.clone();
+                Some((
+                    value,
+                    instance.status == lambda_cloud::InstanceStatus::Active,
+                ))
+            })
+            .collect()
+    }
+
     /// Every instance as `GET /instances` would list it now.
     pub fn instances(&self) -> Vec<lambda_cloud::Instance> {
         self.shared

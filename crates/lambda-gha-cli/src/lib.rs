@@ -10,6 +10,8 @@ pub mod progress;
 pub mod project;
 pub mod run;
 pub mod serve;
+#[cfg(feature = "simulator")]
+pub mod serve_demo;
 pub mod ssh;
 pub mod tables;
 pub use gha_runner_core::transport;

@@ -137,7 +137,7 @@ enum Command {
     /// The controller: GPU runners on demand from GitHub's `workflow_job` webhooks, so that
     /// workflows only change `runs-on`. `--config` names its file (README, "Just change
     /// runs-on"); its secrets come from the environment variables the file names.
-    Serve,
+    Serve(commands::serve::ServeArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -151,7 +151,9 @@ async fn dispatch(command: Command, global: &Global, out: &Out) -> Result<ExitCo
     let done = |()| ExitCode::SUCCESS;
     match command {
         Command::Agent(command) => return commands::agent::agent(command).await,
-        Command::Serve => return commands::serve::serve(global.config.as_deref()).await,
+        Command::Serve(args) => {
+            return commands::serve::serve(&args, global.config.as_deref(), out).await;
+        }
         Command::Completions { shell } => {
             let mut cli = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cli, "lambda-gha", &mut std::io::stdout());
@@ -197,7 +199,7 @@ async fn dispatch(command: Command, global: &Global, out: &Out) -> Result<ExitCo
         | Command::Completions { .. }
         | Command::Reap(_)
         | Command::Run(_)
-        | Command::Serve => Ok(ExitCode::SUCCESS),
+        | Command::Serve(_) => Ok(ExitCode::SUCCESS),
         #[cfg(feature = "simulator")]
         Command::Sim(_) | Command::Demo => Ok(ExitCode::SUCCESS),
     }
@@ -225,7 +227,9 @@ async fn on_runpod(command: Command, global: &Global, out: &Out) -> Result<ExitC
         Command::SshKeys(_) => lambda_only("ssh-keys"),
         Command::Filesystems(_) => lambda_only("filesystems"),
         // Dispatched before any provider is chosen.
-        Command::Agent(_) | Command::Completions { .. } | Command::Serve => Ok(ExitCode::SUCCESS),
+        Command::Agent(_) | Command::Completions { .. } | Command::Serve(_) => {
+            Ok(ExitCode::SUCCESS)
+        }
         #[cfg(feature = "simulator")]
         Command::Sim(_) | Command::Demo => Ok(ExitCode::SUCCESS),
     }

@@ -493,3 +493,31 @@ async fn the_status_page_renders_in_headless_chromium_with_pools_machines_and_de
     );
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_at_its_daily_cost_cap_makes_jobs_wait_and_runs_them_as_machines_end() {
+    // $1.70 a day, and the pool's dearest type costs $0.80 an hour: two machines at a time
+    // (each must fit its next hour under the cap).
+    let pools = lambda_gha_tests::controller_rig::TWO_POOLS.replacen(
+        "max_machines = 8\nidle_grace = \"2s\"\n",
+        "max_machines = 8\nidle_grace = \"2s\"\ndaily_cost_cap_usd = 1.7\n",
+        1,
+    );
+    let rig = ControllerRig::start(RigOptions {
+        pools,
+        ..RigOptions::default()
+    })
+    .await;
+    rig.github
+        .queue_workflow(jobs("capped", 5, &["self-hosted", "gpu-a10"], 30));
+    assert_settled(&rig, 5).await;
+    assert_eq!(peak_machines(&rig, "gpu_1x"), 2, "the cap's two machines");
+    let store = rig.controller().store();
+    assert!(
+        store
+            .decisions_containing("the pool's daily cost cap of $1.70 is reached")
+            .unwrap()
+            >= 1
+    );
+    rig.stop().await;
+}

@@ -4,12 +4,31 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use clap::Args;
 use gha_runner_controller::ControllerConfig;
 use tokio::signal::unix::{SignalKind, signal};
 
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// The whole loop offline: the embedded simulator, a fake GitHub sending signed webhooks
+    /// for a small workflow, and the controller with its status page; nothing to set up.
+    #[cfg(feature = "simulator")]
+    #[arg(long)]
+    demo: bool,
+}
+
 /// Loads the controller's file, starts it on its `listen` address, and serves until
-/// interrupted.
-pub(crate) async fn serve(config: Option<&Path>) -> Result<ExitCode> {
+/// interrupted; or, with `--demo`, runs the demo.
+pub(crate) async fn serve(
+    args: &ServeArgs,
+    config: Option<&Path>,
+    out: &super::Out,
+) -> Result<ExitCode> {
+    #[cfg(feature = "simulator")]
+    if args.demo {
+        return demo(out).await;
+    }
+    let _ = (args, out);
     let path = config.context(
         "`serve` needs its configuration: `lambda-gha serve --config controller.toml` \
          (README, \"Just change runs-on\")",
@@ -37,4 +56,32 @@ pub(crate) async fn serve(config: Option<&Path>) -> Result<ExitCode> {
     });
     gha_runner_controller::serve(serving.controller, serving.secret, listener, stopped).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `serve --demo`: runs it, then says what it proved.
+#[cfg(feature = "simulator")]
+async fn demo(out: &super::Out) -> Result<ExitCode> {
+    let report = lambda_gha_cli::serve_demo::demo(out.ui())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let (queued, ran) = report.jobs;
+    let billing = report.ledger.still_billing.len();
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "{ran} of the {} jobs a pool serves ran on {} machines; {} job left alone (no pool serves ubuntu-latest); simulated bill ${:.2}; still billing: {billing}; runners registered: {}",
+            queued - 1,
+            report.machines,
+            1,
+            report.ledger.total_cost_cents / 100.0,
+            report.runners_left
+        );
+    }
+    Ok(
+        if ran == queued - 1 && billing == 0 && report.runners_left == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

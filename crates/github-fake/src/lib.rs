@@ -1,11 +1,16 @@
-//! GitHub's self-hosted runner API as a stateful fake at its REST surface, for repository and
-//! organization scopes: registration and remove tokens, JIT configurations, listing and
-//! deleting runners. Every token it issues carries a per-fake canary so tests can prove that
-//! none of them leaks into output.
+//! GitHub as a stateful fake at its REST surface, for tests and `lambda-gha serve --demo`: the
+//! self-hosted runner API for repository and organization scopes (registration and remove
+//! tokens, JIT configurations, listing and deleting runners), and the workflow side (jobs
+//! queued by `runs-on`, signed `workflow_job` webhook deliveries, the runs and jobs listings,
+//! jobs run on online runners). Every token it issues carries a per-fake canary so tests can
+//! prove that none of them leaks into output.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod webhooks;
+
+/// The runner version the fake serves as GitHub's current one.
+pub const RUNNER_VERSION: &str = "2.330.0";
 
 pub use webhooks::{Deliveries, REPOSITORY, WebhookDelivery, get, post, signature};
 
@@ -717,9 +722,10 @@ fn acquire(state: &mut State, id: u64) -> ResponseTemplate {
 
 /// What github.com answers "list runner applications" with (docs.github.com, REST, "List
 /// runner applications for a repository"): a package per OS and CPU, with its SHA-256. The
-/// URLs lead nowhere: machines that download them are given a [`crate::FakeInternet`]'s.
+/// URLs lead nowhere: machines that download them are given a test's own (the test crate's
+/// `FakeInternet`).
 fn default_downloads() -> Value {
-    let version = crate::RUNNER_VERSION;
+    let version = RUNNER_VERSION;
     let app = |os: &str, arch: &str| {
         let filename = format!("actions-runner-{os}-{arch}-{version}.tar.gz");
         json!({

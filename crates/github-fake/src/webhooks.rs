@@ -336,6 +336,26 @@ impl FakeGitHub {
         true
     }
 
+    /// Plays the machines' part for GitHub until the task is aborted: every 25 ms, the runners
+    /// of each machine `machines` names (by its launch label) are online while it is active
+    /// and offline once it is not, as a runner's session with GitHub lives and dies with its
+    /// machine; and the workflows move on.
+    pub fn play_machines<F>(&self, machines: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn() -> Vec<(String, bool)> + Send + 'static,
+    {
+        let github = self.clone();
+        tokio::spawn(async move {
+            loop {
+                for (label, active) in machines() {
+                    github.set_online(&format!("{label}-"), active);
+                }
+                github.tick();
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    }
+
     /// Moves the workflows on (jobs queued, run, finished) as time passes.
     pub fn tick(&self) {
         self.lock().advance();
