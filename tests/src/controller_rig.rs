@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use gha_runner_controller::{
-    BootTemplate, Controller, ControllerConfig, Parts, Store, WebhookSecret,
+    AppKey, BootTemplate, Controller, ControllerConfig, GitHubSource, Parts, Store, WebhookSecret,
 };
 use gha_runner_core::agent_config::AgentTimings;
 use gha_runner_core::boot_log::MachineAccess;
@@ -73,6 +73,9 @@ pub struct RigOptions {
     /// The `lambda-gha` binary a [`Host::Process`] controller runs (default: the workspace's
     /// debug build).
     pub binary: Option<PathBuf>,
+    /// Authenticate as a GitHub App (a fresh key, registered with the fake) whose installation
+    /// tokens last this long; `None`: a token. In process only.
+    pub app_token_lifetime: Option<Duration>,
 }
 
 impl Default for RigOptions {
@@ -84,6 +87,7 @@ impl Default for RigOptions {
             delivery: WebhookDelivery::default(),
             poll_jobs_every: "1m",
             binary: None,
+            app_token_lifetime: None,
         }
     }
 }
@@ -110,6 +114,7 @@ pub struct ControllerRig {
     config: String,
     host: Host,
     binary: Option<PathBuf>,
+    app_token_lifetime: Option<Duration>,
     controller: Option<Running>,
     machines: JoinHandle<()>,
 }
@@ -196,6 +201,7 @@ impl ControllerRig {
             config,
             host: options.host,
             binary: options.binary,
+            app_token_lifetime: options.app_token_lifetime,
             controller: None,
             machines,
         };
@@ -287,22 +293,34 @@ impl ControllerRig {
         let config = ControllerConfig::parse(&self.config).expect("rig configuration");
         let store = Store::open(&config.database).expect("state");
         let provider = LambdaProvider::new(self.sim.client().expect("client"));
-        let github = GitHub::new(
-            &SecretString::from(self.github_token.clone()),
-            Some(&self.github.uri()),
-            None,
-            RunnerScope::Repo {
-                owner: "octo".into(),
-                repo: "gpu".into(),
-            },
-        )
-        .expect("GitHub client")
-        .with_busy_wait(Duration::from_secs(2));
+        let scope = RunnerScope::Repo {
+            owner: "octo".into(),
+            repo: "gpu".into(),
+        };
+        let github = match self.app_token_lifetime {
+            Some(lifetime) => {
+                let pem = SecretString::from(app_key_pem());
+                let key = AppKey::from_pem(42, 7, &pem).expect("the App's key");
+                self.github
+                    .register_app(42, 7, key.public_key_der(), lifetime);
+                GitHubSource::app(key, Some(self.github.uri()), None, scope)
+            }
+            None => GitHubSource::token(
+                GitHub::new(
+                    &SecretString::from(self.github_token.clone()),
+                    Some(&self.github.uri()),
+                    None,
+                    scope,
+                )
+                .expect("GitHub client")
+                .with_busy_wait(Duration::from_secs(2)),
+            ),
+        };
         let controller = Controller::new(Parts {
             config,
             store,
             provider: std::sync::Arc::new(provider),
-            github: std::sync::Arc::new(github),
+            github,
             boot: boot_template(),
             access: MachineAccess::Unavailable {
                 why: "simulated machines".into(),
@@ -336,6 +354,12 @@ impl ControllerRig {
     pub fn canaries(&self) -> Vec<(&'static str, String)> {
         let mut canaries = crate::rig::github_canaries(&self.github, &self.github_token);
         canaries.push(("the Lambda API key", self.lambda_key.clone()));
+        canaries.extend(
+            self.github
+                .installation_tokens()
+                .into_iter()
+                .map(|token| ("an installation token", token)),
+        );
         canaries.push(("the webhook secret", self.secret.clone()));
         canaries
     }
@@ -471,4 +495,21 @@ impl ControllerRig {
         self.machines.abort();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A fresh 2048-bit RSA key in PEM (PKCS#8), as a GitHub App's: from `openssl`, which
+/// `cargo xtask ci` installs.
+fn app_key_pem() -> String {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl genpkey failed");
+    String::from_utf8(out.stdout).expect("PEM is text")
 }

@@ -3,6 +3,7 @@
 //! labels it asks for, registers just-in-time runners on it, and ends machines nobody needs.
 //!
 //! - [`webhook`]: deliveries, their HMAC signatures, the payload's fields.
+//! - [`app`]: GitHub as an App installation (JWT → installation tokens) or a token.
 //! - [`config`]: `controller.toml`, its pools.
 //! - [`store`]: the state in SQLite (deliveries, jobs, launches, decisions).
 //! - [`reconcile`]: the loops that turn demand into machines and back.
@@ -10,6 +11,7 @@
 
 #![deny(missing_docs)]
 
+pub mod app;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -19,6 +21,7 @@ pub mod status;
 pub mod store;
 pub mod webhook;
 
+pub use app::{AppKey, GitHubSource};
 pub use config::{ControllerConfig, Pool};
 pub use error::ControllerError;
 pub use reconcile::{BootTemplate, Controller, Parts};

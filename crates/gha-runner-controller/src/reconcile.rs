@@ -28,6 +28,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::app::GitHubSource;
 use crate::config::{ControllerConfig, Pool};
 use crate::metrics::Metrics;
 use crate::store::{JobRecord, JobStatus, Launch, LaunchState, Millis, Store, now_millis};
@@ -45,8 +46,8 @@ pub struct Parts {
     pub store: Store,
     /// The cloud.
     pub provider: Arc<dyn CloudProvider>,
-    /// GitHub.
-    pub github: Arc<GitHub>,
+    /// GitHub: a token's client, or an App's, refreshed.
+    pub github: GitHubSource,
     /// The machines' boot settings.
     pub boot: BootTemplate,
     /// How to read a failed machine's boot log.
@@ -62,7 +63,7 @@ pub(crate) struct Inner {
     pub(crate) config: ControllerConfig,
     pub(crate) store: Store,
     provider: Arc<dyn CloudProvider>,
-    github: Arc<GitHub>,
+    github: GitHubSource,
     boot: BootTemplate,
     access: MachineAccess,
     pub(crate) wake: Notify,
@@ -480,12 +481,10 @@ impl Controller {
         let Ok(naming) = RunnerNaming::with_label(&launch.label) else {
             return false;
         };
-        let github = self
-            .inner
-            .github
-            .as_ref()
-            .clone()
-            .with_busy_wait(Duration::ZERO);
+        let Some(github) = self.github().await else {
+            return false;
+        };
+        let github = github.as_ref().clone().with_busy_wait(Duration::ZERO);
         for r in 0..launch.runners {
             let name = naming.runner_name(0, r);
             let runner = match github.runner_named(&name).await {
@@ -579,8 +578,9 @@ impl Controller {
             &[],
             request.runners_per_instance,
         ));
-        let provisioner = Provisioner::new(&*self.inner.provider, &self.inner.github)
-            .reporting_machines(&machines);
+        let github = self.github().await.ok_or("no GitHub client: see the log")?;
+        let provisioner =
+            Provisioner::new(&*self.inner.provider, &github).reporting_machines(&machines);
         let provision = provisioner.provision(request);
         tokio::pin!(provision);
         let label = request.naming.label();
@@ -701,7 +701,11 @@ impl Controller {
             return;
         };
         let machines: Vec<MachineId> = launch.machine_id.iter().map(MachineId::new).collect();
-        let report = Provisioner::new(&*self.inner.provider, &self.inner.github)
+        let Some(github) = self.github().await else {
+            // `observe` tries `ending` launches again.
+            return;
+        };
+        let report = Provisioner::new(&*self.inner.provider, &github)
             .cleanup(&naming, &machines)
             .await;
         if report.not_terminated.is_empty() {
@@ -714,6 +718,18 @@ impl Controller {
             }
         } else {
             tracing::warn!(label = %launch.label, ?report.not_terminated, "could not end every machine; trying again at the next observation");
+        }
+    }
+
+    /// The GitHub client to call through now; `None` (said in the log) when an App's
+    /// installation token cannot be had.
+    async fn github(&self) -> Option<Arc<GitHub>> {
+        match self.inner.github.get().await {
+            Ok(github) => Some(github),
+            Err(error) => {
+                tracing::error!(%error, "no GitHub client");
+                None
+            }
         }
     }
 
@@ -791,12 +807,15 @@ impl Controller {
                 None
             }
         };
-        let runners = match self.inner.github.list_runners().await {
-            Ok(runners) => Some(runners),
-            Err(error) => {
-                tracing::warn!(%error, "could not list the runners");
-                None
-            }
+        let runners = match self.github().await {
+            Some(github) => match github.list_runners().await {
+                Ok(runners) => Some(runners),
+                Err(error) => {
+                    tracing::warn!(%error, "could not list the runners");
+                    None
+                }
+            },
+            None => None,
         };
         let live = match self.inner.store.live_launches() {
             Ok(live) => live,
@@ -941,7 +960,10 @@ impl Controller {
             }
             match self.inner.store.launch_state(label) {
                 Ok(Some(LaunchState::Ended | LaunchState::Failed)) => {
-                    if let Err(error) = self.inner.github.delete_runner(runner.id).await {
+                    let Some(github) = self.github().await else {
+                        return;
+                    };
+                    if let Err(error) = github.delete_runner(runner.id).await {
                         tracing::warn!(%error, runner = %runner.name, "could not delete an ended launch's runner");
                     }
                 }
@@ -954,12 +976,15 @@ impl Controller {
     /// Lists GitHub's queued jobs of every configured repository and records them: jobs
     /// whose deliveries were lost are found, and jobs no longer queued stop counting.
     pub async fn poll_jobs(&self) {
+        let Some(github) = self.github().await else {
+            return;
+        };
         for repository in &self.inner.config.github.repositories {
             let Some((owner, repo)) = repository.split_once('/') else {
                 continue;
             };
             let since = now_millis();
-            let listed = match self.inner.github.queued_jobs(owner, repo, 500).await {
+            let listed = match github.queued_jobs(owner, repo, 500).await {
                 Ok(listed) => listed,
                 Err(error) => {
                     tracing::warn!(%error, repository, "could not list the queued jobs");

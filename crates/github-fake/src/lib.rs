@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+mod app;
 mod webhooks;
 
 /// The runner version the fake serves as GitHub's current one.
@@ -190,6 +191,8 @@ struct State {
     busy_refusals: usize,
     /// The only token accepted, and what it may do (none set: any token, everything).
     token: Option<(String, TokenPermission)>,
+    /// A registered GitHub App: then only its installation tokens are accepted.
+    app: Option<app::FakeApp>,
 }
 
 /// How long a reporting runner counts as online after its last report: a runner whose machine
@@ -401,7 +404,7 @@ impl FakeGitHub {
             server: Arc::new(MockServer::start().await),
             canary: format!("GHCANARY{canary}"),
         };
-        let routes: [(&str, String, Handler); 14] = [
+        let routes: [(&str, String, Handler); 15] = [
             // Not GitHub's: `config.sh` registering a runner (what the real one does through
             // GitHub's runner-registration service with the registration token).
             ("POST", "^/_fake/configure$".to_owned(), Handler::Configure),
@@ -443,6 +446,11 @@ impl FakeGitHub {
                 "GET",
                 r"^/repos/[^/]+/[^/]+/actions/runs/[0-9]+/jobs$".to_owned(),
                 Handler::RunJobs,
+            ),
+            (
+                "POST",
+                r"^/app/installations/[0-9]+/access_tokens$".to_owned(),
+                Handler::AppToken,
             ),
         ];
         for (verb, pattern, handler) in routes {
@@ -603,6 +611,7 @@ enum Handler {
     RunnerGroup,
     Runs,
     RunJobs,
+    AppToken,
 }
 
 struct Route {
@@ -755,7 +764,8 @@ impl Route {
             | Handler::RunnerGroup
             | Handler::Configure
             | Handler::Acquire
-            | Handler::Finish => None,
+            | Handler::Finish
+            | Handler::AppToken => None,
             Handler::List => Some(GitHubRoute::ListRunners),
             Handler::Delete => Some(GitHubRoute::DeleteRunner),
             Handler::Downloads => Some(GitHubRoute::RunnerDownloads),
@@ -779,7 +789,7 @@ impl Route {
     }
 
     /// GitHub's refusal of `request` before it looks at what is asked, if it refuses.
-    fn refusal(state: &State, request: &Request) -> Option<ResponseTemplate> {
+    fn refusal(&self, state: &State, request: &Request) -> Option<ResponseTemplate> {
         // docs.github.com, "Getting started with the REST API": a request without a
         // User-Agent header is rejected.
         if !request.headers.contains_key("user-agent") {
@@ -788,7 +798,6 @@ impl Route {
                 "Request forbidden by administrative rules. Please make sure your request has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required).",
             ));
         }
-        let (token, permission) = state.token.as_ref()?;
         let sent = request
             .headers
             .get("authorization")
@@ -797,6 +806,13 @@ impl Route {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("token "))
             });
+        if let Some(app) = &state.app {
+            // The token exchange carries a JWT, checked by its handler.
+            let ok =
+                matches!(self.handler, Handler::AppToken) || sent.is_some_and(|t| app.accepts(t));
+            return (!ok).then(|| message(401, "Bad credentials"));
+        }
+        let (token, permission) = state.token.as_ref()?;
         if sent != Some(token.as_str()) {
             return Some(message(401, "Bad credentials"));
         }
@@ -812,7 +828,7 @@ impl Respond for Route {
         // Jobs move on and lost runners are let go as time passes, whoever asks.
         state.advance();
         if self.is_githubs()
-            && let Some(refusal) = Route::refusal(&state, request)
+            && let Some(refusal) = self.refusal(&state, request)
         {
             return refusal;
         }
@@ -1000,6 +1016,7 @@ impl Route {
             }
             Handler::Downloads => ResponseTemplate::new(200).set_body_json(state.downloads.clone()),
             Handler::Runs => webhooks::list_runs(state, request),
+            Handler::AppToken => app::access_token(state, &self.fake.canary, request),
             Handler::RunJobs => webhooks::list_run_jobs(state, request),
             Handler::List => {
                 // docs.github.com, "List self-hosted runners for a repository": `name` filters

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use gha_runner_controller::config::{GitHubAuth, ProviderSettings};
 use gha_runner_controller::{
-    BootTemplate, Controller, ControllerConfig, ControllerError, Parts, Store, WebhookSecret,
+    AppKey, BootTemplate, Controller, ControllerConfig, ControllerError, GitHubSource, Parts,
+    Store, WebhookSecret,
 };
 use gha_runner_core::agent_config::AgentTimings;
 use gha_runner_core::boot_log::MachineAccess;
@@ -116,26 +117,34 @@ pub fn controller(config: ControllerConfig, env: Env<'_>) -> Result<Serving, Cli
         &config.github.webhook_secret_env,
         "the webhook's secret, as set in GitHub's webhook settings",
     )?;
-    let token = match &config.github.auth {
-        GitHubAuth::Token { env: variable } => secret(
-            env,
-            variable,
-            "a GitHub token that may manage self-hosted runners (Administration: write)",
-        )?,
-        GitHubAuth::App { .. } => {
-            return Err(ControllerError::App(
-                "GitHub App credentials are not supported by this version: set `token_env`"
-                    .to_owned(),
+    let github = match &config.github.auth {
+        GitHubAuth::Token { env: variable } => {
+            let token = secret(
+                env,
+                variable,
+                "a GitHub token that may manage self-hosted runners (Administration: write)",
+            )?;
+            GitHubSource::token(GitHub::new(
+                &token,
+                config.github.api_url.as_deref(),
+                config.github.server_url.as_deref(),
+                config.github.scope.clone(),
+            )?)
+        }
+        GitHubAuth::App {
+            app_id,
+            installation_id,
+            private_key_env,
+        } => {
+            let pem = secret(env, private_key_env, "the GitHub App's private key (PEM)")?;
+            GitHubSource::app(
+                AppKey::from_pem(*app_id, *installation_id, &pem)?,
+                config.github.api_url.clone(),
+                config.github.server_url.clone(),
+                config.github.scope.clone(),
             )
-            .into());
         }
     };
-    let github = GitHub::new(
-        &token,
-        config.github.api_url.as_deref(),
-        config.github.server_url.as_deref(),
-        config.github.scope.clone(),
-    )?;
     let (provider, key) = provider(&config.provider, env)?;
     let boot = boot_template(&config, provider.as_ref(), key)?;
     let store = Store::open(&config.database)?;
@@ -144,7 +153,7 @@ pub fn controller(config: ControllerConfig, env: Env<'_>) -> Result<Serving, Cli
             config,
             store,
             provider,
-            github: Arc::new(github),
+            github,
             boot,
             access: MachineAccess::Unavailable {
                 why: "the controller does not log in to machines".to_owned(),

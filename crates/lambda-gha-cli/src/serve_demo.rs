@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gha_runner_controller::{Controller, ControllerConfig, Parts, Store, WebhookSecret};
+use gha_runner_controller::{
+    Controller, ControllerConfig, GitHubSource, Parts, Store, WebhookSecret,
+};
 use gha_runner_core::agent_config::AgentTimings;
 use gha_runner_core::boot_log::MachineAccess;
 use gha_runner_core::boot_script::{AgentDownload, AgentSource, RunnerPrivileges};
@@ -145,7 +147,7 @@ async fn run(ui: Ui, dir: &std::path::Path) -> Result<ServeDemoReport, String> {
         config,
         store,
         provider: Arc::new(gha_runner_lambda::LambdaProvider::new(client)),
-        github: Arc::new(gh),
+        github: GitHubSource::token(gh),
         boot: Arc::new(boot_settings),
         access: MachineAccess::Unavailable {
             why: "simulated machines".to_owned(),

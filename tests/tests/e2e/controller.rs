@@ -521,3 +521,30 @@ async fn a_pool_at_its_daily_cost_cap_makes_jobs_wait_and_runs_them_as_machines_
     );
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_a_github_app_the_controller_replaces_installation_tokens_before_they_expire() {
+    // Tokens that enter their last five minutes (when the controller replaces them) 2 s after
+    // they are issued; the fake takes only unexpired installation tokens of the App.
+    let rig = ControllerRig::start(RigOptions {
+        app_token_lifetime: Some(Duration::from_secs(5 * 60 + 2)),
+        ..RigOptions::default()
+    })
+    .await;
+    rig.github
+        .queue_workflow(jobs("app", 6, &["self-hosted", "gpu-a100"], 240));
+    assert_settled(&rig, 6).await;
+    let (issued, refused) = rig.github.app_tokens();
+    assert!(
+        issued >= 2,
+        "{issued} installation token(s): the first was replaced"
+    );
+    assert_eq!(refused, 0, "every JWT was accepted");
+    let places = rig.places().await;
+    for (what, canary) in rig.canaries() {
+        for (place, text) in &places {
+            assert!(!text.contains(&canary), "{what} in {place}");
+        }
+    }
+    rig.stop().await;
+}
