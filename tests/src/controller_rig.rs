@@ -177,7 +177,7 @@ impl ControllerRig {
              [github]\nscope = \"octo/gpu\"\napi_url = {:?}\n\
              [provider]\nname = \"lambda\"\napi_url = {:?}\n\
              [agent]\nurl = \"https://example.invalid/lambda-gha\"\nsha256 = \"{}\"\n\
-             [timing]\nreconcile_every = \"500ms\"\nobserve_every = \"300ms\"\npoll_jobs_every = {:?}\nregistration_timeout = \"60s\"\n{}",
+             [timing]\nreconcile_every = \"500ms\"\nobserve_every = \"300ms\"\npoll_jobs_every = {:?}\nregistration_timeout = \"60s\"\nfailed_launch_pause = \"500ms\"\n{}",
             database.display().to_string(),
             github.uri(),
             sim.base_url(),
@@ -325,8 +325,7 @@ impl ControllerRig {
             access: MachineAccess::Unavailable {
                 why: "simulated machines".into(),
             },
-        })
-        .with_failed_launch_pause(Duration::from_millis(500));
+        });
         let address = self
             .url
             .strip_prefix("http://")

@@ -936,15 +936,7 @@ async fn run_scenario(
     ));
     places.extend(machine_logs(&dir.join("machines")));
     let secret_hits = secret_hits(&places, &setup.canaries());
-    let operations = request_log
-        .iter()
-        .filter_map(|line| {
-            let mut parts = line.split(' ');
-            let (method, uri) = (parts.next()?, parts.next()?);
-            let path = uri.split('?').next()?;
-            lambda_cloud::operations::find(method, path).map(|op| op.id.to_owned())
-        })
-        .collect();
+    let operations = operations_called(&request_log);
     setup.sim.shutdown().await;
     Row {
         scenario,
@@ -982,6 +974,19 @@ async fn reap(
     env.push(("GH_PAT".to_owned(), pat.to_owned()));
     env.push(("GITHUB_API_URL".to_owned(), github.uri()));
     run_program(&programs.cli, &args, env, dir, "reap", None).await
+}
+
+/// The Lambda operations a simulator's request log shows were called.
+fn operations_called(request_log: &[String]) -> BTreeSet<String> {
+    request_log
+        .iter()
+        .filter_map(|line| {
+            let mut parts = line.split(' ');
+            let (method, uri) = (parts.next()?, parts.next()?);
+            let path = uri.split('?').next()?;
+            lambda_cloud::operations::find(method, path).map(|op| op.id.to_owned())
+        })
+        .collect()
 }
 
 /// Where a scenario's canaries were found: `place: which secret`.

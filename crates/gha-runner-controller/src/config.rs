@@ -99,6 +99,9 @@ pub struct Timing {
     /// How long a job stays queued before GitHub gives up on it (docs.github.com, "Actions
     /// limits": a job for a self-hosted runner may be queued for at most 24 hours).
     pub queued_job_expiry: Duration,
+    /// How long a pool waits after a failed launch before it launches again: without it, a
+    /// pool whose every candidate lacks capacity would try again at once, forever.
+    pub failed_launch_pause: Duration,
 }
 
 impl Default for Timing {
@@ -109,6 +112,7 @@ impl Default for Timing {
             poll_jobs_every: Duration::from_secs(60),
             registration_timeout: Duration::from_secs(600),
             queued_job_expiry: Duration::from_secs(24 * 3600),
+            failed_launch_pause: Duration::from_secs(60),
         }
     }
 }
@@ -309,6 +313,7 @@ struct TimingFile {
     poll_jobs_every: Option<String>,
     registration_timeout: Option<String>,
     queued_job_expiry: Option<String>,
+    failed_launch_pause: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -407,6 +412,11 @@ impl File {
                 t.queued_job_expiry.as_deref(),
                 defaults.queued_job_expiry,
                 "timing.queued_job_expiry",
+            )?,
+            failed_launch_pause: duration(
+                t.failed_launch_pause.as_deref(),
+                defaults.failed_launch_pause,
+                "timing.failed_launch_pause",
             )?,
         };
         if self.pools.is_empty() {

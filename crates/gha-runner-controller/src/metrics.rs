@@ -88,21 +88,22 @@ impl Metrics {
         let l = lock(&self.latency);
         let mut sorted = l.samples.clone();
         sorted.sort_by(f64::total_cmp);
-        let quantiles = qs
-            .iter()
-            .map(|q| {
-                if sorted.is_empty() {
-                    return 0.0;
-                }
-                #[allow(
-                    clippy::cast_possible_truncation,
-                    clippy::cast_sign_loss,
-                    clippy::cast_precision_loss
-                )]
-                let at = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
-                sorted[at]
-            })
-            .collect();
+        let quantiles = qs.iter().map(|q| quantile(&sorted, *q)).collect();
         (quantiles, l.count, l.sum)
     }
+}
+
+/// The `q` quantile of `sorted` (ascending): the smallest value with at least `q` of the
+/// values at or below it; 0 when there are none.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let at = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[at]
 }

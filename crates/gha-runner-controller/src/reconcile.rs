@@ -54,10 +54,6 @@ pub struct Parts {
     pub access: MachineAccess,
 }
 
-/// How long a pool waits after a launch failed before it launches again: without it, a pool
-/// whose every candidate lacks capacity would try again at once, forever.
-const FAILED_LAUNCH_PAUSE: Duration = Duration::from_secs(60);
-
 /// The controller's shared state.
 pub(crate) struct Inner {
     pub(crate) config: ControllerConfig,
@@ -84,8 +80,6 @@ pub(crate) struct Inner {
     notes: Mutex<HashMap<String, String>>,
     /// When `decide` last finished (for `/healthz`).
     pub(crate) last_decision: Mutex<Option<Instant>>,
-    /// How long a failed launch holds its pool.
-    failed_launch_pause: Duration,
 }
 
 /// The controller. Cloning shares it.
@@ -143,22 +137,7 @@ impl Controller {
                 paused: Mutex::new(HashMap::new()),
                 notes: Mutex::new(HashMap::new()),
                 last_decision: Mutex::new(None),
-                failed_launch_pause: FAILED_LAUNCH_PAUSE,
             }),
-        }
-    }
-
-    /// Shortens the pause after a failed launch (tests on a fast clock).
-    #[must_use]
-    pub fn with_failed_launch_pause(self, pause: Duration) -> Controller {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.failed_launch_pause = pause;
-                Controller {
-                    inner: Arc::new(inner),
-                }
-            }
-            Err(inner) => Controller { inner },
         }
     }
 
@@ -553,7 +532,7 @@ impl Controller {
                 self.inner.metrics.count_failure(&pool.name);
                 lock(&self.inner.paused).insert(
                     pool.name.clone(),
-                    Instant::now() + self.inner.failed_launch_pause,
+                    Instant::now() + self.inner.config.timing.failed_launch_pause,
                 );
                 self.note(
                     Some(&pool.name),

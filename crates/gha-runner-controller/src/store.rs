@@ -465,27 +465,18 @@ impl Store {
 
     /// Queued jobs per pool: the demand.
     pub fn queued_by_pool(&self) -> Result<BTreeMap<String, usize>, ControllerError> {
-        let conn = self.lock();
-        let mut statement = conn
-            .prepare_cached("SELECT pool, COUNT(*) FROM jobs WHERE status = 'queued' GROUP BY pool")
-            .map_err(|e| self.fail(&e))?;
-        let rows = statement
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    usize::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-                ))
-            })
-            .map_err(|e| self.fail(&e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.fail(&e))
+        self.counts("SELECT pool, COUNT(*) FROM jobs WHERE status = 'queued' GROUP BY pool")
     }
 
     /// Jobs per status word.
     pub fn jobs_by_status(&self) -> Result<BTreeMap<String, usize>, ControllerError> {
+        self.counts("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+    }
+
+    /// The rows of `sql`, a `(name, count)` query, as a map.
+    fn counts(&self, sql: &str) -> Result<BTreeMap<String, usize>, ControllerError> {
         let conn = self.lock();
-        let mut statement = conn
-            .prepare_cached("SELECT status, COUNT(*) FROM jobs GROUP BY status")
-            .map_err(|e| self.fail(&e))?;
+        let mut statement = conn.prepare_cached(sql).map_err(|e| self.fail(&e))?;
         let rows = statement
             .query_map([], |r| {
                 Ok((
@@ -630,24 +621,12 @@ impl Store {
     /// For each live launch, how many of its runners finished a job (a completed job whose
     /// runner is one of its).
     pub fn finished_runners(&self) -> Result<BTreeMap<String, usize>, ControllerError> {
-        let conn = self.lock();
-        let mut statement = conn
-            .prepare_cached(&format!(
-                "SELECT launches.label, COUNT(jobs.id) FROM launches JOIN jobs
-                 ON jobs.status = 'completed' AND {RUNNER_OF_LAUNCH}
-                 WHERE launches.state IN ('launching', 'running', 'ending')
-                 GROUP BY launches.label"
-            ))
-            .map_err(|e| self.fail(&e))?;
-        let rows = statement
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    usize::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-                ))
-            })
-            .map_err(|e| self.fail(&e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.fail(&e))
+        self.counts(&format!(
+            "SELECT launches.label, COUNT(jobs.id) FROM launches JOIN jobs
+             ON jobs.status = 'completed' AND {RUNNER_OF_LAUNCH}
+             WHERE launches.state IN ('launching', 'running', 'ending')
+             GROUP BY launches.label"
+        ))
     }
 
     /// Where the launch called `label` is, if the store knows it.

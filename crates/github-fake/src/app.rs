@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use wiremock::{Request, ResponseTemplate};
 
-use super::{FakeGitHub, State, message};
+use super::{FakeGitHub, State, expiry_after, message};
 
 /// A registered App.
 #[derive(Debug, Clone)]
@@ -119,12 +119,7 @@ pub(super) fn access_token(state: &mut State, canary: &str, request: &Request) -
     let token = format!("{canary}-installation-{}", app.tokens.len() + 1);
     let until = Instant::now() + app.lifetime;
     app.tokens.push((token.clone(), until));
-    let lifetime = jiff::SignedDuration::try_from(app.lifetime).unwrap_or_default();
-    let expires = jiff::Timestamp::now()
-        .checked_add(lifetime)
-        .unwrap_or(jiff::Timestamp::MAX)
-        .round(jiff::Unit::Second)
-        .unwrap_or(jiff::Timestamp::MAX);
+    let expires = expiry_after(app.lifetime);
     ResponseTemplate::new(201).set_body_json(json!({
         "token": token,
         "expires_at": expires.to_string(),

@@ -873,228 +873,255 @@ impl Route {
                 state.advance();
                 acquire(state, id)
             }
-            Handler::Finish => {
-                let body = String::from_utf8_lossy(&request.body).into_owned();
-                let (report, result) = body.split_once('\n').unwrap_or((&body, ""));
-                let Some(id) = state.reporter(report.trim()) else {
-                    return message(404, "no such runner");
-                };
-                let runner = state
-                    .runners
-                    .iter()
-                    .find(|r| r.id == id)
-                    .map(|r| r.name.clone())
-                    .unwrap_or_default();
-                let mut words = result.split_whitespace();
-                let (job, succeeded) = (words.next(), words.next() == Some("Succeeded"));
-                let finished: Vec<usize> = state
-                    .jobs
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, queued)| {
-                        Some(queued.spec.name.as_str()) == job
-                            && queued.status == JobStatus::Running(runner.clone())
-                    })
-                    .map(|(i, _)| i)
-                    .collect();
-                for i in finished {
-                    state.set_status(
-                        i,
-                        JobStatus::Done {
-                            runner: runner.clone(),
-                            succeeded,
-                        },
-                    );
-                }
-                state.advance();
-                ResponseTemplate::new(204)
-            }
-            Handler::Online => {
-                // `<canary>-jit-<id>`, the secret of a JIT configuration this fake issued, or
-                // `name:<name>` from a runner
-                // `config.sh` registered (with a registration token), registered at its first
-                // report.
-                let report = String::from_utf8_lossy(&request.body).trim().to_owned();
-                let id = match report.strip_prefix("name:") {
-                    Some(name) => Some(state.runner_named(name)),
-                    None => report
-                        .rsplit("-jit-")
-                        .next()
-                        .and_then(|id| id.parse::<u64>().ok()),
-                };
-                match id.filter(|id| state.runners.iter().any(|r| r.id == *id)) {
-                    Some(id) => {
-                        state.seen.insert(id, std::time::Instant::now());
-                        ResponseTemplate::new(204)
-                    }
-                    None => message(404, "no runner has this JIT configuration"),
-                }
-            }
-            Handler::JobDone => {
-                // docs.github.com, "Autoscaling with self-hosted runners" (ephemeral runners):
-                // GitHub automatically unregisters the runner after it has processed one job.
-                let report = String::from_utf8_lossy(&request.body).trim().to_owned();
-                let id = report
-                    .rsplit_once("-jit-")
-                    .and_then(|(_, id)| id.parse::<u64>().ok());
-                state.runners.retain(|r| Some(r.id) != id);
-                ResponseTemplate::new(204)
-            }
-            Handler::Jit => {
-                let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-                let Some(name) = body["name"].as_str().map(str::to_owned) else {
-                    return message(422, "Invalid request. \"name\" wasn't supplied.");
-                };
-                state.jit_requests += 1;
-                if state.runners.iter().any(|r| r.name == name) {
-                    return message(
-                        409,
-                        "Already exists - A runner with the same name already exists.",
-                    );
-                }
-                state.next_id += 1;
-                let runner = FakeRunner {
-                    id: state.next_id,
-                    name,
-                    labels: body["labels"]
-                        .as_array()
-                        .map(|l| {
-                            l.iter()
-                                .filter_map(|v| v.as_str().map(str::to_owned))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    online: state.online_on_register,
-                    busy: false,
-                };
-                state.runners.push(runner.clone());
-                let config = encoded_jit_config(&self.fake.canary, &runner);
-                state.jit_configs.push(config.clone());
-                ResponseTemplate::new(201).set_body_json(json!({
-                    "runner": runner_json(&FakeRunner { online: false, ..runner }),
-                    "encoded_jit_config": config,
-                }))
-            }
-            Handler::Token(kind) => {
-                state.tokens_issued += 1;
-                let token = format!("{}-{kind}-{}", self.fake.canary, state.tokens_issued);
-                if kind == "registration" {
-                    let until = std::time::Instant::now() + state.token_lifetime;
-                    state.registration_tokens.push((token.clone(), until));
-                }
-                // docs.github.com, "Create a registration token for a repository": "The token
-                // expires after one hour."
-                let lifetime = jiff::SignedDuration::try_from(state.token_lifetime)
-                    .unwrap_or(jiff::SignedDuration::ZERO);
-                let expires = jiff::Timestamp::now()
-                    .checked_add(lifetime)
-                    .unwrap_or(jiff::Timestamp::MAX)
-                    .round(jiff::Unit::Second)
-                    .unwrap_or(jiff::Timestamp::MAX);
-                ResponseTemplate::new(201).set_body_json(json!({
-                    "token": token,
-                    "expires_at": expires.to_string(),
-                }))
-            }
-            Handler::RunnerGroup => {
-                // docs.github.com, "Get a self-hosted runner group for an organization".
-                let id = request
-                    .url
-                    .path()
-                    .rsplit('/')
-                    .next()
-                    .and_then(|id| id.parse::<u64>().ok())
-                    .unwrap_or_default();
-                let name = if id == 1 {
-                    "Default".to_owned()
-                } else {
-                    format!("group-{id}")
-                };
-                ResponseTemplate::new(200).set_body_json(
-                    json!({"id": id, "name": name, "visibility": "all", "default": id == 1}),
-                )
-            }
+            Handler::Finish => finish(state, request),
+            Handler::Online => report_online(state, request),
+            Handler::JobDone => job_done(state, request),
+            Handler::Jit => jit_config(state, request, &self.fake.canary),
+            Handler::Token(kind) => token(state, &self.fake.canary, kind),
+            Handler::RunnerGroup => runner_group(request),
             Handler::Downloads => ResponseTemplate::new(200).set_body_json(state.downloads.clone()),
             Handler::Runs => webhooks::list_runs(state, request),
             Handler::AppToken => app::access_token(state, &self.fake.canary, request),
             Handler::RunJobs => webhooks::list_run_jobs(state, request),
-            Handler::List => {
-                // docs.github.com, "List self-hosted runners for a repository": `name` filters
-                // by exact name; `per_page` defaults to 30, at most 100; `page` from 1; a
-                // `Link` header names the next page.
-                let query = |key: &str| {
-                    request
-                        .url
-                        .query_pairs()
-                        .find(|(k, _)| k == key)
-                        .map(|(_, v)| v.into_owned())
-                };
-                let per_page = query("per_page")
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .unwrap_or(30)
-                    .clamp(1, 100);
-                let page = query("page")
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .unwrap_or(1)
-                    .max(1);
-                let name = query("name");
-                let matching: Vec<Value> = state
-                    .listed()
-                    .iter()
-                    .filter(|r| name.as_ref().is_none_or(|n| &r.name == n))
-                    .map(runner_json)
-                    .collect();
-                let total = matching.len();
-                let runners: Vec<Value> = matching
-                    .into_iter()
-                    .skip((page - 1) * per_page)
-                    .take(per_page)
-                    .collect();
-                let mut answer = ResponseTemplate::new(200)
-                    .set_body_json(json!({"total_count": total, "runners": runners}));
-                if page * per_page < total {
-                    let mut next = request.url.clone();
-                    next.query_pairs_mut()
-                        .clear()
-                        .extend_pairs(request.url.query_pairs().filter(|(k, _)| k != "page"))
-                        .append_pair("page", &(page + 1).to_string());
-                    answer =
-                        answer.insert_header("link", format!("<{next}>; rel=\"next\"").as_str());
-                }
-                answer
-            }
-            Handler::Delete => {
-                let id: Option<u64> = request
-                    .url
-                    .path()
-                    .rsplit('/')
-                    .next()
-                    .and_then(|s| s.parse().ok());
-                // GitHub refuses to delete a runner that is still busy with a job, for a while
-                // after its machine is gone (reported by ec2-github-runner's users:
-                // machulav/ec2-github-runner issue #23, "the runner was still busy and could
-                // not be removed", fixed there by retrying).
-                if let Some(busy) = id.filter(|id| state.is_busy(*id)) {
-                    state.busy_refusals += 1;
-                    let name = state
-                        .runners
-                        .iter()
-                        .find(|r| r.id == busy)
-                        .map(|r| r.name.clone())
-                        .unwrap_or_default();
-                    return message(
-                        422,
-                        &format!("Bad request - Runner \"{name}\" is still running a job\""),
-                    );
-                }
-                let before = state.runners.len();
-                state.runners.retain(|r| Some(r.id) != id);
-                if state.runners.len() < before {
-                    ResponseTemplate::new(204)
-                } else {
-                    message(404, "Not Found")
-                }
-            }
+            Handler::List => list_runners(state, request),
+            Handler::Delete => delete_runner(state, request),
         }
     }
+}
+
+/// A runner reporting its job's result (body: its report, then `<job> Succeeded|Failed`).
+fn finish(state: &mut State, request: &Request) -> ResponseTemplate {
+    let body = String::from_utf8_lossy(&request.body).into_owned();
+    let (report, result) = body.split_once('\n').unwrap_or((&body, ""));
+    let Some(id) = state.reporter(report.trim()) else {
+        return message(404, "no such runner");
+    };
+    let runner = state
+        .runners
+        .iter()
+        .find(|r| r.id == id)
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
+    let mut words = result.split_whitespace();
+    let (job, succeeded) = (words.next(), words.next() == Some("Succeeded"));
+    let finished: Vec<usize> = state
+        .jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, queued)| {
+            Some(queued.spec.name.as_str()) == job
+                && queued.status == JobStatus::Running(runner.clone())
+        })
+        .map(|(i, _)| i)
+        .collect();
+    for i in finished {
+        state.set_status(
+            i,
+            JobStatus::Done {
+                runner: runner.clone(),
+                succeeded,
+            },
+        );
+    }
+    state.advance();
+    ResponseTemplate::new(204)
+}
+
+/// A fake runner reporting itself online (body: its JIT secret, or `name:<name>`).
+fn report_online(state: &mut State, request: &Request) -> ResponseTemplate {
+    // `<canary>-jit-<id>`, the secret of a JIT configuration this fake issued, or
+    // `name:<name>` from a runner
+    // `config.sh` registered (with a registration token), registered at its first
+    // report.
+    let report = String::from_utf8_lossy(&request.body).trim().to_owned();
+    let id = match report.strip_prefix("name:") {
+        Some(name) => Some(state.runner_named(name)),
+        None => report
+            .rsplit("-jit-")
+            .next()
+            .and_then(|id| id.parse::<u64>().ok()),
+    };
+    match id.filter(|id| state.runners.iter().any(|r| r.id == *id)) {
+        Some(id) => {
+            state.seen.insert(id, std::time::Instant::now());
+            ResponseTemplate::new(204)
+        }
+        None => message(404, "no runner has this JIT configuration"),
+    }
+}
+
+/// A JIT runner's one job is done (body: as for `online`).
+fn job_done(state: &mut State, request: &Request) -> ResponseTemplate {
+    // docs.github.com, "Autoscaling with self-hosted runners" (ephemeral runners):
+    // GitHub automatically unregisters the runner after it has processed one job.
+    let report = String::from_utf8_lossy(&request.body).trim().to_owned();
+    let id = report
+        .rsplit_once("-jit-")
+        .and_then(|(_, id)| id.parse::<u64>().ok());
+    state.runners.retain(|r| Some(r.id) != id);
+    ResponseTemplate::new(204)
+}
+
+/// `POST …/actions/runners/generate-jitconfig`.
+fn jit_config(state: &mut State, request: &Request, canary: &str) -> ResponseTemplate {
+    let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    let Some(name) = body["name"].as_str().map(str::to_owned) else {
+        return message(422, "Invalid request. \"name\" wasn't supplied.");
+    };
+    state.jit_requests += 1;
+    if state.runners.iter().any(|r| r.name == name) {
+        return message(
+            409,
+            "Already exists - A runner with the same name already exists.",
+        );
+    }
+    state.next_id += 1;
+    let runner = FakeRunner {
+        id: state.next_id,
+        name,
+        labels: body["labels"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        online: state.online_on_register,
+        busy: false,
+    };
+    state.runners.push(runner.clone());
+    let config = encoded_jit_config(canary, &runner);
+    state.jit_configs.push(config.clone());
+    ResponseTemplate::new(201).set_body_json(json!({
+        "runner": runner_json(&FakeRunner { online: false, ..runner }),
+        "encoded_jit_config": config,
+    }))
+}
+
+/// `POST …/actions/runners/registration-token` or `remove-token`.
+fn token(state: &mut State, canary: &str, kind: &str) -> ResponseTemplate {
+    state.tokens_issued += 1;
+    let token = format!("{}-{kind}-{}", canary, state.tokens_issued);
+    if kind == "registration" {
+        let until = std::time::Instant::now() + state.token_lifetime;
+        state.registration_tokens.push((token.clone(), until));
+    }
+    // docs.github.com, "Create a registration token for a repository": "The token
+    // expires after one hour."
+    let expires = expiry_after(state.token_lifetime);
+    ResponseTemplate::new(201).set_body_json(json!({
+        "token": token,
+        "expires_at": expires.to_string(),
+    }))
+}
+
+/// `GET /orgs/{org}/actions/runner-groups/{id}`.
+fn runner_group(request: &Request) -> ResponseTemplate {
+    // docs.github.com, "Get a self-hosted runner group for an organization".
+    let id = request
+        .url
+        .path()
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.parse::<u64>().ok())
+        .unwrap_or_default();
+    let name = if id == 1 {
+        "Default".to_owned()
+    } else {
+        format!("group-{id}")
+    };
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"id": id, "name": name, "visibility": "all", "default": id == 1}))
+}
+
+/// `GET …/actions/runners`.
+fn list_runners(state: &mut State, request: &Request) -> ResponseTemplate {
+    // docs.github.com, "List self-hosted runners for a repository": `name` filters
+    // by exact name; `per_page` defaults to 30, at most 100; `page` from 1; a
+    // `Link` header names the next page.
+    let query = |key: &str| {
+        request
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    let per_page = query("per_page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let page = query("page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let name = query("name");
+    let matching: Vec<Value> = state
+        .listed()
+        .iter()
+        .filter(|r| name.as_ref().is_none_or(|n| &r.name == n))
+        .map(runner_json)
+        .collect();
+    let total = matching.len();
+    let runners: Vec<Value> = matching
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    let mut answer =
+        ResponseTemplate::new(200).set_body_json(json!({"total_count": total, "runners": runners}));
+    if page * per_page < total {
+        let mut next = request.url.clone();
+        next.query_pairs_mut()
+            .clear()
+            .extend_pairs(request.url.query_pairs().filter(|(k, _)| k != "page"))
+            .append_pair("page", &(page + 1).to_string());
+        answer = answer.insert_header("link", format!("<{next}>; rel=\"next\"").as_str());
+    }
+    answer
+}
+
+/// `DELETE …/actions/runners/{id}`.
+fn delete_runner(state: &mut State, request: &Request) -> ResponseTemplate {
+    let id: Option<u64> = request
+        .url
+        .path()
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.parse().ok());
+    // GitHub refuses to delete a runner that is still busy with a job, for a while
+    // after its machine is gone (reported by ec2-github-runner's users:
+    // machulav/ec2-github-runner issue #23, "the runner was still busy and could
+    // not be removed", fixed there by retrying).
+    if let Some(busy) = id.filter(|id| state.is_busy(*id)) {
+        state.busy_refusals += 1;
+        let name = state
+            .runners
+            .iter()
+            .find(|r| r.id == busy)
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        return message(
+            422,
+            &format!("Bad request - Runner \"{name}\" is still running a job\""),
+        );
+    }
+    let before = state.runners.len();
+    state.runners.retain(|r| Some(r.id) != id);
+    if state.runners.len() < before {
+        ResponseTemplate::new(204)
+    } else {
+        message(404, "Not Found")
+    }
+}
+
+/// When something issued now that lasts `lifetime` expires, to the second, as GitHub writes
+/// `expires_at`.
+fn expiry_after(lifetime: std::time::Duration) -> jiff::Timestamp {
+    let lifetime = jiff::SignedDuration::try_from(lifetime).unwrap_or(jiff::SignedDuration::ZERO);
+    jiff::Timestamp::now()
+        .checked_add(lifetime)
+        .unwrap_or(jiff::Timestamp::MAX)
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::MAX)
 }

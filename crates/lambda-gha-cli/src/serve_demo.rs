@@ -128,7 +128,7 @@ async fn run(ui: Ui, dir: &std::path::Path) -> Result<ServeDemoReport, String> {
     let config = ControllerConfig::parse(&format!(
         "name = \"demo\"\ndatabase = {:?}\n[github]\nscope = \"octo/gpu\"\n\
          [timing]\nreconcile_every = \"1s\"\nobserve_every = \"500ms\"\npoll_jobs_every = \"5s\"\n\
-         registration_timeout = \"1m\"\n{POOLS}",
+         registration_timeout = \"1m\"\nfailed_launch_pause = \"2s\"\n{POOLS}",
         dir.join("state.db").display().to_string()
     ))?;
     let store = Store::open(&config.database).map_err(|e| e.to_string())?;

@@ -8,7 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Fault, Flow, LambdaFault, Programs, Row, Scenario, cloud_for, secret_hits};
+use super::{
+    Fault, Flow, LambdaFault, Programs, Row, Scenario, cloud_for, operations_called, secret_hits,
+};
 use crate::controller_rig::{ControllerRig, Host, RigOptions};
 use crate::rig::Left;
 use crate::{FakeJob, GitHubFailure, GitHubFault, GitHubRoute, WebhookDelivery};
@@ -160,10 +162,12 @@ pub(super) async fn run_scenario(scenario: Scenario, programs: &Programs) -> Row
         .await;
     let ran = rig.jobs_succeeded();
     let launched = rig.launched();
+    // How many machines it took is left out: it depends on when listings and deliveries
+    // crossed (a lost delivery can cost a launch, ended while it boots).
     let outcome = if settled && ran == 8 {
-        format!("ok: 8 of 8 jobs ran on {launched} machines")
+        "ok: 8 of 8 jobs ran".to_owned()
     } else {
-        format!("{ran} of 8 jobs ran on {launched} machines")
+        format!("{ran} of 8 jobs ran")
     };
     let left = Left {
         machines: rig.billing(),
@@ -173,17 +177,7 @@ pub(super) async fn run_scenario(scenario: Scenario, programs: &Programs) -> Row
     };
     let places = rig.places().await;
     let secret_hits = secret_hits(&places, &rig.canaries());
-    let operations = rig
-        .sim
-        .request_log()
-        .iter()
-        .filter_map(|line| {
-            let mut parts = line.split(' ');
-            let (method, uri) = (parts.next()?, parts.next()?);
-            let path = uri.split('?').next()?;
-            lambda_cloud::operations::find(method, path).map(|op| op.id.to_owned())
-        })
-        .collect();
+    let operations = operations_called(&rig.sim.request_log());
     let ended_by = if launched > 0 {
         vec!["controller"]
     } else {

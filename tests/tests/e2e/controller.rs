@@ -15,6 +15,18 @@ fn jobs(prefix: &str, count: usize, runs_on: &[&str], seconds: u32) -> Vec<FakeJ
         .collect()
 }
 
+/// A cloud whose machines take `seconds` (simulated) to boot.
+fn booting_for(seconds: f64) -> lambda_cloud_sim::Scenario {
+    let mut scenario = lambda_cloud_sim::Scenario::default();
+    for ty in &mut scenario.instance_types {
+        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
+            min: seconds,
+            max: seconds,
+        };
+    }
+    scenario
+}
+
 /// What must hold once a run of the controller is over: every job ran, nothing bills,
 /// nothing is registered, and the simulator never refused a call for its rate.
 async fn assert_settled(rig: &ControllerRig, expected_jobs: usize) {
@@ -269,15 +281,9 @@ async fn bad_deliveries_are_refused_with_their_status_and_leave_no_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_cancelled_before_their_machines_boot_get_those_machines_terminated() {
-    // Boots of 10 simulated minutes (12 s here): the machines are still booting when the jobs
-    // are cancelled.
-    let mut scenario = lambda_cloud_sim::Scenario::default();
-    for ty in &mut scenario.instance_types {
-        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
-            min: 600.0,
-            max: 600.0,
-        };
-    }
+    // Boots of an hour (72 s here): the machines are still booting when the jobs are
+    // cancelled, however loaded the machine running the test.
+    let scenario = booting_for(3600.0);
     let rig = ControllerRig::start(RigOptions {
         scenario,
         ..RigOptions::default()
@@ -371,13 +377,7 @@ async fn no_capacity_for_a_pools_first_type_falls_back_and_a_full_pool_makes_job
 async fn lambda_gha_serve_killed_with_sigkill_mid_burst_and_restarted_runs_every_job_and_leaks_nothing()
  {
     // Boots of a simulated minute (1.2 s here): launches are in flight at the crash.
-    let mut scenario = lambda_cloud_sim::Scenario::default();
-    for ty in &mut scenario.instance_types {
-        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
-            min: 60.0,
-            max: 60.0,
-        };
-    }
+    let scenario = booting_for(60.0);
     let mut rig = ControllerRig::start(RigOptions {
         host: Host::Process,
         scenario,
@@ -445,14 +445,8 @@ fn rendered_in_chromium(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_renders_in_headless_chromium_with_pools_machines_and_decisions() {
-    // Boots of 10 simulated minutes: the machines are still booting while the page is read.
-    let mut scenario = lambda_cloud_sim::Scenario::default();
-    for ty in &mut scenario.instance_types {
-        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
-            min: 600.0,
-            max: 600.0,
-        };
-    }
+    // Boots of an hour (72 s here): the machines are still booting while the page is read.
+    let scenario = booting_for(3600.0);
     let rig = ControllerRig::start(RigOptions {
         scenario,
         ..RigOptions::default()
