@@ -258,8 +258,9 @@ impl Controller {
         }
     }
 
-    /// Takes over a launch whose provisioning died with the last process but whose runner
-    /// already took a job: its machine, found by its label, counts as running.
+    /// Takes over a launch whose provisioning died with the last process but whose runners
+    /// could not be retired (one took a job, or GitHub did not answer): its machine, found by
+    /// its label, counts as running, and the idle grace and `observe` take it from there.
     async fn adopt(&self, launch: &Launch) {
         let machine = match self
             .inner
@@ -295,7 +296,7 @@ impl Controller {
         self.note(
             Some(&launch.pool),
             &format!(
-                "{}: adopted after a restart, its runner runs a job on {} ({})",
+                "{}: adopted after a restart (a runner of it has a job, or GitHub could not say) on {} ({})",
                 launch.label, machine.instance_type, machine.id
             ),
         );
@@ -892,7 +893,19 @@ impl Controller {
                     self.end_later(launch, "its runners are gone", false);
                 }
             }
-            LaunchState::Launching | LaunchState::Ended | LaunchState::Failed => {}
+            LaunchState::Launching => {
+                // Its task records how it ended; one that ended without a word (its store
+                // write failed) would leave it counted as booting forever.
+                let waited = now - launch.started_at;
+                let limit =
+                    i64::try_from(self.inner.config.timing.registration_timeout.as_millis())
+                        .unwrap_or(i64::MAX)
+                        .saturating_mul(2);
+                if waited > limit && !lock(&self.inner.tasks).contains_key(&launch.label) {
+                    self.end_later(launch, "its launch ended without recording how", true);
+                }
+            }
+            LaunchState::Ended | LaunchState::Failed => {}
         }
     }
 

@@ -542,3 +542,42 @@ async fn as_a_github_app_the_controller_replaces_installation_tokens_before_they
     }
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_left_launching_without_its_task_stops_counting_and_the_job_runs() {
+    let rig = ControllerRig::start(RigOptions::default()).await;
+    // After the start's recovery (which ends what a dead process left launching): /healthz
+    // answers once a decision pass ran, and recovery comes before the first.
+    let health = format!("{}/healthz", rig.url);
+    while lambda_gha_tests::http_get(&health).await.unwrap().0 != 200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let store = rig.controller().store();
+    // As if its task had ended 200 s ago without recording how (the rig's registration
+    // timeout is 60 s): it would count as a booting machine for the job below forever.
+    let long_ago = gha_runner_controller::store::now_millis() - 200_000;
+    store
+        .new_launch("lambda-a10-cstuck1", "a10", 1, Some(75), long_ago)
+        .unwrap();
+    rig.github
+        .queue_workflow(jobs("unblocked", 1, &["self-hosted", "gpu-a10"], 30));
+    assert_settled(&rig, 1).await;
+    assert_eq!(
+        store.launch_state("lambda-a10-cstuck1").unwrap(),
+        Some(gha_runner_controller::store::LaunchState::Ended)
+    );
+    let decisions: Vec<String> = store
+        .recent_decisions(20)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.text)
+        .collect();
+    assert_eq!(
+        store
+            .decisions_containing("end lambda-a10-cstuck1: its launch ended without recording how")
+            .unwrap(),
+        1,
+        "{decisions:#?}"
+    );
+    rig.stop().await;
+}
