@@ -451,6 +451,13 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_from_the_store_are_prometheus_text() {
+        let mut text = String::new();
+        reading().store_metrics(&mut text);
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
     fn the_status_json_has_every_section() {
         insta::assert_json_snapshot!(reading().json());
     }

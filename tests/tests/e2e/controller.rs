@@ -185,6 +185,23 @@ async fn ten_thousand_duplicate_deliveries_launch_nothing_more() {
         rig.controller().metrics().deliveries().get("duplicate"),
         Some(&10_000)
     );
+    let (status, metrics) = lambda_gha_tests::http_get(&format!("{}/metrics", rig.url))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "lambda_gha_webhook_deliveries_total{outcome=\"duplicate\"} 10000".to_owned(),
+        "lambda_gha_webhook_deliveries_total{outcome=\"accepted\"} 12".to_owned(),
+        format!("lambda_gha_launches_total{{pool=\"a100\"}} {launched}"),
+        "lambda_gha_machines{pool=\"a100\",state=\"running\"} 0".to_owned(),
+        "lambda_gha_queued_jobs{pool=\"a100\"} 0".to_owned(),
+        "lambda_gha_jobs{status=\"completed\"} 4".to_owned(),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line:?} not in /metrics:\n{metrics}"
+        );
+    }
     assert_eq!(store.live_launches().unwrap().len(), 0);
     rig.stop().await;
 }
