@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use gha_runner_controller::{
-    AppKey, BootTemplate, Controller, ControllerConfig, GitHubSource, Parts, Store, WebhookSecret,
+    AppKey, BootTemplate, Controller, ControllerConfig, GitHubSource, Parts, SqliteStore,
+    WebhookSecret,
 };
 use gha_runner_core::agent_config::AgentTimings;
 use gha_runner_core::boot_log::MachineAccess;
@@ -285,13 +286,13 @@ impl ControllerRig {
     }
 
     /// The state, read from the controller's file (as another process can).
-    pub fn store(&self) -> Store {
-        Store::open(&self.database).expect("state")
+    pub fn store(&self) -> SqliteStore {
+        SqliteStore::open(&self.database).expect("state")
     }
 
     async fn boot_in_process(&mut self) {
         let config = ControllerConfig::parse(&self.config).expect("rig configuration");
-        let store = Store::open(&config.database).expect("state");
+        let store = SqliteStore::open(&self.database).expect("state");
         let provider = LambdaProvider::new(self.sim.client().expect("client"));
         let scope = RunnerScope::Repo {
             owner: "octo".into(),
@@ -318,13 +319,14 @@ impl ControllerRig {
         };
         let controller = Controller::new(Parts {
             config,
-            store,
+            store: std::sync::Arc::new(store),
             provider: std::sync::Arc::new(provider),
             github,
             boot: boot_template(),
             access: MachineAccess::Unavailable {
                 why: "simulated machines".into(),
             },
+            launch_interval: Duration::from_secs(12).div_f64(SCALE.factor()),
         });
         let address = self
             .url

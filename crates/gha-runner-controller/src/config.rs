@@ -3,7 +3,7 @@
 //! that serve jobs by their `runs-on` labels.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use gha_runner_core::RunnerScope;
@@ -22,8 +22,8 @@ pub struct ControllerConfig {
     pub name: String,
     /// Where the HTTP server listens.
     pub listen: SocketAddr,
-    /// The SQLite state file.
-    pub database: PathBuf,
+    /// Where the state lives: a SQLite file (one replica), or a PostgreSQL URL (several).
+    pub database: crate::store::Database,
     /// GitHub.
     pub github: GitHubSettings,
     /// The cloud.
@@ -200,7 +200,7 @@ struct File {
     #[serde(default = "default_listen")]
     listen: String,
     #[serde(default = "default_database")]
-    database: PathBuf,
+    database: String,
     github: GitHubFile,
     #[serde(default)]
     provider: ProviderFile,
@@ -256,8 +256,8 @@ fn default_name() -> String {
 fn default_listen() -> String {
     "127.0.0.1:8080".to_owned()
 }
-fn default_database() -> PathBuf {
-    PathBuf::from("lambda-gha-controller.db")
+fn default_database() -> String {
+    "lambda-gha-controller.db".to_owned()
 }
 
 #[derive(Deserialize)]
@@ -446,7 +446,8 @@ impl File {
         Ok(ControllerConfig {
             name: self.name,
             listen,
-            database: self.database,
+            database: crate::store::Database::parse(&self.database)
+                .map_err(|e| format!("`database`: {e}"))?,
             github,
             provider,
             timing,

@@ -27,6 +27,15 @@ pub enum ControllerError {
         /// What failed.
         message: String,
     },
+    /// A launch was refused: this replica's term (`epoch`) is no longer the current one
+    /// (another replica leads now).
+    #[error(
+        "this replica no longer leads (its term {epoch} ended): another replica decides launches now"
+    )]
+    NotLeading {
+        /// The term this replica held.
+        epoch: i64,
+    },
     /// The listening socket could not be opened.
     #[error("cannot listen on {address}: {message}")]
     Listen {

@@ -5,7 +5,8 @@
 //! - [`webhook`]: deliveries, their HMAC signatures, the payload's fields.
 //! - [`app`]: GitHub as an App installation (JWT → installation tokens) or a token.
 //! - [`config`]: `controller.toml`, its pools.
-//! - [`store`]: the state in SQLite (deliveries, jobs, launches, decisions).
+//! - [`store`]: the state (deliveries, jobs, launches, decisions) in SQLite, or in PostgreSQL
+//!   for several replicas; [`pacing`]: launches paced across replicas.
 //! - [`reconcile`]: the loops that turn demand into machines and back.
 //! - [`server`]: the HTTP routes; [`status`]: the page, `/status.json`, `/metrics`.
 
@@ -15,6 +16,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod pacing;
 pub mod reconcile;
 pub mod server;
 pub mod status;
@@ -25,7 +27,7 @@ pub use app::{AppKey, GitHubSource};
 pub use config::{ControllerConfig, Pool};
 pub use error::ControllerError;
 pub use reconcile::{BootTemplate, Controller, Parts};
-pub use store::Store;
+pub use store::{Database, PgStore, SqliteStore, Store};
 pub use webhook::WebhookSecret;
 
 /// Serves `controller` on `listener` and runs its loops until `shutdown` turns true.

@@ -1,11 +1,10 @@
 //! What the controller counts in memory (the rest of `/metrics` comes from the store):
-//! deliveries by outcome, and the time from a delivery to the decision it led to.
+//! deliveries by outcome, and the time from a delivery (received by any replica) to the
+//! decision pass that read it.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 /// How many latency samples are kept for the quantiles: the latest, in a ring.
 const SAMPLES: usize = 1 << 16;
@@ -16,8 +15,6 @@ pub struct Metrics {
     deliveries: Mutex<BTreeMap<&'static str, u64>>,
     launches: Mutex<BTreeMap<String, u64>>,
     failures: Mutex<BTreeMap<String, u64>>,
-    /// The earliest delivery no decision has followed yet.
-    pending: Mutex<Option<Instant>>,
     latency: Mutex<Latency>,
 }
 
@@ -58,15 +55,6 @@ impl Metrics {
     /// Launches decided and failed by this process, per pool.
     pub fn launches(&self) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
         (lock(&self.launches).clone(), lock(&self.failures).clone())
-    }
-
-    /// Notes that a delivery arrived now and awaits a decision.
-    pub(crate) fn delivery_pending(&self) {
-        lock(&self.pending).get_or_insert_with(Instant::now);
-    }
-
-    pub(crate) fn take_pending(&self) -> Option<Instant> {
-        lock(&self.pending).take()
     }
 
     pub(crate) fn record_decision_latency(&self, latency: Duration) {

@@ -31,7 +31,8 @@ use tokio::time::Instant;
 use crate::app::GitHubSource;
 use crate::config::{ControllerConfig, Pool};
 use crate::metrics::Metrics;
-use crate::store::{JobRecord, JobStatus, Launch, LaunchState, Millis, Store, now_millis};
+use crate::pacing::PacedProvider;
+use crate::store::{JobRecord, JobStatus, Launch, LaunchState, Millis, Store, Term, now_millis};
 
 /// The boot settings every machine of a pool gets before the pool's own (lifetime, user
 /// script, GPU gate): where the agent and the runner come from, the provider key for
@@ -43,7 +44,7 @@ pub struct Parts {
     /// The configuration.
     pub config: ControllerConfig,
     /// The state.
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     /// The cloud.
     pub provider: Arc<dyn CloudProvider>,
     /// GitHub: a token's client, or an App's, refreshed.
@@ -52,12 +53,21 @@ pub struct Parts {
     pub boot: BootTemplate,
     /// How to read a failed machine's boot log.
     pub access: MachineAccess,
+    /// The shortest interval between two launches on the provider's account, in the time its
+    /// API runs on: replicas sharing a store keep their launches this far apart.
+    pub launch_interval: Duration,
 }
 
 /// The controller's shared state.
 pub(crate) struct Inner {
     pub(crate) config: ControllerConfig,
-    pub(crate) store: Store,
+    pub(crate) store: Arc<dyn Store>,
+    /// This replica's name in the lease.
+    replica: String,
+    /// This replica's term, while it leads the loops.
+    pub(crate) leading: Mutex<Option<Term>>,
+    /// Tasks ending launches, for [`Controller::kill`] and a lost lease.
+    ending_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     provider: Arc<dyn CloudProvider>,
     github: GitHubSource,
     boot: BootTemplate,
@@ -94,6 +104,35 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How often a replica that does not lead asks for the lead.
+const LEAD_RETRY: Duration = Duration::from_secs(1);
+/// How often the leader renews its lease.
+const RENEW_EVERY: Duration = Duration::from_millis(500);
+/// The leader stops its loops when the lease has not been renewed for this long (a shared
+/// store's takeover comes later: [`crate::store::TAKE_OVER_AFTER`]).
+const STEP_DOWN_AFTER: Duration = crate::store::STEP_DOWN_AFTER;
+
+/// Aborts tasks when dropped (a term's loops end with it, however it ends).
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.abort();
+        }
+    }
+}
+
+/// This process's name in the lease: host and process id.
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
 /// How many more machines costing `hourly` dollars an hour fit under a daily `cap` when
 /// `committed` dollars are spent or promised (today's cost so far and the next hour of every
 /// live machine): each new machine must fit an hour of its own.
@@ -122,8 +161,15 @@ impl Controller {
         Controller {
             inner: Arc::new(Inner {
                 config: parts.config,
-                store: parts.store,
-                provider: parts.provider,
+                store: parts.store.clone(),
+                replica: replica_name(),
+                leading: Mutex::new(None),
+                ending_tasks: Mutex::new(Vec::new()),
+                provider: Arc::new(PacedProvider::new(
+                    parts.provider,
+                    parts.store.clone(),
+                    parts.launch_interval,
+                )),
                 github: parts.github,
                 boot: parts.boot,
                 access: parts.access,
@@ -142,8 +188,13 @@ impl Controller {
     }
 
     /// The state.
-    pub fn store(&self) -> &Store {
-        &self.inner.store
+    pub fn store(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
+    /// This replica's term, while it leads the reconcile loops.
+    pub fn leading(&self) -> Option<Term> {
+        *lock(&self.inner.leading)
     }
 
     /// What this process counted.
@@ -162,36 +213,131 @@ impl Controller {
         for handle in lock(&self.inner.loops).drain(..) {
             handle.abort();
         }
+        self.stop_work();
+    }
+
+    /// Aborts the launches in flight and the ends under way, and forgets what this replica
+    /// held in memory about them: whoever leads next picks them up from the store
+    /// (`recover`, `observe`).
+    fn stop_work(&self) {
         for (_, task) in lock(&self.inner.tasks).drain() {
             task.abort();
         }
+        for handle in lock(&self.inner.ending_tasks).drain(..) {
+            handle.abort();
+        }
+        lock(&self.inner.ending).clear();
+        lock(&self.inner.paused).clear();
+        lock(&self.inner.notes).clear();
     }
 
-    /// Runs the loops until `shutdown` turns true. Launches this process left half-done when
-    /// it was killed are ended first (their machines found by label), so nothing leaks and
-    /// the demand they served is launched again.
+    /// Runs until `shutdown` turns true: waits for this replica's turn to lead (at once on a
+    /// store only it uses), then runs the loops until the term is lost or `shutdown` comes.
+    /// Launches a previous leader left half-done are ended or adopted first (`recover`), so
+    /// nothing leaks and the demand they served is launched again.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let replica = self.inner.replica.clone();
+        while let Some(term) = self.wait_to_lead(&replica, &mut shutdown).await {
+            *lock(&self.inner.leading) = Some(term);
+            tracing::info!(replica, epoch = term.epoch, "leading the reconcile loops");
+            let shut = self.lead(shutdown.clone()).await;
+            *lock(&self.inner.leading) = None;
+            self.stop_work();
+            self.inner.store.resign().await;
+            if shut {
+                return;
+            }
+            tracing::warn!(
+                replica,
+                epoch = term.epoch,
+                "lost the lead: loops stopped, standing by"
+            );
+        }
+    }
+
+    /// Asks the store for the lead every [`LEAD_RETRY`] until it is granted; `None` on
+    /// shutdown.
+    async fn wait_to_lead(
+        &self,
+        replica: &str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Term> {
+        loop {
+            if *shutdown.borrow() {
+                return None;
+            }
+            match self.inner.store.lead(replica).await {
+                Ok(Some(term)) => return Some(term),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cannot ask the store for the lead"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(LEAD_RETRY) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// One term: the loops, until `shutdown` (`true`) or the lease is lost (`false`).
+    async fn lead(&self, mut shutdown: watch::Receiver<bool>) -> bool {
+        let (lost_tx, mut lost) = watch::channel(false);
+        let renewal = tokio::spawn(self.clone().renew_loop(lost_tx));
+        let shut = tokio::select! {
+            shut = self.lead_loops(shutdown.clone()) => shut,
+            _ = lost.changed() => false,
+            _ = shutdown.changed() => true,
+        };
+        renewal.abort();
+        shut || *shutdown.borrow_and_update()
+    }
+
+    async fn lead_loops(&self, mut shutdown: watch::Receiver<bool>) -> bool {
         self.recover().await;
         let observe = tokio::spawn(self.clone().observe_loop(shutdown.clone()));
         let poll = tokio::spawn(self.clone().poll_loop(shutdown.clone()));
-        lock(&self.inner.loops).extend([observe.abort_handle(), poll.abort_handle()]);
+        let _stop = AbortOnDrop(vec![observe.abort_handle(), poll.abort_handle()]);
         let every = self.inner.config.timing.reconcile_every;
+        let elsewhere = self.inner.store.wakeups().unwrap_or_default();
         loop {
             self.decide().await;
             tokio::select! {
                 () = self.inner.wake.notified() => {}
+                () = elsewhere.notified() => {}
                 () = tokio::time::sleep(every) => {}
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
-                break;
+                return true;
             }
         }
-        observe.abort();
-        poll.abort();
-        // Launches in flight stop where they are; the next start ends them (`recover`).
-        for (_, task) in lock(&self.inner.tasks).drain() {
-            task.abort();
+    }
+
+    /// Renews the lease every [`RENEW_EVERY`]; says `lost` when the store refuses it or has
+    /// not confirmed it for [`STEP_DOWN_AFTER`] (then another replica may take over soon, and
+    /// this one must have stopped by then).
+    async fn renew_loop(self, lost: watch::Sender<bool>) {
+        let mut renewed = Instant::now();
+        loop {
+            tokio::time::sleep(RENEW_EVERY).await;
+            let left = STEP_DOWN_AFTER.saturating_sub(renewed.elapsed());
+            match tokio::time::timeout(left, self.inner.store.renew()).await {
+                Ok(Ok(true)) => renewed = Instant::now(),
+                Ok(Ok(false)) => {
+                    tracing::warn!("the store says another replica leads now");
+                    let _ = lost.send(true);
+                    return;
+                }
+                Ok(Err(error)) => tracing::warn!(%error, "could not renew the lead"),
+                Err(_) => {}
+            }
+            if renewed.elapsed() >= STEP_DOWN_AFTER {
+                tracing::warn!(
+                    "the lead not renewed for {}s: stepping down before another replica takes over",
+                    STEP_DOWN_AFTER.as_secs()
+                );
+                let _ = lost.send(true);
+                return;
+            }
         }
     }
 
@@ -216,26 +362,27 @@ impl Controller {
         }
     }
 
-    fn note(&self, pool: Option<&str>, text: &str) {
-        if let Err(error) = self.inner.store.decide(pool, text, now_millis()) {
+    async fn note(&self, pool: Option<&str>, text: &str) {
+        if let Err(error) = self.inner.store.decide(pool, text, now_millis()).await {
             tracing::error!(%error, "could not record a decision");
         }
     }
 
     /// Notes `text` for `pool` unless it is what the pool's last note said.
-    fn note_once(&self, pool: &str, text: &str) {
-        let mut notes = lock(&self.inner.notes);
-        if notes.get(pool).map(String::as_str) != Some(text) {
-            notes.insert(pool.to_owned(), text.to_owned());
-            drop(notes);
-            self.note(Some(pool), text);
+    async fn note_once(&self, pool: &str, text: &str) {
+        let fresh = {
+            let mut notes = lock(&self.inner.notes);
+            notes.insert(pool.to_owned(), text.to_owned()).as_deref() != Some(text)
+        };
+        if fresh {
+            self.note(Some(pool), text).await;
         }
     }
 
     /// Ends the launches a killed controller left launching: their provision tasks died
     /// with it.
     async fn recover(&self) {
-        let live = match self.inner.store.live_launches() {
+        let live = match self.inner.store.live_launches().await {
             Ok(live) => live,
             Err(error) => {
                 tracing::error!(%error, "cannot read the launches to recover");
@@ -283,14 +430,19 @@ impl Controller {
             return;
         };
         let now = now_millis();
-        if let Err(error) = self.inner.store.launch_running(
-            &launch.label,
-            machine.id.as_str(),
-            &machine.instance_type,
-            &machine.region,
-            machine.price_cents_per_hour,
-            now,
-        ) {
+        if let Err(error) = self
+            .inner
+            .store
+            .launch_running(
+                &launch.label,
+                machine.id.as_str(),
+                &machine.instance_type,
+                &machine.region,
+                machine.price_cents_per_hour,
+                now,
+            )
+            .await
+        {
             tracing::error!(%error, "could not record an adopted launch");
         }
         self.note(
@@ -299,26 +451,37 @@ impl Controller {
                 "{}: adopted after a restart (a runner of it has a job, or GitHub could not say) on {} ({})",
                 launch.label, machine.instance_type, machine.id
             ),
-        );
+        ).await;
     }
 
-    /// One decision pass over every pool.
+    /// One decision pass over every pool. The deliveries it reads are claimed first, and
+    /// their time from receipt (by any replica) to the pass's end is the decision latency.
     pub async fn decide(&self) {
-        let pending = self.inner.metrics.take_pending();
+        let received = match self.inner.store.claim_deliveries(now_millis()).await {
+            Ok(received) => received,
+            Err(error) => {
+                tracing::error!(%error, "could not claim the new deliveries");
+                Vec::new()
+            }
+        };
         if let Err(error) = self.decide_pools().await {
             tracing::error!(%error, "could not decide");
         }
-        if let Some(since) = pending {
-            self.inner.metrics.record_decision_latency(since.elapsed());
+        let now = now_millis();
+        for at in received {
+            let waited = u64::try_from(now.saturating_sub(at)).unwrap_or(0);
+            self.inner
+                .metrics
+                .record_decision_latency(Duration::from_millis(waited));
         }
         *lock(&self.inner.last_decision) = Some(Instant::now());
     }
 
     async fn decide_pools(&self) -> Result<(), crate::ControllerError> {
         let now = now_millis();
-        let queued = self.inner.store.queued_by_pool()?;
-        let live = self.inner.store.live_launches()?;
-        let finished = self.inner.store.finished_runners()?;
+        let queued = self.inner.store.queued_by_pool().await?;
+        let live = self.inner.store.live_launches().await?;
+        let finished = self.inner.store.finished_runners().await?;
         for pool in &self.inner.config.pools {
             let mine: Vec<&Launch> = live.iter().filter(|l| l.pool == pool.name).collect();
             // Machines whose every runner ran its job to the end: their agents end them; the
@@ -373,7 +536,7 @@ impl Controller {
         let price = self.price_of(pool).await;
         let affordable = match (pool.daily_cost_cap_usd, price) {
             (Some(cap), Some(cents)) => {
-                let (spent, committed) = self.spent_today(&pool.name, now)?;
+                let (spent, committed) = self.spent_today(&pool.name, now).await?;
                 affordable_machines(cap, spent + committed, f64::from(cents) / 100.0)
             }
             _ => usize::MAX,
@@ -381,19 +544,17 @@ impl Controller {
         let count = wanted.min(room).min(affordable);
         for _ in 0..count {
             let label = new_label(&pool.name);
-            self.inner.store.new_launch(
-                &label,
-                &pool.name,
-                pool.runners_per_machine,
-                price,
-                now,
-            )?;
+            self.inner
+                .store
+                .new_launch(&label, &pool.name, pool.runners_per_machine, price, now)
+                .await?;
             self.note(
                 Some(&pool.name),
                 &format!(
                     "launch {label}: {demand} job(s) queued, {supply} runner(s) free or booting"
                 ),
-            );
+            )
+            .await;
             self.inner.metrics.count_launch(&pool.name);
             let task = tokio::spawn(self.clone().launch(pool.clone(), label.clone()));
             lock(&self.inner.tasks).insert(label, task);
@@ -411,7 +572,7 @@ impl Controller {
                     pool.max_machines
                 )
             };
-            self.note_once(&pool.name, &why);
+            self.note_once(&pool.name, &why).await;
         } else {
             lock(&self.inner.notes).remove(&pool.name);
         }
@@ -501,14 +662,19 @@ impl Controller {
                     c.offering(&placed.instance_type)
                         .map(|o| o.price_cents_per_hour)
                 });
-                if let Err(error) = self.inner.store.launch_running(
-                    &label,
-                    &placed.instance_id,
-                    &placed.instance_type,
-                    &placed.region,
-                    price,
-                    now,
-                ) {
+                if let Err(error) = self
+                    .inner
+                    .store
+                    .launch_running(
+                        &label,
+                        &placed.instance_id,
+                        &placed.instance_type,
+                        &placed.region,
+                        price,
+                        now,
+                    )
+                    .await
+                {
                     tracing::error!(%error, "could not record a launch");
                 }
                 self.note(
@@ -520,13 +686,15 @@ impl Controller {
                         placed.instance_id,
                         started.elapsed().as_secs_f64()
                     ),
-                );
+                )
+                .await;
             }
             Err(reason) => {
-                if let Err(error) =
-                    self.inner
-                        .store
-                        .end_launch(&label, LaunchState::Failed, &reason, now)
+                if let Err(error) = self
+                    .inner
+                    .store
+                    .end_launch(&label, LaunchState::Failed, &reason, now)
+                    .await
                 {
                     tracing::error!(%error, "could not record a failed launch");
                 }
@@ -541,7 +709,8 @@ impl Controller {
                         "{label} failed, cleaned up: {}",
                         reason.lines().next().unwrap_or_default()
                     ),
-                );
+                )
+                .await;
             }
         }
         lock(&self.inner.tasks).remove(&label);
@@ -575,7 +744,7 @@ impl Controller {
                     let taken = self
                         .inner
                         .store
-                        .launch(label)
+                        .launch(label).await
                         .ok()
                         .flatten()
                         .is_some_and(|l| l.runners_used > 0);
@@ -654,9 +823,9 @@ impl Controller {
             lock(&this.inner.ending).remove(&launch.label);
             this.inner.wake.notify_one();
         });
-        let mut loops = lock(&self.inner.loops);
-        loops.retain(|handle| !handle.is_finished());
-        loops.push(task.abort_handle());
+        let mut tasks = lock(&self.inner.ending_tasks);
+        tasks.retain(|handle| !handle.is_finished());
+        tasks.push(task.abort_handle());
     }
 
     /// Ends `launch`: stops its provisioning if it is still launching, terminates its machine
@@ -667,15 +836,17 @@ impl Controller {
         if let Some(task) = lock(&self.inner.tasks).remove(&launch.label) {
             task.abort();
         }
-        if let Err(error) =
-            self.inner
-                .store
-                .end_launch(&launch.label, LaunchState::Ending, why, now)
+        if let Err(error) = self
+            .inner
+            .store
+            .end_launch(&launch.label, LaunchState::Ending, why, now)
+            .await
         {
             tracing::error!(%error, "could not record an ending launch");
         }
         if launch.state != LaunchState::Ending {
-            self.note(Some(&launch.pool), &format!("end {}: {why}", launch.label));
+            self.note(Some(&launch.pool), &format!("end {}: {why}", launch.label))
+                .await;
         }
         let Ok(naming) = RunnerNaming::with_label(&launch.label) else {
             return;
@@ -689,10 +860,11 @@ impl Controller {
             .cleanup(&naming, &machines)
             .await;
         if report.not_terminated.is_empty() {
-            if let Err(error) =
-                self.inner
-                    .store
-                    .end_launch(&launch.label, LaunchState::Ended, why, now_millis())
+            if let Err(error) = self
+                .inner
+                .store
+                .end_launch(&launch.label, LaunchState::Ended, why, now_millis())
+                .await
             {
                 tracing::error!(%error, "could not record an ended launch");
             }
@@ -749,9 +921,13 @@ impl Controller {
 
     /// What `pool` cost since the start of the UTC day, and the next hour of its live
     /// machines (what it is committed to unless they end).
-    fn spent_today(&self, pool: &str, now: Millis) -> Result<(f64, f64), crate::ControllerError> {
+    async fn spent_today(
+        &self,
+        pool: &str,
+        now: Millis,
+    ) -> Result<(f64, f64), crate::ControllerError> {
         let day = now - now.rem_euclid(86_400_000);
-        let launches = self.inner.store.launches_since(day)?;
+        let launches = self.inner.store.launches_since(day).await?;
         let mine = launches.iter().filter(|l| l.pool == pool);
         let spent = mine
             .clone()
@@ -797,7 +973,7 @@ impl Controller {
             },
             None => None,
         };
-        let live = match self.inner.store.live_launches() {
+        let live = match self.inner.store.live_launches().await {
             Ok(live) => live,
             Err(error) => {
                 tracing::error!(%error, "cannot read the launches");
@@ -806,7 +982,8 @@ impl Controller {
         };
         let now = now_millis();
         for launch in &live {
-            self.observe_launch(launch, machines.as_deref(), runners.as_deref(), now);
+            self.observe_launch(launch, machines.as_deref(), runners.as_deref(), now)
+                .await;
         }
         if let Some(machines) = &machines {
             self.reap_orphans(machines, &live).await;
@@ -820,19 +997,23 @@ impl Controller {
             .inner
             .store
             .expire_jobs(now.saturating_sub(expiry), now)
+            .await
         {
             Ok(0) => {}
-            Ok(n) => self.note(
-                None,
-                &format!(
-                    "{n} job(s) queued longer than GitHub keeps a job queued: no longer counted"
-                ),
-            ),
+            Ok(n) => {
+                self.note(
+                    None,
+                    &format!(
+                        "{n} job(s) queued longer than GitHub keeps a job queued: no longer counted"
+                    ),
+                )
+                .await;
+            }
             Err(error) => tracing::error!(%error, "could not expire jobs"),
         }
     }
 
-    fn observe_launch(
+    async fn observe_launch(
         &self,
         launch: &Launch,
         machines: Option<&[Machine]>,
@@ -858,12 +1039,12 @@ impl Controller {
             }
             LaunchState::Running => {
                 if machine == Some(None) {
-                    if let Err(error) = self.inner.store.end_launch(
-                        &launch.label,
-                        LaunchState::Ended,
-                        "its machine ended",
-                        now,
-                    ) {
+                    if let Err(error) = self
+                        .inner
+                        .store
+                        .end_launch(&launch.label, LaunchState::Ended, "its machine ended", now)
+                        .await
+                    {
                         tracing::error!(%error, "could not record an ended launch");
                     }
                     return;
@@ -882,10 +1063,11 @@ impl Controller {
                 let gone = launch.runners.saturating_sub(own.len());
                 let idle = busy == 0 && gone == 0;
                 let idle_since = idle.then(|| launch.idle_since.unwrap_or(now));
-                if let Err(error) =
-                    self.inner
-                        .store
-                        .set_usage(&launch.label, busy + gone, idle_since)
+                if let Err(error) = self
+                    .inner
+                    .store
+                    .set_usage(&launch.label, busy + gone, idle_since)
+                    .await
                 {
                     tracing::error!(%error, "could not record runner usage");
                 }
@@ -933,7 +1115,8 @@ impl Controller {
                 &format!(
                     "reaped machine {id}: tagged by this controller, claimed by no live launch"
                 ),
-            );
+            )
+            .await;
         }
         for (id, error) in failed {
             tracing::warn!(%id, %error, "could not reap a machine");
@@ -950,7 +1133,7 @@ impl Controller {
             if runner.busy {
                 continue;
             }
-            match self.inner.store.launch_state(label) {
+            match self.inner.store.launch_state(label).await {
                 Ok(Some(LaunchState::Ended | LaunchState::Failed)) => {
                     let Some(github) = self.github().await else {
                         return;
@@ -1003,6 +1186,7 @@ impl Controller {
                 .inner
                 .store
                 .record_listing(repository, &records, since, now_millis())
+                .await
             {
                 Ok((0, 0)) => {}
                 Ok((new, stale)) => {
@@ -1010,13 +1194,13 @@ impl Controller {
                         self.note(
                             None,
                             &format!("{repository}: {new} queued job(s) found by listing that no delivery had announced"),
-                        );
+                        ).await;
                     }
                     if stale > 0 {
                         self.note(
                             None,
                             &format!("{repository}: {stale} job(s) no longer queued on GitHub, no delivery had said so"),
-                        );
+                        ).await;
                     }
                     self.inner.wake.notify_one();
                 }

@@ -118,6 +118,7 @@ async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
         .controller
         .store()
         .record_delivery(delivery, record.as_ref(), now_millis())
+        .await
     {
         Ok(Recorded::Duplicate) => {
             metrics.count_delivery("duplicate");
@@ -132,7 +133,6 @@ async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
         }
         Ok(Recorded::New) => {
             metrics.count_delivery("accepted");
-            metrics.delivery_pending();
             app.controller.inner.wake.notify_one();
             answer(StatusCode::ACCEPTED, "recorded")
         }
@@ -148,7 +148,7 @@ async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    match Status::read(&app.controller) {
+    match Status::read(&app.controller).await {
         Ok(status) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
             status.prometheus(&app.controller),
@@ -160,16 +160,22 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     let every = app.controller.config().timing.reconcile_every;
-    let deciding = app
+    let decided_lately = app
         .controller
         .inner
         .last_decision
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .is_some_and(|at| at.elapsed() < every * 3 + std::time::Duration::from_secs(5));
-    match app.controller.store().schema_version() {
-        Ok(_) if deciding => answer(StatusCode::OK, "ok"),
-        Ok(_) => answer(
+    let leading = app.controller.leading();
+    match app.controller.store().check().await {
+        // A replica that does not lead still records deliveries and serves the status: a
+        // load balancer keeps sending it webhooks.
+        Ok(()) if leading.is_none() => {
+            answer(StatusCode::OK, "ok: standing by (another replica leads)")
+        }
+        Ok(()) if decided_lately => answer(StatusCode::OK, "ok: leading"),
+        Ok(()) => answer(
             StatusCode::SERVICE_UNAVAILABLE,
             "the reconcile loop has not decided lately",
         ),
@@ -178,14 +184,14 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn status_json(State(app): State<Arc<App>>) -> Response {
-    match Status::read(&app.controller) {
+    match Status::read(&app.controller).await {
         Ok(status) => axum::Json(status.json()).into_response(),
         Err(error) => answer(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
     }
 }
 
 async fn status_page(State(app): State<Arc<App>>) -> Response {
-    match Status::read(&app.controller) {
+    match Status::read(&app.controller).await {
         Ok(status) => Html(status.html()).into_response(),
         Err(error) => answer(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
     }

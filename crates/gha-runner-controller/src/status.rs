@@ -72,12 +72,12 @@ const DECISIONS_SHOWN: usize = 25;
 
 impl Status {
     /// Reads the controller's state now.
-    pub fn read(controller: &Controller) -> Result<Status, ControllerError> {
+    pub async fn read(controller: &Controller) -> Result<Status, ControllerError> {
         let store = controller.store();
         let now = now_millis();
-        let queued = store.queued_by_pool()?;
-        let live = store.live_launches()?;
-        let totals = store.launch_totals()?;
+        let queued = store.queued_by_pool().await?;
+        let live = store.live_launches().await?;
+        let totals = store.launch_totals().await?;
         let pools = controller
             .config()
             .pools
@@ -127,9 +127,9 @@ impl Status {
             name: controller.config().name.clone(),
             pools,
             machines,
-            decisions: store.recent_decisions(DECISIONS_SHOWN)?,
-            jobs: store.jobs_by_status()?,
-            cost_usd: store.total_cost_usd(now)?,
+            decisions: store.recent_decisions(DECISIONS_SHOWN).await?,
+            jobs: store.jobs_by_status().await?,
+            cost_usd: crate::store::total_cost_usd(store, now).await?,
         })
     }
 

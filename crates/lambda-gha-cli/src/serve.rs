@@ -7,7 +7,7 @@ use std::sync::Arc;
 use gha_runner_controller::config::{GitHubAuth, ProviderSettings};
 use gha_runner_controller::{
     AppKey, BootTemplate, Controller, ControllerConfig, ControllerError, GitHubSource, Parts,
-    Store, WebhookSecret,
+    WebhookSecret,
 };
 use gha_runner_core::agent_config::AgentTimings;
 use gha_runner_core::boot_log::MachineAccess;
@@ -45,11 +45,12 @@ fn secret(env: Env<'_>, variable: &str, why: &str) -> Result<SecretString, CliEr
         })
 }
 
-/// The provider the configuration names, with its key from the environment.
+/// The provider the configuration names, with its key from the environment, and its launch
+/// interval in the time its API runs on (a simulator's is scaled).
 fn provider(
     settings: &ProviderSettings,
     env: Env<'_>,
-) -> Result<(Arc<dyn CloudProvider>, SecretString), CliError> {
+) -> Result<(Arc<dyn CloudProvider>, SecretString, std::time::Duration), CliError> {
     let key = secret(env, &settings.api_key_env, "the cloud provider's API key")?;
     let scale = lambda_cloud::TimeScale::from_env(env).map_err(CliError::TimeScale)?;
     let provider: Arc<dyn CloudProvider> = if settings.name == "runpod" {
@@ -70,7 +71,11 @@ fn provider(
         }
         Arc::new(gha_runner_lambda::LambdaProvider::new(builder.build()?))
     };
-    Ok((provider, key))
+    let interval = provider
+        .capabilities()
+        .launch_interval
+        .div_f64(scale.factor());
+    Ok((provider, key, interval))
 }
 
 /// The boot settings of every machine: this version's agent from the configuration, the
@@ -109,9 +114,10 @@ fn boot_template(
     }))
 }
 
-/// The controller `config` describes, its secrets read from `env`. Every missing secret is
-/// named before anything starts.
-pub fn controller(config: ControllerConfig, env: Env<'_>) -> Result<Serving, CliError> {
+/// The controller `config` describes, its secrets read from `env` (`PGPASSWORD` too, for a
+/// PostgreSQL store). Every missing secret is named before anything starts; the store is
+/// opened (and its schema brought up to date) last.
+pub async fn controller(config: ControllerConfig, env: Env<'_>) -> Result<Serving, CliError> {
     let webhook = secret(
         env,
         &config.github.webhook_secret_env,
@@ -145,9 +151,12 @@ pub fn controller(config: ControllerConfig, env: Env<'_>) -> Result<Serving, Cli
             )
         }
     };
-    let (provider, key) = provider(&config.provider, env)?;
+    let (provider, key, launch_interval) = provider(&config.provider, env)?;
     let boot = boot_template(&config, provider.as_ref(), key)?;
-    let store = Store::open(&config.database)?;
+    let password = env("PGPASSWORD")
+        .filter(|p| !p.is_empty())
+        .map(SecretString::from);
+    let store = config.database.open(password.as_ref()).await?;
     Ok(Serving {
         controller: Controller::new(Parts {
             config,
@@ -158,6 +167,7 @@ pub fn controller(config: ControllerConfig, env: Env<'_>) -> Result<Serving, Cli
             access: MachineAccess::Unavailable {
                 why: "the controller does not log in to machines".to_owned(),
             },
+            launch_interval,
         }),
         secret: WebhookSecret::new(&webhook),
     })

@@ -8,9 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gha_runner_controller::{
-    Controller, ControllerConfig, GitHubSource, Parts, Store, WebhookSecret,
-};
+use gha_runner_controller::{Controller, ControllerConfig, GitHubSource, Parts, WebhookSecret};
 use gha_runner_core::agent_config::AgentTimings;
 use gha_runner_core::boot_log::MachineAccess;
 use gha_runner_core::boot_script::{AgentDownload, AgentSource, RunnerPrivileges};
@@ -131,7 +129,11 @@ async fn run(ui: Ui, dir: &std::path::Path) -> Result<ServeDemoReport, String> {
          registration_timeout = \"1m\"\nfailed_launch_pause = \"2s\"\n{POOLS}",
         dir.join("state.db").display().to_string()
     ))?;
-    let store = Store::open(&config.database).map_err(|e| e.to_string())?;
+    let store = config
+        .database
+        .open(None)
+        .await
+        .map_err(|e| e.to_string())?;
     let client = sim.client().map_err(|e| e.to_string())?;
     let gh = GitHub::new(
         &SecretString::from("demo-token"),
@@ -152,6 +154,7 @@ async fn run(ui: Ui, dir: &std::path::Path) -> Result<ServeDemoReport, String> {
         access: MachineAccess::Unavailable {
             why: "simulated machines".to_owned(),
         },
+        launch_interval: std::time::Duration::from_secs(12).div_f64(TIME_SCALE.factor()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -221,7 +224,11 @@ async fn follow(ui: &Ui, controller: &Controller, github: &FakeGitHub, sim: &Sim
     let mut all = Vec::new();
     let until = Instant::now() + Duration::from_secs(120);
     loop {
-        let mut fresh = controller.store().recent_decisions(50).unwrap_or_default();
+        let mut fresh = controller
+            .store()
+            .recent_decisions(50)
+            .await
+            .unwrap_or_default();
         fresh.reverse();
         for decision in fresh {
             if seen.insert((decision.at, decision.text.clone())) {

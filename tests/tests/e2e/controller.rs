@@ -81,7 +81,7 @@ async fn a_burst_of_50_jobs_over_two_pools_runs_every_job_and_leaves_nothing() {
         (50..=56).contains(&launched),
         "one machine per job, and a few a cancelled demand ended: {launched}"
     );
-    let store = rig.controller().store();
+    let store = rig.store();
     println!(
         "50 jobs: {launched} machines launched, {} deliveries sent; decisions: {:#?}",
         rig.deliveries.sent(),
@@ -123,7 +123,7 @@ async fn with_30_percent_of_webhooks_lost_every_job_still_runs() {
         .queue_workflow(jobs("lossy", 16, &["self-hosted", "gpu-a10"], 30));
     assert_settled(&rig, 16).await;
     assert!(rig.deliveries.dropped() > 0, "some deliveries were lost");
-    let store = rig.controller().store();
+    let store = rig.store();
     assert!(
         store.decisions_containing("found by listing").unwrap() > 0,
         "the listing recovered lost jobs"
@@ -142,7 +142,7 @@ async fn ten_thousand_duplicate_deliveries_launch_nothing_more() {
     rig.github
         .queue_workflow(jobs("dup", 4, &["self-hosted", "gpu-a100"], 20));
     assert_settled(&rig, 4).await;
-    let store = rig.controller().store();
+    let store = rig.store();
     let (launched, recorded) = (rig.launched(), store.deliveries().unwrap());
     let made = rig.deliveries.made();
     assert_eq!(
@@ -274,7 +274,7 @@ async fn bad_deliveries_are_refused_with_their_status_and_leave_no_trace() {
         "{text}"
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let store = rig.controller().store();
+    let store = rig.store();
     assert_eq!(store.deliveries().unwrap(), 0, "nothing stored");
     assert!(store.jobs_by_status().unwrap().is_empty());
     assert_eq!(rig.launched(), 0, "nothing launched");
@@ -321,7 +321,7 @@ async fn jobs_cancelled_before_their_machines_boot_get_those_machines_terminated
     assert!(ended, "{} still billing", rig.billing());
     assert_eq!(rig.launched(), 3, "nothing launched in their place");
     assert!(rig.github.runners().is_empty(), "{:?}", rig.github.names());
-    let store = rig.controller().store();
+    let store = rig.store();
     assert_eq!(
         store
             .decisions_containing("no queued job needs it any more (it was booting)")
@@ -380,7 +380,7 @@ async fn no_capacity_for_a_pools_first_type_falls_back_and_a_full_pool_makes_job
         "every machine on the fallback type"
     );
     assert_eq!(peak_machines(&rig, "gpu_1x"), 2, "the pool's max");
-    let store = rig.controller().store();
+    let store = rig.store();
     assert!(
         store
             .decisions_containing("the pool is at its 2 machine(s)")
@@ -523,7 +523,7 @@ async fn a_pool_at_its_daily_cost_cap_makes_jobs_wait_and_runs_them_as_machines_
         .queue_workflow(jobs("capped", 5, &["self-hosted", "gpu-a10"], 30));
     assert_settled(&rig, 5).await;
     assert_eq!(peak_machines(&rig, "gpu_1x"), 2, "the cap's two machines");
-    let store = rig.controller().store();
+    let store = rig.store();
     assert!(
         store
             .decisions_containing("the pool's daily cost cap of $1.70 is reached")
@@ -569,7 +569,7 @@ async fn a_launch_left_launching_without_its_task_stops_counting_and_the_job_run
     while lambda_gha_tests::http_get(&health).await.unwrap().0 != 200 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let store = rig.controller().store();
+    let store = rig.store();
     // As if its task had ended 200 s ago without recording how (the rig's registration
     // timeout is 60 s): it would count as a booting machine for the job below forever.
     let long_ago = gha_runner_controller::store::now_millis() - 200_000;

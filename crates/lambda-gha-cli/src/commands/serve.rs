@@ -5,11 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use gha_runner_controller::ControllerConfig;
+use gha_runner_controller::{ControllerConfig, Database};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
+    /// Where the state lives, over the file's `database`: a SQLite file, or
+    /// `postgres://user@host:5432/dbname` for several replicas behind a load balancer (the
+    /// password, if any, in PGPASSWORD).
+    #[arg(long, value_name = "PATH_OR_URL")]
+    database: Option<String>,
     /// The whole loop offline: the embedded simulator, a fake GitHub sending signed webhooks
     /// for a small workflow, and the controller with its status page; nothing to set up.
     #[cfg(feature = "simulator")]
@@ -33,9 +38,13 @@ pub(crate) async fn serve(
         "`serve` needs its configuration: `lambda-gha serve --config controller.toml` \
          (README, \"Just change runs-on\")",
     )?;
-    let config = ControllerConfig::load(path)?;
+    let mut config = ControllerConfig::load(path)?;
+    if let Some(database) = &args.database {
+        config.database =
+            Database::parse(database).map_err(|e| anyhow::anyhow!("--database: {e}"))?;
+    }
     let listen = config.listen;
-    let serving = lambda_gha_cli::serve::controller(config, &super::env)?;
+    let serving = lambda_gha_cli::serve::controller(config, &super::env).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
