@@ -17,6 +17,7 @@ mod dist;
 mod function_length;
 mod lint;
 mod modules;
+mod postgres;
 mod rootfs;
 
 const USAGE: &str = "\
@@ -24,12 +25,15 @@ usage: cargo xtask <command>
 
 commands:
   ci                      install missing tools, then fmt, clippy, workflow lints, all tests,
-                          e2e and package checks
+                          e2e and package checks (PostgreSQL: DATABASE_URL, or a throwaway
+                          cluster)
   e2e [--faults]          run the workspace end-to-end suite (tests/); with --faults, the
                           fault matrix instead (docs/fault-matrix.md)
   rootfs                  build the Debian root filesystem machines boot from as root in
                           the e2e suite and the fault matrix (cached in target/)
   lint                    actionlint and zizmor over the workflows and action.yml
+  postgres COMMAND...     run COMMAND with DATABASE_URL set: the server there already, or a
+                          throwaway PostgreSQL cluster, stopped afterwards
   dist [--target TRIPLE]  release binaries and SHA256SUMS under target/dist
   bench [NAME...] [--link RATE,RTT]  benchmarks with ratios against in-run baselines (action, transfer; --link 100mbit,30ms, 1gbit,5ms or loopback)
 ";
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
             true
         }),
         Some("dist") => dist::dist(&args[1..]),
+        Some("postgres") => postgres::with_server(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
@@ -88,11 +93,24 @@ struct Step {
 
 struct Run {
     steps: Vec<Step>,
+    /// Set for every command of the run (the test database's URL).
+    env: Vec<(String, String)>,
 }
 
 impl Run {
     fn new() -> Self {
-        Run { steps: Vec::new() }
+        Run {
+            steps: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// A run whose commands reach `postgres` at `DATABASE_URL`.
+    fn with_database(postgres: &postgres::Server) -> Self {
+        let mut run = Run::new();
+        run.env
+            .push(("DATABASE_URL".to_owned(), postgres.url.clone()));
+        run
     }
 
     /// Runs `cargo <args>` at the workspace root as a named step.
@@ -109,6 +127,7 @@ impl Run {
 
     fn command(&mut self, name: &'static str, command: &mut Command) -> bool {
         println!("\n==> {name}");
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let started = Instant::now();
         let ok = match command.status() {
             Ok(status) => status.success(),
@@ -172,7 +191,8 @@ fn ci() -> Result<bool> {
     let started = Instant::now();
     install_system_tools()?;
     let rootfs = rootfs::ensure()?;
-    let mut run = Run::new();
+    let postgres = postgres::ensure()?;
+    let mut run = Run::with_database(&postgres);
     run.cargo("cargo fmt --check", &["fmt", "--all", "--check"]);
     run.cargo(
         "cargo clippy (all targets, -D warnings)",
@@ -247,7 +267,8 @@ fn ci() -> Result<bool> {
 
 fn e2e(args: &[String]) -> Result<bool> {
     let rootfs = rootfs::ensure()?;
-    let mut run = Run::new();
+    let postgres = postgres::ensure()?;
+    let mut run = Run::with_database(&postgres);
     if args.iter().any(|a| a == "--faults") {
         faults_step(&mut run, &rootfs);
     } else {

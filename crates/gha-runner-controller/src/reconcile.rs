@@ -379,8 +379,11 @@ impl Controller {
         }
     }
 
-    /// Ends the launches a killed controller left launching: their provision tasks died
-    /// with it.
+    /// Takes over the launches the last leader left launching (it was killed, or lost the
+    /// lead, and its provision tasks died with it). One whose machine exists is adopted: it
+    /// keeps booting, and `observe` counts it running once its runners are online — no
+    /// second machine is launched for its job. One without a machine had not launched yet:
+    /// its runners are deleted and it is ended, and its demand is launched again.
     async fn recover(&self) {
         let live = match self.inner.store.live_launches().await {
             Ok(live) => live,
@@ -393,65 +396,40 @@ impl Controller {
             if launch.state != LaunchState::Launching {
                 continue;
             }
-            if self.retire_runners(&launch).await {
-                self.end(
-                    &launch,
-                    "the controller restarted while it was being launched",
-                )
-                .await;
-            } else {
-                self.adopt(&launch).await;
+            let machine = match self
+                .inner
+                .provider
+                .list_tagged(tags::RUN, Some(&launch.label))
+                .await
+            {
+                Ok(machines) => machines.into_iter().find(|m| m.state.may_bill()),
+                Err(error) => {
+                    // The stuck-launch guard of `observe` ends it if nobody adopts it.
+                    tracing::warn!(%error, label = %launch.label, "could not look up a launch's machine");
+                    continue;
+                }
+            };
+            match machine {
+                Some(machine) => {
+                    self.note(
+                        Some(&launch.pool),
+                        &format!(
+                            "{}: adopted from the last leader while booting, on {} ({})",
+                            launch.label, machine.instance_type, machine.id
+                        ),
+                    )
+                    .await;
+                }
+                None if self.retire_runners(&launch).await => {
+                    self.end(
+                        &launch,
+                        "the controller restarted while it was being launched, before its machine was",
+                    )
+                    .await;
+                }
+                None => {}
             }
         }
-    }
-
-    /// Takes over a launch whose provisioning died with the last process but whose runners
-    /// could not be retired (one took a job, or GitHub did not answer): its machine, found by
-    /// its label, counts as running, and the idle grace and `observe` take it from there.
-    async fn adopt(&self, launch: &Launch) {
-        let machine = match self
-            .inner
-            .provider
-            .list_tagged(tags::RUN, Some(&launch.label))
-            .await
-        {
-            Ok(machines) => machines.into_iter().find(|m| m.state.may_bill()),
-            Err(error) => {
-                tracing::warn!(%error, "could not look up a launch's machine; trying again later");
-                return;
-            }
-        };
-        let Some(machine) = machine else {
-            self.end(
-                launch,
-                "the controller restarted while it was being launched",
-            )
-            .await;
-            return;
-        };
-        let now = now_millis();
-        if let Err(error) = self
-            .inner
-            .store
-            .launch_running(
-                &launch.label,
-                machine.id.as_str(),
-                &machine.instance_type,
-                &machine.region,
-                machine.price_cents_per_hour,
-                now,
-            )
-            .await
-        {
-            tracing::error!(%error, "could not record an adopted launch");
-        }
-        self.note(
-            Some(&launch.pool),
-            &format!(
-                "{}: adopted after a restart (a runner of it has a job, or GitHub could not say) on {} ({})",
-                launch.label, machine.instance_type, machine.id
-            ),
-        ).await;
     }
 
     /// One decision pass over every pool. The deliveries it reads are claimed first, and
@@ -1076,14 +1054,50 @@ impl Controller {
                 }
             }
             LaunchState::Launching => {
-                // Its task records how it ended; one that ended without a word (its store
-                // write failed) would leave it counted as booting forever.
+                if lock(&self.inner.tasks).contains_key(&launch.label) {
+                    // Its own provision task settles it.
+                    return;
+                }
+                // Adopted from another leader: running once each runner is online or used
+                // (a just-in-time runner is deleted after its job).
+                if let (Some(Some(machine)), Some(runners)) = (machine, runners) {
+                    let prefix = format!("{}-", launch.label);
+                    let own: Vec<&RunnerInfo> = runners
+                        .iter()
+                        .filter(|r| r.name.starts_with(&prefix))
+                        .collect();
+                    let ready = own
+                        .iter()
+                        .filter(|r| r.busy || r.status == "online")
+                        .count()
+                        + launch.runners.saturating_sub(own.len());
+                    if ready >= launch.runners {
+                        if let Err(error) = self
+                            .inner
+                            .store
+                            .launch_running(
+                                &launch.label,
+                                machine.id.as_str(),
+                                &machine.instance_type,
+                                &machine.region,
+                                machine.price_cents_per_hour,
+                                now,
+                            )
+                            .await
+                        {
+                            tracing::error!(%error, "could not record an adopted launch");
+                        }
+                        return;
+                    }
+                }
+                // A launch that ended without a word (its store write failed), or whose
+                // runners never came: counted as booting forever unless ended.
                 let waited = now - launch.started_at;
                 let limit =
                     i64::try_from(self.inner.config.timing.registration_timeout.as_millis())
                         .unwrap_or(i64::MAX)
                         .saturating_mul(2);
-                if waited > limit && !lock(&self.inner.tasks).contains_key(&launch.label) {
+                if waited > limit {
                     self.end_later(launch, "its launch ended without recording how", true);
                 }
             }
