@@ -29,14 +29,12 @@ pub(crate) fn ensure() -> Result<Server> {
         println!("==> PostgreSQL: the server at DATABASE_URL");
         return Ok(Server { url, cluster: None });
     }
-    let bin = match server_binaries() {
-        Some(bin) => bin,
-        None => {
-            crate::ensure_tools(&[("pg_ctlcluster", "postgresql")])?;
-            server_binaries().context(
-                "postgresql is installed but no initdb was found under /usr/lib/postgresql",
-            )?
-        }
+    let bin = if let Some(bin) = server_binaries() {
+        bin
+    } else {
+        crate::ensure_tools(&[("pg_ctlcluster", "postgresql")])?;
+        server_binaries()
+            .context("postgresql is installed but no initdb was found under /usr/lib/postgresql")?
     };
     let as_nobody = is_root();
     let dir = std::env::temp_dir().join(format!("lambda-gha-pg-{}", std::process::id()));
