@@ -154,47 +154,23 @@ fn boot_template() -> BootTemplate {
 impl ControllerRig {
     /// Starts a simulator, a fake GitHub and a controller on a free port.
     pub async fn start(options: RigOptions) -> ControllerRig {
-        let canary: String = (0..12).map(|_| fastrand::alphanumeric()).collect();
-        let lambda_key = format!("LAMBDACANARY{canary}");
-        let sim = Sim::builder()
-            .scenario(options.scenario.with_ssh_key("ci"))
-            .time_scale(SCALE)
-            .api_key(lambda_key.clone())
-            .start()
-            .await
-            .expect("simulator");
-        let github = FakeGitHub::start(false).await;
-        github.run_jobs_itself(SCALE.factor());
+        let world = World::start(options.scenario).await;
         let dir = std::env::temp_dir().join(format!("lgc-rig-{:08x}", fastrand::u32(..)));
         std::fs::create_dir_all(&dir).expect("rig directory");
         let database = dir.join("state.db");
-        // A free port, kept across restarts.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let config = format!(
-            "name = \"rig\"\nlisten = \"127.0.0.1:{port}\"\ndatabase = {:?}\n\
-             [github]\nscope = \"octo/gpu\"\napi_url = {:?}\n\
-             [provider]\nname = \"lambda\"\napi_url = {:?}\n\
-             [agent]\nurl = \"https://example.invalid/lambda-gha\"\nsha256 = \"{}\"\n\
-             [timing]\nreconcile_every = \"500ms\"\nobserve_every = \"300ms\"\npoll_jobs_every = {:?}\nregistration_timeout = \"60s\"\nfailed_launch_pause = \"500ms\"\n{}",
-            database.display().to_string(),
-            github.uri(),
-            sim.base_url(),
-            "0".repeat(64),
-            options.poll_jobs_every,
-            options.pools
+        let port = free_port();
+        let config = world.controller_toml(
+            port,
+            &database.display().to_string(),
+            ("300ms", options.poll_jobs_every),
+            &options.pools,
         );
-        let secret = format!("WHCANARY{canary}");
-        let view = sim.view();
-        let machines = github.play_machines(move || view.tagged(tags::RUN));
         let mut rig = ControllerRig {
-            sim,
-            github,
-            secret,
-            lambda_key,
-            github_token: format!("PATCANARY{canary}"),
+            sim: world.sim,
+            github: world.github,
+            secret: world.secret,
+            lambda_key: world.lambda_key,
+            github_token: world.github_token,
             url: format!("http://127.0.0.1:{port}"),
             deliveries: Deliveries::idle(),
             database,
@@ -204,7 +180,7 @@ impl ControllerRig {
             binary: options.binary,
             app_token_lifetime: options.app_token_lifetime,
             controller: None,
-            machines,
+            machines: world.machines,
         };
         rig.boot().await;
         rig.deliveries = rig.github.deliver_webhooks(
@@ -217,13 +193,7 @@ impl ControllerRig {
 
     /// The environment of a `lambda-gha serve` child: the secrets its file names.
     pub fn serve_env(&self) -> Vec<(String, String)> {
-        vec![
-            ("LAMBDA_API_KEY".into(), self.lambda_key.clone()),
-            ("GITHUB_TOKEN".into(), self.github_token.clone()),
-            ("LAMBDA_GHA_WEBHOOK_SECRET".into(), self.secret.clone()),
-            ("LAMBDA_API_TIME_SCALE".into(), SCALE.factor().to_string()),
-            ("RUST_LOG".into(), "info".into()),
-        ]
+        serve_env(&self.lambda_key, &self.github_token, &self.secret)
     }
 
     /// Starts the controller over the rig's state file and port.
@@ -495,6 +465,86 @@ impl ControllerRig {
         self.deliveries.stop();
         self.machines.abort();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free port on 127.0.0.1 (kept across a controller's restarts).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The environment of a `lambda-gha serve` child: the secrets its file names.
+pub(crate) fn serve_env(
+    lambda_key: &str,
+    github_token: &str,
+    secret: &str,
+) -> Vec<(String, String)> {
+    vec![
+        ("LAMBDA_API_KEY".into(), lambda_key.to_owned()),
+        ("GITHUB_TOKEN".into(), github_token.to_owned()),
+        ("LAMBDA_GHA_WEBHOOK_SECRET".into(), secret.to_owned()),
+        ("LAMBDA_API_TIME_SCALE".into(), SCALE.factor().to_string()),
+        ("RUST_LOG".into(), "info".into()),
+    ]
+}
+
+/// What a controller works against: the simulated cloud, the fake GitHub playing the
+/// machines' runners, and the secrets (canaries) between them.
+pub(crate) struct World {
+    pub(crate) sim: Sim,
+    pub(crate) github: FakeGitHub,
+    pub(crate) secret: String,
+    pub(crate) lambda_key: String,
+    pub(crate) github_token: String,
+    pub(crate) machines: JoinHandle<()>,
+}
+
+impl World {
+    pub(crate) async fn start(scenario: Scenario) -> World {
+        let canary: String = (0..12).map(|_| fastrand::alphanumeric()).collect();
+        let lambda_key = format!("LAMBDACANARY{canary}");
+        let sim = Sim::builder()
+            .scenario(scenario.with_ssh_key("ci"))
+            .time_scale(SCALE)
+            .api_key(lambda_key.clone())
+            .start()
+            .await
+            .expect("simulator");
+        let github = FakeGitHub::start(false).await;
+        github.run_jobs_itself(SCALE.factor());
+        let view = sim.view();
+        let machines = github.play_machines(move || view.tagged(tags::RUN));
+        World {
+            sim,
+            github,
+            secret: format!("WHCANARY{canary}"),
+            lambda_key,
+            github_token: format!("PATCANARY{canary}"),
+            machines,
+        }
+    }
+
+    /// `controller.toml` for a controller listening on `port` over `database`.
+    pub(crate) fn controller_toml(
+        &self,
+        port: u16,
+        database: &str,
+        (observe_every, poll_jobs_every): (&str, &str),
+        pools: &str,
+    ) -> String {
+        format!(
+            "name = \"rig\"\nlisten = \"127.0.0.1:{port}\"\ndatabase = {database:?}\n\
+             [github]\nscope = \"octo/gpu\"\napi_url = {:?}\n\
+             [provider]\nname = \"lambda\"\napi_url = {:?}\n\
+             [agent]\nurl = \"https://example.invalid/lambda-gha\"\nsha256 = \"{}\"\n\
+             [timing]\nreconcile_every = \"500ms\"\nobserve_every = {observe_every:?}\npoll_jobs_every = {poll_jobs_every:?}\nregistration_timeout = \"60s\"\nfailed_launch_pause = \"500ms\"\n{pools}",
+            self.github.uri(),
+            self.sim.base_url(),
+            "0".repeat(64),
+        )
     }
 }
 

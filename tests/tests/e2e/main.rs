@@ -14,6 +14,7 @@ mod fetch_binary;
 mod gpus;
 mod permissions;
 mod reap;
+mod replicas;
 mod repository;
 mod runner_release;
 mod runpod;

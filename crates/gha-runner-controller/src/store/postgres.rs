@@ -113,6 +113,11 @@ const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 /// How long one statement may take before its connection is given up (a cut-off server
 /// never answers).
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Set on every session: statements and lock waits end before the client gives up on them,
+/// and a transaction its client stopped talking in is ended by the server (PostgreSQL
+/// documentation, "Client Connection Defaults").
+const SESSION_LIMITS: &str = "-c statement_timeout=4000 -c lock_timeout=3000 \
+    -c idle_in_transaction_session_timeout=10000";
 /// How long a lease renewal may take.
 const RENEW_TIMEOUT: Duration = Duration::from_secs(1);
 /// A leader that has not renewed for this long stops leading. Shorter than
@@ -177,7 +182,10 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Postgres(e) => match e.as_db_error() {
                 Some(db) => write!(f, "{}: {}", db.code().code(), db.message()),
-                None => write!(f, "{e}"),
+                None => match std::error::Error::source(e) {
+                    Some(cause) => write!(f, "{e}: {cause}"),
+                    None => write!(f, "{e}"),
+                },
             },
             Failure::TimedOut => f.write_str("no answer in time"),
             Failure::Refused(why) => f.write_str(why),
@@ -225,9 +233,13 @@ impl PgStore {
         if let Some(password) = password {
             config.password(password.expose_secret());
         }
+        // The server's own limits too: a replica cut off mid-transaction leaves its session
+        // open (no FIN crosses a partition), holding row locks every other replica would wait
+        // on; the server ends such a transaction, and no statement waits on a lock for long.
         config
             .application_name("lambda-gha serve")
-            .connect_timeout(STATEMENT_TIMEOUT);
+            .connect_timeout(STATEMENT_TIMEOUT)
+            .options(SESSION_LIMITS);
         let store = PgStore {
             config,
             described: url.to_owned(),
@@ -525,8 +537,8 @@ impl PgStore {
         let stale = format!(
             "SELECT pg_terminate_backend(locks.pid), leadership.holder FROM pg_locks locks, leadership
              WHERE locks.locktype = 'advisory' AND locks.granted
-               AND locks.classid = ($1 >> 32)::OID AND locks.objid = ($1 & 4294967295)::OID
-               AND locks.objsubid = 1 AND leadership.id = 1 AND {DB_NOW} - leadership.renewed_at > $2"
+               AND locks.classid = ($1::BIGINT >> 32)::OID AND locks.objid = ($1::BIGINT & 4294967295)::OID
+               AND locks.objsubid = 1 AND leadership.id = 1 AND {DB_NOW} - leadership.renewed_at > $2::BIGINT"
         );
         let after = i64::try_from(TAKE_OVER_AFTER.as_millis()).unwrap_or(i64::MAX);
         for row in self.query(&stale, &[&LEAD_LOCK, &after]).await? {
