@@ -118,6 +118,9 @@ impl CuttableLink {
                         let Ok(server) = TcpStream::connect(target).await else {
                             return;
                         };
+                        // As PostgreSQL and its clients set it: without, Nagle's algorithm and
+                        // delayed ACKs hold each small message ~40 ms.
+                        let _ = (client.set_nodelay(true), server.set_nodelay(true));
                         let (client_read, client_write) = client.into_split();
                         let (server_read, server_write) = server.into_split();
                         tokio::spawn(relay(client_read, server_write, cut.clone()));

@@ -74,6 +74,8 @@ pub struct ReplicaOptions {
     pub delivery: WebhookDelivery,
     /// How often the leader lists GitHub's queued jobs.
     pub poll_jobs_every: &'static str,
+    /// The `lambda-gha` binary (default: the workspace's debug build).
+    pub binary: Option<PathBuf>,
 }
 
 impl ReplicaRig {
@@ -98,7 +100,11 @@ impl ReplicaRig {
             );
             std::fs::write(&file, config).expect("controller.toml");
             let log = dir.join(format!("replica-{i}.log"));
-            let child = std::process::Command::new(crate::lambda_gha_binary())
+            let binary = options
+                .binary
+                .clone()
+                .unwrap_or_else(crate::lambda_gha_binary);
+            let child = std::process::Command::new(binary)
                 .args(["serve", "--config"])
                 .arg(&file)
                 .env_clear()
@@ -182,6 +188,14 @@ impl ReplicaRig {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         None
+    }
+
+    /// Each running replica's process id.
+    pub fn pids(&self) -> Vec<u32> {
+        self.replicas
+            .iter()
+            .filter_map(|r| r.child.as_ref().map(std::process::Child::id))
+            .collect()
     }
 
     /// `kill -9` replica `i`.

@@ -18,6 +18,16 @@ const BENCHES: &[(&str, &str, &str)] = &[
         "lambda-gha-cli",
         "`run`'s upload of a project to an sshd (10,000 files / 300 MB over loopback; 1,000 / 30 MB over a --link), against scp -r and rsync -a",
     ),
+    (
+        "serve",
+        "lambda-gha-cli",
+        "`serve` on SQLite: webhook → decision latency and peak RSS at 200 deliveries/s for 60 s, against /healthz",
+    ),
+    (
+        "serve-replicas",
+        "lambda-gha-cli",
+        "three `serve` replicas on PostgreSQL: webhook → decision latency at 600 deliveries/s for 60 s, against /healthz",
+    ),
 ];
 
 pub(crate) fn bench(args: &[String]) -> Result<bool> {
@@ -63,14 +73,24 @@ pub(crate) fn bench(args: &[String]) -> Result<bool> {
         } else {
             &links[..1]
         };
+        // The replicas' database: DATABASE_URL, or a throwaway cluster for this bench.
+        let postgres = if name == "serve-replicas" {
+            Some(crate::postgres::ensure()?)
+        } else {
+            None
+        };
         for link in each {
             println!("==> bench {name}: {what} (link: {link})");
-            ok &= Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            let mut command =
+                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            command
                 .args(["bench", "--locked", "-p", package, "--bench", name])
                 .env("LAMBDA_GHA_BENCH_LINK", link)
-                .current_dir(workspace_root())
-                .status()?
-                .success();
+                .current_dir(workspace_root());
+            if let Some(postgres) = &postgres {
+                command.env("DATABASE_URL", &postgres.url);
+            }
+            ok &= command.status()?.success();
         }
     }
     Ok(ok)

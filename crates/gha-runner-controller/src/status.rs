@@ -362,7 +362,7 @@ fn process_metrics(out: &mut String, controller: &Controller) {
         out,
         "lambda_gha_decision_latency_seconds",
         "summary",
-        "From a delivery to the decision that followed it, since this process started.",
+        "From a delivery's receipt (by any replica) to the end of the decision pass that read it, as this process decided since it started.",
     );
     let qs = [0.5, 0.9, 0.99];
     let (values, count, sum) = metrics.decision_latency(&qs);

@@ -15,13 +15,13 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use gha_runner_controller::metrics::quantile;
 use lambda_gha_tests::controller_rig::{ControllerRig, Host, RigOptions};
 
 const RATE: u64 = 200;
+
+mod load;
+use load::{load, metric, payload, peak_rss_kib};
 
 const POOL: &str = r#"
 [[pool]]
@@ -32,66 +32,6 @@ regions = ["us-east-1", "us-west-1"]
 ssh_key = "ci"
 max_machines = 4
 "#;
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// The `delivery`th payload: job `delivery / 3`'s queued, in_progress or completed event.
-fn payload(delivery: u64) -> (String, String) {
-    let job = delivery / 3 + 1;
-    let (action, runner, conclusion) = match delivery % 3 {
-        0 => ("queued", "null".to_owned(), "null"),
-        1 => ("in_progress", format!("\"elsewhere-{job}\""), "null"),
-        _ => ("completed", format!("\"elsewhere-{job}\""), "\"success\""),
-    };
-    let body = format!(
-        r#"{{"action":"{action}","workflow_job":{{"id":{job},"run_id":{},"name":"job-{job}","status":"{action}","conclusion":{conclusion},"labels":["self-hosted","gpu-bench"],"runner_name":{runner}}},"repository":{{"full_name":"octo/gpu"}}}}"#,
-        job / 10 + 1
-    );
-    (format!("bench-{delivery}"), body)
-}
-
-/// Sends `RATE` requests a second for `seconds`, each made by `request(n)`; returns each
-/// request's round trip in seconds. Paced by the clock: a slow answer delays no later send.
-async fn load<F, Fut>(seconds: u64, request: F) -> Vec<f64>
-where
-    F: Fn(u64) -> Fut,
-    Fut: std::future::Future<Output = u16> + Send + 'static,
-{
-    let times = Arc::new(Mutex::new(Vec::new()));
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
-    let mut sends = Vec::new();
-    for n in 0..RATE * seconds {
-        tick.tick().await;
-        let sent = Instant::now();
-        let answer = request(n);
-        let times = Arc::clone(&times);
-        sends.push(tokio::spawn(async move {
-            let status = answer.await;
-            assert!((200..300).contains(&status), "status {status}");
-            times.lock().unwrap().push(sent.elapsed().as_secs_f64());
-        }));
-    }
-    for send in sends {
-        send.await.unwrap();
-    }
-    let mut times = Arc::try_unwrap(times).unwrap().into_inner().unwrap();
-    times.sort_by(f64::total_cmp);
-    times
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(f64::NAN)
-}
 
 #[tokio::main]
 async fn main() {
@@ -110,14 +50,14 @@ async fn main() {
     let idle_rss = peak_rss_kib(pid);
     let url = rig.url.clone();
     let health = format!("{url}/healthz");
-    let baseline = load(seconds, |_| {
+    let baseline = load(RATE, seconds, |_| {
         let health = health.clone();
         async move { lambda_gha_tests::http_get(&health).await.unwrap().0 }
     })
     .await;
     let webhook = format!("{url}/webhook");
     let secret = rig.secret.clone();
-    let round_trips = load(seconds, |n| {
+    let round_trips = load(RATE, seconds, |n| {
         let (webhook, secret) = (webhook.clone(), secret.clone());
         async move {
             let (id, body) = payload(n);

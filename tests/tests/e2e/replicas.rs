@@ -275,6 +275,7 @@ async fn three_replicas_run_200_jobs_through_a_kill_9_and_a_partition_with_no_do
                 ..WebhookDelivery::default()
             },
             poll_jobs_every: "5s",
+            binary: None,
         },
         &database,
     )
