@@ -7,8 +7,8 @@
 //! capped, so every delivery leads to a decision pass and launches stay few.
 //!
 //! Figures: the controller's own measure, from the moment a delivery is recorded to the end of
-//! the decision pass that took it into account (`lambda_gha_decision_latency_seconds` in
-//! `/metrics`), and the round trip of each delivery as the sender saw it. Baseline in the same
+//! the decision pass that claimed it, both stamped in the store to the millisecond
+//! (`lambda_gha_decision_latency_seconds` in `/metrics`), and the round trip of each delivery as the sender saw it. Baseline in the same
 //! run, same process, same rate: `GET /healthz`, which does no work. Peak RSS from
 //! `/proc/<pid>/status` (VmHWM), against the same process idle before the load. Targets:
 //! p99 < 20 ms, RSS < 50 MB; printed, never asserted.
@@ -91,11 +91,11 @@ async fn main() {
     #[allow(clippy::cast_precision_loss)]
     let mb = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "deliveries: {} in {seconds} s ({RATE}/s), {decisions} decision passes",
+        "deliveries: {} in {seconds} s ({RATE}/s), {decisions} decided",
         round_trips.len()
     );
     println!(
-        "webhook → decision (server): p50 {:.2} ms, p99 {:.2} ms (target p99 < 20 ms)",
+        "webhook → decision (server): p50 {:.0} ms, p99 {:.0} ms (target p99 < 20 ms; millisecond stamps)",
         ms(p50),
         ms(p99)
     );
