@@ -8,7 +8,7 @@
 //!   seconds), and launches are paced account-wide by a slot reserved in the database.
 //!
 //! Both keep one schema (the same tables and columns, migrated step by step) and run the same
-//! statements where their SQL agrees ([`sql`]).
+//! statements where their SQL agrees (`store/sql.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
