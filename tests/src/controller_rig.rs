@@ -409,29 +409,12 @@ impl ControllerRig {
 
     /// Whether every job of the fake GitHub finished (succeeded, failed or cancelled).
     pub fn all_jobs_finished(&self) -> bool {
-        self.github.jobs().iter().all(|(_, status)| {
-            matches!(
-                status,
-                JobStatus::Done { .. } | JobStatus::Skipped | JobStatus::Cancelled
-            )
-        })
+        all_jobs_finished(&self.github)
     }
 
     /// Jobs that succeeded.
     pub fn jobs_succeeded(&self) -> usize {
-        self.github
-            .jobs()
-            .iter()
-            .filter(|(_, s)| {
-                matches!(
-                    s,
-                    JobStatus::Done {
-                        succeeded: true,
-                        ..
-                    }
-                )
-            })
-            .count()
+        jobs_succeeded(&self.github)
     }
 
     /// Machines still billing.
@@ -466,6 +449,33 @@ impl ControllerRig {
         self.machines.abort();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether every job of `github` finished (succeeded, failed or cancelled).
+pub(crate) fn all_jobs_finished(github: &FakeGitHub) -> bool {
+    github.jobs().iter().all(|(_, status)| {
+        matches!(
+            status,
+            JobStatus::Done { .. } | JobStatus::Skipped | JobStatus::Cancelled
+        )
+    })
+}
+
+/// How many jobs of `github` succeeded.
+pub(crate) fn jobs_succeeded(github: &FakeGitHub) -> usize {
+    github
+        .jobs()
+        .iter()
+        .filter(|(_, s)| {
+            matches!(
+                s,
+                JobStatus::Done {
+                    succeeded: true,
+                    ..
+                }
+            )
+        })
+        .count()
 }
 
 /// A free port on 127.0.0.1 (kept across a controller's restarts).

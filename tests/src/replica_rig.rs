@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::controller_rig::{World, free_port, serve_env};
 use crate::postgres::{CuttableLink, TestDatabase};
-use crate::{Deliveries, FakeGitHub, JobStatus, WebhookDelivery};
+use crate::{Deliveries, FakeGitHub, WebhookDelivery};
 
 /// One replica.
 pub struct Replica {
@@ -225,29 +225,12 @@ impl ReplicaRig {
 
     /// Whether every job of the fake GitHub finished.
     pub fn all_jobs_finished(&self) -> bool {
-        self.github.jobs().iter().all(|(_, status)| {
-            matches!(
-                status,
-                JobStatus::Done { .. } | JobStatus::Skipped | JobStatus::Cancelled
-            )
-        })
+        crate::controller_rig::all_jobs_finished(&self.github)
     }
 
     /// Jobs that succeeded.
     pub fn jobs_succeeded(&self) -> usize {
-        self.github
-            .jobs()
-            .iter()
-            .filter(|(_, s)| {
-                matches!(
-                    s,
-                    JobStatus::Done {
-                        succeeded: true,
-                        ..
-                    }
-                )
-            })
-            .count()
+        crate::controller_rig::jobs_succeeded(&self.github)
     }
 
     /// Every replica's log, named.

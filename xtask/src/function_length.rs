@@ -2,7 +2,8 @@
 //! comment just above it, starting `// Long:`, says why it reads best whole.
 //!
 //! Read from the source with rustfmt's layout: a function starts at a line `fn name(` (after
-//! its qualifiers) and ends at the first line that is its indentation followed by `}`. A file's
+//! its qualifiers) and ends at the first line that is its indentation followed by `}`; a trait
+//! method declared without a body (its signature ends in `;`) is no function. A file's
 //! `#[cfg(test)] mod tests` and everything after it are tests.
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,14 @@ pub(crate) fn functions(text: &str) -> Vec<Function> {
     let mut found = Vec::new();
     for (at, line) in lines[..end].iter().enumerate() {
         let Some(name) = fn_name(line) else { continue };
+        // A trait's declaration has no body: its signature ends in `;`, not `{`.
+        let signature_end = lines[at..end].iter().find(|l| {
+            let l = l.trim_end();
+            l.ends_with('{') || l.ends_with(';') || l.ends_with('}')
+        });
+        if signature_end.is_some_and(|l| l.trim_end().ends_with(';')) {
+            continue;
+        }
         let indent = &line[..line.len() - line.trim_start().len()];
         let close = format!("{indent}}}");
         let Some(length) = lines[at..end].iter().position(|l| *l == close) else {
@@ -130,6 +139,11 @@ mod tests {
              fn method(&self) -> u8 {{\n{body}    }}\n#[cfg(test)]\nmod tests {{\n    \
              fn in_a_test() {{}}\n}}\n"
         );
+        // Declarations in a trait have no body to measure, on one line or several.
+        let declared = format!(
+            "trait T {{\n    fn one(&self) -> u8;\n    async fn two(\n        &self,\n    ) -> u8;\n{text}"
+        );
+        assert_eq!(functions(&declared).len(), 2, "{:?}", functions(&declared));
         let found = functions(&text);
         assert_eq!(
             found,

@@ -1054,54 +1054,67 @@ impl Controller {
                 }
             }
             LaunchState::Launching => {
-                if lock(&self.inner.tasks).contains_key(&launch.label) {
-                    // Its own provision task settles it.
-                    return;
-                }
-                // Adopted from another leader: running once each runner is online or used
-                // (a just-in-time runner is deleted after its job).
-                if let (Some(Some(machine)), Some(runners)) = (machine, runners) {
-                    let prefix = format!("{}-", launch.label);
-                    let own: Vec<&RunnerInfo> = runners
-                        .iter()
-                        .filter(|r| r.name.starts_with(&prefix))
-                        .collect();
-                    let ready = own
-                        .iter()
-                        .filter(|r| r.busy || r.status == "online")
-                        .count()
-                        + launch.runners.saturating_sub(own.len());
-                    if ready >= launch.runners {
-                        if let Err(error) = self
-                            .inner
-                            .store
-                            .launch_running(
-                                &launch.label,
-                                machine.id.as_str(),
-                                &machine.instance_type,
-                                &machine.region,
-                                machine.price_cents_per_hour,
-                                now,
-                            )
-                            .await
-                        {
-                            tracing::error!(%error, "could not record an adopted launch");
-                        }
-                        return;
-                    }
-                }
-                // A launch that ended without a word (its store write failed), or whose
-                // runners never came: counted as booting forever unless ended.
-                let waited = now - launch.started_at;
-                let limit =
-                    i64::try_from(self.inner.config.timing.registration_timeout.as_millis())
-                        .unwrap_or(i64::MAX)
-                        .saturating_mul(2);
-                if waited > limit {
-                    self.end_later(launch, "its launch ended without recording how", true);
-                }
+                self.observe_launching(launch, machine.flatten(), runners, now)
+                    .await;
             }
             LaunchState::Ended | LaunchState::Failed => {}
+        }
+    }
+
+    /// A launch still launching: its own task settles it; one adopted from another leader is
+    /// running once each of its runners is online or used, and one nobody settles is ended
+    /// after twice the registration timeout.
+    async fn observe_launching(
+        &self,
+        launch: &Launch,
+        machine: Option<&Machine>,
+        runners: Option<&[RunnerInfo]>,
+        now: Millis,
+    ) {
+        if lock(&self.inner.tasks).contains_key(&launch.label) {
+            // Its own provision task settles it.
+            return;
+        }
+        // Adopted from another leader: running once each runner is online or used
+        // (a just-in-time runner is deleted after its job).
+        if let (Some(machine), Some(runners)) = (machine, runners) {
+            let prefix = format!("{}-", launch.label);
+            let own: Vec<&RunnerInfo> = runners
+                .iter()
+                .filter(|r| r.name.starts_with(&prefix))
+                .collect();
+            let ready = own
+                .iter()
+                .filter(|r| r.busy || r.status == "online")
+                .count()
+                + launch.runners.saturating_sub(own.len());
+            if ready >= launch.runners {
+                if let Err(error) = self
+                    .inner
+                    .store
+                    .launch_running(
+                        &launch.label,
+                        machine.id.as_str(),
+                        &machine.instance_type,
+                        &machine.region,
+                        machine.price_cents_per_hour,
+                        now,
+                    )
+                    .await
+                {
+                    tracing::error!(%error, "could not record an adopted launch");
+                }
+                return;
+            }
+        }
+        // A launch that ended without a word (its store write failed), or whose
+        // runners never came: counted as booting forever unless ended.
+        let waited = now - launch.started_at;
+        let limit = i64::try_from(self.inner.config.timing.registration_timeout.as_millis())
+            .unwrap_or(i64::MAX)
+            .saturating_mul(2);
+        if waited > limit {
+            self.end_later(launch, "its launch ended without recording how", true);
         }
     }
 

@@ -21,17 +21,7 @@ use lambda_gha_tests::controller_rig::{ControllerRig, Host, RigOptions};
 const RATE: u64 = 200;
 
 mod load;
-use load::{load, metric, payload, peak_rss_kib};
-
-const POOL: &str = r#"
-[[pool]]
-name = "bench"
-labels = ["self-hosted", "gpu-bench"]
-types = ["gpu_1x_a10"]
-regions = ["us-east-1", "us-west-1"]
-ssh_key = "ci"
-max_machines = 4
-"#;
+use load::{POOL, load, metric, payload, peak_rss_kib};
 
 #[tokio::main]
 async fn main() {

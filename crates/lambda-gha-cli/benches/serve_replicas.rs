@@ -16,20 +16,10 @@ mod load;
 
 use lambda_gha_tests::postgres::TestDatabase;
 use lambda_gha_tests::replica_rig::{ReplicaOptions, ReplicaRig};
-use load::{load, metric, payload, peak_rss_kib};
+use load::{POOL, load, metric, payload, peak_rss_kib};
 
 const RATE: u64 = 600;
 const REPLICAS: usize = 3;
-
-const POOL: &str = r#"
-[[pool]]
-name = "bench"
-labels = ["self-hosted", "gpu-bench"]
-types = ["gpu_1x_a10"]
-regions = ["us-east-1", "us-west-1"]
-ssh_key = "ci"
-max_machines = 4
-"#;
 
 #[tokio::main]
 async fn main() {

@@ -112,17 +112,13 @@ pub async fn demo(ui: Ui) -> Result<ServeDemoReport, String> {
     result
 }
 
-async fn run(ui: Ui, dir: &std::path::Path) -> Result<ServeDemoReport, String> {
-    let sim = Sim::builder()
-        .scenario(Scenario::default().with_ssh_key(KEY))
-        .time_scale(TIME_SCALE)
-        .start()
-        .await
-        .map_err(|e| format!("cannot start the simulator: {e}"))?;
-    let github = FakeGitHub::start(false).await;
-    github.run_jobs_itself(TIME_SCALE.factor());
-    let view = sim.view();
-    let machines = github.play_machines(move || view.tagged(tags::RUN));
+/// The controller of the demo: the demo's pools over a SQLite file in `dir`, the simulator
+/// as its cloud, the fake GitHub as its GitHub.
+async fn controller(
+    dir: &std::path::Path,
+    sim: &Sim,
+    github: &FakeGitHub,
+) -> Result<Controller, String> {
     let config = ControllerConfig::parse(&format!(
         "name = \"demo\"\ndatabase = {:?}\n[github]\nscope = \"octo/gpu\"\n\
          [timing]\nreconcile_every = \"1s\"\nobserve_every = \"500ms\"\npoll_jobs_every = \"5s\"\n\
@@ -145,7 +141,7 @@ async fn run(ui: Ui, dir: &std::path::Path) -> Result<ServeDemoReport, String> {
         },
     )
     .map_err(|e| e.to_string())?;
-    let controller = Controller::new(Parts {
+    Ok(Controller::new(Parts {
         config,
         store,
         provider: Arc::new(gha_runner_lambda::LambdaProvider::new(client)),
@@ -155,7 +151,21 @@ async fn run(ui: Ui, dir: &std::path::Path) -> Result<ServeDemoReport, String> {
             why: "simulated machines".to_owned(),
         },
         launch_interval: std::time::Duration::from_secs(12).div_f64(TIME_SCALE.factor()),
-    });
+    }))
+}
+
+async fn run(ui: Ui, dir: &std::path::Path) -> Result<ServeDemoReport, String> {
+    let sim = Sim::builder()
+        .scenario(Scenario::default().with_ssh_key(KEY))
+        .time_scale(TIME_SCALE)
+        .start()
+        .await
+        .map_err(|e| format!("cannot start the simulator: {e}"))?;
+    let github = FakeGitHub::start(false).await;
+    github.run_jobs_itself(TIME_SCALE.factor());
+    let view = sim.view();
+    let machines = github.play_machines(move || view.tagged(tags::RUN));
+    let controller = controller(dir, &sim, &github).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot listen: {e}"))?;

@@ -5,6 +5,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The benches' one pool, capped so that launches stay few while every delivery is decided.
+pub(crate) const POOL: &str = r#"
+[[pool]]
+name = "bench"
+labels = ["self-hosted", "gpu-bench"]
+types = ["gpu_1x_a10"]
+regions = ["us-east-1", "us-west-1"]
+ssh_key = "ci"
+max_machines = 4
+"#;
+
 /// Peak RSS of process `pid` (VmHWM), in KiB.
 pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
