@@ -35,7 +35,8 @@ commands:
   postgres COMMAND...     run COMMAND with DATABASE_URL set: the server there already, or a
                           throwaway PostgreSQL cluster, stopped afterwards
   dist [--target TRIPLE]  release binaries and SHA256SUMS under target/dist
-  bench [NAME...] [--link RATE,RTT]  benchmarks with ratios against in-run baselines (action, transfer; --link 100mbit,30ms, 1gbit,5ms or loopback)
+  bench [NAME...] [--link RATE,RTT]  benchmarks with ratios against in-run baselines (action, transfer,
+                          serve, serve-replicas; --link 100mbit,30ms, 1gbit,5ms or loopback)
 ";
 
 fn main() -> ExitCode {
