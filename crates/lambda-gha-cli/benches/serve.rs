@@ -21,7 +21,7 @@ use lambda_gha_tests::controller_rig::{ControllerRig, Host, RigOptions};
 const RATE: u64 = 200;
 
 mod load;
-use load::{POOL, load, metric, payload, peak_rss_kib};
+use load::{POOL, deliver, load, metric, peak_rss_kib};
 
 #[tokio::main]
 async fn main() {
@@ -48,20 +48,7 @@ async fn main() {
     let webhook = format!("{url}/webhook");
     let secret = rig.secret.clone();
     let round_trips = load(RATE, seconds, |n| {
-        let (webhook, secret) = (webhook.clone(), secret.clone());
-        async move {
-            let (id, body) = payload(n);
-            let signature = lambda_gha_tests::webhook_signature(&secret, body.as_bytes());
-            let headers = [
-                ("X-GitHub-Event", "workflow_job"),
-                ("X-GitHub-Delivery", id.as_str()),
-                ("X-Hub-Signature-256", signature.as_str()),
-            ];
-            lambda_gha_tests::post_webhook(&webhook, &headers, body.as_bytes())
-                .await
-                .unwrap()
-                .0
-        }
+        deliver(webhook.clone(), secret.clone(), n)
     })
     .await;
     let (_, metrics) = lambda_gha_tests::http_get(&format!("{url}/metrics"))

@@ -16,7 +16,7 @@ mod load;
 
 use lambda_gha_tests::postgres::TestDatabase;
 use lambda_gha_tests::replica_rig::{ReplicaOptions, ReplicaRig};
-use load::{POOL, load, metric, payload, peak_rss_kib};
+use load::{POOL, deliver, load, metric, peak_rss_kib};
 
 const RATE: u64 = 600;
 const REPLICAS: usize = 3;
@@ -54,20 +54,7 @@ async fn main() {
     let secret = rig.canaries[2].1.clone();
     let round_trips = load(RATE, seconds, |n| {
         let webhook = format!("{}/webhook", urls[usize::try_from(n).unwrap() % REPLICAS]);
-        let secret = secret.clone();
-        async move {
-            let (id, body) = payload(n);
-            let signature = lambda_gha_tests::webhook_signature(&secret, body.as_bytes());
-            let headers = [
-                ("X-GitHub-Event", "workflow_job"),
-                ("X-GitHub-Delivery", id.as_str()),
-                ("X-Hub-Signature-256", signature.as_str()),
-            ];
-            lambda_gha_tests::post_webhook(&webhook, &headers, body.as_bytes())
-                .await
-                .unwrap()
-                .0
-        }
+        deliver(webhook, secret.clone(), n)
     })
     .await;
     // The last passes claim what arrived last.

@@ -76,3 +76,18 @@ pub(crate) fn metric(text: &str, name: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(f64::NAN)
 }
+
+/// Sends the `n`th delivery of the mix to `webhook`, signed with `secret`; its HTTP status.
+pub(crate) async fn deliver(webhook: String, secret: String, n: u64) -> u16 {
+    let (id, body) = payload(n);
+    let signature = lambda_gha_tests::webhook_signature(&secret, body.as_bytes());
+    let headers = [
+        ("X-GitHub-Event", "workflow_job"),
+        ("X-GitHub-Delivery", id.as_str()),
+        ("X-Hub-Signature-256", signature.as_str()),
+    ];
+    lambda_gha_tests::post_webhook(&webhook, &headers, body.as_bytes())
+        .await
+        .unwrap()
+        .0
+}
