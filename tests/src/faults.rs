@@ -283,6 +283,7 @@ impl Fault {
                     GitHubRoute::RegistrationToken => "registration-token",
                     GitHubRoute::ListRunners => "list runners",
                     GitHubRoute::DeleteRunner => "delete runner",
+                    GitHubRoute::SetLabels => "set runner labels",
                     GitHubRoute::RunnerDownloads => "runner downloads",
                     GitHubRoute::ListRuns => "list workflow runs",
                     GitHubRoute::ListRunJobs => "list a run's jobs",

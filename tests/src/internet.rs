@@ -54,6 +54,12 @@ impl FakeInternet {
     /// Serves the fake runner release and `agent` (the `lambda-gha` binary); `work` holds the
     /// files it builds.
     pub async fn start(agent: &Path, work: &Path) -> FakeInternet {
+        FakeInternet::start_slow(agent, work, std::time::Duration::ZERO).await
+    }
+
+    /// As [`FakeInternet::start`], each download (runner and agent) answered `delay` late: a
+    /// slow link, so that machines booting together download at the same time.
+    pub async fn start_slow(agent: &Path, work: &Path, delay: std::time::Duration) -> FakeInternet {
         let tarball = fake_runner_tarball(work);
         let agent = std::fs::read(agent)
             .unwrap_or_else(|e| panic!("cannot read the agent {}: {e}", agent.display()));
@@ -75,7 +81,11 @@ impl FakeInternet {
                 .and(path(format!(
                     "/download/v{version}/actions-runner-linux-x64-{version}.tar.gz"
                 )))
-                .respond_with(ResponseTemplate::new(200).set_body_bytes(tarball.clone()))
+                .respond_with(
+                    ResponseTemplate::new(200)
+                        .set_body_bytes(tarball.clone())
+                        .set_delay(delay),
+                )
                 .mount(&server)
                 .await;
         }
@@ -87,7 +97,11 @@ impl FakeInternet {
         ] {
             Mock::given(method("GET"))
                 .and(path(route))
-                .respond_with(ResponseTemplate::new(200).set_body_bytes(agent.clone()))
+                .respond_with(
+                    ResponseTemplate::new(200)
+                        .set_body_bytes(agent.clone())
+                        .set_delay(delay),
+                )
                 .mount(&server)
                 .await;
         }
@@ -151,15 +165,22 @@ impl FakeInternet {
 
     /// How many times machines downloaded the agent.
     pub async fn agent_downloads(&self) -> usize {
+        self.requests(|path| path == "/lambda-gha" || path.starts_with("/release/lambda-gha"))
+            .await
+    }
+
+    /// How many times machines downloaded a runner tarball.
+    pub async fn runner_downloads(&self) -> usize {
+        self.requests(|path| path.starts_with("/download/")).await
+    }
+
+    async fn requests(&self, matching: impl Fn(&str) -> bool) -> usize {
         self.server
             .received_requests()
             .await
             .unwrap_or_default()
             .iter()
-            .filter(|r| {
-                let path = r.url.path();
-                path == "/lambda-gha" || path.starts_with("/release/lambda-gha")
-            })
+            .filter(|r| matching(r.url.path()))
             .count()
     }
 }

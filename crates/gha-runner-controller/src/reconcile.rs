@@ -781,6 +781,8 @@ impl Controller {
             gpus,
             replace_unhealthy: 1,
             access: self.inner.access.clone(),
+            // A pool keeps no cache yet: its machines are launched on their own schedule.
+            cache: None,
             online_poll: timing.observe_every.min(Duration::from_secs(5)),
             online_timeout: timing.registration_timeout,
         })

@@ -21,6 +21,9 @@ const TERMINATE_SELF_DELIMITER: &str = "LAMBDA_GHA_TERMINATE_SELF";
 /// How long after its maximum lifetime the watchdog ends a machine: the agent's orderly stop
 /// (runners stopped, then terminate) comes first.
 pub const WATCHDOG_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
+/// Below this much free space (KiB) a machine does not use its cache volume: a full volume
+/// would fail the jobs' writes to their caches.
+pub const CACHE_MIN_FREE_KIB: u64 = 1024 * 1024;
 
 /// Where the agent binary comes from, with its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -70,6 +73,7 @@ impl AgentSource {
 }
 
 /// How a runner proves itself to GitHub.
+#[derive(Clone)]
 pub enum RunnerCredential {
     /// A just-in-time configuration (one runner, one job).
     Jit(SecretString),
@@ -130,6 +134,8 @@ pub struct BootScript {
     pub self_terminate: Option<String>,
     /// The machine's maximum lifetime (seconds); the watchdog fires [`WATCHDOG_MARGIN`] later.
     pub max_lifetime_seconds: u64,
+    /// Where the machine's cache volume is mounted ([`crate::cache`]), if it has one.
+    pub cache_mount: Option<String>,
 }
 
 /// Quotes `value` for bash: single quotes, with embedded single quotes closed and escaped.
@@ -337,6 +343,11 @@ impl BootScript {
                         .collect(),
                 ),
             ),
+            (
+                "cache_mount",
+                shell_quote(self.cache_mount.as_deref().unwrap_or_default()),
+            ),
+            ("cache_min_free_kib", CACHE_MIN_FREE_KIB.to_string()),
             ("secrets", secrets.trim_end().to_owned()),
             ("self_terminate", self_terminate),
             (

@@ -496,6 +496,26 @@ impl GitHub {
         })
     }
 
+    /// Replaces runner `id`'s custom labels (GitHub's "Set custom labels for a self-hosted
+    /// runner", `PUT …/actions/runners/{id}/labels`). How a JIT registration made for a
+    /// candidate that had no capacity serves the next one: its configuration names no labels
+    /// (actions/runner src/Runner.Common/ConfigurationStore.cs, `RunnerSettings`), GitHub
+    /// routes jobs by the labels it keeps.
+    pub async fn set_labels(&self, id: u64, labels: &[String]) -> Result<(), GitHubError> {
+        let route = match &self.scope {
+            RunnerScope::Repo { owner, repo } => {
+                format!("/repos/{owner}/{repo}/actions/runners/{id}/labels")
+            }
+            RunnerScope::Org { org, .. } => format!("/orgs/{org}/actions/runners/{id}/labels"),
+        };
+        let body = serde_json::json!({ "labels": labels });
+        let _: serde_json::Value = retrying(&format!("relabel runner {id}"), || async {
+            self.octocrab.put(&route, Some(&body)).await
+        })
+        .await?;
+        Ok(())
+    }
+
     /// The runner named `name`, if the scope has one (GitHub's `name` filter: one small
     /// answer however many runners the repository or organization has).
     pub async fn runner_named(&self, name: &str) -> Result<Option<RunnerInfo>, GitHubError> {

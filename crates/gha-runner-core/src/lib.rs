@@ -50,6 +50,7 @@ pub mod agent;
 pub mod agent_config;
 pub mod boot_log;
 pub mod boot_script;
+pub mod cache;
 #[cfg(feature = "testing")]
 pub mod conformance;
 pub mod duration;

@@ -188,7 +188,13 @@ pub trait LaunchSetup: Send {
         candidate: &Candidate,
     ) -> Result<MachineSpec, String>;
 
-    /// The prepared machine was not launched: undo what `prepare` did for it.
+    /// The prepared machine was not launched, for want of capacity; the plan may try it
+    /// again elsewhere, so what `prepare` did may be kept for that (by default it is undone).
+    async fn not_launched(&mut self, instance_index: usize) {
+        self.abandon(instance_index).await;
+    }
+
+    /// The prepared machine was not launched and will not be: undo what `prepare` did for it.
     async fn abandon(&mut self, instance_index: usize);
 
     /// Machine `machine.instance_index` was launched (a replacement has the index of the
@@ -271,6 +277,14 @@ impl AttemptLog {
     }
 }
 
+/// Which round of attempts a machine is in.
+enum Round {
+    /// The first: listed candidates first, the others while none is listed.
+    First,
+    /// After waiting for capacity: only the candidates these hints list.
+    AfterWait(Vec<CapacityHint>),
+}
+
 /// Whether `hints` list `candidate` with capacity.
 fn listed(hints: &[CapacityHint], candidate: &Candidate) -> bool {
     hints.iter().any(|h| {
@@ -339,10 +353,13 @@ impl LaunchPlan {
         self
     }
 
-    /// Launches the N machines. The first round tries every candidate in order (availability
-    /// lists go stale both ways); while waiting, availability is polled once per interval and
-    /// only candidates shown available are tried. Any failure other than capacity ends the
-    /// plan, and every machine it launched is terminated before it returns.
+    /// Launches the N machines. Before each attempt the provider's availability listing is read
+    /// again (one catalog call beside a launch paced 12 s apart): candidates it lists with
+    /// capacity are tried first, in the given order; a candidate it does not list is tried only
+    /// while it lists none of them (the listing can be stale, or unreadable: then every
+    /// candidate, in order, as without one). While waiting for capacity, availability is polled
+    /// once per interval and only candidates shown available are tried. Any failure other than
+    /// capacity ends the plan, and every machine it launched is terminated before it returns.
     pub async fn execute(
         &self,
         provider: &dyn CloudProvider,
@@ -357,19 +374,17 @@ impl LaunchPlan {
             CapacityPolicy::FailFast => None,
             CapacityPolicy::WaitUntil(wait) => Some(log.started + wait),
         };
-        let mut shown_available: Option<Vec<CapacityHint>> = None;
+        let mut round = Round::First;
         while launched.len() < self.count {
             let index = self.first_index + launched.len();
-            let round: Vec<&Candidate> = match &shown_available {
-                None => self.candidates.iter().collect(),
-                Some(hints) => self
-                    .candidates
-                    .iter()
-                    .filter(|c| listed(hints, c))
-                    .collect(),
-            };
             match self
-                .launch_one(provider, setup, index, &round, &mut log)
+                .launch_one(
+                    provider,
+                    setup,
+                    index,
+                    std::mem::replace(&mut round, Round::First),
+                    &mut log,
+                )
                 .await
             {
                 Ok(Some(machine)) => {
@@ -391,58 +406,118 @@ impl LaunchPlan {
                 )),
             };
             match waited {
-                Ok(hints) => shown_available = Some(hints),
+                Ok(hints) => round = Round::AfterWait(hints),
                 Err(reason) => return Err(fail(provider, reason, log.attempts, launched).await),
             }
         }
         Ok((launched, log.attempts))
     }
 
-    /// Tries `round`'s candidates in order for machine `index`: the machine, none when none had
-    /// capacity, or why the plan must end.
+    /// The next candidate to try for a machine, given what was `tried` for it this round and
+    /// what the provider lists now (`None`: the listing could not be read).
+    fn next_candidate<'c>(
+        &'c self,
+        tried: &[&Candidate],
+        hints: Option<&[CapacityHint]>,
+        only_listed: bool,
+    ) -> Option<&'c Candidate> {
+        let untried = || self.candidates.iter().filter(|c| !tried.contains(c));
+        let Some(hints) = hints else {
+            return if only_listed { None } else { untried().next() };
+        };
+        if let Some(listed) = untried().find(|c| listed(hints, c)) {
+            return Some(listed);
+        }
+        // A launch where nothing is listed almost always fails: only when the listing shows
+        // none of the candidates with capacity is it worth trying them blind.
+        let none_listed = !self.candidates.iter().any(|c| listed(hints, c));
+        if none_listed && !only_listed {
+            untried().next()
+        } else {
+            None
+        }
+    }
+
+    /// Tries candidates for machine `index`, the listed ones first (see [`LaunchPlan::execute`]):
+    /// the machine, none when none had capacity, or why the plan must end.
     async fn launch_one(
         &self,
         provider: &dyn CloudProvider,
         setup: &mut dyn LaunchSetup,
         index: usize,
-        round: &[&Candidate],
+        round: Round,
         log: &mut AttemptLog,
     ) -> Result<Option<Launched>, String> {
-        for &candidate in round {
-            let spec = match setup.prepare(index, candidate).await {
-                Ok(spec) => spec,
-                Err(why) => {
-                    log.record(index, candidate, AttemptOutcome::Failed(why.clone()));
-                    return Err(format!("preparing machine {index} failed: {why}"));
-                }
+        let (mut hints, only_listed) = match round {
+            Round::First => (None, false),
+            Round::AfterWait(hints) => (Some(hints), true),
+        };
+        let mut tried: Vec<&Candidate> = Vec::new();
+        loop {
+            let listing = match hints.take() {
+                Some(hints) => Some(hints),
+                None => match provider.capacity_hints().await {
+                    Ok(hints) => Some(hints),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not read availability; trying candidates in order");
+                        None
+                    }
+                },
             };
-            match launch_surely(provider, &spec).await {
-                Ok(id) => {
-                    log.record(index, candidate, AttemptOutcome::Launched(id.clone()));
-                    tracing::info!(machine = %id, %candidate, index, "launched");
-                    return Ok(Some(Launched {
-                        instance_index: index,
-                        machine: id,
-                        candidate: candidate.clone(),
-                    }));
-                }
-                Err(error) if error.is_capacity() => {
-                    setup.abandon(index).await;
-                    let outcome = AttemptOutcome::NoCapacity(error.message.clone());
-                    log.record(index, candidate, outcome);
-                    tracing::info!(%candidate, index, "no capacity");
-                }
-                Err(error) => {
-                    setup.abandon(index).await;
-                    let outcome = AttemptOutcome::Failed(error.message.clone());
-                    log.record(index, candidate, outcome);
-                    return Err(format!(
-                        "launching machine {index} on {candidate} failed: {error}"
-                    ));
-                }
+            let Some(candidate) = self.next_candidate(&tried, listing.as_deref(), only_listed)
+            else {
+                return Ok(None);
+            };
+            tried.push(candidate);
+            if let Some(machine) = self.attempt(provider, setup, index, candidate, log).await? {
+                return Ok(Some(machine));
             }
         }
-        Ok(None)
+    }
+
+    /// One launch attempt of machine `index` on `candidate`: the machine, none when the
+    /// candidate had no capacity, or why the plan must end.
+    async fn attempt(
+        &self,
+        provider: &dyn CloudProvider,
+        setup: &mut dyn LaunchSetup,
+        index: usize,
+        candidate: &Candidate,
+        log: &mut AttemptLog,
+    ) -> Result<Option<Launched>, String> {
+        let spec = match setup.prepare(index, candidate).await {
+            Ok(spec) => spec,
+            Err(why) => {
+                log.record(index, candidate, AttemptOutcome::Failed(why.clone()));
+                return Err(format!("preparing machine {index} failed: {why}"));
+            }
+        };
+        match launch_surely(provider, &spec).await {
+            Ok(id) => {
+                log.record(index, candidate, AttemptOutcome::Launched(id.clone()));
+                tracing::info!(machine = %id, %candidate, index, "launched");
+                Ok(Some(Launched {
+                    instance_index: index,
+                    machine: id,
+                    candidate: candidate.clone(),
+                }))
+            }
+            Err(error) if error.is_capacity() => {
+                setup.not_launched(index).await;
+                let outcome = AttemptOutcome::NoCapacity(error.message.clone());
+                log.record(index, candidate, outcome);
+                tracing::info!(%candidate, index, "no capacity");
+                Ok(None)
+            }
+            Err(error) => {
+                setup.abandon(index).await;
+                let outcome = AttemptOutcome::Failed(error.message.clone());
+                log.record(index, candidate, outcome);
+                Err(format!(
+                    "launching machine {index} on {candidate} failed: {error}"
+                ))
+            }
+        }
     }
 
     /// Polls availability until a candidate is listed with capacity (its hints), or says why

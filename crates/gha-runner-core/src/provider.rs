@@ -183,6 +183,17 @@ pub struct Offering {
     pub regions_available: Vec<String>,
 }
 
+/// A persistent volume (Lambda's filesystems), for the cache on one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// Its name, unique in the account.
+    pub name: String,
+    /// The region it is in; machines elsewhere cannot mount it.
+    pub region: String,
+    /// Where a machine that names it at launch finds it (Lambda: `/lambda/nfs/<name>`).
+    pub mount_point: String,
+}
+
 /// What the provider offers: its machine types and its regions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalog {
@@ -426,6 +437,29 @@ pub trait CloudProvider: Send + Sync {
     /// Which (type, region) pairs have capacity now, for every pair the provider lists.
     async fn capacity_hints(&self) -> Result<Vec<CapacityHint>, ProviderError> {
         Ok(self.catalog().await?.capacity_hints())
+    }
+
+    /// The account's persistent volumes (Lambda's filesystems), for the cache
+    /// on one. By default the provider has none the cache can use.
+    async fn volumes(&self) -> Result<Vec<Volume>, ProviderError> {
+        Err(ProviderError::new(
+            ProviderErrorKind::InvalidRequest,
+            format!(
+                "{} has no persistent volumes the cache can use; leave out the cache",
+                self.name()
+            ),
+        ))
+    }
+
+    /// Makes a persistent volume named `name` in `region`.
+    async fn create_volume(&self, name: &str, region: &str) -> Result<Volume, ProviderError> {
+        let _ = (name, region);
+        Err(self.volumes().await.err().unwrap_or_else(|| {
+            ProviderError::new(
+                ProviderErrorKind::InvalidRequest,
+                format!("{} cannot make volumes", self.name()),
+            )
+        }))
     }
 
     /// A bash script that ends the machine it runs on through the provider's API, as root,

@@ -14,8 +14,9 @@ use tokio::time::Instant;
 use crate::agent_config::{AgentConfig, AgentTimings};
 use crate::boot_log::{BOOT_LOG_LINES, MachineAccess};
 use crate::boot_script::{AgentSource, BootScript, RunnerBoot, RunnerCredential, RunnerPrivileges};
+use crate::cache::{CacheVolumes, Volume};
 use crate::error::{Field, InputError};
-use crate::github::{GitHub, RegistrationToken, RunnerScope};
+use crate::github::{GitHub, JitRunner, RegistrationToken, RunnerScope};
 use crate::gpus::GpuLayout;
 use crate::health::GpuGate;
 use crate::naming::RunnerNaming;
@@ -131,6 +132,9 @@ pub struct ProvisionRequest {
     pub replace_unhealthy: u32,
     /// How to reach the machines for their boot logs when they fail.
     pub access: MachineAccess,
+    /// The cache's volume in each region ([`crate::cache::prepare`]): mounted on every
+    /// machine of its region. The plan's candidates should be in those regions only.
+    pub cache: Option<CacheVolumes>,
     /// How often to check that runners came online.
     pub online_poll: Duration,
     /// How long to wait for them: the registration timeout, on this process's clock (a
@@ -279,7 +283,10 @@ struct Registrar<'a> {
     machine_key: MachineKey,
     github: &'a GitHub,
     request: &'a ProvisionRequest,
-    registered: BTreeMap<usize, Vec<u64>>,
+    /// The JIT runners registered for each machine's latest attempt (or its machine).
+    registered: BTreeMap<usize, Vec<JitRunner>>,
+    /// JIT runners of an attempt that found no capacity, kept for the machine's next attempt.
+    spare: BTreeMap<usize, Vec<JitRunner>>,
     token: Option<RegistrationToken>,
     /// The org runner group's name, for reusable runners (`config.sh --runnergroup`).
     runner_group: Option<String>,
@@ -292,6 +299,11 @@ struct Registrar<'a> {
 }
 
 impl Registrar<'_> {
+    /// The cache volume of `region`, when the launch has a cache.
+    fn cache_volume(&self, region: &str) -> Option<&Volume> {
+        self.request.cache.as_ref()?.volume(region)
+    }
+
     fn machine_tag(&self, index: usize) -> String {
         let replacement = self.replacements.get(&index).copied().unwrap_or(0);
         self.request.naming.replacement_tag(index, replacement)
@@ -299,6 +311,33 @@ impl Registrar<'_> {
 }
 
 impl Registrar<'_> {
+    /// A JIT runner named `name` with `labels`: `kept`, registered for a candidate that had no
+    /// capacity, relabelled for this one (one call where deleting it and registering again
+    /// take two); registered afresh when none was kept or it is gone (GitHub removes a JIT
+    /// runner that never connected after a day).
+    async fn jit_runner(
+        &self,
+        kept: Option<JitRunner>,
+        name: &str,
+        labels: &[String],
+    ) -> Result<JitRunner, String> {
+        if let Some(runner) = kept {
+            match self.github.set_labels(runner.id, labels).await {
+                Ok(()) => return Ok(runner),
+                Err(error) if error.status == Some(404) => {}
+                Err(error) => {
+                    // Not reused: deleted, so that nothing is left registered under its name.
+                    let _ = self.github.delete_runner(runner.id).await;
+                    return Err(error.to_string());
+                }
+            }
+        }
+        self.github
+            .jit_config(name, labels)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn credentials(
         &mut self,
         index: usize,
@@ -307,16 +346,20 @@ impl Registrar<'_> {
     ) -> Result<Vec<RunnerCredential>, String> {
         match self.request.mode {
             RunnerMode::Jit => {
+                let mut spare = self.spare.remove(&index).unwrap_or_default();
                 let mut credentials = Vec::new();
                 for (name, labels) in names.iter().zip(labels) {
-                    let runner = self
-                        .github
-                        .jit_config(name, labels)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    self.registered.entry(index).or_default().push(runner.id);
-                    credentials.push(RunnerCredential::Jit(runner.config));
+                    let kept = spare
+                        .iter()
+                        .position(|r| &r.name == name)
+                        .map(|at| spare.swap_remove(at));
+                    let runner = self.jit_runner(kept, name, labels).await?;
+                    let config = runner.config.clone();
+                    self.registered.entry(index).or_default().push(runner);
+                    credentials.push(RunnerCredential::Jit(config));
                 }
+                // What a spare had beyond this attempt's runners is not needed.
+                self.registered.entry(index).or_default().extend(spare);
                 Ok(credentials)
             }
             RunnerMode::Reusable => {
@@ -359,6 +402,11 @@ impl Registrar<'_> {
         spec.image.clone_from(&template.image);
         spec.ssh_key.clone_from(&template.ssh_key);
         spec.volumes.clone_from(&template.volumes);
+        if let Some(cache) = self.cache_volume(&candidate.region)
+            && !spec.volumes.contains(&cache.name)
+        {
+            spec.volumes.push(cache.name.clone());
+        }
         spec.firewall_rulesets
             .clone_from(&template.firewall_rulesets);
         spec.name = Some(match &template.name_template {
@@ -465,6 +513,9 @@ impl LaunchSetup for Registrar<'_> {
                 .filter(|_| may_end_itself)
                 .map(str::to_owned),
             max_lifetime_seconds: boot.timings.max_lifetime_seconds,
+            cache_mount: self
+                .cache_volume(&candidate.region)
+                .map(|v| v.mount_point.clone()),
         };
         let user_data = script.render().map_err(|e| e.to_string())?;
         let mut spec = self.machine_spec(index, candidate);
@@ -472,10 +523,18 @@ impl LaunchSetup for Registrar<'_> {
         Ok(spec)
     }
 
+    async fn not_launched(&mut self, index: usize) {
+        if let Some(runners) = self.registered.remove(&index) {
+            self.spare.entry(index).or_default().extend(runners);
+        }
+    }
+
     async fn abandon(&mut self, index: usize) {
-        for id in self.registered.remove(&index).unwrap_or_default() {
-            if let Err(error) = self.github.delete_runner(id).await {
-                tracing::warn!(runner = id, %error, "could not delete an unused JIT runner");
+        let registered = self.registered.remove(&index).unwrap_or_default();
+        let spare = self.spare.remove(&index).unwrap_or_default();
+        for runner in registered.into_iter().chain(spare) {
+            if let Err(error) = self.github.delete_runner(runner.id).await {
+                tracing::warn!(runner = runner.id, %error, "could not delete an unused JIT runner");
             }
         }
     }
@@ -599,6 +658,7 @@ impl<'a> Provisioner<'a> {
             github: self.github,
             request,
             registered: BTreeMap::new(),
+            spare: BTreeMap::new(),
             token: None,
             runner_group,
             replacements: BTreeMap::new(),

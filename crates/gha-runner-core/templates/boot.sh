@@ -55,6 +55,11 @@ RUNNER_NAMES=({{runner_names}})
 RUNNER_LABELS=({{runner_labels}})
 # Each runner's GPUs (CUDA_VISIBLE_DEVICES); empty: it sees every GPU.
 RUNNER_GPUS=({{runner_gpus}})
+# The cache: a persistent volume of this region shared by the machines that mount it (empty:
+# none). The runner and the agent are kept there by SHA-256; jobs keep their caches there.
+CACHE_MOUNT={{cache_mount}}
+# Below this much free space the cache is not used (a full volume would fail jobs' writes).
+CACHE_MIN_FREE_KIB={{cache_min_free_kib}}
 
 WATCHDOG_SECONDS={{watchdog_seconds}}
 FAILED_BOOT_HOLD={{failed_boot_hold_seconds}}
@@ -145,16 +150,69 @@ case "$(uname -m)" in
   *) fail "unsupported CPU $(uname -m)" ;;
 esac
 [ -n "$RUNNER_URL" ] || fail "GitHub offers no runner for linux-$RUNNER_ARCH"
+
+# --- the cache, when this machine has one -----------------------------------------------------
+# Every machine of the region may fill it at once: an entry is written under a name of this
+# machine's own and renamed into place (a rename is atomic, on NFS too), so a reader finds a
+# whole file or none; what it reads is checked against its SHA-256 after copying, so a
+# corrupt entry is fetched again and replaced.
+CACHE=
+if [ -n "$CACHE_MOUNT" ]; then
+  free_kib="$(df -Pk "$CACHE_MOUNT" 2>/dev/null | awk 'NR == 2 { print $4 }' || true)"
+  if [ ! -d "$CACHE_MOUNT" ]; then
+    step "cache: $CACHE_MOUNT is not mounted; going on without it"
+  elif [ -z "$free_kib" ] || [ "$free_kib" -lt "$CACHE_MIN_FREE_KIB" ]; then
+    step "cache: $CACHE_MOUNT is full (${free_kib:-?} KiB free); going on without it"
+  elif install -d -m 0755 "$CACHE_MOUNT/lambda-gha" "$CACHE_MOUNT/lambda-gha/files" 2>/dev/null; then
+    CACHE="$CACHE_MOUNT/lambda-gha"
+    step "cache: using $CACHE (${free_kib} KiB free)"
+  else
+    step "cache: cannot write to $CACHE_MOUNT; going on without it"
+  fi
+fi
+# fetch URL SHA256 NAME DEST [CURL_CONFIG]: DEST gets URL's file, verified when SHA256 is
+# given; from the cache (its entry `<SHA256>-<NAME>`, NAME saying what and which version) when
+# it holds a good copy, and kept there for the next machine otherwise.
+fetch() {
+  local url="$1" sha256="$2" name="$3" dest="$4" config="${5:-/dev/null}" entry=
+  if [ -n "$CACHE" ] && [ -n "$sha256" ]; then
+    entry="$CACHE/files/$sha256-$name"
+    if [ -f "$entry" ] && cp "$entry" "$dest.cached" &&
+        echo "$sha256  $dest.cached" | sha256sum -c - >/dev/null 2>&1; then
+      mv -f "$dest.cached" "$dest"
+      step "cache: $name from the cache (sha256 $sha256)"
+      return 0
+    fi
+    rm -f "$dest.cached"
+    if [ -f "$entry" ]; then
+      step "cache: $(basename "$entry") does not match its SHA-256; fetching it again"
+      rm -f "$entry"
+    fi
+  fi
+  curl -fsSL --retry 5 --retry-delay 2 --retry-all-errors -K "$config" -o "$dest" "$url"
+  if [ -n "$sha256" ]; then
+    echo "$sha256  $dest" | sha256sum -c - >/dev/null || fail "checksum mismatch ($url)"
+  fi
+  if [ -n "$entry" ]; then
+    local part="$entry.$MACHINE_TAG.$$.part"
+    if cp "$dest" "$part" 2>/dev/null && mv -f "$part" "$entry" 2>/dev/null; then
+      step "cache: kept $(basename "$entry")"
+    else
+      rm -f "$part"
+      step "cache: could not keep $(basename "$entry") (is the volume full?); going on"
+    fi
+  fi
+}
+
 step "fetching the GitHub runner for linux-$RUNNER_ARCH: $RUNNER_URL"
 install -d -m 0755 /var/cache/lambda-gha
 TARBALL="/var/cache/lambda-gha/$(basename "$RUNNER_URL")"
 # Some servers hand out a download token: it reaches curl in a root-only config file.
 RUNNER_CURL_CONFIG=/dev/null
 [ -f "$ETC/runner-$RUNNER_ARCH.curl" ] && RUNNER_CURL_CONFIG="$ETC/runner-$RUNNER_ARCH.curl"
-curl -fsSL --retry 5 --retry-delay 2 --retry-all-errors -K "$RUNNER_CURL_CONFIG" -o "$TARBALL" "$RUNNER_URL"
+fetch "$RUNNER_URL" "$RUNNER_SHA256" "$(basename "$RUNNER_URL")" "$TARBALL" "$RUNNER_CURL_CONFIG"
 rm -f "$ETC"/runner-*.curl
 if [ -n "$RUNNER_SHA256" ]; then
-  echo "$RUNNER_SHA256  $TARBALL" | sha256sum -c - >/dev/null || fail "runner checksum mismatch ($RUNNER_URL)"
   step "runner verified (sha256 $RUNNER_SHA256)"
 else
   step "WARNING: GitHub gave no checksum for this runner; trusting the TLS connection alone"
@@ -163,8 +221,7 @@ fi
 # --- the agent: this project's version, checksum pinned at render time ------------------------
 if [ -n "$AGENT_URL" ]; then
   step "fetching the lambda-gha agent $LAMBDA_GHA_VERSION"
-  curl -fsSL --retry 5 --retry-delay 2 -o "$BIN/lambda-gha.download" "$AGENT_URL"
-  echo "$AGENT_SHA256  $BIN/lambda-gha.download" | sha256sum -c - >/dev/null || fail "agent checksum mismatch"
+  fetch "$AGENT_URL" "$AGENT_SHA256" "lambda-gha-$LAMBDA_GHA_VERSION-$RUNNER_ARCH" "$BIN/lambda-gha.download"
 elif [ -n "$AGENT_DELIVERED_SHA256" ]; then
   # No release for the action's ref (a branch, a commit, a fork): the launcher built the agent
   # once and sends it over SSH as soon as this machine answers. Nothing is compiled here.
@@ -225,6 +282,19 @@ if [ "$HEALTHY" = 0 ]; then
   fail "the GPU health gate failed: no runner starts; the agent ends this machine"
 fi
 
+# --- jobs' caches on the volume: the runner user's, so that its jobs can write them ------------
+JOB_CACHE=
+if [ -n "$CACHE" ]; then
+  if install -d -m 0755 "$CACHE/jobs" 2>/dev/null &&
+      install -d -m 0755 -o "$RUNNER_USER" -g "$RUNNER_USER" "$CACHE/jobs/uv" "$CACHE/jobs/pip" \
+        "$CACHE/jobs/huggingface" "$CACHE/jobs/torch" 2>/dev/null; then
+    JOB_CACHE="$CACHE/jobs"
+    step "cache: jobs get UV_CACHE_DIR, PIP_CACHE_DIR, HF_HOME and TORCH_HOME under $JOB_CACHE"
+  else
+    step "cache: cannot make the jobs' cache directories; jobs run without them"
+  fi
+fi
+
 # --- runners, as the runner user ---------------------------------------------------------------
 # No credential goes on a command line (where `ps` shows it) or into the runner's environment
 # (which every process of its user can read): a JIT configuration is unpacked into the files the
@@ -241,6 +311,13 @@ for i in "${!RUNNER_NAMES[@]}"; do
     echo "ACTIONS_RUNNER_HOOK_JOB_COMPLETED=$HOOKS/job-completed.sh"
     echo "LAMBDA_GHA_RUNNER=$i"
     if [ -n "${RUNNER_GPUS[$i]}" ]; then echo "CUDA_VISIBLE_DEVICES=${RUNNER_GPUS[$i]}"; fi
+    # Jobs' package and model caches, shared by every machine of the region.
+    if [ -n "$JOB_CACHE" ]; then
+      echo "UV_CACHE_DIR=$JOB_CACHE/uv"
+      echo "PIP_CACHE_DIR=$JOB_CACHE/pip"
+      echo "HF_HOME=$JOB_CACHE/huggingface"
+      echo "TORCH_HOME=$JOB_CACHE/torch"
+    fi
   } > "$dir/.env"
   if [ -n "${RUNNER_GPUS[$i]}" ]; then step "runner ${RUNNER_NAMES[$i]} gets GPU(s) ${RUNNER_GPUS[$i]}"; fi
   if [ "$RUNNER_MODE" = jit ]; then

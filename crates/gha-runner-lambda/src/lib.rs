@@ -12,10 +12,11 @@ use lambda_cloud::{
 };
 use secrecy::ExposeSecret;
 
+use gha_runner_core::cache::Volume;
 use gha_runner_core::provider::{
-    BootDelivery, Capabilities, Catalog, CloudProvider, Machine, MachineId, MachineKey,
-    MachineSpec, MachineState, MetadataPlace, Offering, ProviderError, ProviderErrorKind,
-    SshAccess,
+    BootDelivery, Capabilities, CapacityHint, Catalog, CloudProvider, Machine, MachineId,
+    MachineKey, MachineSpec, MachineState, MetadataPlace, Offering, ProviderError,
+    ProviderErrorKind, SshAccess,
 };
 
 /// Lambda Cloud as a [`CloudProvider`].
@@ -240,6 +241,14 @@ pub fn provider_error(error: &lambda_cloud::Error) -> ProviderError {
 /// ours may be named so.
 pub const UNHEALTHY_NAME: &str = "unhealthy: ";
 
+fn volume(filesystem: lambda_cloud::Filesystem) -> Volume {
+    Volume {
+        name: filesystem.name,
+        region: filesystem.region.name.to_string(),
+        mount_point: filesystem.mount_point,
+    }
+}
+
 fn machine(instance: Instance) -> Machine {
     let state = match &instance.status {
         InstanceStatus::Booting => MachineState::Pending,
@@ -428,6 +437,48 @@ impl CloudProvider for LambdaProvider {
             Err(error) if error.is_not_found() => Ok(()),
             Err(error) => Err(provider_error(&error)),
         }
+    }
+
+    /// Only `GET /instance-types` (one call; the catalog also lists the regions): the launch
+    /// plan reads this before every attempt.
+    async fn capacity_hints(&self) -> Result<Vec<CapacityHint>, ProviderError> {
+        let types = self
+            .client
+            .instance_types()
+            .list()
+            .await
+            .map_err(|e| provider_error(&e))?;
+        Ok(types
+            .iter()
+            .flat_map(|item| {
+                item.regions_with_capacity_available
+                    .iter()
+                    .map(|region| CapacityHint {
+                        instance_type: item.instance_type.name.to_string(),
+                        region: region.name.to_string(),
+                        available: true,
+                    })
+            })
+            .collect())
+    }
+
+    async fn volumes(&self) -> Result<Vec<Volume>, ProviderError> {
+        let filesystems = self
+            .client
+            .filesystems()
+            .list()
+            .await
+            .map_err(|e| provider_error(&e))?;
+        Ok(filesystems.into_iter().map(volume).collect())
+    }
+
+    async fn create_volume(&self, name: &str, region: &str) -> Result<Volume, ProviderError> {
+        self.client
+            .filesystems()
+            .create(name, region)
+            .await
+            .map(volume)
+            .map_err(|e| provider_error(&e))
     }
 
     async fn catalog(&self) -> Result<Catalog, ProviderError> {

@@ -107,6 +107,8 @@ pub enum GitHubRoute {
     ListRunners,
     /// `DELETE …/actions/runners/{id}`.
     DeleteRunner,
+    /// `PUT …/actions/runners/{id}/labels`.
+    SetLabels,
     /// `GET …/actions/runners/downloads`.
     RunnerDownloads,
     /// `GET /repos/{owner}/{repo}/actions/runs`.
@@ -162,6 +164,7 @@ struct State {
     next_id: u64,
     online_on_register: bool,
     jit_requests: usize,
+    relabels: usize,
     tokens_issued: usize,
     /// Every `encoded_jit_config` issued.
     jit_configs: Vec<String>,
@@ -404,7 +407,7 @@ impl FakeGitHub {
             server: Arc::new(MockServer::start().await),
             canary: format!("GHCANARY{canary}"),
         };
-        let routes: [(&str, String, Handler); 15] = [
+        let routes: [(&str, String, Handler); 16] = [
             // Not GitHub's: `config.sh` registering a runner (what the real one does through
             // GitHub's runner-registration service with the registration token).
             ("POST", "^/_fake/configure$".to_owned(), Handler::Configure),
@@ -437,6 +440,7 @@ impl FakeGitHub {
                 Handler::RunnerGroup,
             ),
             ("DELETE", format!("{SCOPE}/[0-9]+$"), Handler::Delete),
+            ("PUT", format!("{SCOPE}/[0-9]+/labels$"), Handler::SetLabels),
             (
                 "GET",
                 r"^/repos/[^/]+/[^/]+/actions/runs$".to_owned(),
@@ -526,6 +530,11 @@ impl FakeGitHub {
         self.lock().tokens_issued
     }
 
+    /// How many times a runner's labels were replaced.
+    pub fn relabels(&self) -> usize {
+        self.lock().relabels
+    }
+
     /// How many JIT configurations were requested.
     pub fn jit_requests(&self) -> usize {
         self.lock().jit_requests
@@ -607,6 +616,7 @@ enum Handler {
     Token(&'static str),
     List,
     Delete,
+    SetLabels,
     Downloads,
     RunnerGroup,
     Runs,
@@ -768,6 +778,7 @@ impl Route {
             | Handler::AppToken => None,
             Handler::List => Some(GitHubRoute::ListRunners),
             Handler::Delete => Some(GitHubRoute::DeleteRunner),
+            Handler::SetLabels => Some(GitHubRoute::SetLabels),
             Handler::Downloads => Some(GitHubRoute::RunnerDownloads),
             Handler::Runs => Some(GitHubRoute::ListRuns),
             Handler::RunJobs => Some(GitHubRoute::ListRunJobs),
@@ -885,6 +896,7 @@ impl Route {
             Handler::RunJobs => webhooks::list_run_jobs(state, request),
             Handler::List => list_runners(state, request),
             Handler::Delete => delete_runner(state, request),
+            Handler::SetLabels => set_labels(state, request),
         }
     }
 }
@@ -1082,6 +1094,39 @@ fn list_runners(state: &mut State, request: &Request) -> ResponseTemplate {
 }
 
 /// `DELETE …/actions/runners/{id}`.
+/// `PUT …/actions/runners/{id}/labels` (docs.github.com, "Set custom labels for a self-hosted
+/// runner for a repository"): replaces the runner's custom labels; 422 without `labels`, 404
+/// for a runner that is not there; answers the labels it has now.
+fn set_labels(state: &mut State, request: &Request) -> ResponseTemplate {
+    let id: Option<u64> = request
+        .url
+        .path()
+        .rsplit('/')
+        .nth(1)
+        .and_then(|s| s.parse().ok());
+    let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    let Some(labels) = body["labels"].as_array() else {
+        return message(
+            422,
+            "Invalid request.\n\nInvalid input: object is missing required key: labels.",
+        );
+    };
+    let labels: Vec<String> = labels
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    state.relabels += 1;
+    let Some(runner) = state.runners.iter_mut().find(|r| Some(r.id) == id) else {
+        return message(404, "Not Found");
+    };
+    runner.labels = labels;
+    let answer = runner_json(runner);
+    ResponseTemplate::new(200).set_body_json(json!({
+        "total_count": runner.labels.len(),
+        "labels": answer["labels"],
+    }))
+}
+
 fn delete_runner(state: &mut State, request: &Request) -> ResponseTemplate {
     let id: Option<u64> = request
         .url

@@ -416,6 +416,15 @@ impl Sim {
             .map(|runner| runner.machines().sandbox(id.as_str()))
     }
 
+    /// Where filesystem `id`'s files are on this computer, when user data runs: every machine
+    /// that mounts it sees this directory (made at the first such machine's boot).
+    pub fn filesystem_dir(&self, id: &lambda_cloud::FilesystemId) -> Option<PathBuf> {
+        self.shared
+            .runner
+            .as_ref()
+            .map(|runner| runner.filesystem_dir(id))
+    }
+
     /// The directory whose files every root machine sees, read-only, under
     /// [`sim_machine::MACHINE_SHARED_DIR`], when user data runs.
     pub fn shared_dir(&self) -> Option<PathBuf> {

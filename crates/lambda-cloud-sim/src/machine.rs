@@ -19,6 +19,8 @@ pub(crate) enum Effect {
         script: Option<Redacted>,
         /// The GPUs its `nvidia-smi` shows.
         gpus: Gpus,
+        /// The filesystems it was launched with: (id, where it mounts them).
+        mounts: Vec<(lambda_cloud::FilesystemId, String)>,
     },
     /// An instance is terminating: stop its user-data processes.
     StopUserData {
@@ -108,6 +110,13 @@ impl SimInstance {
                 id: self.instance.id.clone(),
                 script: self.user_data.clone(),
                 gpus: self.gpus.clone(),
+                mounts: self
+                    .instance
+                    .file_system_mounts
+                    .iter()
+                    .flatten()
+                    .map(|m| (m.file_system_id.clone(), m.mount_point.clone()))
+                    .collect(),
             });
         }
         None

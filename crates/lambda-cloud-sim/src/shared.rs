@@ -86,11 +86,20 @@ impl Shared {
         };
         for effect in effects {
             match (&self.runner, effect) {
-                (Some(runner), Effect::StartUserData { id, script, gpus }) => {
+                (
+                    Some(runner),
+                    Effect::StartUserData {
+                        id,
+                        script,
+                        gpus,
+                        mounts,
+                    },
+                ) => {
                     runner.start(
                         &id,
                         script.as_ref().map(lambda_cloud::Redacted::expose),
                         &gpus,
+                        &mounts,
                         self.base_url.get().map_or("", String::as_str),
                         time_scale,
                     );

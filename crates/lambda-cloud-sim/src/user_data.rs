@@ -11,6 +11,9 @@ use sim_machine::{Boot, MachineMode, Machines, Program};
 use crate::machine::Gpus;
 use crate::machine_env;
 
+/// Where the filesystems' directories are, under the machines' root.
+const FILESYSTEMS_DIR: &str = "filesystems";
+
 const NOT_A_SCRIPT: &str = "lambda-cloud-sim: user data not run: it is neither a `#!` script \
     nor a multipart message with a text/x-shellscript part (cloud-config is not simulated)";
 
@@ -43,6 +46,7 @@ impl UserDataRunner {
         id: &InstanceId,
         user_data: Option<&str>,
         gpus: &Gpus,
+        mounts: &[(lambda_cloud::FilesystemId, String)],
         api_url: &str,
         time_scale: lambda_cloud::TimeScale,
     ) {
@@ -69,12 +73,26 @@ impl UserDataRunner {
                 (machine_env::TIME_SCALE.into(), time_scale.to_string()),
             ],
             secret_env: Vec::new(),
+            // A filesystem is one directory on the host, seen by every machine that mounts it
+            // (Lambda's filesystems are NFS shares of their region).
+            mounts: mounts
+                .iter()
+                .map(|(id, at)| sim_machine::Mount {
+                    source: self.filesystem_dir(id),
+                    target: at.clone(),
+                })
+                .collect(),
             // A hostname like Lambda's, which sudo can resolve.
             hostname: format!(
                 "lambda-{}",
                 id.as_str().chars().take(12).collect::<String>()
             ),
         });
+    }
+
+    /// Where filesystem `id`'s files are on the host: shared by every machine that mounts it.
+    pub(crate) fn filesystem_dir(&self, id: &lambda_cloud::FilesystemId) -> PathBuf {
+        self.machines.root().join(FILESYSTEMS_DIR).join(id.as_str())
     }
 
     /// Kills the instance's user data and every process running in its sandbox.

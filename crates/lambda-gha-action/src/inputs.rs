@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use gha_runner_core::cache::CacheRequest;
 use gha_runner_core::{
     CapacityPolicy, Field, InputError, MachineId, agent_config::AgentTimings,
     boot_script::RunnerPrivileges, duration::parse_duration, gpus::GpusPerRunner, health::GpuGate,
@@ -97,6 +98,8 @@ pub struct StartInputs {
     pub image: Option<String>,
     /// Filesystems to mount.
     pub filesystems: Vec<String>,
+    /// The cache on a filesystem per region, if asked for.
+    pub cache: Option<CacheRequest>,
     /// Firewall rulesets.
     pub firewall_rulesets: Vec<String>,
     /// An existing SSH key; without one, a key is made for the launch and deleted after it.
@@ -419,6 +422,11 @@ fn parse_start(env: &Env, debug: bool) -> Result<StartInputs, InputError> {
         capacity,
         image: env.input("image").map(str::to_owned),
         filesystems: list(env, "filesystem")?,
+        cache: CacheRequest::parse(
+            env.input("cache_filesystem").unwrap_or(""),
+            env.var("GITHUB_REPOSITORY").unwrap_or(""),
+            "cache_filesystem",
+        )?,
         firewall_rulesets: list(env, "firewall_ruleset")?,
         ssh_key_name: env.input("ssh_key_name").map(str::to_owned),
         ssh_pubkey,

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use gha_runner_core::CloudProvider;
+use gha_runner_core::cache::{self, CacheVolumes};
 use gha_runner_core::provider::{MachineKey, SshAccess};
 use gha_runner_core::{
     CapacityPolicy, CoreError, GitHub, LaunchPlan, ProvisionFailure, ProvisionRequest, Provisioned,
@@ -309,7 +310,7 @@ async fn run_start<W: Write>(
 
     w.group("Checking the request");
     let scale = time_scale(env)?;
-    let (checked, gpus, plan) = check_start(provider, start, scale, w).await?;
+    let (checked, gpus, plan, cache) = check_start(provider, start, scale, w).await?;
 
     // Before anything is made: a stop job (`if: always()`) after a start that was killed or
     // cancelled still finds the launch by its label.
@@ -342,6 +343,7 @@ async fn run_start<W: Write>(
         gpus,
         replace_unhealthy: start.replace_unhealthy,
         access: access.access.clone(),
+        cache,
         online_poll: scale.real(Duration::from_secs(start.timings.poll_seconds.clamp(1, 5))),
         online_timeout: scale.real(start.timings.registration_timeout()),
     };
@@ -402,7 +404,15 @@ async fn check_start<W: Write>(
     start: &StartInputs,
     scale: TimeScale,
     w: &mut Workflow<W>,
-) -> Result<(Preflight, BTreeMap<String, GpuLayout>, LaunchPlan), Failure> {
+) -> Result<
+    (
+        Preflight,
+        BTreeMap<String, GpuLayout>,
+        LaunchPlan,
+        Option<CacheVolumes>,
+    ),
+    Failure,
+> {
     let lifetime = Duration::from_secs(start.timings.max_lifetime_seconds);
     let checked = preflight(
         provider,
@@ -425,7 +435,8 @@ async fn check_start<W: Write>(
     };
     let plan = LaunchPlan::new(checked.candidates.clone(), start.instance_count, capacity)?;
     let poll = scale.real(plan.poll_interval);
-    let plan = plan.with_poll_interval(poll);
+    let mut plan = plan.with_poll_interval(poll);
+    let cache = prepare_cache(provider, start, &mut plan, w).await?;
     w.line(&format!(
         "{} candidate(s) in order: {}",
         plan.candidates.len(),
@@ -455,7 +466,28 @@ async fn check_start<W: Write>(
              end only by a `mode: stop` job (add one with `if: always()`) or the reaper",
         );
     }
-    Ok((checked, gpus, plan))
+    Ok((checked, gpus, plan, cache))
+}
+
+/// Finds or makes the cache's filesystem in each candidate region, says what it found, and
+/// keeps only the candidates in regions that have it.
+async fn prepare_cache<W: Write>(
+    provider: &dyn CloudProvider,
+    start: &StartInputs,
+    plan: &mut LaunchPlan,
+    w: &mut Workflow<W>,
+) -> Result<Option<CacheVolumes>, Failure> {
+    let Some(request) = &start.cache else {
+        return Ok(None);
+    };
+    let volumes = cache::prepare(provider, request, &plan.candidates)
+        .await
+        .map_err(|why| Failure::new("Invalid input `cache_filesystem`", why))?;
+    for line in volumes.to_string().lines() {
+        w.line(&format!("cache: {line}"));
+    }
+    plan.candidates = volumes.usable(&plan.candidates);
+    Ok(Some(volumes))
 }
 
 /// The SSH key made for this launch (Lambda requires one per launch), unless one is named.

@@ -368,6 +368,8 @@ impl Shared {
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .chain([("RUNPOD_API_KEY".to_owned(), pod.key.clone())])
                         .collect(),
+                    // Network volumes are not simulated: no pod here names one.
+                    mounts: Vec::new(),
                     hostname: pod.id.clone(),
                 });
             }

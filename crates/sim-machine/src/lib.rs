@@ -114,6 +114,18 @@ pub struct Boot<'a> {
     pub secret_env: Vec<(String, String)>,
     /// Its hostname, on a root machine.
     pub hostname: String,
+    /// Host directories it sees as its own (a cloud's network filesystems).
+    pub mounts: Vec<Mount>,
+}
+
+/// A host directory a machine sees at a path of its own, read-write: what several machines
+/// mount is shared between them, as a network filesystem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The directory on the host (made when missing).
+    pub source: PathBuf,
+    /// Where the machine sees it: an absolute path without `:` or a newline.
+    pub target: String,
 }
 
 /// Starts and stops machines under one directory: each machine's sandbox is `<root>/<id>`.
@@ -258,9 +270,37 @@ fn write_note(path: &Path, note: &str) {
 }
 
 /// The program as this user in the sandbox `dir`; `None` when there is nothing to run.
+/// Checks each mount's target and makes its source.
+fn prepare_mounts(mounts: &[Mount]) -> std::io::Result<()> {
+    for mount in mounts {
+        let source = mount.source.to_string_lossy();
+        if !mount.target.starts_with('/')
+            || mount.target.contains([':', '\n'])
+            || source.contains([':', '\n'])
+        {
+            return Err(std::io::Error::other(format!(
+                "{source:?} cannot be mounted at {:?} (no `:` or newline in either)",
+                mount.target
+            )));
+        }
+        std::fs::create_dir_all(&mount.source)?;
+    }
+    Ok(())
+}
+
 fn spawn_sandboxed(dir: &Path, boot: &Boot<'_>) -> std::io::Result<Option<Child>> {
     let bin = dir.join(SANDBOX_BIN);
     write_fake_nvidia_smi(&bin, &boot.gpus.model, boot.gpus.visible)?;
+    prepare_mounts(&boot.mounts)?;
+    // In a sandbox a mount is a link at its place under the sandbox's root.
+    for mount in &boot.mounts {
+        let at = dir.join(mount.target.trim_start_matches('/'));
+        if let Some(parent) = at.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let _ = std::fs::remove_file(&at);
+        std::os::unix::fs::symlink(&mount.source, &at)?;
+    }
     let Some(program) = &boot.program else {
         return Ok(None);
     };
@@ -383,6 +423,7 @@ mod tests {
             env: vec![("RUNPOD_POD_ID".into(), "pod1".into())],
             secret_env: vec![("RUNPOD_API_KEY".into(), "pod-key".into())],
             hostname: "pod1".into(),
+            mounts: Vec::new(),
         });
         let log = wait_for(&root.join("pod1/container.log"));
         assert!(log.contains("id=pod1 key=7"), "{log}");
@@ -412,6 +453,7 @@ mod tests {
             env: Vec::new(),
             secret_env: Vec::new(),
             hostname: "vm1".into(),
+            mounts: Vec::new(),
         });
         wait_for(&root.join("vm1/user-data.log"));
         assert_eq!(machines.running(), ["vm1"]);
@@ -446,9 +488,63 @@ mod tests {
             env: Vec::new(),
             secret_env: Vec::new(),
             hostname: "pod2".into(),
+            mounts: Vec::new(),
         });
         let log = std::fs::read_to_string(root.join("pod2/container.log")).unwrap();
         assert!(log.contains("the start command is empty"), "{log}");
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn machines_that_mount_one_directory_share_its_files() {
+        let root = scratch("mounts");
+        let machines = Machines::new(root.clone(), MachineMode::Sandbox);
+        let gpus = Gpus {
+            model: "A10".into(),
+            visible: 1,
+        };
+        let shared = root.join("filesystems/fs1");
+        let boot = |id: &'static str, script: &str| {
+            machines.start(&Boot {
+                id,
+                program: Some(Program::UserData(script.to_owned())),
+                gpus: &gpus,
+                env: Vec::new(),
+                secret_env: Vec::new(),
+                hostname: id.into(),
+                mounts: vec![Mount {
+                    source: shared.clone(),
+                    target: "/lambda/nfs/cache".into(),
+                }],
+            });
+        };
+        boot(
+            "writer",
+            "#!/bin/bash\necho wheels done > \"$SIM_MACHINE_SANDBOX/lambda/nfs/cache/uv\"\n",
+        );
+        wait_for(&shared.join("uv"));
+        boot(
+            "reader",
+            "#!/bin/bash\necho \"read: $(cat \"$SIM_MACHINE_SANDBOX/lambda/nfs/cache/uv\")\"\n",
+        );
+        let log = wait_for(&root.join("reader/user-data.log"));
+        assert!(log.contains("read: wheels"), "{log}");
+        let refused = Machines::new(root.clone(), MachineMode::Sandbox);
+        refused.start(&Boot {
+            id: "bad",
+            program: Some(Program::UserData("#!/bin/bash\n".into())),
+            gpus: &gpus,
+            env: Vec::new(),
+            secret_env: Vec::new(),
+            hostname: "bad".into(),
+            mounts: vec![Mount {
+                source: shared.clone(),
+                target: "relative:path".into(),
+            }],
+        });
+        let log = std::fs::read_to_string(root.join("bad/user-data.log")).unwrap();
+        assert!(log.contains("cannot be mounted"), "{log}");
+        machines.stop_all();
         let _ = std::fs::remove_dir_all(root);
     }
 }

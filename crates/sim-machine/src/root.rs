@@ -21,6 +21,7 @@
 //! On the host, the machine's sandbox directory is the overlay's upper layer: what the machine
 //! wrote (its logs, its runner directories) is there, under the same paths as on the machine.
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -52,6 +53,12 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$merged/run"
 mkdir -p "$merged/var/lib/sim-machine/shared"
 mount --bind "$shared" "$merged/var/lib/sim-machine/shared"
 mount -o remount,bind,ro "$merged/var/lib/sim-machine/shared"
+# The machine's network filesystems: `source:target` a line, bound read-write.
+while IFS=: read -r source target; do
+  [ -n "$source" ] || continue
+  mkdir -p "$merged$target"
+  mount --bind "$source" "$merged$target"
+done <<< "${SIM_MACHINE_MOUNTS:-}"
 hostname "$host"
 vars=()
 for name in $SIM_MACHINE_VARS; do vars+=("$name=${!name}"); done
@@ -108,6 +115,7 @@ impl RootMachine<'_> {
     /// the namespaces' holder: killing its process group ends the machine.
     pub(crate) fn boot(&self, boot: &Boot<'_>) -> std::io::Result<Option<Child>> {
         write_fake_nvidia_smi(&self.under("/usr/bin"), &boot.gpus.model, boot.gpus.visible)?;
+        crate::prepare_mounts(&boot.mounts)?;
         let Some(program) = &boot.program else {
             return Ok(None);
         };
@@ -167,6 +175,10 @@ impl RootMachine<'_> {
             }
             names.push(name.as_str());
         }
+        let mut mounts = String::new();
+        for mount in &boot.mounts {
+            let _ = writeln!(mounts, "{}:{}", mount.source.display(), mount.target);
+        }
         let holder = Command::new("unshare")
             .args(["--mount", "--pid", "--uts", "--fork", "--kill-child", "--"])
             .args(["bash", "-c", MACHINE_INIT, "machine-init"])
@@ -182,6 +194,7 @@ impl RootMachine<'_> {
             .env("PATH", PATH)
             .envs(boot.env.iter().chain(&boot.secret_env).map(|(k, v)| (k, v)))
             .env("SIM_MACHINE_VARS", names.join(" "))
+            .env("SIM_MACHINE_MOUNTS", mounts)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -70,6 +70,8 @@ pub(crate) struct Boot {
     pub(crate) agent_key: String,
     /// Simulated seconds per real second.
     pub(crate) scale: f64,
+    /// How late the internet answers each download (real time).
+    pub(crate) download_delay: Duration,
 }
 
 impl Boot {
@@ -85,11 +87,20 @@ impl Boot {
             ))],
             agent_key: "boot-key".to_owned(),
             scale: SCALE,
+            download_delay: Duration::ZERO,
         }
     }
 }
 
-pub(crate) async fn boot(setup: Boot) -> Booted {
+/// A simulator whose machines boot as root in 10 simulated seconds, and the internet they
+/// download from, in a directory removed at the end.
+pub(crate) struct Computer {
+    pub(crate) sim: lambda_cloud_sim::Sim,
+    pub(crate) internet: FakeInternet,
+    cleanup: RemoveOnDrop,
+}
+
+pub(crate) async fn computer(setup: &Boot) -> Computer {
     let binary = lambda_gha_tests::lambda_gha_binary();
     let work = std::env::temp_dir().join(format!("boot-e2e-{}-{}", setup.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -98,7 +109,7 @@ pub(crate) async fn boot(setup: Boot) -> Booted {
     let cleanup = RemoveOnDrop(work.clone());
 
     // The internet, as far as the boot script is concerned.
-    let internet = FakeInternet::start(&binary, &work).await;
+    let internet = FakeInternet::start_slow(&binary, &work, setup.download_delay).await;
 
     // Machines that boot in 10 simulated seconds keep the suite short.
     let mut scenario = lambda_cloud_sim::Scenario::default();
@@ -108,7 +119,7 @@ pub(crate) async fn boot(setup: Boot) -> Booted {
             max: 10.0,
         };
     }
-    scenario.faults = setup.faults;
+    scenario.faults.clone_from(&setup.faults);
     let sim = lambda_cloud_sim::Sim::builder()
         .scenario(scenario.with_ssh_key("ci"))
         .time_scale(lambda_cloud::TimeScale::new(setup.scale).unwrap())
@@ -118,64 +129,23 @@ pub(crate) async fn boot(setup: Boot) -> Booted {
         .start()
         .await
         .unwrap();
+    Computer {
+        sim,
+        internet,
+        cleanup,
+    }
+}
+
+pub(crate) async fn boot(setup: Boot) -> Booted {
+    let Computer {
+        sim,
+        internet,
+        cleanup,
+    } = computer(&setup).await;
     let client = sim.client().unwrap();
 
     let naming = RunnerNaming::with_label("lambda-5-boot").unwrap();
-    let runners = setup.credentials.len();
-    let jit = matches!(setup.credentials[0], RunnerCredential::Jit(_));
-    let agent_config = AgentConfig {
-        version: "0.1.0".into(),
-        provider: "lambda".into(),
-        api_url: Some(sim.base_url().to_owned()),
-        api_key: Some(SecretString::from(setup.agent_key.clone())),
-        key_variable: None,
-        machine_tag: (tags::MACHINE.into(), naming.machine_tag(0)),
-        run_label: naming.label().into(),
-        runner_count: runners,
-        runner_mode: if jit { "jit" } else { "reusable" }.into(),
-        timings: setup.timings,
-        health: None,
-    };
-    let script = BootScript {
-        version: "0.1.0".into(),
-        run_label: naming.label().into(),
-        machine_tag: naming.machine_tag(0),
-        registration_url: "https://github.com/octo/gpu".into(),
-        runner: RunnerPackage {
-            x64: Some(RunnerDownload {
-                version: RUNNER_VERSION.into(),
-                url: internet.runner_url(),
-                sha256: Some(internet.runner_sha256().to_owned()),
-                token: None,
-            }),
-            arm64: None,
-        },
-        agent: AgentSource::x86_64(AgentDownload {
-            url: internet.agent_url(),
-            sha256: internet.agent_sha256().to_owned(),
-        }),
-        agent_config: agent_config.to_json(),
-        runners: setup
-            .credentials
-            .into_iter()
-            .enumerate()
-            .map(|(i, credential)| RunnerBoot {
-                name: naming.runner_name(0, i),
-                labels: vec![naming.label().into()],
-                credential,
-                gpu_devices: None,
-            })
-            .collect(),
-        privileges: RunnerPrivileges::default(),
-        user_script: setup.user_script.map(str::to_owned),
-        runner_group: None,
-        self_terminate: LambdaProvider::new(client.clone())
-            .self_terminate_script()
-            .map(str::to_owned),
-        max_lifetime_seconds: setup.timings.max_lifetime_seconds,
-    }
-    .render()
-    .unwrap();
+    let script = boot_script(&setup, &sim, &internet, 0, None);
     let id = client
         .instances()
         .launch("gpu_1x_a10", "us-east-1", "ci")
@@ -198,6 +168,75 @@ pub(crate) async fn boot(setup: Boot) -> Booted {
         internet,
         _cleanup: cleanup,
     }
+}
+
+/// Machine `machine`'s boot script for `setup`, on `sim`, fetching from `internet`; with a
+/// cache volume mounted at `cache_mount`, when given.
+pub(crate) fn boot_script(
+    setup: &Boot,
+    sim: &lambda_cloud_sim::Sim,
+    internet: &FakeInternet,
+    machine: usize,
+    cache_mount: Option<String>,
+) -> SecretString {
+    let naming = RunnerNaming::with_label("lambda-5-boot").unwrap();
+    let client = sim.client().unwrap();
+    let runners = setup.credentials.len();
+    let jit = matches!(setup.credentials[0], RunnerCredential::Jit(_));
+    let agent_config = AgentConfig {
+        version: "0.1.0".into(),
+        provider: "lambda".into(),
+        api_url: Some(sim.base_url().to_owned()),
+        api_key: Some(SecretString::from(setup.agent_key.clone())),
+        key_variable: None,
+        machine_tag: (tags::MACHINE.into(), naming.machine_tag(machine)),
+        run_label: naming.label().into(),
+        runner_count: runners,
+        runner_mode: if jit { "jit" } else { "reusable" }.into(),
+        timings: setup.timings,
+        health: None,
+    };
+    BootScript {
+        version: "0.1.0".into(),
+        run_label: naming.label().into(),
+        machine_tag: naming.machine_tag(machine),
+        registration_url: "https://github.com/octo/gpu".into(),
+        runner: RunnerPackage {
+            x64: Some(RunnerDownload {
+                version: RUNNER_VERSION.into(),
+                url: internet.runner_url(),
+                sha256: Some(internet.runner_sha256().to_owned()),
+                token: None,
+            }),
+            arm64: None,
+        },
+        agent: AgentSource::x86_64(AgentDownload {
+            url: internet.agent_url(),
+            sha256: internet.agent_sha256().to_owned(),
+        }),
+        agent_config: agent_config.to_json(),
+        runners: setup
+            .credentials
+            .iter()
+            .enumerate()
+            .map(|(i, credential)| RunnerBoot {
+                name: naming.runner_name(machine, i),
+                labels: vec![naming.label().into()],
+                credential: credential.clone(),
+                gpu_devices: None,
+            })
+            .collect(),
+        privileges: RunnerPrivileges::default(),
+        user_script: setup.user_script.map(str::to_owned),
+        runner_group: None,
+        self_terminate: LambdaProvider::new(client.clone())
+            .self_terminate_script()
+            .map(str::to_owned),
+        max_lifetime_seconds: setup.timings.max_lifetime_seconds,
+        cache_mount,
+    }
+    .render()
+    .unwrap()
 }
 
 impl Booted {

@@ -7,6 +7,7 @@ mod action_files;
 mod agent;
 mod boot;
 mod boot_log;
+mod cache;
 mod controller;
 mod examples;
 mod fake_runner;

@@ -75,6 +75,7 @@ fn script(credentials: [RunnerCredential; 2], user_script: Option<&str>) -> Boot
         // A provider's script, as the boot script carries it (Lambda's is in gha-runner-lambda).
         self_terminate: Some(SELF_TERMINATE.to_owned()),
         max_lifetime_seconds: 7200,
+        cache_mount: Some("/lambda/nfs/gha-cache-octo-gpu-us-east-1".into()),
     }
 }
 

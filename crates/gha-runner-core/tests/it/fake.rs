@@ -21,7 +21,11 @@ pub(crate) enum Outcome {
 #[derive(Default)]
 struct State {
     outcomes: VecDeque<Outcome>,
-    hints: VecDeque<bool>,
+    /// What each catalog read lists with capacity (types, in every region).
+    hints: VecDeque<Vec<String>>,
+    /// What it lists once `hints` ran out.
+    listed_after: Vec<String>,
+    catalog_reads: usize,
     machines: BTreeMap<MachineId, Machine>,
     launched: usize,
     max_alive: usize,
@@ -29,8 +33,9 @@ struct State {
     key_refused: bool,
 }
 
-/// Launch calls follow `outcomes` (then always launch); each capacity poll shows everything
-/// available or nothing, following `hints` (then nothing).
+/// Launch calls follow `outcomes` (then always launch); each catalog read shows everything
+/// available or nothing, following `hints` (then what [`FakeProvider::listing`] set: nothing
+/// by default).
 #[derive(Default)]
 pub(crate) struct FakeProvider {
     state: Mutex<State>,
@@ -41,10 +46,30 @@ impl FakeProvider {
         FakeProvider {
             state: Mutex::new(State {
                 outcomes: outcomes.into(),
-                hints: hints.into(),
+                hints: hints
+                    .into_iter()
+                    .map(|all| {
+                        if all {
+                            vec!["a".into(), "b".into(), "c".into()]
+                        } else {
+                            Vec::new()
+                        }
+                    })
+                    .collect(),
                 ..State::default()
             }),
         }
+    }
+
+    /// Once `hints` ran out, each catalog read lists `types` with capacity in every region.
+    pub(crate) fn listing(self, types: &[&str]) -> Self {
+        self.state.lock().unwrap().listed_after = types.iter().map(|t| (*t).to_owned()).collect();
+        self
+    }
+
+    /// How many times the catalog was read.
+    pub(crate) fn catalog_reads(&self) -> usize {
+        self.state.lock().unwrap().catalog_reads
     }
 
     pub(crate) fn failing_terminations(self, count: usize) -> Self {
@@ -198,13 +223,12 @@ impl CloudProvider for FakeProvider {
     }
 
     async fn catalog(&self) -> Result<Catalog, ProviderError> {
-        let available = self
-            .state
-            .lock()
-            .unwrap()
-            .hints
-            .pop_front()
-            .unwrap_or(false);
+        let listed = {
+            let mut state = self.state.lock().unwrap();
+            state.catalog_reads += 1;
+            let after = state.listed_after.clone();
+            state.hints.pop_front().unwrap_or(after)
+        };
         let regions: Vec<String> = vec!["r1".into(), "r2".into()];
         Ok(Catalog {
             offerings: ["a", "b", "c"]
@@ -214,7 +238,7 @@ impl CloudProvider for FakeProvider {
                     description: format!("fake {t}"),
                     gpus: 1,
                     price_cents_per_hour: 100,
-                    regions_available: if available {
+                    regions_available: if listed.iter().any(|l| l == t) {
                         regions.clone()
                     } else {
                         Vec::new()
@@ -226,10 +250,12 @@ impl CloudProvider for FakeProvider {
     }
 }
 
-/// A setup that counts what it prepared and abandoned.
+/// A setup that counts what it prepared, what was not launched for want of capacity, and what
+/// it abandoned.
 #[derive(Default)]
 pub(crate) struct CountingSetup {
     pub(crate) prepared: Vec<(usize, Candidate)>,
+    pub(crate) not_launched: Vec<usize>,
     pub(crate) abandoned: Vec<usize>,
     pub(crate) fail_on_prepare: Option<usize>,
 }
@@ -248,6 +274,10 @@ impl LaunchSetup for CountingSetup {
         let mut spec = MachineSpec::new(&candidate.instance_type, &candidate.region);
         spec.tags.insert("lambda-gha:run".into(), "test".into());
         Ok(spec)
+    }
+
+    async fn not_launched(&mut self, instance_index: usize) {
+        self.not_launched.push(instance_index);
     }
 
     async fn abandon(&mut self, instance_index: usize) {

@@ -38,10 +38,43 @@ fn capacity_errors_fall_back_to_the_next_candidate_in_order() {
         .collect();
     assert_eq!(tried, ["a", "b", "c"]);
     assert_eq!(
-        setup.abandoned,
+        setup.not_launched,
         [0, 0],
-        "each capacity miss undoes its preparation"
+        "each capacity miss is told, its preparation kept for the next try"
     );
+    assert!(setup.abandoned.is_empty());
+}
+
+#[test]
+fn candidates_listed_with_capacity_go_first_and_unlisted_ones_are_not_tried() {
+    // The catalog lists only `c`: `a` and `b` are not spent a launch on.
+    let provider = FakeProvider::new(vec![], vec![]).listing(&["c"]);
+    let (launched, attempts) =
+        paused(plan(2, CapacityPolicy::FailFast).execute(&provider, &mut CountingSetup::default()))
+            .unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(launched.iter().all(|l| l.candidate.instance_type == "c"));
+    assert_eq!(provider.catalog_reads(), 2, "one read before each attempt");
+
+    // Listed `b` has none after all; `c` is listed too and is next; `a` is never tried.
+    let provider = FakeProvider::new(vec![Outcome::NoCapacity], vec![]).listing(&["b", "c"]);
+    let (launched, attempts) =
+        paused(plan(1, CapacityPolicy::FailFast).execute(&provider, &mut CountingSetup::default()))
+            .unwrap();
+    let tried: Vec<&str> = attempts
+        .iter()
+        .map(|a| a.candidate.instance_type.as_str())
+        .collect();
+    assert_eq!(tried, ["b", "c"]);
+    assert_eq!(launched[0].candidate.instance_type, "c");
+
+    // Every listed one failed: the unlisted one is still not tried, the plan says no capacity.
+    let provider = FakeProvider::new(vec![Outcome::NoCapacity; 2], vec![]).listing(&["b", "c"]);
+    let failure =
+        paused(plan(1, CapacityPolicy::FailFast).execute(&provider, &mut CountingSetup::default()))
+            .unwrap_err();
+    assert_eq!(failure.attempts.len(), 2, "{failure}");
+    assert_eq!(provider.launched(), 0);
 }
 
 #[test]
@@ -71,8 +104,11 @@ fn fail_fast_with_no_capacity_anywhere_reports_every_attempt_and_launches_nothin
 
 #[test]
 fn waiting_polls_availability_and_retries_only_what_is_shown_available() {
-    // Nothing the first round; the 3rd poll shows capacity.
-    let provider = FakeProvider::new(vec![Outcome::NoCapacity; 3], vec![false, false, true]);
+    // Nothing listed the first round (read before each of its 3 attempts and once after);
+    // the 3rd poll shows capacity.
+    let mut hints = vec![false; 4];
+    hints.extend([false, false, true]);
+    let provider = FakeProvider::new(vec![Outcome::NoCapacity; 3], hints);
     let started = paused(async {
         let start = tokio::time::Instant::now();
         let result = plan(1, CapacityPolicy::WaitUntil(Duration::from_secs(600)))

@@ -88,6 +88,7 @@ fn request(types: &str, count: usize, registration_timeout_seconds: u64) -> Prov
             why: "a test".into(),
         },
         gpus: std::collections::BTreeMap::new(),
+        cache: None,
         online_poll: Duration::from_millis(50),
         online_timeout: Duration::from_secs(registration_timeout_seconds),
     }
@@ -139,7 +140,7 @@ async fn runners_that_never_come_online_leave_nothing_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_capacity_miss_deletes_the_runner_registered_for_it() {
+async fn a_type_listed_without_capacity_costs_neither_a_launch_nor_a_registration() {
     let scenario = Scenario::default().with_capacity("gpu_1x_a10", "us-east-1", &[(0, 0)]);
     let w = world(scenario, true).await;
     let provisioned = Provisioner::new(&w.provider, &w.github)
@@ -150,11 +151,44 @@ async fn a_capacity_miss_deletes_the_runner_registered_for_it() {
         provisioned.launched[0].candidate.instance_type,
         "gpu_1x_a6000"
     );
-    assert_eq!(w.fake.jit_requests(), 2, "one registration per attempt");
+    assert_eq!(provisioned.attempts.len(), 1, "{:?}", provisioned.attempts);
+    assert_eq!(w.fake.jit_requests(), 1, "one registration, for the launch");
+    assert_eq!(w.fake.names(), ["lambda-77-test-0-0"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_capacity_miss_keeps_its_registration_relabelled_for_the_next_candidate() {
+    // The listing showed capacity that was gone by the launch (it goes stale): Lambda answers
+    // the launch with insufficient capacity.
+    let stale = lambda_cloud_sim::FaultSpec::error(
+        "launchInstance",
+        400,
+        "instance-operations/launch/insufficient-capacity",
+    )
+    .on_calls([1]);
+    let w = world(Scenario::default().with_fault(stale), true).await;
+    let provisioned = Provisioner::new(&w.provider, &w.github)
+        .provision(&request("gpu_1x_a10,gpu_1x_a6000", 1, 30))
+        .await
+        .unwrap();
+    assert_eq!(provisioned.attempts.len(), 2, "{:?}", provisioned.attempts);
     assert_eq!(
-        w.fake.names(),
-        ["lambda-77-test-0-0"],
-        "the missed attempt's runner is gone"
+        provisioned.launched[0].candidate.instance_type,
+        "gpu_1x_a6000"
+    );
+    assert_eq!(
+        w.fake.jit_requests(),
+        1,
+        "registered once, for both attempts"
+    );
+    assert_eq!(w.fake.relabels(), 1);
+    let runners = w.fake.runners();
+    assert_eq!(runners.len(), 1);
+    assert!(
+        runners[0].labels.contains(&"gpu_1x_a6000".to_owned())
+            && !runners[0].labels.contains(&"gpu_1x_a10".to_owned()),
+        "labelled for the machine it runs on: {:?}",
+        runners[0].labels
     );
     assert!(provisioned.outputs.instance_id.is_some());
 }

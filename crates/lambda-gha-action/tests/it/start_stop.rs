@@ -1,14 +1,22 @@
 //! A start that brings runners online, then the stop that ends them: outputs and summaries
 //! snapshot-tested, secrets masked first and absent everywhere, nothing left billing.
 
-use lambda_cloud_sim::Scenario;
+use lambda_cloud_sim::{FaultSpec, Scenario};
 
 use crate::support::{Fixture, settings};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn start_brings_runners_online_and_stop_leaves_nothing_behind() {
-    let w =
-        Fixture::new(Scenario::default().with_capacity("gpu_1x_a10", "us-east-1", &[(0, 0)])).await;
+    // Lambda's listing shows the first type available, but it is gone by the launch (the
+    // listing goes stale): that launch answers insufficient capacity.
+    let stale = FaultSpec::error(
+        "launchInstance",
+        400,
+        "instance-operations/launch/insufficient-capacity",
+    )
+    .message("Not enough capacity to fulfill launch request.")
+    .on_calls([1]);
+    let w = Fixture::new(Scenario::default().with_fault(stale)).await;
     let run = w
         .run(w.env(&[
             ("instance_type", "gpu_1x_a10,gpu_1x_a6000"),
