@@ -203,6 +203,41 @@ impl Moment {
     }
 }
 
+/// What can be wrong with the cache's filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheFault {
+    /// It cannot be made (Lambda refuses `createFilesystem` for the account's quota).
+    CannotBeMade,
+    /// It is gone by the launch (deleted meanwhile): Lambda answers the launch 404.
+    MissingAtLaunch,
+    /// Its name is taken by a filesystem in another region.
+    InAnotherRegion,
+    /// It is full: the machines boot without it.
+    Full,
+}
+
+impl CacheFault {
+    /// Every cache fault.
+    pub const ALL: [CacheFault; 4] = [
+        CacheFault::CannotBeMade,
+        CacheFault::MissingAtLaunch,
+        CacheFault::InAnotherRegion,
+        CacheFault::Full,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            CacheFault::CannotBeMade => "cache filesystem cannot be made (quota)",
+            CacheFault::MissingAtLaunch => "cache filesystem gone by the launch",
+            CacheFault::InAnotherRegion => "cache filesystem's name taken in another region",
+            CacheFault::Full => "cache filesystem full",
+        }
+    }
+}
+
+/// The cache's filesystem in us-east-1 for the rows' repository (`octo/gpu`).
+const CACHE_FILESYSTEM: &str = "gha-cache-octo-gpu-us-east-1";
+
 /// The one thing that goes wrong in a scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -260,6 +295,8 @@ pub enum Fault {
     Webhooks(controller::WebhookFault),
     /// The controller is killed with SIGKILL while it launches, and started again.
     ControllerKilled,
+    /// Something is wrong with the cache's filesystem (`cache_filesystem: true`).
+    Cache(CacheFault),
 }
 
 impl Fault {
@@ -325,6 +362,7 @@ impl Fault {
                 "every webhook delivered three times".to_owned()
             }
             Fault::ControllerKilled => "SIGKILL mid-burst, restarted".to_owned(),
+            Fault::Cache(fault) => fault.label().to_owned(),
         }
     }
 
@@ -423,6 +461,7 @@ pub fn scenarios() -> Vec<Scenario> {
         ]
         .map(action),
     );
+    all.extend(CacheFault::ALL.map(|fault| action(Fault::Cache(fault))));
     all.extend(runpod::scenarios());
     all.extend(controller::scenarios());
     all.extend(
@@ -670,7 +709,22 @@ fn cloud_for(fault: Fault) -> CloudScenario {
                     .on_calls(1..=8),
             );
         }
-        Fault::None
+        Fault::Cache(CacheFault::CannotBeMade) => {
+            world = world.with_fault(
+                FaultSpec::error("createFilesystem", 400, "global/quota-exceeded")
+                    .message("Quota exceeded."),
+            );
+        }
+        Fault::Cache(CacheFault::MissingAtLaunch) => {
+            // What the simulator answers a launch naming a filesystem that does not exist.
+            world = world.with_fault(
+                FaultSpec::error("launchInstance", 404, "global/object-does-not-exist")
+                    .message(&format!("filesystem {CACHE_FILESYSTEM:?} does not exist."))
+                    .on_calls([1]),
+            );
+        }
+        Fault::Cache(CacheFault::InAnotherRegion | CacheFault::Full)
+        | Fault::None
         | Fault::RunPod { .. }
         | Fault::GitHub(_)
         | Fault::NeverRegisters
@@ -713,6 +767,14 @@ async fn run_scenario(
             .require_token(&setup.pat, TokenPermission::Read),
         _ => {}
     }
+    let _full = match scenario.fault {
+        Fault::Cache(CacheFault::InAnotherRegion) => {
+            make_filesystem(&setup, "us-west-1").await;
+            None
+        }
+        Fault::Cache(CacheFault::Full) => Some(FullFilesystem::make(&setup).await),
+        _ => None,
+    };
     let mut places: Vec<(String, String)> = Vec::new();
     let mut ended_by: Vec<&'static str> = Vec::new();
     let mut problems = Vec::new();
@@ -728,6 +790,9 @@ async fn run_scenario(
                 // no machine ends itself while its start is still going.
                 ("runner_initial_grace_period", "45m"),
             ];
+            if let Fault::Cache(_) = fault {
+                inputs.push(("cache_filesystem", "true"));
+            }
             match fault {
                 Fault::NoCapacity => inputs.push(("capacity_wait", "5m")),
                 // Reusable runners are the default; JIT configurations are asked for only
@@ -930,12 +995,20 @@ async fn run_scenario(
         }
         left = after;
     }
+    let machine_places = machine_logs(&dir.join("machines"));
+    if fault == Fault::Cache(CacheFault::Full)
+        && !machine_places
+            .iter()
+            .any(|(_, text)| text.contains("is full") && text.contains("going on without it"))
+    {
+        problems.push("no machine said its cache was full".to_owned());
+    }
     let request_log = setup.sim.request_log();
     places.push((
         "the simulator's request log".to_owned(),
         request_log.join("\n"),
     ));
-    places.extend(machine_logs(&dir.join("machines")));
+    places.extend(machine_places);
     let secret_hits = secret_hits(&places, &setup.canaries());
     let operations = operations_called(&request_log);
     setup.sim.shutdown().await;
@@ -950,6 +1023,47 @@ async fn run_scenario(
         operations,
         problems,
         seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Makes the rows' cache filesystem in `region`; its directory on this computer.
+async fn make_filesystem(setup: &Rig, region: &str) -> PathBuf {
+    let client = setup.sim.client().expect("a client of the simulator");
+    let fs = client
+        .filesystems()
+        .create(CACHE_FILESYSTEM, region)
+        .await
+        .expect("make the cache filesystem");
+    setup
+        .sim
+        .filesystem_dir(&fs.id)
+        .expect("machines boot for real")
+}
+
+/// The rows' cache filesystem, made full: its directory is a 64 KiB tmpfs (what a volume out
+/// of space shows `df` and writers), unmounted when dropped.
+struct FullFilesystem(PathBuf);
+
+impl FullFilesystem {
+    async fn make(setup: &Rig) -> FullFilesystem {
+        let dir = make_filesystem(setup, "us-east-1").await;
+        std::fs::create_dir_all(&dir).expect("make the filesystem's directory");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "lambda-gha-full-cache"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(mounted, "mounting a tmpfs needs root, as root machines do");
+        FullFilesystem(dir)
+    }
+}
+
+impl Drop for FullFilesystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 

@@ -60,6 +60,17 @@ impl FakeInternet {
     /// As [`FakeInternet::start`], each download (runner and agent) answered `delay` late: a
     /// slow link, so that machines booting together download at the same time.
     pub async fn start_slow(agent: &Path, work: &Path, delay: std::time::Duration) -> FakeInternet {
+        FakeInternet::start_modelled(agent, work, delay, delay).await
+    }
+
+    /// As [`FakeInternet::start`], the runner tarball answered `runner` late and the agent
+    /// `agent` late: downloads of their size over a modelled link.
+    pub async fn start_modelled(
+        agent: &Path,
+        work: &Path,
+        runner: std::time::Duration,
+        agent_delay: std::time::Duration,
+    ) -> FakeInternet {
         let tarball = fake_runner_tarball(work);
         let agent = std::fs::read(agent)
             .unwrap_or_else(|e| panic!("cannot read the agent {}: {e}", agent.display()));
@@ -84,7 +95,7 @@ impl FakeInternet {
                 .respond_with(
                     ResponseTemplate::new(200)
                         .set_body_bytes(tarball.clone())
-                        .set_delay(delay),
+                        .set_delay(runner),
                 )
                 .mount(&server)
                 .await;
@@ -100,7 +111,7 @@ impl FakeInternet {
                 .respond_with(
                     ResponseTemplate::new(200)
                         .set_body_bytes(agent.clone())
-                        .set_delay(delay),
+                        .set_delay(agent_delay),
                 )
                 .mount(&server)
                 .await;

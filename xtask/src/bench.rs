@@ -14,6 +14,11 @@ const BENCHES: &[(&str, &str, &str)] = &[
         "the action binary: wall time and peak RSS of a 1-instance launch against the simulator",
     ),
     (
+        "launch",
+        "lambda-gha-action",
+        "time to a working runner, phase by phase: the action's start with root machines on the simulator, 1 and 4 machines, before / now / cache cold / cache warm",
+    ),
+    (
         "transfer",
         "lambda-gha-cli",
         "`run`'s upload of a project to an sshd (10,000 files / 300 MB over loopback; 1,000 / 30 MB over a --link), against scp -r and rsync -a",

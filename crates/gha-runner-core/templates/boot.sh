@@ -15,7 +15,7 @@ umask 077
 LOG=/var/log/lambda-gha-boot.log
 mkdir -p "$(dirname "$LOG")"
 exec > >(tee -a "$LOG") 2>&1
-step() { printf '[lambda-gha boot %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+step() { printf '[lambda-gha boot %s] %s\n' "$(date -u +%H:%M:%S.%3N)" "$*"; }
 # A failed boot ends its machine itself, once the launcher had the hold to read this log.
 fail() {
   step "FAILED: $*"
