@@ -114,6 +114,7 @@ pub async fn demo(
         boot_timeout: Duration::from_secs(60),
         max_lifetime: Duration::from_secs(12 * 3600),
         isolated: false,
+        cache: None,
         time_scale: TIME_SCALE,
         user: "demo".to_owned(),
         state_dir: gha_runner_core::session::StateDir::new(work.join("state")),

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use gha_runner_core::cache::CacheVolumes;
 use gha_runner_core::tags;
 use gha_runner_core::{
     Attempt, Candidate, CapacityPolicy, CoreError, Field, LaunchPlan, Launched, MachineSpec,
@@ -32,10 +33,14 @@ pub struct LaunchRequest {
     pub user_data: Option<String>,
     /// How long to wait for capacity.
     pub capacity: Option<Duration>,
+    /// The cache's filesystem per region ([`gha_runner_core::cache::prepare`]): the one of
+    /// the launch's region is mounted too.
+    pub cache: Option<CacheVolumes>,
 }
 
-/// Prepares every attempt with the same spec, on the attempt's type and region.
-struct Setup(MachineSpec);
+/// Prepares every attempt with the same spec, on the attempt's type and region (with the
+/// region's cache filesystem, when there is a cache).
+struct Setup(MachineSpec, Option<CacheVolumes>);
 
 #[async_trait::async_trait]
 impl LaunchSetup for Setup {
@@ -43,6 +48,11 @@ impl LaunchSetup for Setup {
         let mut spec = self.0.clone();
         spec.instance_type.clone_from(&candidate.instance_type);
         spec.region.clone_from(&candidate.region);
+        if let Some(volume) = self.1.as_ref().and_then(|c| c.volume(&candidate.region))
+            && !spec.volumes.contains(&volume.name)
+        {
+            spec.volumes.push(volume.name.clone());
+        }
         Ok(spec)
     }
 
@@ -131,7 +141,7 @@ pub async fn launch_checked(
         format!("cli-{:016x}", fastrand::u64(..)),
     );
     spec.boot_script = request.user_data.clone().map(SecretString::from);
-    let mut setup = Setup(spec);
+    let mut setup = Setup(spec, request.cache.clone());
     let catalog = checked.catalog;
     let offering =
         |launched: &Launched| catalog.offering(&launched.candidate.instance_type).cloned();

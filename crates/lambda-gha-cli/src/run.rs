@@ -12,6 +12,7 @@ mod transfer;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use gha_runner_core::cache::CacheRequest;
 use gha_runner_core::session::{self, StateDir};
 use gha_runner_core::{Candidate, CloudProvider, MachineId, health::GpuGate, tags};
 use gha_runner_lambda::LambdaProvider;
@@ -87,6 +88,9 @@ pub struct RunRequest {
     /// A Python project's venv without the machine's system packages (by default it sees
     /// them: Lambda Stack's PyTorch).
     pub isolated: bool,
+    /// A cache on a filesystem per region, mounted on the machine this run launches: the
+    /// steps get `UV_CACHE_DIR`, `PIP_CACHE_DIR`, `HF_HOME` and `TORCH_HOME` there.
+    pub cache: Option<CacheRequest>,
     /// Simulated seconds per real second (1 on a real cloud): scales polling and the cost.
     pub time_scale: lambda_cloud::TimeScale,
     /// Who runs it (the `lambda-gha:cli` tag).
@@ -117,9 +121,54 @@ struct State {
     retired_seconds: f64,
     /// And their cost, US dollars (each at its own type's price).
     retired_cost_usd: f64,
+    /// Where the launched machine mounts the cache's filesystem, when the run has a cache.
+    cache_mount: Option<String>,
 }
 
 impl State {
+    /// A run's state before anything is done.
+    fn new(request: &RunRequest) -> State {
+        State {
+            run_id: format!("{:016x}", fastrand::u64(..)),
+            summary: RunSummary {
+                instance_id: None,
+                instance_type: None,
+                region: None,
+                price_cents_per_hour: None,
+                phases: Vec::new(),
+                gpu_check: None,
+                replaced: Vec::new(),
+                upload: None,
+                withheld: request
+                    .withheld
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+                downloaded_files: 0,
+                missing_downloads: Vec::new(),
+                failed_step: None,
+                expires: None,
+                billed_seconds: 0.0,
+                cost_usd: 0.0,
+                machine: MachineFate::NotLaunched,
+                error: None,
+                interrupted: false,
+                signal: None,
+                time_scale: request.time_scale.factor(),
+                exit_code: 0,
+            },
+            target: None,
+            launch_started: false,
+            launch_key: None,
+            key_file: None,
+            transport: None,
+            phase: None,
+            retired_seconds: 0.0,
+            retired_cost_usd: 0.0,
+            cache_mount: None,
+        }
+    }
+
     fn begin(&mut self, phase: &'static str) {
         self.end();
         self.phase = Some((phase, Instant::now()));
@@ -147,44 +196,7 @@ pub async fn run(
     ui: Ui,
     interrupts: &mut UnboundedReceiver<Interrupt>,
 ) -> RunSummary {
-    let mut state = State {
-        run_id: format!("{:016x}", fastrand::u64(..)),
-        summary: RunSummary {
-            instance_id: None,
-            instance_type: None,
-            region: None,
-            price_cents_per_hour: None,
-            phases: Vec::new(),
-            gpu_check: None,
-            replaced: Vec::new(),
-            upload: None,
-            withheld: request
-                .withheld
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
-            downloaded_files: 0,
-            missing_downloads: Vec::new(),
-            failed_step: None,
-            expires: None,
-            billed_seconds: 0.0,
-            cost_usd: 0.0,
-            machine: MachineFate::NotLaunched,
-            error: None,
-            interrupted: false,
-            signal: None,
-            time_scale: request.time_scale.factor(),
-            exit_code: 0,
-        },
-        target: None,
-        launch_started: false,
-        launch_key: None,
-        key_file: None,
-        transport: None,
-        phase: None,
-        retired_seconds: 0.0,
-        retired_cost_usd: 0.0,
-    };
+    let mut state = State::new(request);
     let result = {
         let work = work(provider, request, ui, &mut state);
         tokio::pin!(work);
@@ -309,6 +321,24 @@ async fn work(
 }
 
 /// Upload, setup, the steps and the downloads, on a machine that passed its checks.
+/// The shell that gives a step the cache's directories (made when missing), when the machine
+/// mounts the cache; empty otherwise. A simulated sandbox machine sees its mount under its
+/// sandbox (`SIM_MACHINE_SANDBOX`, unset on a real machine).
+fn cache_env(state: &State) -> String {
+    let Some(mount) = &state.cache_mount else {
+        return String::new();
+    };
+    let jobs = format!(
+        "\"${{SIM_MACHINE_SANDBOX:-}}\"{}",
+        crate::transport::shell_quote(&format!("{mount}/lambda-gha/jobs"))
+    );
+    format!(
+        "c={jobs} && if mkdir -p \"$c/uv\" \"$c/pip\" \"$c/huggingface\" \"$c/torch\" 2>/dev/null; then \
+         export UV_CACHE_DIR=\"$c/uv\" PIP_CACHE_DIR=\"$c/pip\" HF_HOME=\"$c/huggingface\" \
+         TORCH_HOME=\"$c/torch\"; else echo \"cache: cannot write to $c; going on without it\" >&2; fi && "
+    )
+}
+
 async fn project_work(
     transport: &dyn Transport,
     request: &RunRequest,
@@ -333,7 +363,7 @@ async fn project_work(
     let pyproject = request.project.contains(Path::new("pyproject.toml"));
     if pyproject || request.steps.iter().any(Step::needs_uv) {
         state.begin("setup");
-        let mut script = format!("cd {dir} && {ENSURE_UV}");
+        let mut script = format!("cd {dir} && {}{ENSURE_UV}", cache_env(state));
         if pyproject && !request.isolated {
             // On Lambda Stack, PyTorch and CUDA's Python packages are installed system-wide:
             // the project's venv sees them, instead of downloading gigabytes again.
@@ -365,7 +395,8 @@ async fn project_work(
         let code = stream(
             transport,
             &format!(
-                "cd {dir} && export PATH=\"$HOME/.local/bin:$PATH\" PYTHONUNBUFFERED=1 && {line}"
+                "cd {dir} && {}export PATH=\"$HOME/.local/bin:$PATH\" PYTHONUNBUFFERED=1 && {line}",
+                cache_env(state)
             ),
             ui,
         )

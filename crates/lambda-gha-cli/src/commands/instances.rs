@@ -251,6 +251,7 @@ pub(crate) fn launch_request(args: MachineArgs, settings: &Settings) -> Result<L
         tags,
         user_data: None,
         capacity: args.capacity_wait,
+        cache: None,
     })
 }
 

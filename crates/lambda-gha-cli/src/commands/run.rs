@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use gha_runner_core::cache::CacheRequest;
 use gha_runner_core::health::GpuGate;
 use gha_runner_core::session::StateDir;
 use gha_runner_lambda::LambdaProvider;
@@ -61,6 +62,12 @@ pub(crate) struct RunArgs {
     /// machine's system-wide packages (Lambda Stack's PyTorch), so they are not downloaded again.
     #[arg(long)]
     isolated: bool,
+    /// A cache on a Lambda filesystem per region, mounted on the machine: `true` names it for
+    /// the project's directory (`gha-cache-<dir>-<region>`), any other value is its name (the
+    /// region is appended). Made on first use; the steps get UV_CACHE_DIR, PIP_CACHE_DIR,
+    /// HF_HOME and TORCH_HOME there. Only regions that have it or can make it are launched in.
+    #[arg(long, value_name = "NAME|true", conflicts_with = "instance")]
+    cache_filesystem: Option<String>,
     /// Your own GPU check, run on the machine before the upload; a failure ends the run
     /// (e.g. `python3 -c 'import torch; assert torch.cuda.is_available()'`).
     #[arg(long, value_name = "COMMAND")]
@@ -130,6 +137,14 @@ fn request(args: RunArgs, settings: &Settings) -> Result<RunRequest> {
     {
         bail!("--identity {}: no such file", identity.display());
     }
+    let project_name = project_root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cache = match &args.cache_filesystem {
+        Some(value) => CacheRequest::parse(value, &project_name, "--cache-filesystem")?,
+        None => None,
+    };
     let launch = if args.instance.is_some() {
         LaunchRequest::default()
     } else {
@@ -163,6 +178,7 @@ fn request(args: RunArgs, settings: &Settings) -> Result<RunRequest> {
         boot_timeout: args.boot_timeout,
         max_lifetime: args.max_lifetime,
         isolated: args.isolated,
+        cache,
         time_scale: lambda_cloud::TimeScale::from_env(env).map_err(anyhow::Error::msg)?,
         user: user(),
         state_dir: StateDir::from_env(&env),

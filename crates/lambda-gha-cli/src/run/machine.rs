@@ -231,6 +231,17 @@ pub(super) async fn launch_machine(
     if let Some(failed) = failed_on {
         checked.candidates = gha_runner_core::plan::replacement_order(&checked.candidates, failed);
     }
+    if let Some(cache) = &request.cache {
+        // Before anything is made: only regions that have the cache, or can make it.
+        let volumes = gha_runner_core::cache::prepare(provider, cache, &checked.candidates)
+            .await
+            .map_err(|why| format!("--cache-filesystem: {why}"))?;
+        for line in volumes.to_string().lines() {
+            ui.line(format!("cache: {line}"));
+        }
+        checked.candidates = volumes.usable(&checked.candidates);
+        launch_request.cache = Some(volumes);
+    }
     if launch_request.ssh_key.is_empty() {
         // No key named: one for this run, its private half kept locally (0600).
         let key = provider
@@ -268,6 +279,11 @@ pub(super) async fn launch_machine(
     state.summary.instance_id = Some(launched.machine.to_string());
     state.summary.instance_type = Some(launched.candidate.instance_type.clone());
     state.summary.region = Some(launched.candidate.region.clone());
+    state.cache_mount = launch_request
+        .cache
+        .as_ref()
+        .and_then(|c| c.volume(&launched.candidate.region))
+        .map(|v| v.mount_point.clone());
     state.target = Some(Target {
         id: launched.machine.clone(),
         ours: true,

@@ -64,6 +64,7 @@ impl Fixture {
             boot_timeout: Duration::from_secs(60),
             max_lifetime: Duration::from_secs(12 * 3600),
             isolated: false,
+            cache: None,
             time_scale: SCALE,
             user: "tester".into(),
             state_dir: gha_runner_core::session::StateDir::new(self.dir.join("state")),
@@ -91,6 +92,56 @@ fn quiet() -> Ui {
         quiet: true,
         json: true,
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_run_finds_what_the_first_left_in_the_cache_filesystem() {
+    let world = Fixture::new().await;
+    // What `uv` leaves in its cache on the first run and finds on the next.
+    std::fs::write(
+        world.dir.join("proj/go.sh"),
+        "cache=\"${UV_CACHE_DIR:?the run gives no UV_CACHE_DIR}\"\n\
+         if [ -f \"$cache/torch.whl\" ]; then echo found > done.txt; \
+         else echo fresh > done.txt; echo torch > \"$cache/torch.whl\"; fi\n",
+    )
+    .unwrap();
+    let mut request = world.request(&["gpu_1x_a10"]);
+    request.launch.regions = vec!["us-west-1".into()];
+    request.cache = gha_runner_core::cache::CacheRequest::parse("true", "proj", "cache").unwrap();
+    for expected in ["fresh", "found"] {
+        let summary = world.run(&request).await;
+        assert_eq!(summary.exit_code, 0, "{}", summary.render());
+        let done = std::fs::read_to_string(world.dir.join("proj/done.txt")).unwrap();
+        assert_eq!(done.trim(), expected);
+    }
+    let filesystems = world
+        .sim
+        .client()
+        .unwrap()
+        .filesystems()
+        .list()
+        .await
+        .unwrap();
+    let names: Vec<&str> = filesystems.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["gha-cache-proj-us-west-1"],
+        "made once, in the run's region"
+    );
+    let launched = world
+        .sim
+        .client()
+        .unwrap()
+        .instances()
+        .list()
+        .await
+        .unwrap();
+    assert!(
+        launched
+            .iter()
+            .all(|i| i.file_system_names == ["gha-cache-proj-us-west-1"]),
+        "every machine mounted it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
