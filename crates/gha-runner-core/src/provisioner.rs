@@ -26,6 +26,10 @@ use crate::provider::{CloudProvider, Machine, MachineId, MachineKey, MachineSpec
 use crate::runner_release::{RunnerPackage, RunnerVersion};
 use crate::tags;
 
+/// Up to this many runners missing, the online wait asks for each by name; more, and it lists
+/// the scope's runners instead.
+pub const ONLINE_BY_NAME: usize = 10;
+
 /// How runners register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -877,20 +881,35 @@ impl<'a> Provisioner<'a> {
         }
     }
 
-    /// Asks GitHub, by name, for each of `expected`'s runners not yet in `online`, and adds
-    /// those that are online now: a few small answers, not every runner of the scope.
+    /// Asks GitHub for each of `expected`'s runners not yet in `online`, and adds those that
+    /// are online now: by name (GitHub's `name` filter, one small answer each) while few are
+    /// missing; past [`ONLINE_BY_NAME`], one listing of the scope's runners (pages of 100) costs
+    /// fewer calls.
     async fn ask_online(
         &self,
         expected: &[(usize, String)],
         online: &mut std::collections::BTreeSet<String>,
     ) -> Result<(), crate::error::GitHubError> {
-        for (_, name) in expected {
-            if !online.contains(name)
-                && self
-                    .github
-                    .runner_named(name)
-                    .await?
-                    .is_some_and(|r| r.is_online())
+        let missing: Vec<&String> = expected
+            .iter()
+            .map(|(_, name)| name)
+            .filter(|name| !online.contains(*name))
+            .collect();
+        if missing.len() > ONLINE_BY_NAME {
+            let runners = self.github.list_runners().await?;
+            for runner in runners.iter().filter(|r| r.is_online()) {
+                if missing.contains(&&runner.name) {
+                    online.insert(runner.name.clone());
+                }
+            }
+            return Ok(());
+        }
+        for name in missing {
+            if self
+                .github
+                .runner_named(name)
+                .await?
+                .is_some_and(|r| r.is_online())
             {
                 online.insert(name.clone());
             }

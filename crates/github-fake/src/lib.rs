@@ -530,6 +530,23 @@ impl FakeGitHub {
         self.lock().tokens_issued
     }
 
+    /// The runner listings asked for so far: (by name, `?name=`; whole, page by page).
+    pub async fn runner_lookups(&self) -> (usize, usize) {
+        let requests = self.server.received_requests().await.unwrap_or_default();
+        let listings = requests
+            .iter()
+            .filter(|r| r.method.as_str() == "GET" && r.url.path().ends_with("/actions/runners"));
+        let (mut by_name, mut whole) = (0, 0);
+        for request in listings {
+            if request.url.query_pairs().any(|(k, _)| k == "name") {
+                by_name += 1;
+            } else {
+                whole += 1;
+            }
+        }
+        (by_name, whole)
+    }
+
     /// How many times a runner's labels were replaced.
     pub fn relabels(&self) -> usize {
         self.lock().relabels

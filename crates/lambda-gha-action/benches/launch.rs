@@ -9,7 +9,9 @@
 //!   (Lambda documents "a few minutes"); fixed, so that configurations differ only in what
 //!   they do.
 //! - Capacity: the first type, `gpu_1x_a10`, listed with none in any of the 4 regions (the
-//!   case found against an independent fake); `gpu_1x_a6000` has machines in every region.
+//!   case found against an independent fake); `gpu_1x_a6000` comes and goes in `us-east-1`
+//!   (2 machines, none from the 20th simulated second, 4 from the 120th) and has 4 in each
+//!   other region.
 //! - Launches: one per 12 s, other calls one per second (Lambda's documented limits).
 //! - Downloads: the GitHub runner 200 MB (actions-runner-linux-x64 2.330), the agent 12 MB (a
 //!   release's musl binary), at 50 MB/s from the internet (an assumption for a cloud machine
@@ -101,6 +103,7 @@ fn world(config: Config) -> Scenario {
     for region in REGIONS.split(',') {
         world = world.with_capacity("gpu_1x_a10", region, &[(0, 0)]);
     }
+    world = world.with_capacity("gpu_1x_a6000", "us-east-1", &[(0, 2), (20, 0), (120, 4)]);
     if config == Config::Before {
         // The plan's listing reads fail (not retried): it tries every candidate in order, as
         // it did before; the preflight's first read works.

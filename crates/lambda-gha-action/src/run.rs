@@ -344,7 +344,8 @@ async fn run_start<W: Write>(
         replace_unhealthy: start.replace_unhealthy,
         access: access.access.clone(),
         cache,
-        online_poll: scale.real(Duration::from_secs(start.timings.poll_seconds.clamp(1, 5))),
+        // Asked by name: a runner online is seen within 2 s, in a few small calls.
+        online_poll: scale.real(Duration::from_secs(start.timings.poll_seconds.clamp(1, 2))),
         online_timeout: scale.real(start.timings.registration_timeout()),
     };
 

@@ -120,6 +120,31 @@ async fn two_machines_come_up_with_their_runners_online() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_online_wait_asks_by_name_for_a_few_runners_and_lists_many() {
+    for (runners, by_name) in [(2, true), (12, false)] {
+        let w = world(Scenario::default(), true).await;
+        let mut request = request("gpu_1x_a10", 2, 30);
+        request.runners_per_instance = runners / 2;
+        Provisioner::new(&w.provider, &w.github)
+            .provision(&request)
+            .await
+            .unwrap();
+        let (named, listed) = w.fake.runner_lookups().await;
+        if by_name {
+            assert!(
+                named >= runners && listed == 0,
+                "{named} by name, {listed} listings"
+            );
+        } else {
+            assert!(
+                named == 0 && listed >= 1,
+                "{named} by name, {listed} listings"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn runners_that_never_come_online_leave_nothing_behind() {
     let w = world(Scenario::default(), false).await;
     let failure = Provisioner::new(&w.provider, &w.github)
