@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use gha_runner_core::RunnerScope;
 use gha_runner_core::boot_script::{AgentDownload, AgentSource};
+use gha_runner_core::cache::CacheRequest;
 use gha_runner_core::duration::parse_duration;
 use gha_runner_core::health::GpuGate;
 use gha_runner_core::plan::Candidate;
@@ -130,6 +131,9 @@ pub struct Pool {
     pub image: Option<String>,
     /// A filesystem (volume) to attach.
     pub filesystem: Option<String>,
+    /// A cache on a filesystem per region (`cache_filesystem`), for the runner, the agent
+    /// and the jobs' package and model caches.
+    pub cache: Option<CacheRequest>,
     /// The SSH key to install (Lambda needs one per launch).
     pub ssh_key: Option<String>,
     /// The user's boot script, run before the runners start.
@@ -325,6 +329,7 @@ struct PoolFile {
     regions: Vec<String>,
     image: Option<String>,
     filesystem: Option<String>,
+    cache_filesystem: Option<String>,
     ssh_key: Option<String>,
     userdata: Option<String>,
     #[serde(default = "yes")]
@@ -427,7 +432,7 @@ impl File {
         }
         let mut pools: Vec<Pool> = Vec::new();
         for file in self.pools {
-            let pool = file.check()?;
+            let pool = file.check(&github.scope)?;
             if pools.iter().any(|p| p.name == pool.name) {
                 return Err(format!(
                     "two pools are called {:?}: give each its own `name`",
@@ -573,7 +578,8 @@ impl PoolFile {
         Ok((max_lifetime, idle_grace))
     }
 
-    fn check(mut self) -> Result<Pool, String> {
+    /// The pool, checked; its cache is named for `scope`'s repository (or organization).
+    fn check(mut self, scope: &RunnerScope) -> Result<Pool, String> {
         let name = std::mem::take(&mut self.name);
         let at = |setting: &str| format!("pool {name:?}: `{setting}`");
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -652,12 +658,23 @@ impl PoolFile {
         } else {
             GpuGate::Off
         };
+        let repository = match scope {
+            RunnerScope::Repo { owner, repo } => format!("{owner}/{repo}"),
+            RunnerScope::Org { org, .. } => org.clone(),
+        };
+        let cache = CacheRequest::parse(
+            self.cache_filesystem.as_deref().unwrap_or_default(),
+            &repository,
+            at("cache_filesystem"),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Pool {
             name,
             labels: self.labels,
             candidates,
             image: self.image,
             filesystem: self.filesystem,
+            cache,
             ssh_key: self.ssh_key,
             userdata: self.userdata,
             gpu_gate,
@@ -721,6 +738,31 @@ max_machines = 2
             }
         );
         assert_eq!(config.provider.api_key_env, "LAMBDA_API_KEY");
+    }
+
+    #[test]
+    fn a_pool_may_keep_a_cache_named_for_the_repository() {
+        let text = GOOD.replace(
+            "daily_cost_cap_usd = 50",
+            "daily_cost_cap_usd = 50\ncache_filesystem = \"true\"",
+        );
+        let config = ControllerConfig::parse(&text).unwrap();
+        let cache = config.pools[0].cache.as_ref().unwrap();
+        assert_eq!(
+            cache.volume_name("us-east-1"),
+            "gha-cache-octo-gpu-us-east-1"
+        );
+        assert_eq!(config.pools[1].cache, None);
+        let bad = GOOD.replace(
+            "daily_cost_cap_usd = 50",
+            "daily_cost_cap_usd = 50\ncache_filesystem = \"no spaces\"",
+        );
+        let error = ControllerConfig::parse(&bad).unwrap_err();
+        assert!(
+            error.contains("pool \"a10\": `cache_filesystem`")
+                && error.contains("starting with a letter"),
+            "{error}"
+        );
     }
 
     /// The example the README and the deployment files point to is a working configuration.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use gha_runner_core::CloudProvider;
 use gha_runner_core::provider::{
     Capabilities, CapacityHint, Catalog, Machine, MachineId, MachineSpec, ProviderError,
-    ProviderErrorKind,
+    ProviderErrorKind, Volume,
 };
 
 use crate::store::Store;
@@ -92,6 +92,14 @@ impl CloudProvider for PacedProvider {
 
     async fn capacity_hints(&self) -> Result<Vec<CapacityHint>, ProviderError> {
         self.inner.capacity_hints().await
+    }
+
+    async fn volumes(&self) -> Result<Vec<Volume>, ProviderError> {
+        self.inner.volumes().await
+    }
+
+    async fn create_volume(&self, name: &str, region: &str) -> Result<Volume, ProviderError> {
+        self.inner.create_volume(name, region).await
     }
 
     fn self_terminate_script(&self) -> Option<&'static str> {

@@ -738,8 +738,20 @@ impl Controller {
     /// The provisioning of one machine of `pool` under `label`.
     async fn request(&self, pool: &Pool, label: &str) -> Result<ProvisionRequest, String> {
         let timing = &self.inner.config.timing;
-        let plan = LaunchPlan::new(pool.candidates.clone(), 1, CapacityPolicy::FailFast)
-            .map_err(|e| e.to_string())?;
+        // The cache's filesystem in each region (one listing; made where missing): only
+        // regions that have it are launched in.
+        let cache = match &pool.cache {
+            Some(cache) => Some(
+                gha_runner_core::cache::prepare(&*self.inner.provider, cache, &pool.candidates)
+                    .await?,
+            ),
+            None => None,
+        };
+        let candidates = cache
+            .as_ref()
+            .map_or_else(|| pool.candidates.clone(), |c| c.usable(&pool.candidates));
+        let plan =
+            LaunchPlan::new(candidates, 1, CapacityPolicy::FailFast).map_err(|e| e.to_string())?;
         let naming = RunnerNaming::with_label(label).map_err(|e| e.to_string())?;
         let mut boot: BootSettings = (self.inner.boot)();
         boot.timings.max_lifetime_seconds = pool.max_lifetime.as_secs();
@@ -781,8 +793,7 @@ impl Controller {
             gpus,
             replace_unhealthy: 1,
             access: self.inner.access.clone(),
-            // A pool keeps no cache yet: its machines are launched on their own schedule.
-            cache: None,
+            cache,
             online_poll: timing.observe_every.min(Duration::from_secs(5)),
             online_timeout: timing.registration_timeout,
         })

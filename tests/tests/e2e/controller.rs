@@ -354,6 +354,59 @@ fn peak_machines(rig: &ControllerRig, instance_type_prefix: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_with_a_cache_mounts_its_regions_filesystem_on_every_machine() {
+    // The first region has no capacity for either type: the pool's machines go to the second,
+    // with that region's cache filesystem.
+    let scenario = lambda_gha_tests::rig::quick_boot_scenario()
+        .with_capacity("gpu_1x_a10", "us-east-1", &[(0, 0)])
+        .with_capacity("gpu_1x_a6000", "us-east-1", &[(0, 0)]);
+    let pools = lambda_gha_tests::controller_rig::TWO_POOLS.replacen(
+        "max_machines = 8\n",
+        "max_machines = 8\ncache_filesystem = \"true\"\n",
+        1,
+    );
+    let rig = ControllerRig::start(RigOptions {
+        scenario,
+        pools,
+        ..RigOptions::default()
+    })
+    .await;
+    rig.github
+        .queue_workflow(jobs("cached", 3, &["self-hosted", "gpu-a10"], 10));
+    assert_settled(&rig, 3).await;
+    let client = rig.sim.client().unwrap();
+    let mut names: Vec<String> = client
+        .filesystems()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| format!("{} in {}", f.name, f.region.name))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "gha-cache-octo-gpu-us-east-1 in us-east-1",
+            "gha-cache-octo-gpu-us-west-1 in us-west-1"
+        ],
+        "made once per region of the pool"
+    );
+    let launched = client.instances().list().await.unwrap();
+    assert!(!launched.is_empty());
+    for instance in &launched {
+        assert_eq!(
+            instance.file_system_names,
+            ["gha-cache-octo-gpu-us-west-1"],
+            "{} in {}",
+            instance.id,
+            instance.region.name
+        );
+    }
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_capacity_for_a_pools_first_type_falls_back_and_a_full_pool_makes_jobs_wait() {
     let scenario = lambda_gha_tests::rig::quick_boot_scenario()
         .with_capacity("gpu_1x_a10", "us-east-1", &[(0, 0)])
