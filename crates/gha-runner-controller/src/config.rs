@@ -658,16 +658,11 @@ impl PoolFile {
         } else {
             GpuGate::Off
         };
-        let repository = match scope {
-            RunnerScope::Repo { owner, repo } => format!("{owner}/{repo}"),
-            RunnerScope::Org { org, .. } => org.clone(),
-        };
-        let cache = CacheRequest::parse(
-            self.cache_filesystem.as_deref().unwrap_or_default(),
-            &repository,
+        let cache = pool_cache(
+            self.cache_filesystem.as_deref(),
+            scope,
             at("cache_filesystem"),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok(Pool {
             name,
             labels: self.labels,
@@ -685,6 +680,20 @@ impl PoolFile {
             daily_cost_cap_usd: self.daily_cost_cap_usd,
         })
     }
+}
+
+/// A pool's `cache_filesystem`, its filesystems named for `scope`'s repository (or
+/// organization).
+fn pool_cache(
+    input: Option<&str>,
+    scope: &RunnerScope,
+    field: String,
+) -> Result<Option<CacheRequest>, String> {
+    let repository = match scope {
+        RunnerScope::Repo { owner, repo } => format!("{owner}/{repo}"),
+        RunnerScope::Org { org, .. } => org.clone(),
+    };
+    CacheRequest::parse(input.unwrap_or_default(), &repository, field).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
