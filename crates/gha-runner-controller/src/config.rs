@@ -578,9 +578,8 @@ impl PoolFile {
         Ok((max_lifetime, idle_grace))
     }
 
-    /// The pool, checked; its cache is named for `scope`'s repository (or organization).
-    fn check(mut self, scope: &RunnerScope) -> Result<Pool, String> {
-        let name = std::mem::take(&mut self.name);
+    /// The pool's name (`name`, taken out of it) and its labels, checked.
+    fn check_name_and_labels(&self, name: &str) -> Result<(), String> {
         let at = |setting: &str| format!("pool {name:?}: `{setting}`");
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             || name.is_empty()
@@ -603,6 +602,14 @@ impl PoolFile {
                 at("labels")
             ));
         }
+        Ok(())
+    }
+
+    /// The pool, checked; its cache is named for `scope`'s repository (or organization).
+    fn check(mut self, scope: &RunnerScope) -> Result<Pool, String> {
+        let name = std::mem::take(&mut self.name);
+        let at = |setting: &str| format!("pool {name:?}: `{setting}`");
+        self.check_name_and_labels(&name)?;
         if self.types.is_empty() || self.regions.is_empty() {
             return Err(format!(
                 "{}: name at least one machine type and one region",
