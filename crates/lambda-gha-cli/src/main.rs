@@ -112,6 +112,19 @@ enum Command {
     },
     /// Open a shell on an instance, or run a command there (after `--`).
     Ssh(SshArgs),
+    /// Rename an instance (named by its id or its name).
+    Rename {
+        /// The instance's id or name.
+        instance: String,
+        /// Its new name.
+        name: String,
+    },
+    /// Restart instances (named by id or name): they reboot and keep billing.
+    Restart {
+        /// The instances' ids or names.
+        #[arg(required = true)]
+        instances: Vec<String>,
+    },
     /// Terminate instances (billing stops).
     Terminate {
         /// The instances' ids.
@@ -186,6 +199,12 @@ async fn dispatch(command: Command, global: &Global, out: &Out) -> Result<ExitCo
         Command::Get { id } => instances::get(client, &id, out).await.map(done),
         Command::Wait { id, timeout } => instances::wait(client, &id, timeout, out).await.map(done),
         Command::Terminate { ids, mine } => instances::terminate(client, ids, mine, out).await,
+        Command::Rename { instance, name } => instances::rename(client, &instance, &name, out)
+            .await
+            .map(done),
+        Command::Restart { instances } => {
+            instances::restart(client, &instances, out).await.map(done)
+        }
         Command::Launch(args) => instances::launch(client, args, &settings, out)
             .await
             .map(done),
@@ -220,6 +239,8 @@ async fn on_runpod(command: Command, global: &Global, out: &Out) -> Result<ExitC
         Command::Regions => lambda_only("regions"),
         Command::Images => lambda_only("images"),
         Command::Get { .. } => lambda_only("get"),
+        Command::Rename { .. } => lambda_only("rename"),
+        Command::Restart { .. } => lambda_only("restart"),
         Command::Wait { .. } => lambda_only("wait"),
         Command::Launch(_) => lambda_only("launch"),
         Command::Run(_) => lambda_only("run"),

@@ -86,6 +86,74 @@ pub(crate) async fn list(client: &lambda_cloud::Client, out: &Out) -> Result<()>
     out.show(&views, |v| tables::instances_table(v))
 }
 
+/// The id of the instance `wanted` names: its id, or its name when exactly one live instance
+/// has it; an ambiguous name is refused with the instances that carry it.
+pub(crate) fn resolve_instance(
+    instances: &[lambda_cloud::Instance],
+    wanted: &str,
+) -> Result<String> {
+    if let Some(found) = instances.iter().find(|i| i.id.as_str() == wanted) {
+        return Ok(found.id.to_string());
+    }
+    let named: Vec<&lambda_cloud::Instance> = instances
+        .iter()
+        .filter(|i| !i.status.is_gone() && i.name.as_deref() == Some(wanted))
+        .collect();
+    match named.as_slice() {
+        [one] => Ok(one.id.to_string()),
+        [] => anyhow::bail!("no instance has the id or name {wanted:?} (see `lambda-gha ls`)"),
+        many => {
+            let ids: Vec<String> = many
+                .iter()
+                .map(|i| format!("{} ({} in {})", i.id, i.instance_type.name, i.region.name))
+                .collect();
+            anyhow::bail!(
+                "{} instances are named {wanted:?}: name one by its id: {}",
+                many.len(),
+                ids.join(", ")
+            )
+        }
+    }
+}
+
+/// `rename INSTANCE NAME`.
+pub(crate) async fn rename(
+    client: &lambda_cloud::Client,
+    instance: &str,
+    name: &str,
+    out: &Out,
+) -> Result<()> {
+    let id = resolve_instance(&client.instances().list().await?, instance)?;
+    let renamed = client.instances().rename(id.as_str(), name).await?;
+    out.note(&format!("renamed {id} to {name:?}"));
+    let view = InstanceView::from(&renamed);
+    out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))
+}
+
+/// `restart INSTANCE…`.
+pub(crate) async fn restart(
+    client: &lambda_cloud::Client,
+    instances: &[String],
+    out: &Out,
+) -> Result<()> {
+    let listed = client.instances().list().await?;
+    let ids = instances
+        .iter()
+        .map(|wanted| resolve_instance(&listed, wanted))
+        .collect::<Result<Vec<String>>>()?;
+    let restarted = client
+        .instances()
+        .restart(ids.iter().map(String::as_str))
+        .await?;
+    for id in &ids {
+        out.note(&format!(
+            "restarting {id}: it boots again and keeps billing"
+        ));
+    }
+    let views: Vec<InstanceView> = restarted.iter().map(InstanceView::from).collect();
+    out.show(&views, |v| tables::instances_table(v))
+}
+
 pub(crate) async fn get(client: &lambda_cloud::Client, id: &str, out: &Out) -> Result<()> {
     let view = InstanceView::from(&client.instances().get(id).await?);
     out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))

@@ -57,6 +57,85 @@ fn filters() -> insta::Settings {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn instances_are_renamed_and_restarted_by_name_and_an_ambiguous_name_is_refused() {
+    // Machines that are active after 1 simulated second: a restart shows as `booting` again.
+    let mut scenario = Scenario::default().with_ssh_key("me");
+    for ty in &mut scenario.instance_types {
+        ty.boot_seconds = lambda_cloud_sim::SecondsRange { min: 1.0, max: 1.0 };
+    }
+    let sim = Sim::builder()
+        .scenario(scenario)
+        .time_scale(SCALE)
+        .api_key("cli-key")
+        .start()
+        .await
+        .unwrap();
+    let client = sim.client().unwrap();
+    let mut ids = Vec::new();
+    for name in ["train", "eval", "eval"] {
+        ids.push(
+            client
+                .instances()
+                .launch("gpu_1x_a10", "us-east-1", "me")
+                .name(name)
+                .send()
+                .await
+                .unwrap()
+                .remove(0),
+        );
+    }
+    let renamed = stdout(&run(&sim, &["rename", "train", "trainer"]).await);
+    let mut settings = filters();
+    settings.add_filter(r"\b\d+\.\d+\.\d+\.\d+\b", "[ip]");
+    settings.bind(|| insta::assert_snapshot!("rename_table", renamed));
+    let got = client.instances().get(ids[0].as_str()).await.unwrap();
+    assert_eq!(got.name.as_deref(), Some("trainer"));
+
+    let ambiguous = run(&sim, &["restart", "eval"]).await;
+    assert!(!ambiguous.status.success());
+    let error = String::from_utf8_lossy(&ambiguous.stderr);
+    assert!(
+        error.contains("2 instances are named \"eval\": name one by its id")
+            && error.contains(ids[1].as_str())
+            && error.contains(ids[2].as_str()),
+        "{error}"
+    );
+    let missing = run(&sim, &["rename", "nope", "x"]).await;
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("no instance has the id or name \"nope\"")
+    );
+
+    for id in &ids {
+        let mut status = None;
+        for _ in 0..300 {
+            status = Some(client.instances().get(id.as_str()).await.unwrap().status);
+            if status == Some(lambda_cloud::InstanceStatus::Active) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            status,
+            Some(lambda_cloud::InstanceStatus::Active),
+            "{id} booted"
+        );
+    }
+    let restarted = stdout(&run(&sim, &["restart", "trainer", ids[1].as_str()]).await);
+    assert!(restarted.contains("trainer"), "{restarted}");
+    for id in &ids[..2] {
+        let instance = client.instances().get(id.as_str()).await.unwrap();
+        assert_eq!(
+            instance.status,
+            lambda_cloud::InstanceStatus::Booting,
+            "{id} restarting"
+        );
+    }
+    let untouched = client.instances().get(ids[2].as_str()).await.unwrap();
+    assert_eq!(untouched.status, lambda_cloud::InstanceStatus::Active);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn types_are_a_table_or_json_cheapest_first_and_filter() {
     let sim = sim(Scenario::default().with_capacity("gpu_1x_a10", "us-west-1", &[(0, 0)])).await;
     let table = stdout(&run(&sim, &["types"]).await);
