@@ -11,6 +11,8 @@
 //! `cuda-visible-devices` in its directory, and each job's result to `_diag/jobs.log`.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -48,6 +50,35 @@ pub struct FakeInternet {
     server: MockServer,
     agent_sha256: String,
     runner_sha256: String,
+    /// While set, runner downloads are answered 503.
+    runner_held: Arc<AtomicBool>,
+}
+
+/// A runner tarball, or a 503 while downloads are held.
+struct RunnerDownload {
+    tarball: Vec<u8>,
+    delay: std::time::Duration,
+    held: Arc<AtomicBool>,
+}
+
+impl wiremock::Respond for RunnerDownload {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        if self.held.load(Ordering::SeqCst) {
+            return ResponseTemplate::new(503);
+        }
+        ResponseTemplate::new(200)
+            .set_body_bytes(self.tarball.clone())
+            .set_delay(self.delay)
+    }
+}
+
+/// Runner downloads held until this is dropped ([`FakeInternet::hold_runner_downloads`]).
+pub struct HeldDownloads(Arc<AtomicBool>);
+
+impl Drop for HeldDownloads {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl FakeInternet {
@@ -76,6 +107,7 @@ impl FakeInternet {
             .unwrap_or_else(|e| panic!("cannot read the agent {}: {e}", agent.display()));
         let server = MockServer::start().await;
         let runner_sha256 = sha256(&tarball, work);
+        let runner_held = Arc::new(AtomicBool::new(false));
         // A release as actions/runner's release workflow writes its notes: checksums in comments.
         let notes = format!(
             "## What's Changed\n<!-- BEGIN SHA linux-x64 -->{runner_sha256}<!-- END SHA linux-x64 -->"
@@ -92,11 +124,11 @@ impl FakeInternet {
                 .and(path(format!(
                     "/download/v{version}/actions-runner-linux-x64-{version}.tar.gz"
                 )))
-                .respond_with(
-                    ResponseTemplate::new(200)
-                        .set_body_bytes(tarball.clone())
-                        .set_delay(runner),
-                )
+                .respond_with(RunnerDownload {
+                    tarball: tarball.clone(),
+                    delay: runner,
+                    held: runner_held.clone(),
+                })
                 .mount(&server)
                 .await;
         }
@@ -120,6 +152,7 @@ impl FakeInternet {
             server,
             agent_sha256,
             runner_sha256,
+            runner_held,
         }
     }
 
@@ -180,7 +213,15 @@ impl FakeInternet {
             .await
     }
 
-    /// How many times machines downloaded a runner tarball.
+    /// Answers every runner download 503 (a CDN out of service) until the guard is dropped;
+    /// `curl --retry-all-errors` on the machines tries again every 2 s meanwhile: what holds
+    /// machines at their download, for a test that needs them there at once.
+    pub fn hold_runner_downloads(&self) -> HeldDownloads {
+        self.runner_held.store(true, Ordering::SeqCst);
+        HeldDownloads(self.runner_held.clone())
+    }
+
+    /// How many times machines asked for a runner tarball (held answers too).
     pub async fn runner_downloads(&self) -> usize {
         self.requests(|path| path.starts_with("/download/")).await
     }

@@ -20,7 +20,8 @@ pub use github_fake::{
     post as post_webhook, signature as webhook_signature,
 };
 pub use internet::{
-    FAKE_GITHUB_URL_FILE, FakeInternet, PINNED_RUNNER_VERSION, RUNNER_VERSION, write_fake_runner,
+    FAKE_GITHUB_URL_FILE, FakeInternet, HeldDownloads, PINNED_RUNNER_VERSION, RUNNER_VERSION,
+    write_fake_runner,
 };
 pub use link::{LinkShape, ShapedLink};
 pub use programs::{Program, program};

@@ -73,8 +73,10 @@ impl UserDataRunner {
                 (machine_env::TIME_SCALE.into(), time_scale.to_string()),
             ],
             secret_env: Vec::new(),
-            // A filesystem is one directory on the host, seen by every machine that mounts it
-            // (Lambda's filesystems are NFS shares of their region).
+            // A filesystem is one directory on the host, seen by every machine that mounts it,
+            // at the mount point the launch gave it (the OpenAPI spec's `Filesystem.mount_point`:
+            // `/lambda/nfs/<name>` unless `file_system_mounts` says otherwise): Lambda's
+            // filesystems are shared by the machines of their region.
             mounts: mounts
                 .iter()
                 .map(|(id, at)| sim_machine::Mount {
