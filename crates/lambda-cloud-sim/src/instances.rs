@@ -227,8 +227,11 @@ impl World {
             instance_type: instance_type_model(spec),
             hostname: request.hostname.clone(),
             jupyter_token: Some(Redacted::new(jupyter_token.clone())),
+            // Lambda's are `https://jupyter-<id>.lambdaspaces.com/?token=<token>` (the spec's
+            // example), out of reach offline: the simulator serves its own (`sim_routes::jupyter`).
             jupyter_url: Some(Redacted::new(format!(
-                "https://jupyter-{}.lambdaspaces.com/?token={jupyter_token}",
+                "{}/_sim/jupyter/{}/?token={jupyter_token}",
+                self.base_url,
                 id.as_str()
             ))),
             actions: availability(&InstanceStatus::Booting),

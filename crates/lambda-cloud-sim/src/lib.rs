@@ -196,11 +196,9 @@ impl SimBuilder {
         })?;
         let base_url = format!("http://{address}");
         let clock = SimClock::new(self.time_scale);
-        let shared = Arc::new(Shared::new(
-            World::new(self.scenario, clock),
-            self.api_key,
-            runner,
-        ));
+        let mut world = World::new(self.scenario, clock);
+        world.base_url.clone_from(&base_url);
+        let shared = Arc::new(Shared::new(world, self.api_key, runner));
         let _ = shared.base_url.set(base_url.clone());
 
         let (stop, stopped) = oneshot::channel::<()>();

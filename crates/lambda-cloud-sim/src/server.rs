@@ -208,6 +208,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let simulator = Router::new()
         .route("/_sim/ledger", get(sim_routes::ledger))
         .route("/_sim/clock", get(sim_routes::clock))
+        .route("/_sim/jupyter/{instance_id}/", get(sim_routes::jupyter))
         .route(
             "/_sim/uploads/{attachment_id}",
             put(sim_routes::upload).get(sim_routes::download),

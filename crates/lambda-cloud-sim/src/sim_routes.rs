@@ -1,5 +1,5 @@
-//! Simulator-only endpoints under `/_sim/`: the ledger, the clock, and the storage behind
-//! attachment upload URLs. Not part of Lambda's API; unauthenticated, like presigned URLs.
+//! Simulator-only endpoints under `/_sim/`: the ledger, the clock, the storage behind
+//! attachment upload URLs, and the instances' JupyterLab. Not part of Lambda's API; unauthenticated, like presigned URLs.
 
 use std::sync::Arc;
 
@@ -49,4 +49,42 @@ pub(crate) async fn download(
     shared
         .with_world(|world| world.uploaded(&id))
         .ok_or_else(|| ApiFailure::not_found("No uploaded attachment at this URL."))
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct JupyterQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// An instance's JupyterLab, as its `jupyter_url` reaches it: the lab answers once the machine
+/// is `active` and only with the instance's token. Before that the proxy has nothing behind it
+/// (502). Lambda's own proxy (`*.lambdaspaces.com`) cannot be reached from here: the statuses
+/// are this simulator's model, not read off the real service.
+pub(crate) async fn jupyter(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<JupyterQuery>,
+) -> (StatusCode, &'static str) {
+    shared.with_world(|world| {
+        let Some(instance) = world
+            .instances
+            .iter()
+            .map(|sim| &sim.instance)
+            .find(|i| i.id.as_str() == id)
+        else {
+            return (StatusCode::NOT_FOUND, "no such lab\n");
+        };
+        let token = instance
+            .jupyter_token
+            .as_ref()
+            .map_or("", |token| token.expose());
+        if token.is_empty() || token != query.token {
+            (StatusCode::FORBIDDEN, "invalid token\n")
+        } else if instance.status == lambda_cloud::InstanceStatus::Active {
+            (StatusCode::OK, "JupyterLab (lambda-cloud-sim)\n")
+        } else {
+            (StatusCode::BAD_GATEWAY, "the lab is not up yet\n")
+        }
+    })
 }

@@ -39,6 +39,9 @@ pub(crate) struct World {
     pub(crate) audit: Vec<AuditEvent>,
     pub(crate) effects: Vec<Effect>,
     pub(crate) next_host: u32,
+    /// Where the simulator serves (`http://127.0.0.1:PORT`): its instances' Jupyter URLs
+    /// point here. Empty until the server is bound.
+    pub(crate) base_url: String,
 }
 
 impl World {
@@ -71,6 +74,7 @@ impl World {
             audit: Vec::new(),
             effects: Vec::new(),
             next_host: 2,
+            base_url: String::new(),
         };
         for spec in world.scenario.ssh_keys.clone() {
             let id = SshKeyId::new(world.new_id());

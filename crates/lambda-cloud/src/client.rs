@@ -49,6 +49,13 @@ struct Inner {
     timeout: Duration,
 }
 
+impl Client {
+    /// The HTTP client, for requests outside the API (an instance's JupyterLab).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+}
+
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")

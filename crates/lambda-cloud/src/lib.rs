@@ -66,6 +66,7 @@ mod ids;
 mod images;
 mod instance_types;
 mod instances;
+mod jupyter;
 pub mod operations;
 mod paging;
 mod rate_limit;
@@ -111,6 +112,7 @@ pub use instances::{
     InstanceTerminateResponse, Instances, LaunchBuilder, LaunchInstanceRequest, RequestedTagEntry,
     TagEntry, USER_DATA_MAX_BYTES,
 };
+pub use jupyter::JupyterProbe;
 pub use operations::{OPERATIONS, Operation};
 pub use rate_limit::RateLimits;
 pub use redacted::Redacted;

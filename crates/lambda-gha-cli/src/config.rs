@@ -33,6 +33,8 @@ pub struct Settings {
     pub api_key: Option<SecretString>,
     /// Where it was found (for messages; never the key).
     pub api_key_source: Option<String>,
+    /// Whether it came from the config file (whose mode then matters).
+    pub api_key_from_file: bool,
     /// The API base URL, when not the default.
     pub api_url: Option<String>,
     /// Default instance type(s).
@@ -48,6 +50,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
             .field("api_key_source", &self.api_key_source)
+            .field("api_key_from_file", &self.api_key_from_file)
             .field("api_url", &self.api_url)
             .field("instance_type", &self.instance_type)
             .field("region", &self.region)
@@ -171,13 +174,134 @@ pub fn load(
             source_name: source.clone(),
         });
     }
+    let api_key_from_file = env_var("LAMBDA_API_KEY").is_none()
+        && from_dotenv("LAMBDA_API_KEY").is_none()
+        && api_key.is_some();
     Ok(Settings {
+        api_key_from_file,
         api_key: api_key.map(|k| SecretString::from(k.trim().to_owned())),
         api_key_source,
         api_url: api_url.map(|(url, _)| url),
         instance_type: file.instance_type,
         region: file.region,
         ssh_key: file.ssh_key,
+    })
+}
+
+/// Whether `line` of the config file sets `api_key`.
+fn sets_api_key(line: &str) -> bool {
+    line.trim_start()
+        .strip_prefix("api_key")
+        .is_some_and(|rest| rest.trim_start().starts_with('='))
+}
+
+/// `text` without its `api_key` lines, each line ended by a newline.
+fn without_api_key(text: &str) -> String {
+    let mut kept = String::with_capacity(text.len() + 1);
+    for line in text.lines().filter(|line| !sets_api_key(line)) {
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    kept
+}
+
+/// Writes `text` to `path` readable by its owner alone (0600), through a temporary file
+/// renamed into place: the key is never in a file others can read, even for a moment.
+fn write_owner_only(path: &Path, text: &str) -> Result<(), CliError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let problem = |e: std::io::Error| CliError::Config {
+        path: path.to_owned(),
+        problem: e.to_string(),
+    };
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(problem)?;
+    }
+    let temporary = path.with_extension(format!("toml.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())
+                .and_then(|()| file.sync_all())
+        })
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written.map_err(problem)
+}
+
+/// Stores `key` as the config file's `api_key` (replacing one there), keeping its other
+/// lines as they are, mode 0600.
+pub fn store_api_key(path: &Path, key: &SecretString) -> Result<(), CliError> {
+    use secrecy::ExposeSecret as _;
+    let key = key.expose_secret();
+    // A Lambda key is one word of printable ASCII; anything else is a paste gone wrong.
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        return Err(CliError::BadKey);
+    }
+    let old = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(CliError::Config {
+                path: path.to_owned(),
+                problem: e.to_string(),
+            });
+        }
+    };
+    // Top-level keys must come before any `[table]`: the key goes first.
+    let text = format!("api_key = \"{key}\"\n{}", without_api_key(&old));
+    toml::from_str::<ConfigFile>(&text).map_err(|e| CliError::Config {
+        path: path.to_owned(),
+        problem: format!("would not read back after storing the key: {}", e.message()),
+    })?;
+    write_owner_only(path, &text)
+}
+
+/// Removes `api_key` from the config file; whether there was one.
+pub fn remove_api_key(path: &Path) -> Result<bool, CliError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(CliError::Config {
+                path: path.to_owned(),
+                problem: e.to_string(),
+            });
+        }
+    };
+    if !text.lines().any(sets_api_key) {
+        return Ok(false);
+    }
+    write_owner_only(path, &without_api_key(&text))?;
+    Ok(true)
+}
+
+/// Why the config file at `path` exposes the key it holds: readable or writable by others.
+pub fn key_file_exposure(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} is mode {mode:03o}, so others on this machine can read the key: chmod 600 it",
+            path.display()
+        )
     })
 }
 
@@ -254,6 +378,52 @@ mod tests {
         assert_eq!(s.api_key.unwrap().expose_secret(), "from_file");
         std::fs::write(&file, "api_kee = 1\n").unwrap();
         assert!(load(&none, &dir, Some(&file)).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod key_file_tests {
+    use super::*;
+    use secrecy::ExposeSecret as _;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn a_stored_key_is_0600_replaces_the_old_one_and_keeps_the_other_lines() {
+        let dir = std::env::temp_dir().join(format!("cli-login-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("lambda-gha/config.toml");
+        store_api_key(&path, &SecretString::from("secret_one")).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        std::fs::write(
+            &path,
+            "# mine\napi_key = \"secret_one\"\nregion = \"us-east-1\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(key_file_exposure(&path).unwrap().contains("mode 644"));
+        store_api_key(&path, &SecretString::from("secret_two")).unwrap();
+        assert_eq!(mode(&path), 0o600, "a rewrite is 0600 again");
+        assert!(key_file_exposure(&path).is_none());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "api_key = \"secret_two\"\n# mine\nregion = \"us-east-1\"\n"
+        );
+        let settings = load(&|_| None, &dir, Some(&path)).unwrap();
+        assert_eq!(settings.api_key.unwrap().expose_secret(), "secret_two");
+        assert!(matches!(
+            store_api_key(&path, &SecretString::from("two words")),
+            Err(CliError::BadKey)
+        ));
+        assert!(remove_api_key(&path).unwrap());
+        assert!(!remove_api_key(&path).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "# mine\nregion = \"us-east-1\"\n"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -70,4 +70,30 @@ pub enum CliError {
     /// GitHub's client could not be set up.
     #[error(transparent)]
     GitHub(#[from] gha_runner_core::GitHubError),
+    /// Nothing has the id or name given.
+    #[error("no {kind} has the id or name {wanted:?} (see `{list}`)")]
+    NotFound {
+        /// What was looked for.
+        kind: &'static str,
+        /// The id or name given.
+        wanted: String,
+        /// The command that lists them.
+        list: &'static str,
+    },
+    /// A name that several share.
+    #[error("{} {kind}s are named {wanted:?}: name one by its id: {}", matches.len(), matches.join(", "))]
+    Ambiguous {
+        /// What was looked for.
+        kind: &'static str,
+        /// The name given.
+        wanted: String,
+        /// Those that carry it.
+        matches: Vec<String>,
+    },
+    /// What was given as an API key cannot be one.
+    #[error(
+        "that is not a Lambda API key (one word, no spaces or quotes): copy it again from \
+         https://cloud.lambda.ai/api-keys"
+    )]
+    BadKey,
 }

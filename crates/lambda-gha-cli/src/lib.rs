@@ -4,10 +4,13 @@
 pub mod config;
 #[cfg(feature = "simulator")]
 pub mod demo;
+pub mod doctor;
 mod error;
 pub mod launch;
+pub mod names;
 pub mod progress;
 pub mod project;
+pub mod prompt;
 pub mod run;
 pub mod serve;
 #[cfg(feature = "simulator")]

@@ -87,8 +87,8 @@ enum Command {
     Instances,
     /// One instance.
     Get {
-        /// The instance's id.
-        id: String,
+        /// The instance's id or name.
+        instance: String,
     },
     /// Launch one instance, trying types and regions in order.
     Launch(LaunchArgs),
@@ -104,8 +104,8 @@ enum Command {
     Demo,
     /// Wait until an instance is active.
     Wait {
-        /// The instance's id.
-        id: String,
+        /// The instance's id or name.
+        instance: String,
         /// Give up after this long.
         #[arg(long, default_value = "20m", value_parser = parse_duration_arg)]
         timeout: std::time::Duration,
@@ -127,7 +127,7 @@ enum Command {
     },
     /// Terminate instances (billing stops).
     Terminate {
-        /// The instances' ids.
+        /// The instances' ids or names.
         ids: Vec<String>,
         /// Every instance this tool launched for you (tag `lambda-gha:cli`).
         #[arg(long, conflicts_with = "ids")]
@@ -151,6 +151,18 @@ enum Command {
     /// workflows only change `runs-on`. `--config` names its file (README, "Just change
     /// runs-on"); its secrets come from the environment variables the file names.
     Serve(commands::serve::ServeArgs),
+    /// Store the API key in the config file (mode 600) after checking it with the API. The
+    /// key is asked for with typing hidden, or read from stdin with --key-stdin.
+    Login {
+        /// Read the key from stdin (for scripts): `lambda-gha login --key-stdin < key.txt`.
+        #[arg(long)]
+        key_stdin: bool,
+    },
+    /// Remove the API key from the config file.
+    Logout,
+    /// Check the set-up: config file, where the API key comes from, that the API accepts it,
+    /// and the tools `ssh` and `run` call. Exits 1 when something fails.
+    Doctor,
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -183,6 +195,21 @@ async fn dispatch(command: Command, global: &Global, out: &Out) -> Result<ExitCo
         return on_runpod(command, global, out).await;
     }
     let settings = settings(global)?;
+    let config = config_path(global);
+    match command {
+        Command::Login { key_stdin } => {
+            commands::account::login(key_stdin, &settings, config.as_deref(), out).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Logout => {
+            commands::account::logout(&settings, config.as_deref(), out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Doctor => {
+            return commands::account::doctor(&settings, config.as_deref(), out).await;
+        }
+        _ => {}
+    }
     if let Command::Reap(args) = command {
         return commands::reap::reap(args, &settings, choice).await;
     }
@@ -196,8 +223,10 @@ async fn dispatch(command: Command, global: &Global, out: &Out) -> Result<ExitCo
         Command::Regions => catalog::regions(client, out).await.map(done),
         Command::Images => catalog::images(client, out).await.map(done),
         Command::Instances => instances::list(client, out).await.map(done),
-        Command::Get { id } => instances::get(client, &id, out).await.map(done),
-        Command::Wait { id, timeout } => instances::wait(client, &id, timeout, out).await.map(done),
+        Command::Get { instance } => instances::get(client, &instance, out).await.map(done),
+        Command::Wait { instance, timeout } => instances::wait(client, &instance, timeout, out)
+            .await
+            .map(done),
         Command::Terminate { ids, mine } => instances::terminate(client, ids, mine, out).await,
         Command::Rename { instance, name } => instances::rename(client, &instance, &name, out)
             .await
@@ -214,7 +243,10 @@ async fn dispatch(command: Command, global: &Global, out: &Out) -> Result<ExitCo
             .await
             .map(done),
         // Dispatched above: they need no client of their own.
-        Command::Agent(_)
+        Command::Login { .. }
+        | Command::Logout
+        | Command::Doctor
+        | Command::Agent(_)
         | Command::Completions { .. }
         | Command::Reap(_)
         | Command::Run(_)
@@ -247,6 +279,9 @@ async fn on_runpod(command: Command, global: &Global, out: &Out) -> Result<ExitC
         Command::Ssh(_) => lambda_only("ssh"),
         Command::SshKeys(_) => lambda_only("ssh-keys"),
         Command::Filesystems(_) => lambda_only("filesystems"),
+        Command::Login { .. } => lambda_only("login"),
+        Command::Logout => lambda_only("logout"),
+        Command::Doctor => lambda_only("doctor"),
         // Dispatched before any provider is chosen.
         Command::Agent(_) | Command::Completions { .. } | Command::Serve(_) => {
             Ok(ExitCode::SUCCESS)
@@ -284,12 +319,17 @@ async fn main() -> ExitCode {
         })
 }
 
-/// The settings in effect: the config file, `.env`, the environment, then `--api-url`.
-fn settings(global: &Global) -> Result<Settings> {
-    let config = global
+/// The config file: `--config`, or the default path.
+fn config_path(global: &Global) -> Option<PathBuf> {
+    global
         .config
         .clone()
-        .or_else(|| config::default_config_path(&commands::env));
+        .or_else(|| config::default_config_path(&commands::env))
+}
+
+/// The settings in effect: the config file, `.env`, the environment, then `--api-url`.
+fn settings(global: &Global) -> Result<Settings> {
+    let config = config_path(global);
     let cwd = std::env::current_dir()?;
     let mut settings = config::load(&commands::env, &cwd, config.as_deref())?;
     if let Some(url) = &global.api_url {

@@ -1,8 +1,8 @@
 //! `filesystems`: persistent filesystems.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
-use lambda_gha_cli::tables;
+use lambda_gha_cli::{names, tables};
 
 use super::Out;
 
@@ -44,14 +44,7 @@ pub(crate) async fn filesystems(
         }
         FilesystemsCommand::Rm { filesystem } => {
             let list = api.list().await?;
-            let found = list
-                .iter()
-                .find(|f| f.name == filesystem || f.id.as_str() == filesystem)
-                .with_context(|| {
-                    format!(
-                        "no filesystem named {filesystem:?} (see `lambda-gha filesystems list`)"
-                    )
-                })?;
+            let found = names::resolve(&list, &filesystem)?;
             api.delete(&found.id).await?;
             out.note(&format!("deleted filesystem {} ({})", found.name, found.id));
         }

@@ -9,8 +9,10 @@ use clap::Args;
 use gha_runner_core::session::{self, StateDir};
 use gha_runner_core::{MachineId, SessionError, tags};
 use gha_runner_lambda::LambdaProvider;
+use lambda_gha_cli::CliError;
 use lambda_gha_cli::config::Settings;
 use lambda_gha_cli::launch::LaunchRequest;
+use lambda_gha_cli::names;
 use lambda_gha_cli::progress::Ui;
 use lambda_gha_cli::tables::{self, InstanceView};
 
@@ -59,8 +61,8 @@ pub(crate) struct LaunchArgs {
 
 #[derive(Args)]
 pub(crate) struct SshArgs {
-    /// The instance's id.
-    id: String,
+    /// The instance's id or name.
+    instance: String,
     /// The private key to use (default: the key `run` made for it, else ssh's own choice).
     #[arg(short, long, value_name = "FILE")]
     identity: Option<PathBuf>,
@@ -86,33 +88,21 @@ pub(crate) async fn list(client: &lambda_cloud::Client, out: &Out) -> Result<()>
     out.show(&views, |v| tables::instances_table(v))
 }
 
-/// The id of the instance `wanted` names: its id, or its name when exactly one live instance
-/// has it; an ambiguous name is refused with the instances that carry it.
-pub(crate) fn resolve_instance(
-    instances: &[lambda_cloud::Instance],
+/// The instance `wanted` names (id or name, [`names::resolve`]); an id the listing no longer
+/// shows (terminated a while ago) is asked for directly.
+pub(crate) async fn find_instance(
+    client: &lambda_cloud::Client,
     wanted: &str,
-) -> Result<String> {
-    if let Some(found) = instances.iter().find(|i| i.id.as_str() == wanted) {
-        return Ok(found.id.to_string());
-    }
-    let named: Vec<&lambda_cloud::Instance> = instances
-        .iter()
-        .filter(|i| !i.status.is_gone() && i.name.as_deref() == Some(wanted))
-        .collect();
-    match named.as_slice() {
-        [one] => Ok(one.id.to_string()),
-        [] => anyhow::bail!("no instance has the id or name {wanted:?} (see `lambda-gha ls`)"),
-        many => {
-            let ids: Vec<String> = many
-                .iter()
-                .map(|i| format!("{} ({} in {})", i.id, i.instance_type.name, i.region.name))
-                .collect();
-            anyhow::bail!(
-                "{} instances are named {wanted:?}: name one by its id: {}",
-                many.len(),
-                ids.join(", ")
-            )
-        }
+) -> Result<lambda_cloud::Instance> {
+    let listed = client.instances().list().await?;
+    match names::resolve(&listed, wanted) {
+        Ok(found) => Ok(found.clone()),
+        Err(not_found @ CliError::NotFound { .. }) => match client.instances().get(wanted).await {
+            Ok(instance) => Ok(instance),
+            Err(error) if error.status() == Some(404) => Err(not_found.into()),
+            Err(error) => Err(error.into()),
+        },
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -123,7 +113,7 @@ pub(crate) async fn rename(
     name: &str,
     out: &Out,
 ) -> Result<()> {
-    let id = resolve_instance(&client.instances().list().await?, instance)?;
+    let id = find_instance(client, instance).await?.id;
     let renamed = client.instances().rename(id.as_str(), name).await?;
     out.note(&format!("renamed {id} to {name:?}"));
     let view = InstanceView::from(&renamed);
@@ -136,11 +126,7 @@ pub(crate) async fn restart(
     instances: &[String],
     out: &Out,
 ) -> Result<()> {
-    let listed = client.instances().list().await?;
-    let ids = instances
-        .iter()
-        .map(|wanted| resolve_instance(&listed, wanted))
-        .collect::<Result<Vec<String>>>()?;
+    let ids = names::resolve_all(&client.instances().list().await?, instances)?;
     let restarted = client
         .instances()
         .restart(ids.iter().map(String::as_str))
@@ -154,17 +140,19 @@ pub(crate) async fn restart(
     out.show(&views, |v| tables::instances_table(v))
 }
 
-pub(crate) async fn get(client: &lambda_cloud::Client, id: &str, out: &Out) -> Result<()> {
-    let view = InstanceView::from(&client.instances().get(id).await?);
+pub(crate) async fn get(client: &lambda_cloud::Client, wanted: &str, out: &Out) -> Result<()> {
+    let view = InstanceView::from(&find_instance(client, wanted).await?);
     out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))
 }
 
 pub(crate) async fn wait(
     client: &lambda_cloud::Client,
-    id: &str,
+    wanted: &str,
     timeout: Duration,
     out: &Out,
 ) -> Result<()> {
+    let id = find_instance(client, wanted).await?.id;
+    let id = id.as_str();
     let instance = wait_active(client, id, timeout, out.ui()).await?;
     let view = InstanceView::from(&instance);
     out.note(&format!(
@@ -221,7 +209,7 @@ pub(crate) async fn terminate(
             .map(|i| i.id.to_string())
             .collect()
     } else {
-        ids
+        names::resolve_all(&client.instances().list().await?, &ids)?
     };
     if ids.is_empty() {
         if mine {
@@ -324,8 +312,8 @@ pub(crate) fn launch_request(args: MachineArgs, settings: &Settings) -> Result<L
 }
 
 pub(crate) async fn ssh(client: &lambda_cloud::Client, args: SshArgs) -> Result<ExitCode> {
-    let id = &args.id;
-    let instance = client.instances().get(id.as_str()).await?;
+    let instance = find_instance(client, &args.instance).await?;
+    let id = &instance.id;
     let ip = instance.ip.as_deref().with_context(|| {
         format!(
             "{id} has no IP yet (it is {}): `lambda-gha wait {id}` first",
@@ -334,8 +322,10 @@ pub(crate) async fn ssh(client: &lambda_cloud::Client, args: SshArgs) -> Result<
     })?;
     // A machine `run --keep` launched with its own key: that key.
     let state_dir = StateDir::from_env(&env);
-    let identity = args.identity.or_else(|| state_dir.existing_machine_key(id));
-    let known_hosts = state_dir.known_hosts(id)?;
+    let identity = args
+        .identity
+        .or_else(|| state_dir.existing_machine_key(id.as_str()));
+    let known_hosts = state_dir.known_hosts(id.as_str())?;
     let ssh_args = lambda_gha_cli::ssh::ssh_args(
         &lambda_gha_cli::ssh::SshTarget {
             ip,

@@ -1,6 +1,7 @@
 //! One module per group of subcommands: each holds its arguments and the handler that calls
 //! the libraries and prints.
 
+pub(crate) mod account;
 pub(crate) mod agent;
 pub(crate) mod catalog;
 pub(crate) mod filesystems;

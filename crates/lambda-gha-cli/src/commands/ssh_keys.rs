@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use gha_runner_core::session;
-use lambda_gha_cli::tables;
+use lambda_gha_cli::{names, tables};
 
 use super::Out;
 
@@ -60,12 +60,7 @@ pub(crate) async fn ssh_keys(
         }
         SshKeysCommand::Rm { key } => {
             let list = keys.list().await?;
-            let found = list
-                .iter()
-                .find(|k| k.name == key || k.id.as_str() == key)
-                .with_context(|| {
-                    format!("no SSH key named {key:?} (see `lambda-gha ssh-keys list`)")
-                })?;
+            let found = names::resolve(&list, &key)?;
             keys.delete(&found.id).await?;
             out.note(&format!("deleted SSH key {} ({})", found.name, found.id));
         }

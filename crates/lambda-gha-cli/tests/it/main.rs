@@ -4,9 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod account;
 mod bad_inputs;
 mod downloads;
 mod everyday;
+mod pty;
 mod run_sandbox;
 mod run_ssh;
 mod runpod;
