@@ -35,6 +35,12 @@ pub fn lifetime_tags(lifetime: Duration) -> [(String, String); 2] {
     ]
 }
 
+/// The [`LAUNCHED`] tag of a machine launched now, for launches with no lifetime of their own
+/// (`lambda-gha launch`): what `lambda-gha cost` reads the time running from.
+pub fn launched_now() -> (String, String) {
+    (LAUNCHED.to_owned(), tag_time(jiff::Timestamp::now()))
+}
+
 /// Formats a tag timestamp, to the second.
 pub(crate) fn tag_time(at: jiff::Timestamp) -> String {
     // Truncated, not rounded: a launch time rounded up lies in the future for up to half a

@@ -135,6 +135,11 @@ pub async fn launch_checked(
     spec.volumes.clone_from(&request.filesystems);
     spec.tags.clone_from(&request.tags);
     spec.tags.insert(tags::CLI.to_owned(), user.to_owned());
+    // Lambda does not say when a machine was launched: `cost` reads it from here.
+    if !spec.tags.contains_key(tags::LAUNCHED) {
+        let (key, value) = tags::launched_now();
+        spec.tags.insert(key, value);
+    }
     // Unique per launch: a launch whose answer is lost is found by it, not launched twice.
     spec.tags.insert(
         tags::MACHINE.to_owned(),

@@ -2,10 +2,12 @@
 //! the client they share. `main.rs` parses arguments and prints.
 
 pub mod config;
+pub mod cost;
 #[cfg(feature = "simulator")]
 pub mod demo;
 pub mod doctor;
 mod error;
+pub mod jupyter;
 pub mod launch;
 pub mod names;
 pub mod progress;

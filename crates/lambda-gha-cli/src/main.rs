@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use commands::agent::AgentCommand;
 use commands::catalog::TypesArgs;
 use commands::filesystems::FilesystemsCommand;
-use commands::instances::{LaunchArgs, SshArgs};
+use commands::instances::{JupyterArgs, LaunchArgs, SshArgs};
 use commands::reap::ReapArgs;
 use commands::run::RunArgs;
 #[cfg(feature = "simulator")]
@@ -85,6 +85,9 @@ enum Command {
     /// Your instances.
     #[command(visible_alias = "ls")]
     Instances,
+    /// What is billing now: each machine's $/hour, time running and cost so far, and the
+    /// totals per hour, day and month (an estimate from the prices; see README).
+    Cost,
     /// One instance.
     Get {
         /// The instance's id or name.
@@ -112,6 +115,9 @@ enum Command {
     },
     /// Open a shell on an instance, or run a command there (after `--`).
     Ssh(SshArgs),
+    /// Wait until an instance's JupyterLab answers, then print its URL (the token only with
+    /// --show-token) or open it in the browser (--open).
+    Jupyter(JupyterArgs),
     /// Rename an instance (named by its id or its name).
     Rename {
         /// The instance's id or name.
@@ -223,6 +229,7 @@ async fn dispatch(command: Command, global: &Global, out: &Out) -> Result<ExitCo
         Command::Regions => catalog::regions(client, out).await.map(done),
         Command::Images => catalog::images(client, out).await.map(done),
         Command::Instances => instances::list(client, out).await.map(done),
+        Command::Cost => instances::cost(client, out).await.map(done),
         Command::Get { instance } => instances::get(client, &instance, out).await.map(done),
         Command::Wait { instance, timeout } => instances::wait(client, &instance, timeout, out)
             .await
@@ -238,6 +245,7 @@ async fn dispatch(command: Command, global: &Global, out: &Out) -> Result<ExitCo
             .await
             .map(done),
         Command::Ssh(args) => instances::ssh(client, args).await,
+        Command::Jupyter(args) => instances::jupyter(client, args, out).await.map(done),
         Command::SshKeys(command) => ssh_keys::ssh_keys(client, command, out).await.map(done),
         Command::Filesystems(command) => filesystems::filesystems(client, command, out)
             .await
@@ -271,12 +279,14 @@ async fn on_runpod(command: Command, global: &Global, out: &Out) -> Result<ExitC
         Command::Regions => lambda_only("regions"),
         Command::Images => lambda_only("images"),
         Command::Get { .. } => lambda_only("get"),
+        Command::Cost => lambda_only("cost"),
         Command::Rename { .. } => lambda_only("rename"),
         Command::Restart { .. } => lambda_only("restart"),
         Command::Wait { .. } => lambda_only("wait"),
         Command::Launch(_) => lambda_only("launch"),
         Command::Run(_) => lambda_only("run"),
         Command::Ssh(_) => lambda_only("ssh"),
+        Command::Jupyter(_) => lambda_only("jupyter"),
         Command::SshKeys(_) => lambda_only("ssh-keys"),
         Command::Filesystems(_) => lambda_only("filesystems"),
         Command::Login { .. } => lambda_only("login"),

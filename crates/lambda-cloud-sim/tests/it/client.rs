@@ -517,3 +517,47 @@ async fn machines_see_their_gpus_and_a_scenario_can_break_them() {
         seen[2].1
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instances_jupyter_answers_once_it_is_active_and_only_with_its_token() {
+    use lambda_cloud::JupyterProbe;
+    let mut scenario = Scenario::default().with_ssh_key("me");
+    for ty in &mut scenario.instance_types {
+        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
+            min: 100_000.0,
+            max: 100_000.0,
+        };
+    }
+    let sim = Sim::builder()
+        .scenario(scenario)
+        .api_key("key")
+        .start()
+        .await
+        .unwrap();
+    let client = sim.client().unwrap();
+    let id = client
+        .instances()
+        .launch("gpu_1x_a10", "us-east-1", "me")
+        .send()
+        .await
+        .unwrap()
+        .remove(0);
+    let booting = client.instances().get(id.as_str()).await.unwrap();
+    assert_eq!(
+        client.probe_jupyter(&booting).await,
+        JupyterProbe::NotYet("HTTP 502".into())
+    );
+    let mut forged = booting.clone();
+    let url = forged.jupyter_url.as_ref().unwrap().expose().to_owned();
+    forged.jupyter_url = Some(lambda_cloud::Redacted::new(format!("{url}x")));
+    assert_eq!(
+        client.probe_jupyter(&forged).await,
+        JupyterProbe::NotYet("HTTP 403".into())
+    );
+    forged.jupyter_url = Some(lambda_cloud::Redacted::new(
+        "http://jupyter.example.com/?token=t",
+    ));
+    assert_eq!(client.probe_jupyter(&forged).await, JupyterProbe::Insecure);
+    forged.jupyter_url = None;
+    assert_eq!(client.probe_jupyter(&forged).await, JupyterProbe::NoUrl);
+}

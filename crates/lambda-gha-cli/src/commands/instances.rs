@@ -77,6 +77,21 @@ pub(crate) struct SshArgs {
     command: Vec<String>,
 }
 
+#[derive(Args)]
+pub(crate) struct JupyterArgs {
+    /// The instance's id or name.
+    instance: String,
+    /// Open the lab in the browser ($BROWSER, else open or xdg-open).
+    #[arg(long)]
+    open: bool,
+    /// Print the URL with its token, which logs in to the lab: treat it as a password.
+    #[arg(long)]
+    show_token: bool,
+    /// Give up after this long.
+    #[arg(long, default_value = "20m", value_parser = parse_duration_arg)]
+    timeout: Duration,
+}
+
 pub(crate) async fn list(client: &lambda_cloud::Client, out: &Out) -> Result<()> {
     let views: Vec<InstanceView> = client
         .instances()
@@ -86,6 +101,18 @@ pub(crate) async fn list(client: &lambda_cloud::Client, out: &Out) -> Result<()>
         .map(InstanceView::from)
         .collect();
     out.show(&views, |v| tables::instances_table(v))
+}
+
+/// `cost`: what the account's machines bill now.
+pub(crate) async fn cost(client: &lambda_cloud::Client, out: &Out) -> Result<()> {
+    let instances = client.instances().list().await?;
+    let view = lambda_gha_cli::cost::cost_view(&instances, jiff::Timestamp::now());
+    if out.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", lambda_gha_cli::cost::render(&view));
+    }
+    Ok(())
 }
 
 /// The instance `wanted` names (id or name, [`names::resolve`]); an id the listing no longer
@@ -161,6 +188,81 @@ pub(crate) async fn wait(
     ));
     if out.json {
         out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))?;
+    }
+    Ok(())
+}
+
+/// `jupyter INSTANCE`: waits until the machine is active and its lab answers, then prints
+/// its URL (token only with `--show-token`) or opens it.
+pub(crate) async fn jupyter(
+    client: &lambda_cloud::Client,
+    args: JupyterArgs,
+    out: &Out,
+) -> Result<()> {
+    let found = find_instance(client, &args.instance).await?;
+    let id = found.id.as_str();
+    let started = std::time::Instant::now();
+    wait_active(client, id, args.timeout, out.ui()).await?;
+    let bar = out
+        .ui()
+        .spinner(format!("waiting for {id}'s JupyterLab to answer"));
+    let answered = loop {
+        let instance = client.instances().get(id).await?;
+        match client.probe_jupyter(&instance).await {
+            lambda_cloud::JupyterProbe::Answering => break Ok(instance),
+            lambda_cloud::JupyterProbe::Insecure => {
+                break Err(anyhow::anyhow!(
+                    "the API gave {id} a Jupyter URL that is not https://: not opened, since \
+                     its token would travel in clear"
+                ));
+            }
+            probe => {
+                if started.elapsed() >= args.timeout {
+                    break Err(anyhow::anyhow!(
+                        "{id}'s JupyterLab did not answer within {} ({probe:?}); it is still \
+                         billing: `lambda-gha terminate {id}`",
+                        gha_runner_core::duration::format_duration(args.timeout)
+                    ));
+                }
+                bar.set_message(format!("{id}'s JupyterLab: {probe:?}"));
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    bar.finish_and_clear();
+    let instance = answered?;
+    let url = instance
+        .jupyter_url
+        .as_ref()
+        .map(|u| u.expose().to_owned())
+        .unwrap_or_default();
+    let shown = if args.show_token {
+        url.clone()
+    } else {
+        lambda_gha_cli::jupyter::without_token(&url)
+    };
+    if args.open {
+        let browser = lambda_gha_cli::jupyter::browser(&env);
+        // The URL goes to the browser as an argument, never through a shell.
+        let status = std::process::Command::new(&browser)
+            .arg(&url)
+            .status()
+            .with_context(|| {
+                format!("cannot run {browser} to open a browser: set BROWSER, or use --show-token")
+            })?;
+        if !status.success() {
+            bail!("{browser} could not open the lab ({status}): set BROWSER, or use --show-token");
+        }
+        out.note(&format!("opened {id}'s JupyterLab in your browser"));
+    }
+    if out.json {
+        let view = serde_json::json!({ "id": id, "url": shown, "token_shown": args.show_token });
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else if !args.open || args.show_token {
+        println!("{shown}");
+        if !args.show_token {
+            out.note("the token is left out: --show-token prints the whole URL, --open opens it");
+        }
     }
     Ok(())
 }

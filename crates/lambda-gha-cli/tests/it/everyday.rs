@@ -23,6 +23,11 @@ async fn sim(mut scenario: Scenario) -> Sim {
 }
 
 async fn run(sim: &Sim, args: &[&str]) -> Output {
+    run_with(sim, args, &[]).await
+}
+
+/// [`run`] with more environment variables.
+async fn run_with(sim: &Sim, args: &[&str], vars: &[(&str, &str)]) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lambda-gha"));
     command
         .args(args)
@@ -33,6 +38,7 @@ async fn run(sim: &Sim, args: &[&str]) -> Output {
         .env("LAMBDA_API_KEY", "cli-key")
         .env("LAMBDA_API_URL", sim.base_url())
         .env("LAMBDA_API_TIME_SCALE", SCALE.to_string())
+        .envs(vars.iter().copied())
         .current_dir(std::env::temp_dir());
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
@@ -53,6 +59,7 @@ fn filters() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(r"\b[0-9a-f]{32}\b", "[id]");
     settings.add_filter(r"cli-[0-9a-f]{16}", "cli-[launch]");
+    settings.add_filter(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "[time]");
     settings
 }
 
@@ -310,4 +317,141 @@ async fn ssh_to_a_booting_instance_says_to_wait() {
         stderr.contains("has no IP yet (it is booting)") && stderr.contains("lambda-gha wait"),
         "{stderr}"
     );
+}
+
+/// A simulator whose machines are active after one simulated second.
+async fn quick_sim() -> Sim {
+    let mut scenario = Scenario::default().with_ssh_key("me");
+    for ty in &mut scenario.instance_types {
+        ty.boot_seconds = lambda_cloud_sim::SecondsRange { min: 1.0, max: 1.0 };
+    }
+    Sim::builder()
+        .scenario(scenario)
+        .time_scale(SCALE)
+        .api_key("cli-key")
+        .start()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jupyter_waits_for_the_lab_and_shows_the_token_only_when_asked() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let sim = quick_sim().await;
+    let client = sim.client().unwrap();
+    let id = client
+        .instances()
+        .launch("gpu_1x_a10", "us-east-1", "me")
+        .name("notebook")
+        .send()
+        .await
+        .unwrap()
+        .remove(0);
+    // Asked for while it boots: the command waits for the machine and its lab.
+    let plain = run(&sim, &["jupyter", "notebook"]).await;
+    let instance = client.instances().get(id.as_str()).await.unwrap();
+    let token = instance.jupyter_token.unwrap().expose().to_owned();
+    let url = instance.jupyter_url.unwrap().expose().to_owned();
+    let printed = stdout(&plain);
+    assert_eq!(
+        printed.trim(),
+        format!("{}/_sim/jupyter/{id}/", sim.base_url()),
+        "the URL without its token"
+    );
+    let all = format!("{printed}{}", String::from_utf8_lossy(&plain.stderr));
+    assert!(!all.contains(&token), "{all}");
+    assert!(all.contains("--show-token"), "{all}");
+
+    let shown = stdout(&run(&sim, &["jupyter", id.as_str(), "--show-token"]).await);
+    assert_eq!(shown.trim(), url);
+
+    // --open hands the whole URL to the browser and prints no token.
+    let opened_file = std::env::temp_dir().join(format!("cli-browser-{}", std::process::id()));
+    let browser = std::env::temp_dir().join(format!("cli-browser-{}.sh", std::process::id()));
+    std::fs::write(
+        &browser,
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$1\" > {}\n",
+            opened_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let opened = run_with(
+        &sim,
+        &["jupyter", "notebook", "--open"],
+        &[("BROWSER", browser.to_str().unwrap())],
+    )
+    .await;
+    let all = format!(
+        "{}{}",
+        stdout(&opened),
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    assert!(!all.contains(&token), "{all}");
+    assert_eq!(std::fs::read_to_string(&opened_file).unwrap(), url);
+    let json: serde_json::Value = serde_json::from_str(&stdout(
+        &run(&sim, &["jupyter", "notebook", "--json"]).await,
+    ))
+    .unwrap();
+    assert_eq!(json["token_shown"], false);
+    assert!(!json["url"].as_str().unwrap().contains(&token));
+    let _ = std::fs::remove_file(opened_file);
+    let _ = std::fs::remove_file(browser);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cost_shows_what_bills_now_from_prices_and_launch_tags() {
+    let sim = sim(Scenario::default()).await;
+    let client = sim.client().unwrap();
+    let launch = |ty: &'static str, name: &'static str, launched: Option<&'static str>| {
+        let client = client.clone();
+        async move {
+            let mut builder = client.instances().launch(ty, "us-east-1", "me").name(name);
+            if let Some(at) = launched {
+                builder = builder.tag(gha_runner_core::tags::LAUNCHED, at);
+            }
+            builder.send().await.unwrap().remove(0)
+        }
+    };
+    launch("gpu_1x_a10", "notebook", Some("2026-12-01T10:00:00Z")).await;
+    launch("gpu_8x_h100_sxm5", "train", Some("2026-12-01T12:30:00Z")).await;
+    launch("gpu_1x_a6000", "by-hand", None).await;
+    let gone = launch("gpu_1x_h100_pcie", "gone", Some("2026-12-01T09:00:00Z")).await;
+    client.instances().terminate([gone.as_str()]).await.unwrap();
+
+    let instances = client.instances().list().await.unwrap();
+    let now: jiff::Timestamp = "2026-12-01T13:05:00Z".parse().unwrap();
+    let view = lambda_gha_cli::cost::cost_view(&instances, now);
+    filters().bind(|| insta::assert_snapshot!("cost_table", lambda_gha_cli::cost::render(&view)));
+    // 23.92 + 0.75 + 0.80 per hour; 3h05m of a10 and 35m of h100 so far.
+    assert!((view.per_hour - 25.47).abs() < 1e-9, "{view:?}");
+    assert!((view.per_month - 25.47 * 730.0).abs() < 1e-6);
+    assert!((view.so_far - (0.75 * 185.0 / 60.0 + 23.92 * 35.0 / 60.0)).abs() < 1e-9);
+
+    // The command: the same machines, as JSON, with the clock of the moment.
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&sim, &["cost", "--json"]).await)).unwrap();
+    assert_eq!(json["machines"].as_array().unwrap().len(), 3);
+    assert_eq!(json["unknown_launch"], 1);
+    assert!((json["per_hour"].as_f64().unwrap() - 25.47).abs() < 1e-9);
+    assert_eq!(json["machines"][0]["name"], "train", "the dearest first");
+    // A machine `launch` starts carries its launch time.
+    let launched = run(
+        &sim,
+        &[
+            "launch",
+            "--type",
+            "gpu_1x_a10",
+            "--ssh-key",
+            "me",
+            "--json",
+        ],
+    )
+    .await;
+    let launched: serde_json::Value = serde_json::from_str(&stdout(&launched)).unwrap();
+    let at = launched["tags"][gha_runner_core::tags::LAUNCHED]
+        .as_str()
+        .unwrap();
+    assert!(at.parse::<jiff::Timestamp>().is_ok(), "{at}");
 }
