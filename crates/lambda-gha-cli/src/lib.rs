@@ -7,6 +7,7 @@ pub mod cost;
 pub mod demo;
 pub mod doctor;
 mod error;
+pub mod firewall;
 pub mod jupyter;
 pub mod launch;
 pub mod names;

@@ -145,6 +145,9 @@ enum Command {
     /// Persistent filesystems.
     #[command(subcommand)]
     Filesystems(FilesystemsCommand),
+    /// Firewall rulesets (per region) and the global ruleset.
+    #[command(subcommand)]
+    Firewall(commands::firewall::FirewallCommand),
     /// The on-machine agent that ends a runner machine when its work is done.
     #[command(subcommand)]
     Agent(AgentCommand),
@@ -250,6 +253,9 @@ async fn dispatch(command: Command, global: &Global, out: &Out) -> Result<ExitCo
         Command::Filesystems(command) => filesystems::filesystems(client, command, out)
             .await
             .map(done),
+        Command::Firewall(command) => commands::firewall::firewall(client, command, out)
+            .await
+            .map(done),
         // Dispatched above: they need no client of their own.
         Command::Login { .. }
         | Command::Logout
@@ -289,6 +295,7 @@ async fn on_runpod(command: Command, global: &Global, out: &Out) -> Result<ExitC
         Command::Jupyter(_) => lambda_only("jupyter"),
         Command::SshKeys(_) => lambda_only("ssh-keys"),
         Command::Filesystems(_) => lambda_only("filesystems"),
+        Command::Firewall(_) => lambda_only("firewall"),
         Command::Login { .. } => lambda_only("login"),
         Command::Logout => lambda_only("logout"),
         Command::Doctor => lambda_only("doctor"),

@@ -5,6 +5,7 @@ pub(crate) mod account;
 pub(crate) mod agent;
 pub(crate) mod catalog;
 pub(crate) mod filesystems;
+pub(crate) mod firewall;
 pub(crate) mod instances;
 pub(crate) mod reap;
 pub(crate) mod run;

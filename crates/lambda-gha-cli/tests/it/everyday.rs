@@ -22,7 +22,7 @@ async fn sim(mut scenario: Scenario) -> Sim {
         .unwrap()
 }
 
-async fn run(sim: &Sim, args: &[&str]) -> Output {
+pub(crate) async fn run(sim: &Sim, args: &[&str]) -> Output {
     run_with(sim, args, &[]).await
 }
 
@@ -45,7 +45,7 @@ async fn run_with(sim: &Sim, args: &[&str], vars: &[(&str, &str)]) -> Output {
         .unwrap()
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     assert!(
         out.status.success(),
         "{}\n{}",
@@ -55,7 +55,7 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn filters() -> insta::Settings {
+pub(crate) fn filters() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(r"\b[0-9a-f]{32}\b", "[id]");
     settings.add_filter(r"cli-[0-9a-f]{16}", "cli-[launch]");

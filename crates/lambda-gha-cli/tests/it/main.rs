@@ -8,6 +8,7 @@ mod account;
 mod bad_inputs;
 mod downloads;
 mod everyday;
+mod firewall;
 mod pty;
 mod run_sandbox;
 mod run_ssh;
