@@ -8,11 +8,12 @@ use crate::tables::Table;
 
 /// Reads one rule; the API's own checks (ports, network, note length) run on it too.
 pub fn parse_rule(text: &str) -> Result<FirewallRule, String> {
-    let shape = "write PROTOCOL:PORTS:SOURCE[:NOTE], e.g. tcp:22:0.0.0.0/0 or icmp::0.0.0.0/0";
+    let form = "write PROTOCOL:PORTS:SOURCE[:NOTE], e.g. tcp:22:0.0.0.0/0 or icmp::0.0.0.0/0";
     let mut parts = text.splitn(4, ':');
-    let (Some(protocol), Some(ports), Some(source)) = (parts.next(), parts.next(), parts.next())
+    let (Some(protocol), Some(port_text), Some(source)) =
+        (parts.next(), parts.next(), parts.next())
     else {
-        return Err(format!("rule {text:?}: {shape}"));
+        return Err(format!("rule {text:?}: {form}"));
     };
     let protocol = match protocol.trim().to_ascii_lowercase().as_str() {
         "tcp" => NetworkProtocol::Tcp,
@@ -30,19 +31,18 @@ pub fn parse_rule(text: &str) -> Result<FirewallRule, String> {
             .parse::<u16>()
             .map_err(|_| format!("rule {text:?}: {p:?} is not a port (1-65535)"))
     };
-    let ports = match ports.trim() {
+    let port_range = match port_text.trim() {
         "" => None,
-        one_or_range => Some(match one_or_range.split_once('-') {
-            Some((low, high)) => [port(low)?, port(high)?],
-            None => {
-                let one = port(one_or_range)?;
-                [one, one]
-            }
+        one_or_range => Some(if let Some((low, high)) = one_or_range.split_once('-') {
+            [port(low)?, port(high)?]
+        } else {
+            let one = port(one_or_range)?;
+            [one, one]
         }),
     };
     let rule = FirewallRule {
         protocol,
-        port_range: ports,
+        port_range,
         source_network: source.trim().to_owned(),
         description: parts.next().unwrap_or_default().trim().to_owned(),
     };
@@ -176,7 +176,7 @@ mod tests {
         let ssh_no_note = parse_rule("tcp:22:0.0.0.0/0").unwrap();
         assert_eq!(
             edit_rules(rules, &[], &[ssh_no_note]).unwrap(),
-            [web.clone()]
+            std::slice::from_ref(&web)
         );
         let error = edit_rules(vec![web], &[], &[ssh]).unwrap_err();
         assert!(error.contains("no rule admits tcp:22:0.0.0.0/0"), "{error}");
