@@ -27,6 +27,8 @@ pub struct LaunchRequest {
     pub image: Option<String>,
     /// Filesystems to mount.
     pub filesystems: Vec<String>,
+    /// Firewall rulesets to apply, by id (none: the global rules alone).
+    pub firewall_rulesets: Vec<String>,
     /// Extra tags.
     pub tags: BTreeMap<String, String>,
     /// Cloud-init user data.
@@ -133,6 +135,8 @@ pub async fn launch_checked(
     spec.name.clone_from(&request.name);
     spec.image.clone_from(&request.image);
     spec.volumes.clone_from(&request.filesystems);
+    spec.firewall_rulesets
+        .clone_from(&request.firewall_rulesets);
     spec.tags.clone_from(&request.tags);
     spec.tags.insert(tags::CLI.to_owned(), user.to_owned());
     // Lambda does not say when a machine was launched: `cost` reads it from here.

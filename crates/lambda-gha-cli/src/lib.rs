@@ -8,6 +8,7 @@ pub mod demo;
 pub mod doctor;
 mod error;
 pub mod firewall;
+pub mod guided;
 pub mod jupyter;
 pub mod launch;
 pub mod names;

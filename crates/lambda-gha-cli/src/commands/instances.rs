@@ -51,6 +51,20 @@ pub(crate) struct MachineArgs {
 pub(crate) struct LaunchArgs {
     #[command(flatten)]
     machine: MachineArgs,
+    /// Firewall rulesets to apply, comma-separated ids or names (default: the global rules
+    /// alone; see `lambda-gha firewall list`).
+    #[arg(long, value_name = "RULESETS")]
+    firewall_ruleset: Option<String>,
+    /// Launch another machine like this one (id or name): its type, region, SSH key,
+    /// filesystems, firewall rulesets and own tags; flags given override them.
+    #[arg(long, value_name = "INSTANCE")]
+    like: Option<String>,
+    /// Choose the type, region, SSH key, filesystems and rulesets by answering questions that
+    /// offer only what exists (types with capacity first), then confirm the price.
+    #[arg(short, long, conflicts_with_all = [
+        "like", "instance_type", "region", "ssh_key", "filesystem", "firewall_ruleset", "name"
+    ])]
+    interactive: bool,
     /// A cloud-init user-data file.
     #[arg(long, value_name = "FILE")]
     user_data: Option<PathBuf>,
@@ -341,7 +355,48 @@ pub(crate) async fn launch(
     settings: &Settings,
     out: &Out,
 ) -> Result<()> {
-    let mut request = launch_request(args.machine, settings)?;
+    let mut request = if args.interactive {
+        let machine = args.machine;
+        let Some(mut asked) = guided_request(client, out).await? else {
+            out.note("nothing launched");
+            return Ok(());
+        };
+        // What the questions leave out still comes from the flags.
+        let flags = launch_request(machine, settings, None, true)?;
+        asked.tags = flags.tags;
+        asked.image = flags.image;
+        asked.capacity = flags.capacity;
+        asked
+    } else {
+        let like = match &args.like {
+            Some(wanted) => Some(find_instance(client, wanted).await?),
+            None => None,
+        };
+        if like.is_none()
+            && args.machine.instance_type.is_none()
+            && settings.instance_type.is_none()
+        {
+            bail!(
+                "name an instance type: --type gpu_1x_a10 (see `lambda-gha types --available`), or launch with --interactive to choose, or --like INSTANCE"
+            );
+        }
+        let mut request = launch_request(args.machine, settings, like.as_ref(), false)?;
+        if let Some(rulesets) = &args.firewall_ruleset {
+            let wanted = gha_runner_core::plan::parse_list(rulesets, "--firewall-ruleset")?;
+            let listed = client.firewall_rulesets().list().await?;
+            request.firewall_rulesets = names::resolve_all(&listed, &wanted)?;
+        }
+        if let Some(like) = &like {
+            out.note(&format!(
+                "launching like {} ({}): {} in {}",
+                like.id,
+                like.name.as_deref().unwrap_or("unnamed"),
+                request.instance_types.join(","),
+                request.regions.join(",")
+            ));
+        }
+        request
+    };
     if request.ssh_key.is_empty() {
         bail!(
             "name an SSH key: --ssh-key NAME (see `lambda-gha ssh-keys list`), or ssh_key in the config file"
@@ -375,17 +430,74 @@ pub(crate) async fn launch(
     out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))
 }
 
-/// What `args` (and the config file's defaults) ask to launch; an empty `ssh_key` when none
-/// is named.
-pub(crate) fn launch_request(args: MachineArgs, settings: &Settings) -> Result<LaunchRequest> {
+/// `launch --interactive`: reads what the account has, then asks on the terminal (questions
+/// on stderr, so `--json` output stays clean). `None` when the launch is not confirmed.
+async fn guided_request(
+    client: &lambda_cloud::Client,
+    out: &Out,
+) -> Result<Option<lambda_gha_cli::launch::LaunchRequest>> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "--interactive asks questions on a terminal: without one, name the machine with flags (--type, --region, --ssh-key)"
+        );
+    }
+    let bar = out
+        .ui()
+        .spinner("reading the account's types, regions, keys, filesystems and rulesets");
+    let offer = lambda_gha_cli::guided::Offer {
+        catalog: client.instance_types().list().await?,
+        regions: client.regions().list().await?,
+        ssh_keys: client.ssh_keys().list().await?,
+        filesystems: client.filesystems().list().await?,
+        rulesets: client.firewall_rulesets().list().await?,
+    };
+    bar.finish_and_clear();
+    // The questions block on the terminal: off the async workers' hands.
+    let asked = tokio::task::block_in_place(|| {
+        let mut prompter = lambda_gha_cli::prompt::Prompter::new(
+            std::io::stdin().lock(),
+            std::io::stderr().lock(),
+        );
+        lambda_gha_cli::guided::ask(&mut prompter, &offer)
+    })?;
+    Ok(asked)
+}
+
+/// What `args` ask to launch, then `like` (the instance `--like` names), then the config
+/// file's defaults; an empty `ssh_key` when none is named. `loose` leaves the type out (the
+/// questions of `--interactive` choose it).
+pub(crate) fn launch_request(
+    args: MachineArgs,
+    settings: &Settings,
+    like: Option<&lambda_cloud::Instance>,
+    loose: bool,
+) -> Result<LaunchRequest> {
     let types = args
         .instance_type
-        .or_else(|| settings.instance_type.clone())
-        .context(
-            "name an instance type: --type gpu_1x_a10 (or instance_type in the config file; see `lambda-gha types --available`)",
-        )?;
-    let regions = args.region.or_else(|| settings.region.clone());
-    let mut tags = std::collections::BTreeMap::new();
+        .or_else(|| like.map(|l| l.instance_type.name.to_string()))
+        .or_else(|| settings.instance_type.clone());
+    let types = match types {
+        Some(types) => gha_runner_core::plan::parse_type_list(&types, "--type")?,
+        None if loose => Vec::new(),
+        None => bail!(
+            "name an instance type: --type gpu_1x_a10 (or instance_type in the config file; see `lambda-gha types --available`)"
+        ),
+    };
+    let regions = args
+        .region
+        .or_else(|| like.map(|l| l.region.name.to_string()))
+        .or_else(|| settings.region.clone());
+    // The other machine's own tags; this project's (its run, expiry, launcher) are its alone.
+    let mut tags: std::collections::BTreeMap<String, String> = like
+        .map(|l| {
+            l.tags
+                .iter()
+                .filter(|t| !tags::is_ours(&t.key))
+                .map(|t| (t.key.clone(), t.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
     for tag in &args.tags {
         let (key, value) = tag
             .split_once('=')
@@ -396,16 +508,29 @@ pub(crate) fn launch_request(args: MachineArgs, settings: &Settings) -> Result<L
         Some(text) => gha_runner_core::plan::parse_list(text, what),
         None => Ok(Vec::new()),
     };
+    let filesystems = match (&args.filesystem, like) {
+        (None, Some(like)) => like.file_system_names.clone(),
+        (given, _) => list(given, "--filesystem")?,
+    };
     Ok(LaunchRequest {
-        instance_types: gha_runner_core::plan::parse_type_list(&types, "--type")?,
+        instance_types: types,
         regions: list(&regions, "--region")?,
         ssh_key: args
             .ssh_key
+            .or_else(|| like.and_then(|l| l.ssh_key_names.first().cloned()))
             .or_else(|| settings.ssh_key.clone())
             .unwrap_or_default(),
         name: args.name,
         image: args.image,
-        filesystems: list(&args.filesystem, "--filesystem")?,
+        filesystems,
+        firewall_rulesets: like
+            .map(|l| {
+                l.firewall_rulesets
+                    .iter()
+                    .map(|r| r.id.to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
         tags,
         user_data: None,
         capacity: args.capacity_wait,

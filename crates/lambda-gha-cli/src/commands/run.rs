@@ -148,7 +148,7 @@ fn request(args: RunArgs, settings: &Settings) -> Result<RunRequest> {
     let launch = if args.instance.is_some() {
         LaunchRequest::default()
     } else {
-        launch_request(args.machine, settings)?
+        launch_request(args.machine, settings, None, false)?
     };
     Ok(RunRequest {
         launch,

@@ -9,6 +9,7 @@ mod bad_inputs;
 mod downloads;
 mod everyday;
 mod firewall;
+mod guided;
 mod pty;
 mod run_sandbox;
 mod run_ssh;
