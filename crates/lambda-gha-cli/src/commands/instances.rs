@@ -386,6 +386,7 @@ pub(crate) async fn launch(
             let listed = client.firewall_rulesets().list().await?;
             request.firewall_rulesets = names::resolve_all(&listed, &wanted)?;
         }
+        named_as_launch_wants(client, &mut request).await?;
         if let Some(like) = &like {
             out.note(&format!(
                 "launching like {} ({}): {} in {}",
@@ -428,6 +429,28 @@ pub(crate) async fn launch(
     };
     let view = InstanceView::from(&instance);
     out.show(&view, |v| tables::instances_table(std::slice::from_ref(v)))
+}
+
+/// The SSH key and filesystems as a launch names them (by name), whether given by name or
+/// id: an unknown or ambiguous one is refused before anything is launched.
+async fn named_as_launch_wants(
+    client: &lambda_cloud::Client,
+    request: &mut LaunchRequest,
+) -> Result<()> {
+    if !request.ssh_key.is_empty() {
+        let keys = client.ssh_keys().list().await?;
+        let found = names::resolve(&keys, &request.ssh_key)?;
+        request.ssh_key.clone_from(&found.name);
+    }
+    if !request.filesystems.is_empty() {
+        let filesystems = client.filesystems().list().await?;
+        request.filesystems = request
+            .filesystems
+            .iter()
+            .map(|wanted| names::resolve(&filesystems, wanted).map(|f| f.name.clone()))
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(())
 }
 
 /// `launch --interactive`: reads what the account has, then asks on the terminal (questions

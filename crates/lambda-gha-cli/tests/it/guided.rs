@@ -161,6 +161,50 @@ async fn an_interactive_launch_offers_what_exists_and_launches_what_was_chosen()
         "this project's tags are the new machine's own"
     );
     assert_eq!(copy.name.as_deref(), Some("notebook-2"));
+
+    // A key and a filesystem named by id launch by their names; an unknown one is refused.
+    let key = client.ssh_keys().list().await.unwrap();
+    let laptop = key
+        .iter()
+        .find(|k| k.name == "laptop")
+        .unwrap()
+        .id
+        .to_string();
+    let data = client.filesystems().list().await.unwrap();
+    let data = data
+        .iter()
+        .find(|f| f.name == "data")
+        .unwrap()
+        .id
+        .to_string();
+    let by_id = run(
+        &sim,
+        &[
+            "launch",
+            "--like",
+            "notebook",
+            "--ssh-key",
+            &laptop,
+            "--filesystem",
+            &data,
+            "--json",
+        ],
+    )
+    .await;
+    let by_id: serde_json::Value = serde_json::from_str(&stdout(&by_id)).unwrap();
+    let by_id = client
+        .instances()
+        .get(by_id["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(by_id.ssh_key_names, ["laptop"]);
+    assert_eq!(by_id.file_system_names, ["data"]);
+    let unknown = run(&sim, &["launch", "--like", "notebook", "--ssh-key", "nope"]).await;
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no SSH key has the id or name \"nope\""),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
