@@ -76,6 +76,18 @@ impl From<Provider> for ProviderChoice {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Store the API key in the config file (mode 600) after checking it with the API. The
+    /// key is asked for with typing hidden, or read from stdin with --key-stdin.
+    Login {
+        /// Read the key from stdin (for scripts): `lambda-gha login --key-stdin < key.txt`.
+        #[arg(long)]
+        key_stdin: bool,
+    },
+    /// Remove the API key from the config file.
+    Logout,
+    /// Check the set-up: config file, where the API key comes from, that the API accepts it,
+    /// and the tools `ssh` and `run` call. Exits 1 when something fails.
+    Doctor,
     /// Instance types: GPU, price, size and where they have capacity, cheapest first.
     Types(TypesArgs),
     /// Regions.
@@ -160,18 +172,6 @@ enum Command {
     /// workflows only change `runs-on`. `--config` names its file (README, "Just change
     /// runs-on"); its secrets come from the environment variables the file names.
     Serve(commands::serve::ServeArgs),
-    /// Store the API key in the config file (mode 600) after checking it with the API. The
-    /// key is asked for with typing hidden, or read from stdin with --key-stdin.
-    Login {
-        /// Read the key from stdin (for scripts): `lambda-gha login --key-stdin < key.txt`.
-        #[arg(long)]
-        key_stdin: bool,
-    },
-    /// Remove the API key from the config file.
-    Logout,
-    /// Check the set-up: config file, where the API key comes from, that the API accepts it,
-    /// and the tools `ssh` and `run` call. Exits 1 when something fails.
-    Doctor,
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.

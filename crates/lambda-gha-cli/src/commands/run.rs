@@ -33,11 +33,13 @@ pub(crate) struct RunArgs {
     /// the same place in the local project.
     #[arg(long = "download", value_name = "PATH")]
     downloads: Vec<PathBuf>,
-    /// Leave the machine running (a later `run --instance ID` re-uploads only what changed).
+    /// Leave the machine running (a later `run --instance INSTANCE` re-uploads only what
+    /// changed).
     #[arg(long)]
     keep: bool,
-    /// Run on this running instance instead of launching one (it is left running).
-    #[arg(long, value_name = "ID")]
+    /// Run on this running instance (id or name) instead of launching one (it is left
+    /// running).
+    #[arg(long, value_name = "INSTANCE")]
     instance: Option<String>,
     #[command(flatten)]
     machine: MachineArgs,
@@ -88,8 +90,14 @@ pub(crate) struct RunArgs {
 }
 
 pub(crate) async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result<ExitCode> {
-    let request = request(args, settings)?;
-    let provider = LambdaProvider::new(lambda_gha_cli::client(settings)?);
+    let mut request = request(args, settings)?;
+    let client = lambda_gha_cli::client(settings)?;
+    if let Some(wanted) = &request.instance {
+        // By id or name, as everywhere.
+        let found = super::instances::find_instance(&client, wanted).await?;
+        request.instance = Some(found.id.to_string());
+    }
+    let provider = LambdaProvider::new(client);
     let summary = lambda_gha_cli::run::run(&provider, &request, out.ui(), &mut interrupts()).await;
     print_summary(&summary, out)?;
     Ok(exit_code(summary.exit_code))

@@ -242,17 +242,21 @@ async fn a_kept_machine_gets_only_the_changed_files_next_time() {
         .collect();
     let project = world.project("kept", &refs);
     let (output, first) = world
-        .run(&project, &Fixture::launch_args("train.sh", &["--keep"]))
+        .run(
+            &project,
+            &Fixture::launch_args("train.sh", &["--keep", "--name", "kept-box"]),
+        )
         .await;
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(first["machine"]["state"], "left-running");
     assert_eq!(first["upload"]["files_sent"], 22);
     let id = first["instance_id"].as_str().unwrap().to_owned();
 
-    // One file changes (a different size, so even a same-second edit counts).
+    // One file changes (a different size, so even a same-second edit counts). The machine
+    // is named by its name this time.
     std::fs::write(project.join("data.txt"), "12345").unwrap();
     let (output, second) = world
-        .run(&project, &["run", "train.sh", "--instance", &id])
+        .run(&project, &["run", "train.sh", "--instance", "kept-box"])
         .await;
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(second["upload"]["files"], 22);
@@ -266,7 +270,8 @@ async fn a_kept_machine_gets_only_the_changed_files_next_time() {
         "answer=12345\n"
     );
 
-    let terminated = world.cli(&["terminate", &id]).output().unwrap();
+    assert_eq!(second["instance_id"].as_str(), Some(id.as_str()));
+    let terminated = world.cli(&["terminate", "kept-box"]).output().unwrap();
     assert!(terminated.status.success(), "{}", stderr(&terminated));
     world.assert_nothing_billing();
 }
