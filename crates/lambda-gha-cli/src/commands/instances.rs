@@ -433,7 +433,7 @@ pub(crate) async fn launch(
 
 /// The SSH key and filesystems as a launch names them (by name), whether given by name or
 /// id: an unknown or ambiguous one is refused before anything is launched.
-async fn named_as_launch_wants(
+pub(crate) async fn named_as_launch_wants(
     client: &lambda_cloud::Client,
     request: &mut LaunchRequest,
 ) -> Result<()> {

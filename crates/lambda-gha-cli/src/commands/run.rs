@@ -96,6 +96,8 @@ pub(crate) async fn run(args: RunArgs, settings: &Settings, out: &Out) -> Result
         // By id or name, as everywhere.
         let found = super::instances::find_instance(&client, wanted).await?;
         request.instance = Some(found.id.to_string());
+    } else {
+        super::instances::named_as_launch_wants(&client, &mut request.launch).await?;
     }
     let provider = LambdaProvider::new(client);
     let summary = lambda_gha_cli::run::run(&provider, &request, out.ui(), &mut interrupts()).await;

@@ -362,6 +362,8 @@ async fn jupyter_waits_for_the_lab_and_shows_the_token_only_when_asked() {
     assert!(!all.contains(&token), "{all}");
     assert!(all.contains("--show-token"), "{all}");
 
+    let got = stdout(&run(&sim, &["get", "notebook", "--json"]).await);
+    assert!(!got.contains(&token), "`get` shows no Jupyter token: {got}");
     let shown = stdout(&run(&sim, &["jupyter", id.as_str(), "--show-token"]).await);
     assert_eq!(shown.trim(), url);
 
