@@ -28,7 +28,7 @@ pub(crate) enum FirewallCommand {
         /// The region whose machines can use it.
         #[arg(long)]
         region: String,
-        /// A rule, PROTOCOL:PORTS:SOURCE[:NOTE] (tcp:22:0.0.0.0/0), repeatable.
+        /// A rule, `PROTOCOL:PORTS:SOURCE[:NOTE]` (`tcp:22:0.0.0.0/0`), repeatable.
         #[arg(long = "rule", value_name = "RULE", value_parser = parse_rule)]
         rules: Vec<FirewallRule>,
     },
@@ -40,7 +40,7 @@ pub(crate) enum FirewallCommand {
         /// A new name (not for the global ruleset).
         #[arg(long)]
         name: Option<String>,
-        /// Replace every rule with these, PROTOCOL:PORTS:SOURCE[:NOTE], repeatable.
+        /// Replace every rule with these, `PROTOCOL:PORTS:SOURCE[:NOTE]`, repeatable.
         #[arg(long = "rule", value_name = "RULE", value_parser = parse_rule,
               conflicts_with_all = ["add_rules", "remove_rules"])]
         rules: Vec<FirewallRule>,
