@@ -19,6 +19,7 @@ mod lint;
 mod modules;
 mod postgres;
 mod rootfs;
+mod snapshots;
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -32,6 +33,11 @@ commands:
   rootfs                  build the Debian root filesystem machines boot from as root in
                           the e2e suite and the fault matrix (cached in target/)
   lint                    actionlint and zizmor over the workflows and action.yml
+  snapshots [--check|--accept|--review] [--no-run]
+                          run the tests and list the insta snapshots they would change, with
+                          a diff; --accept takes them all, --review goes through them with
+                          cargo insta (installed on first use), --check fails on any (ci);
+                          --no-run looks at what the last test run left
   postgres COMMAND...     run COMMAND with DATABASE_URL set: the server there already, or a
                           throwaway PostgreSQL cluster, stopped afterwards
   dist [--target TRIPLE]  release binaries and SHA256SUMS under target/dist
@@ -55,6 +61,7 @@ fn main() -> ExitCode {
         Some("dist") => dist::dist(&args[1..]),
         Some("postgres") => postgres::with_server(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
+        Some("snapshots") => snapshots::snapshots(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(true)
@@ -207,7 +214,10 @@ fn ci() -> Result<bool> {
             "warnings",
         ],
     );
-    run.cargo(
+    // A changed snapshot is written beside the accepted one rather than failing its test, so
+    // that the snapshot check below lists every change with the command that reviews them.
+    snapshots::clear(&workspace_root())?;
+    run.cargo_with_env(
         "unit and integration tests (nextest)",
         &[
             "nextest",
@@ -219,7 +229,11 @@ fn ci() -> Result<bool> {
             "-E",
             "not package(lambda-gha-tests)",
         ],
+        &snapshots::TEST_ENV,
     );
+    run.check("cargo xtask snapshots --check", || {
+        snapshots::check(&workspace_root())
+    });
     run.cargo(
         "doc tests",
         &["test", "--workspace", "--doc", "--locked", "--quiet"],
