@@ -18,6 +18,7 @@ mod function_length;
 mod lint;
 mod modules;
 mod postgres;
+mod release;
 mod rootfs;
 mod snapshots;
 
@@ -41,6 +42,8 @@ commands:
   postgres COMMAND...     run COMMAND with DATABASE_URL set: the server there already, or a
                           throwaway PostgreSQL cluster, stopped afterwards
   dist [--target TRIPLE]  release binaries and SHA256SUMS under target/dist
+  release X.Y.Z [--crate lambda-cloud=A.B.C] [--dry-run]
+                          prepare a release: versions, CHANGELOG sections, documented pins
   bench [NAME...] [--link RATE,RTT]  benchmarks with ratios against in-run baselines (action, transfer,
                           serve, serve-replicas; --link 100mbit,30ms, 1gbit,5ms or loopback)
 ";
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Some("postgres") => postgres::with_server(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
         Some("snapshots") => snapshots::snapshots(&args[1..]),
+        Some("release") => release::release(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(true)
