@@ -124,11 +124,11 @@ pub fn wait_for_exit(
 /// The environment variable that lets a test rewrite its generated part of the README.
 pub const UPDATE_README_ENV: &str = "LAMBDA_GHA_UPDATE_README";
 
-/// Checks that README.md holds `table` between `<!-- {marker} -->` and `<!-- /{marker} -->`;
-/// with `LAMBDA_GHA_UPDATE_README=1` writes it there instead. A generated README part is then
-/// what the code says, never a copy that drifted.
-pub fn check_readme_section(marker: &str, table: &str) {
-    if let Err(message) = check_doc_section("README.md", marker, table) {
+/// Checks that docs/troubleshooting.md holds `table` between `<!-- {marker} -->` and
+/// `<!-- /{marker} -->`; with `LAMBDA_GHA_UPDATE_README=1` writes it there instead. A generated
+/// part of the docs is then what the code says, never a copy that drifted.
+pub fn check_troubleshooting_section(marker: &str, table: &str) {
+    if let Err(message) = check_doc_section("docs/troubleshooting.md", marker, table) {
         panic!("{message}");
     }
 }

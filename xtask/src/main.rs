@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod dist;
+mod docs;
 mod function_length;
 mod lint;
 mod modules;
@@ -248,6 +249,9 @@ fn ci() -> Result<bool> {
     });
     run.check("no function over 100 lines without a reason", || {
         function_length::check(&workspace_root())
+    });
+    run.check("CONTRIBUTING.md and docs/ point at real things", || {
+        docs::check(&workspace_root())
     });
     run.cargo_with_env(
         "a downstream crate of lambda-cloud (its own workspace and TLS set-up)",

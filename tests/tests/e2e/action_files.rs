@@ -111,16 +111,16 @@ fn runner_yml_offers_every_start_input_with_a_variable_fallback() {
 }
 
 #[test]
-fn the_readme_documents_every_input_and_output() {
+fn the_docs_document_every_input_and_output() {
     let action = read_repo_file("action.yml");
-    let readme = read_repo_file("README.md");
+    let readme = read_repo_file("docs/action.md");
     for name in keys_under(&action, "inputs", 2)
         .into_iter()
         .chain(keys_under(&action, "outputs", 2))
     {
         assert!(
             readme.contains(&format!("| `{name}` |")),
-            "README's table lacks `{name}`"
+            "docs/action.md's inputs and outputs table lacks `{name}`"
         );
     }
 }

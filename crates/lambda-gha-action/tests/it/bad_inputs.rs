@@ -200,5 +200,5 @@ async fn bad_inputs_name_the_fix_and_launch_nothing() {
         );
     }
     println!("{table}");
-    lambda_gha_tests::check_readme_section("bad-inputs-action", &table);
+    lambda_gha_tests::check_troubleshooting_section("bad-inputs-action", &table);
 }

@@ -1,6 +1,6 @@
 //! Inputs to the `lambda-gha` command that cannot work: each fails with a message that names
-//! the fix, and not one machine is launched. The table of messages is the README's
-//! troubleshooting section (`LAMBDA_GHA_UPDATE_README=1` rewrites it).
+//! the fix, and not one machine is launched. The table of messages is docs/troubleshooting.md's
+//! table (`LAMBDA_GHA_UPDATE_README=1` rewrites it).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -211,5 +211,5 @@ async fn bad_inputs_name_the_fix_and_launch_nothing() {
     assert!(ledger.entries.is_empty(), "launched: {ledger:?}");
     println!("{table}");
     let _ = std::fs::remove_dir_all(&dir);
-    lambda_gha_tests::check_readme_section("bad-inputs-cli", &table);
+    lambda_gha_tests::check_troubleshooting_section("bad-inputs-cli", &table);
 }
