@@ -272,8 +272,10 @@ fn plan(
         let crate_manifest_path = format!("{dir}/Cargo.toml");
         let crate_manifest = read(&crate_manifest_path)?;
         let old = section_version(&crate_manifest, "[package]").context("no [package] version")?;
-        if *version <= Version::parse(&old)? {
-            bail!("--crate {name}={version}: not newer than its {old}");
+        // Equal is a first release at the version the manifest already has; the changelog
+        // refuses a version it already lists.
+        if *version < Version::parse(&old)? {
+            bail!("--crate {name}={version}: older than its {old}");
         }
         manifest = set_dependency_versions(&manifest, &|n| n == name, &old, version);
         changes.push(Change {
@@ -338,6 +340,13 @@ pub(crate) fn release(args: &[String]) -> Result<bool> {
     let version = version.context("cargo xtask release X.Y.Z: name the version")?;
     let root = workspace_root();
     let changes = plan(&root, &version, &crates, &today()?)?;
+    // Only what moves: a first release keeps the manifests' versions.
+    let changes: Vec<Change> = changes
+        .into_iter()
+        .filter(|c| {
+            std::fs::read_to_string(root.join(&c.path)).ok().as_deref() != Some(c.text.as_str())
+        })
+        .collect();
     for change in &changes {
         println!(
             "{} {}",
