@@ -37,6 +37,8 @@ pub struct Settings {
     pub api_key_from_file: bool,
     /// The API base URL, when not the default.
     pub api_url: Option<String>,
+    /// Where it was set (`LAMBDA_API_URL`, a `.env` path, the config file, `--api-url`).
+    pub api_url_source: Option<String>,
     /// Default instance type(s).
     pub instance_type: Option<String>,
     /// Default region(s).
@@ -52,6 +54,7 @@ impl std::fmt::Debug for Settings {
             .field("api_key_source", &self.api_key_source)
             .field("api_key_from_file", &self.api_key_from_file)
             .field("api_url", &self.api_url)
+            .field("api_url_source", &self.api_url_source)
             .field("instance_type", &self.instance_type)
             .field("region", &self.region)
             .field("ssh_key", &self.ssh_key)
@@ -181,6 +184,7 @@ pub fn load(
         api_key_from_file,
         api_key: api_key.map(|k| SecretString::from(k.trim().to_owned())),
         api_key_source,
+        api_url_source: api_url.as_ref().map(|(_, source)| source.clone()),
         api_url: api_url.map(|(url, _)| url),
         instance_type: file.instance_type,
         region: file.region,
@@ -206,13 +210,13 @@ fn without_api_key(text: &str) -> String {
 }
 
 /// Writes `text` to `path` readable by its owner alone (0600), through a temporary file
-/// renamed into place: the key is never in a file others can read, even for a moment.
+/// created 0600 and renamed into place: the key is never in a file others can read, even for
+/// a moment, and a crash leaves the old file whole.
 fn write_owner_only(path: &Path, text: &str) -> Result<(), CliError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-    let problem = |e: std::io::Error| CliError::Config {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let problem = |problem: String| CliError::Config {
         path: path.to_owned(),
-        problem: e.to_string(),
+        problem,
     };
     if let Some(dir) = path
         .parent()
@@ -222,20 +226,13 @@ fn write_owner_only(path: &Path, text: &str) -> Result<(), CliError> {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(problem)?;
+            .map_err(|e| problem(e.to_string()))?;
     }
     let temporary = path.with_extension(format!("toml.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&temporary);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)
-        .and_then(|mut file| {
-            file.write_all(text.as_bytes())
-                .and_then(|()| file.sync_all())
-        })
-        .and_then(|()| std::fs::rename(&temporary, path));
+    let written = gha_runner_core::session::write_private(&temporary, text)
+        .map_err(|e| e.to_string())
+        .and_then(|()| std::fs::rename(&temporary, path).map_err(|e| e.to_string()));
     if written.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }

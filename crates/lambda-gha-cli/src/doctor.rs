@@ -88,11 +88,13 @@ pub fn local_checks(settings: &Settings, config_file: Option<&Path>, path: &str)
     checks.push(Check::new(
         "API URL",
         Status::Ok,
-        settings
-            .api_url
-            .clone()
-            .unwrap_or_else(|| format!("{} (Lambda's)", lambda_cloud::DEFAULT_BASE_URL)),
+        match (&settings.api_url, &settings.api_url_source) {
+            (Some(url), Some(source)) => format!("{url} (from {source})"),
+            (Some(url), None) => url.clone(),
+            (None, _) => format!("{} (Lambda's)", lambda_cloud::DEFAULT_BASE_URL),
+        },
     ));
+    checks.push(defaults(settings));
     checks.push(match find_on_path("ssh", path) {
         Some(found) => Check::new("ssh", Status::Ok, found.display().to_string()),
         None => Check::new(
@@ -103,6 +105,28 @@ pub fn local_checks(settings: &Settings, config_file: Option<&Path>, path: &str)
         ),
     });
     checks
+}
+
+/// The config file's defaults for `launch` and `run`, or that flags must name them.
+fn defaults(settings: &Settings) -> Check {
+    let set: Vec<String> = [
+        ("instance_type", &settings.instance_type),
+        ("region", &settings.region),
+        ("ssh_key", &settings.ssh_key),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name} = {v}")))
+    .collect();
+    Check::new(
+        "defaults",
+        Status::Ok,
+        if set.is_empty() {
+            "none in the config file: `launch` and `run` take --type (and --region, --ssh-key)"
+                .to_owned()
+        } else {
+            format!("from the config file: {}", set.join(", "))
+        },
+    )
 }
 
 /// The one network check: the key against the API, by listing instance types.
@@ -170,6 +194,7 @@ mod tests {
                 ("config file", Status::Warn),
                 ("API key", Status::Fail),
                 ("API URL", Status::Ok),
+                ("defaults", Status::Ok),
                 ("ssh", Status::Ok)
             ]
         );

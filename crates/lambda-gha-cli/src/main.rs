@@ -351,6 +351,7 @@ fn settings(global: &Global) -> Result<Settings> {
     let mut settings = config::load(&commands::env, &cwd, config.as_deref())?;
     if let Some(url) = &global.api_url {
         settings.api_url = Some(url.clone());
+        settings.api_url_source = Some("--api-url".to_owned());
     }
     Ok(settings)
 }

@@ -138,6 +138,10 @@ async fn a_refused_key_is_not_stored_and_logout_removes_the_stored_one() {
     let piped = output(command(&sim, &home, &["login"]), "").await;
     assert!(text(&piped).contains("--key-stdin"), "{}", text(&piped));
 
+    // A default the file holds beside the key is shown where it comes from.
+    let mut file = std::fs::read_to_string(config(&home)).unwrap();
+    file.push_str("region = \"us-east-1\"\n");
+    std::fs::write(config(&home), file).unwrap();
     let doctor = output(command(&sim, &home, &["doctor"]), "").await;
     assert!(doctor.status.success(), "{}", text(&doctor));
     let mut settings = insta::Settings::clone_current();
