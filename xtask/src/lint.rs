@@ -131,29 +131,16 @@ pub(crate) fn steps(run: &mut Run) -> Result<()> {
 /// workflows' actions (`/`).
 fn manifests(root: &Path) -> Result<Vec<(&'static str, String)>> {
     let mut found = vec![("github-actions", "/".to_owned())];
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            if path.is_dir() {
-                if !["target", "node_modules"].contains(&name) && !name.starts_with('.') {
-                    dirs.push(path);
-                }
-                continue;
-            }
-            let ecosystem = match name {
-                "Cargo.lock" => "cargo",
-                "package.json" => "npm",
-                "requirements.txt" => "pip",
-                _ => continue,
-            };
-            let relative = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
-            found.push((ecosystem, format!("/{relative}")));
-        }
+    for path in crate::repository_files(root)? {
+        let ecosystem = match path.file_name().and_then(|n| n.to_str()) {
+            Some("Cargo.lock") => "cargo",
+            Some("package.json") => "npm",
+            Some("requirements.txt") => "pip",
+            _ => continue,
+        };
+        let dir = path.parent().unwrap_or(root);
+        let relative = dir.strip_prefix(root).unwrap_or(dir).display().to_string();
+        found.push((ecosystem, format!("/{relative}")));
     }
     found.sort();
     Ok(found)

@@ -97,6 +97,31 @@ fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
+/// Every file under `root`, sorted, as the repository holds them: `target/`, `node_modules/`
+/// and hidden directories (`.git`) left out.
+fn repository_files(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if !path.is_dir() {
+                found.push(path);
+            } else if name != "target" && name != "node_modules" && !name.starts_with('.') {
+                dirs.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// One step of a run: its name, how it went, how long it took.
 struct Step {
     name: &'static str,

@@ -24,30 +24,15 @@ pub(crate) const TEST_ENV: [(&str, &str); 2] = [("INSTA_UPDATE", "new"), ("INSTA
 pub(crate) const REVIEW: &str = "cargo xtask snapshots --review";
 
 /// Pending snapshots under `root`: `.snap.new` files beside their `.snap` (or new ones), and
-/// `.pending-snap` files of inline snapshots. `target/` and hidden directories are skipped.
+/// `.pending-snap` files of inline snapshots ([`crate::repository_files`]).
 pub(crate) fn pending(root: &Path) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
-        {
-            let path = entry?.path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            if path.is_dir() {
-                if name != "target" && !name.starts_with('.') {
-                    dirs.push(path);
-                }
-            } else if name.ends_with(".snap.new") || name.ends_with(".pending-snap") {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
+    Ok(crate::repository_files(root)?
+        .into_iter()
+        .filter(|path| {
+            let name = path.to_string_lossy();
+            name.ends_with(".snap.new") || name.ends_with(".pending-snap")
+        })
+        .collect())
 }
 
 /// Removes pending snapshots left by an earlier run, so that what is found is this run's.
