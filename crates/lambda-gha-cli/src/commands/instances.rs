@@ -135,9 +135,12 @@ pub(crate) async fn find_instance(
     client: &lambda_cloud::Client,
     wanted: &str,
 ) -> Result<lambda_cloud::Instance> {
+    // Lambda's instance ids are 32 hexadecimal digits (the spec's examples).
+    let an_id = wanted.len() == 32 && wanted.bytes().all(|b| b.is_ascii_hexdigit());
     let listed = client.instances().list().await?;
     match names::resolve(&listed, wanted) {
         Ok(found) => Ok(found.clone()),
+        Err(not_found @ CliError::NotFound { .. }) if !an_id => Err(not_found.into()),
         Err(not_found @ CliError::NotFound { .. }) => match client.instances().get(wanted).await {
             Ok(instance) => Ok(instance),
             Err(error) if error.status() == Some(404) => Err(not_found.into()),
