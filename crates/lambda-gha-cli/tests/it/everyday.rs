@@ -2,7 +2,7 @@ use std::process::Output;
 
 use lambda_cloud_sim::{Scenario, Sim};
 
-const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(100.0);
+pub(crate) const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(100.0);
 
 /// A simulator whose machines stay `booting` (no IP yet) for the whole test, so tables are
 /// the same on a fast and a loaded machine.
@@ -26,8 +26,9 @@ pub(crate) async fn run(sim: &Sim, args: &[&str]) -> Output {
     run_with(sim, args, &[]).await
 }
 
-/// [`run`] with more environment variables.
-async fn run_with(sim: &Sim, args: &[&str], vars: &[(&str, &str)]) -> Output {
+/// The binary with `args`, against `sim` (key `cli-key`, its clock's scale), as user
+/// `tester` with nothing else from this process's environment but PATH.
+pub(crate) fn command(sim: &Sim, args: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lambda-gha"));
     command
         .args(args)
@@ -38,8 +39,14 @@ async fn run_with(sim: &Sim, args: &[&str], vars: &[(&str, &str)]) -> Output {
         .env("LAMBDA_API_KEY", "cli-key")
         .env("LAMBDA_API_URL", sim.base_url())
         .env("LAMBDA_API_TIME_SCALE", SCALE.to_string())
-        .envs(vars.iter().copied())
         .current_dir(std::env::temp_dir());
+    command
+}
+
+/// [`run`] with more environment variables.
+async fn run_with(sim: &Sim, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = command(sim, args);
+    command.envs(vars.iter().copied());
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap()

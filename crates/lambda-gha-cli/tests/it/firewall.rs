@@ -8,7 +8,7 @@ use crate::everyday::{filters, run, stdout};
 async fn sim() -> Sim {
     Sim::builder()
         .scenario(Scenario::default().with_ssh_key("me"))
-        .time_scale(lambda_cloud::TimeScale::of(100.0))
+        .time_scale(crate::everyday::SCALE)
         .api_key("cli-key")
         .start()
         .await

@@ -1,15 +1,11 @@
 //! `launch --interactive` and `launch --like` against the simulator: the questions driven
 //! through a real pseudo-terminal, offering only what exists, types with capacity first.
 
-use std::process::Command;
-
 use lambda_cloud::FirewallRule;
 use lambda_cloud_sim::{Scenario, Sim};
 
-use crate::everyday::{filters, run, stdout};
+use crate::everyday::{SCALE, command, filters, run, stdout};
 use crate::pty::Pty;
-
-const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(100.0);
 
 /// The cheapest type has no capacity anywhere; the next has it in us-east-1 alone.
 async fn sim() -> Sim {
@@ -82,18 +78,10 @@ fn readable(screen: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interactive_launch_offers_what_exists_and_launches_what_was_chosen() {
     let sim = sim().await;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lambda-gha"));
-    command
-        .args(["launch", "--interactive", "--tag", "team=ml"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
-        .env("USER", "tester")
-        .env("LAMBDA_API_KEY", "cli-key")
-        .env("LAMBDA_API_URL", sim.base_url())
-        .env("LAMBDA_API_TIME_SCALE", SCALE.to_string())
-        .current_dir(std::env::temp_dir());
-    let mut pty = Pty::spawn(command);
+    let mut pty = Pty::spawn(command(
+        &sim,
+        &["launch", "--interactive", "--tag", "team=ml"],
+    ));
     pty.expect("Instance type:");
     let mut questions = String::from("Instance type:");
     // A reply out of range is asked again; then the first (cheapest with capacity).
@@ -210,16 +198,7 @@ async fn an_interactive_launch_offers_what_exists_and_launches_what_was_chosen()
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unconfirmed_launch_launches_nothing_and_no_terminal_is_refused() {
     let sim = sim().await;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lambda-gha"));
-    command
-        .args(["launch", "-i"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
-        .env("LAMBDA_API_KEY", "cli-key")
-        .env("LAMBDA_API_URL", sim.base_url())
-        .env("LAMBDA_API_TIME_SCALE", SCALE.to_string());
-    let mut pty = Pty::spawn(command);
+    let mut pty = Pty::spawn(command(&sim, &["launch", "-i"]));
     for _ in 0..5 {
         pty.expect("]: ");
         pty.send("");
