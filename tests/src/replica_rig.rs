@@ -110,6 +110,8 @@ impl ReplicaRig {
                 .env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
                 .envs(env.iter().cloned())
+                // The launch slots each replica reserved, for [`ReplicaRig::launch_slots`].
+                .env("RUST_LOG", "info,gha_runner_controller::pacing=debug")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::fs::File::create(&log).expect("replica log"))
                 .spawn()
@@ -242,6 +244,33 @@ impl ReplicaRig {
             .collect()
     }
 
+    /// Every launch slot a replica reserved from the shared pacing, as its log says (the
+    /// sender's own decision, not when the launch arrived): the machine's name and the slot
+    /// on the database's clock, in milliseconds, in slot order.
+    pub fn launch_slots(&self) -> Vec<(String, i64)> {
+        let mut slots: Vec<(String, i64)> = self
+            .replicas
+            .iter()
+            .flat_map(|r| {
+                let log = r.log();
+                log.lines()
+                    .filter(|line| line.contains("launch slot reserved"))
+                    .filter_map(|line| {
+                        let line = without_ansi(line);
+                        let field = |name: &str| {
+                            line.split_whitespace()
+                                .find_map(|word| word.strip_prefix(name))
+                                .map(str::to_owned)
+                        };
+                        Some((field("machine=")?, field("slot_ms=")?.parse().ok()?))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        slots.sort_by_key(|(_, at)| *at);
+        slots
+    }
+
     /// Stops every replica (SIGTERM), the balancer and the world.
     pub async fn stop(mut self) {
         for replica in &mut self.replicas {
@@ -368,4 +397,22 @@ async fn balancer(upstreams: Vec<String>) -> (String, JoinHandle<()>) {
         }
     });
     (format!("http://{address}"), task)
+}
+
+/// `line` without terminal colour sequences (`ESC [ … letter`).
+fn without_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -52,7 +52,7 @@ impl CloudProvider for PacedProvider {
     }
 
     async fn launch(&self, spec: &MachineSpec) -> Result<MachineId, ProviderError> {
-        let wait = self
+        let slot = self
             .store
             .reserve_launch(self.interval)
             .await
@@ -62,7 +62,19 @@ impl CloudProvider for PacedProvider {
                     format!("no launch slot from the shared store: {e}"),
                 )
             })?;
-        tokio::time::sleep(wait).await;
+        // The pacing decision itself, which wake-up and arrival times on a loaded machine
+        // blur: a check of the spacing across replicas reads these (target
+        // `gha_runner_controller::pacing`).
+        if let Some(at) = slot.at {
+            tracing::debug!(
+                target: "gha_runner_controller::pacing",
+                machine = %spec.name.as_deref().unwrap_or("-"),
+                slot_ms = at,
+                wait_ms = u64::try_from(slot.wait.as_millis()).unwrap_or(u64::MAX),
+                "launch slot reserved"
+            );
+        }
+        tokio::time::sleep(slot.wait).await;
         self.inner.launch(spec).await
     }
 

@@ -295,6 +295,7 @@ impl World {
         self.next_host += 1;
         self.billing.push(BillingRecord {
             id: id.clone(),
+            name: request.name.as_ref().map(ToString::to_string),
             instance_type: spec.name.as_str().into(),
             region: region.name.clone(),
             price_cents_per_hour: spec.price_cents_per_hour,

@@ -4,11 +4,15 @@
 use lambda_cloud::{InstanceId, InstanceTypeName, RegionName};
 use serde::{Deserialize, Serialize};
 
+use crate::machine::BillingRecord;
+
 /// One instance's bill.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     /// The instance billed.
     pub instance_id: InstanceId,
+    /// The name it was launched with, if any.
+    pub name: Option<String>,
     /// Its type, which sets the price.
     pub instance_type: InstanceTypeName,
     /// Where it ran.
@@ -71,26 +75,19 @@ impl Ledger {
     }
 }
 
-/// Builds an entry from an instance's billing window.
-pub(crate) fn entry(
-    instance_id: InstanceId,
-    instance_type: InstanceTypeName,
-    region: RegionName,
-    price_cents_per_hour: u32,
-    launched_at: f64,
-    billing_ended_at: Option<f64>,
-    now: f64,
-) -> LedgerEntry {
-    let billable_seconds = (billing_ended_at.unwrap_or(now) - launched_at).max(0.0);
+/// An instance's entry at simulated second `now`, from its billing window.
+pub(crate) fn entry(record: &BillingRecord, now: f64) -> LedgerEntry {
+    let billable_seconds = (record.ended_at.unwrap_or(now) - record.launched_at).max(0.0);
     LedgerEntry {
-        instance_id,
-        instance_type,
-        region,
-        price_cents_per_hour,
-        launched_at,
-        billing_ended_at,
+        instance_id: record.id.clone(),
+        name: record.name.clone(),
+        instance_type: record.instance_type.clone(),
+        region: record.region.clone(),
+        price_cents_per_hour: record.price_cents_per_hour,
+        launched_at: record.launched_at,
+        billing_ended_at: record.ended_at,
         billable_seconds,
-        cost_cents: billable_seconds * f64::from(price_cents_per_hour) / 3600.0,
+        cost_cents: billable_seconds * f64::from(record.price_cents_per_hour) / 3600.0,
     }
 }
 
@@ -100,26 +97,20 @@ mod tests {
 
     #[test]
     fn an_hour_costs_the_hourly_price_and_billing_stops_at_termination() {
-        let ended = entry(
-            "i1".into(),
-            "gpu_1x_a10".into(),
-            RegionName::UsEast1,
-            75,
-            100.0,
-            Some(3700.0),
-            9999.0,
-        );
+        let record = |id: &str, launched_at: f64, ended_at: Option<f64>| BillingRecord {
+            id: id.into(),
+            name: Some(format!("{id}-name")),
+            instance_type: "gpu_1x_a10".into(),
+            region: RegionName::UsEast1,
+            price_cents_per_hour: 75,
+            launched_at,
+            ended_at,
+        };
+        let ended = entry(&record("i1", 100.0, Some(3700.0)), 9999.0);
         assert!((ended.billable_seconds - 3600.0).abs() < 1e-9);
         assert!((ended.cost_cents - 75.0).abs() < 1e-9);
-        let running = entry(
-            "i2".into(),
-            "gpu_1x_a10".into(),
-            RegionName::UsEast1,
-            75,
-            0.0,
-            None,
-            60.0,
-        );
+        assert_eq!(ended.name.as_deref(), Some("i1-name"));
+        let running = entry(&record("i2", 0.0, None), 60.0);
         let ledger = Ledger::new(60.0, vec![ended, running]);
         assert_eq!(ledger.still_billing, [InstanceId::from("i2")]);
         assert!((ledger.total_billable_seconds - 3660.0).abs() < 1e-9);

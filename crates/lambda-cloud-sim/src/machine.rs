@@ -33,6 +33,8 @@ pub(crate) enum Effect {
 #[derive(Debug, Clone)]
 pub(crate) struct BillingRecord {
     pub(crate) id: InstanceId,
+    /// The name it was launched with (a rename later does not change the bill).
+    pub(crate) name: Option<String>,
     pub(crate) instance_type: lambda_cloud::InstanceTypeName,
     pub(crate) region: lambda_cloud::RegionName,
     pub(crate) price_cents_per_hour: u32,

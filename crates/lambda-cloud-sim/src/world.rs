@@ -115,17 +115,7 @@ impl World {
         let entries = self
             .billing
             .iter()
-            .map(|record| {
-                ledger::entry(
-                    record.id.clone(),
-                    record.instance_type.clone(),
-                    record.region.clone(),
-                    record.price_cents_per_hour,
-                    record.launched_at,
-                    record.ended_at,
-                    self.now,
-                )
-            })
+            .map(|record| ledger::entry(record, self.now))
             .collect();
         Ledger::new(self.now, entries)
     }

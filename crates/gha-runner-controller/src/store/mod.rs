@@ -227,6 +227,16 @@ pub struct Term {
     pub epoch: i64,
 }
 
+/// A launch's turn on the account-wide pacing ([`Store::reserve_launch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchSlot {
+    /// When the launch may go, on the shared store's clock; `None` from a store only one
+    /// process uses, which reserves nothing (the provider's client paces its own launches).
+    pub at: Option<Millis>,
+    /// How long from now that is.
+    pub wait: Duration,
+}
+
 /// The state, wherever it lives. Every method is one short transaction; what several
 /// replicas may do at once is safe on a shared store (see [`PgStore`]).
 #[async_trait]
@@ -363,10 +373,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Gives the term up (a replica stepping down or shutting down).
     async fn resign(&self);
 
-    /// Reserves the next launch slot at least `interval` after every other replica's; returns
-    /// how long to wait for it. A store only one process uses answers zero: the provider's
-    /// client paces its own launches.
-    async fn reserve_launch(&self, interval: Duration) -> Result<Duration, ControllerError>;
+    /// Reserves the next launch slot, at least `interval` after every other replica's. A store
+    /// only one process uses answers "now": the provider's client paces its own launches.
+    async fn reserve_launch(&self, interval: Duration) -> Result<LaunchSlot, ControllerError>;
 
     /// Notified when another replica recorded a delivery (a shared store), so the leader
     /// decides at once instead of at its next tick.

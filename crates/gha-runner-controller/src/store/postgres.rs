@@ -33,7 +33,8 @@ use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 
 use super::sql;
 use super::{
-    Columns, Decision, JobRecord, Launch, LaunchState, Millis, Recorded, Store, Term, launch_from,
+    Columns, Decision, JobRecord, Launch, LaunchSlot, LaunchState, Millis, Recorded, Store, Term,
+    launch_from,
 };
 use crate::error::ControllerError;
 
@@ -836,16 +837,26 @@ impl Store for PgStore {
         self.epoch.store(0, Ordering::Release);
     }
 
-    async fn reserve_launch(&self, interval: Duration) -> Result<Duration, ControllerError> {
+    async fn reserve_launch(&self, interval: Duration) -> Result<LaunchSlot, ControllerError> {
         let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        // One clock for every replica: the database's.
         let reserve = format!(
             "WITH clock AS (SELECT {DB_NOW} AS now)
              UPDATE pacing SET next_at = GREATEST(pacing.next_at, clock.now) + $1
-             FROM clock WHERE pacing.id = 1 RETURNING pacing.next_at - $1 - clock.now"
+             FROM clock WHERE pacing.id = 1
+             RETURNING pacing.next_at - $1, pacing.next_at - $1 - clock.now"
         );
         let rows = self.query(&reserve, &[&interval]).await?;
-        let wait = self.decode(rows.first().map_or(Ok(0), |r| r.int(0)))?;
-        Ok(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+        let row = self.decode(
+            rows.first()
+                .ok_or_else(|| "the pacing row is missing".to_owned()),
+        )?;
+        let at = self.decode(row.int(0))?;
+        let wait = self.decode(row.int(1))?;
+        Ok(LaunchSlot {
+            at: Some(at),
+            wait: Duration::from_millis(u64::try_from(wait).unwrap_or(0)),
+        })
     }
 
     fn wakeups(&self) -> Option<Arc<Notify>> {

@@ -17,7 +17,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sql::{self, for_sqlite};
 use super::{
-    Columns, Decision, JobRecord, Launch, LaunchState, Millis, Recorded, Store, Term, launch_from,
+    Columns, Decision, JobRecord, Launch, LaunchSlot, LaunchState, Millis, Recorded, Store, Term,
+    launch_from,
 };
 use crate::error::ControllerError;
 
@@ -635,8 +636,11 @@ impl Store for SqliteStore {
 
     async fn resign(&self) {}
 
-    async fn reserve_launch(&self, _interval: Duration) -> Result<Duration, ControllerError> {
-        Ok(Duration::ZERO)
+    async fn reserve_launch(&self, _interval: Duration) -> Result<LaunchSlot, ControllerError> {
+        Ok(LaunchSlot {
+            at: None,
+            wait: Duration::ZERO,
+        })
     }
 }
 
