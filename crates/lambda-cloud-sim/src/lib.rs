@@ -350,6 +350,31 @@ impl Sim {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// How many API requests arrived so far.
+    pub fn requests_received(&self) -> u64 {
+        self.shared
+            .received
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the 429s so far are what arrival jitter gives a paced client, or why not. The
+    /// simulator judges a request by when it arrives; a client paces when it sends. On a
+    /// loaded machine a paced request can arrive late enough that the next, on time, looks
+    /// early: one in many is refused (and retried). Unpaced, most requests in a burst are.
+    /// So at most one request in ten may be refused; a check of the pacing itself reads the
+    /// sender's own slots (target `lambda_cloud::pacing`).
+    pub fn rate_limited_within_jitter(&self) -> Result<(), String> {
+        let (refused, received) = (self.rate_limited_requests(), self.requests_received());
+        if refused * 10 <= received {
+            Ok(())
+        } else {
+            Err(format!(
+                "{refused} of {received} requests refused for the rate limit: more than arrival \
+                 jitter explains (at most one in ten)"
+            ))
+        }
+    }
+
     /// A client of this simulator: its URL, its key (any key when none is configured), and
     /// the client's pacing, retries and timeouts scaled to its clock.
     pub fn client(&self) -> Result<lambda_cloud::Client, lambda_cloud::Error> {

@@ -42,6 +42,9 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         }
         log.push_back(request_line(&method, &uri, status, &body));
     }
+    shared
+        .received
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if status == 429 {
         shared
             .rate_limited

@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     pub(crate) faults: Mutex<FaultCounters>,
     pub(crate) runner: Option<UserDataRunner>,
     pub(crate) base_url: OnceLock<String>,
+    /// How many API requests arrived (authenticated or not).
+    pub(crate) received: std::sync::atomic::AtomicU64,
     /// How many requests were refused with 429.
     pub(crate) rate_limited: std::sync::atomic::AtomicU64,
     /// The latest API requests, as [`request_line`] writes them.
@@ -62,6 +64,7 @@ impl Shared {
             faults: Mutex::new(FaultCounters::default()),
             runner,
             base_url: OnceLock::new(),
+            received: std::sync::atomic::AtomicU64::new(0),
             rate_limited: std::sync::atomic::AtomicU64::new(0),
             requests: Mutex::new(std::collections::VecDeque::new()),
         }

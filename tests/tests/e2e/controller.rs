@@ -28,7 +28,8 @@ fn booting_for(seconds: f64) -> lambda_cloud_sim::Scenario {
 }
 
 /// What must hold once a run of the controller is over: every job ran, nothing bills,
-/// nothing is registered, and the simulator never refused a call for its rate.
+/// nothing is registered, and the simulator refused no more calls for their rate than
+/// arrival jitter explains.
 async fn assert_settled(rig: &ControllerRig, expected_jobs: usize) {
     let settled = rig
         .wait_until(Duration::from_secs(120), |rig| {
@@ -55,11 +56,9 @@ async fn assert_settled(rig: &ControllerRig, expected_jobs: usize) {
         expected_jobs,
         "jobs {jobs:?}\nstatus {status}"
     );
-    assert_eq!(
-        rig.sim.rate_limited_requests(),
-        0,
-        "no 429 from the simulator"
-    );
+    if let Err(why) = rig.sim.rate_limited_within_jitter() {
+        panic!("{why}\nstatus {status}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,13 +80,23 @@ async fn capacity_that_appears_while_waiting_is_taken_within_one_poll() {
     )
     .unwrap()
     .with_poll_interval(poll);
+    let listings_before = sim.calls("listInstanceTypes");
     let (launched, _) = plan.execute(&provider, &mut setup()).await.unwrap();
     assert_eq!(launched.len(), 1);
     let launched_at = sim.ledger().entries[0].launched_at;
-    // One poll interval after capacity appeared, plus the launch spacing and a little slack.
     assert!(
-        (90.0..=90.0 + 30.0 + 12.0 + 5.0).contains(&launched_at),
-        "launched at simulated second {launched_at:.1}"
+        launched_at >= 90.0,
+        "launched at simulated second {launched_at:.1}, before capacity appeared"
+    );
+    // The plan's own decisions, which a loaded machine cannot blur: it lists availability
+    // twice in its first round (before its blind try and after it), then every 30 s, so the
+    // listing at 90 s shows the capacity at the latest (a late arrival only shows it sooner). When the launch reaches the
+    // simulator is not judged; the plan's timing is, on a paused clock, in gha-runner-core's
+    // `plan.rs`.
+    let listings = sim.calls("listInstanceTypes") - listings_before;
+    assert!(
+        (1..=5).contains(&listings),
+        "{listings} availability listings: the one at 90 s shows the capacity"
     );
 }
 
