@@ -256,7 +256,7 @@ impl ReplicaRig {
                 log.lines()
                     .filter(|line| line.contains("launch slot reserved"))
                     .filter_map(|line| {
-                        let line = without_ansi(line);
+                        // No colour: `lambda-gha` writes none to a file.
                         let field = |name: &str| {
                             line.split_whitespace()
                                 .find_map(|word| word.strip_prefix(name))
@@ -397,22 +397,4 @@ async fn balancer(upstreams: Vec<String>) -> (String, JoinHandle<()>) {
         }
     });
     (format!("http://{address}"), task)
-}
-
-/// `line` without terminal colour sequences (`ESC [ … letter`).
-fn without_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

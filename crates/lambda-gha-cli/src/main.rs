@@ -323,6 +323,12 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
+        // Colour for a person at a terminal; none in a file, journald or a container's log
+        // (`serve` runs there), and none when NO_COLOR asks (no-color.org).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     let out = Out {
         json: cli.global.json,

@@ -464,3 +464,31 @@ async fn cost_shows_what_bills_now_from_prices_and_launch_tags() {
         .unwrap();
     assert!(at.parse::<jiff::Timestamp>().is_ok(), "{at}");
 }
+
+/// Logs written to a file or a pipe (where `serve` writes: journald, a container's log) carry
+/// no colour codes; at a terminal they keep their colour unless NO_COLOR is set.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_are_coloured_only_at_a_terminal() {
+    let sim = quick_sim().await;
+    let out = run_with(&sim, &["types"], &[("RUST_LOG", "debug")]).await;
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DEBUG"),
+        "debug logs were written: {stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "no escape codes: {stderr:?}");
+    for (no_color, coloured) in [("", true), ("1", false)] {
+        let mut at_terminal = command(&sim, &["types"]);
+        at_terminal
+            .env("RUST_LOG", "debug")
+            .env("NO_COLOR", no_color);
+        let (status, screen) = crate::pty::Pty::spawn(at_terminal).finish();
+        assert!(status.success(), "{screen}");
+        assert_eq!(
+            screen.contains("\u{1b}[2m"),
+            coloured,
+            "NO_COLOR={no_color:?}: {screen:?}"
+        );
+    }
+}
