@@ -267,7 +267,7 @@ impl DecisionLog {
     }
 
     fn write(&mut self, now: Duration, record: serde_json::Value) {
-        let mut line = serde_json::json!({"t": (now.as_secs_f64() * 1000.0).round() / 1000.0});
+        let mut line = serde_json::json!({"t": log_seconds(now)});
         if let (Some(map), serde_json::Value::Object(fields)) = (line.as_object_mut(), record) {
             map.extend(fields);
         }
@@ -277,6 +277,11 @@ impl DecisionLog {
         }
         tracing::info!(target: "lambda_gha_agent", "{text}");
     }
+}
+
+/// A time on the agent's clock as its log writes it: seconds, to the millisecond.
+fn log_seconds(at: Duration) -> f64 {
+    (at.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 /// The agent for one machine.
@@ -385,7 +390,13 @@ impl<'a> Agent<'a> {
             }
             let now = self.clock.now();
             if let Decision::Terminate(reason) = policy.decide(now) {
-                log.write(now, serde_json::json!({"decision": "terminate", "reason": reason, "why": reason.to_string()}));
+                let mut decided = serde_json::json!({"decision": "terminate", "reason": reason, "why": reason.to_string()});
+                // A decision that came due at the deadline this turn waited for says so: the
+                // policy's own time, which a late wake-up on a busy machine does not move.
+                if now >= deadline {
+                    decided["due"] = serde_json::json!(log_seconds(deadline));
+                }
+                log.write(now, decided);
                 if let Some(dir) = self.paths.ended().parent() {
                     let _ = std::fs::create_dir_all(dir);
                 }
@@ -414,11 +425,15 @@ impl<'a> Agent<'a> {
                 Err(error) => Err(error),
             };
             let now = self.clock.now();
+            let ending_at = log_seconds(now + UNHEALTHY_HOLD);
             match reported {
-                Ok(()) => log.write(now, serde_json::json!({"health": "reported"})),
+                Ok(()) => log.write(
+                    now,
+                    serde_json::json!({"health": "reported", "ending_at": ending_at}),
+                ),
                 Err(error) => log.write(
                     now,
-                    serde_json::json!({"health": "not-reported", "error": error.message}),
+                    serde_json::json!({"health": "not-reported", "error": error.message, "ending_at": ending_at}),
                 ),
             }
         }
