@@ -390,20 +390,7 @@ impl<'a> Agent<'a> {
             }
             let now = self.clock.now();
             if let Decision::Terminate(reason) = policy.decide(now) {
-                let mut decided = serde_json::json!({"decision": "terminate", "reason": reason, "why": reason.to_string()});
-                // A decision that came due at the deadline this turn waited for says so: the
-                // policy's own time, which a late wake-up on a busy machine does not move.
-                if now >= deadline {
-                    decided["due"] = serde_json::json!(log_seconds(deadline));
-                }
-                log.write(now, decided);
-                if let Some(dir) = self.paths.ended().parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                let _ = std::fs::write(
-                    self.paths.ended(),
-                    serde_json::to_vec(&reason).unwrap_or_default(),
-                );
+                self.record_decision(reason, now, deadline, &mut log);
                 break reason;
             }
         };
@@ -413,6 +400,30 @@ impl<'a> Agent<'a> {
         let _ = tokio::task::spawn_blocking(move || stop_runners(&paths, runners)).await;
         log.write(self.clock.now(), serde_json::json!({"runners": "stopped"}));
         Ok(self.terminate(reason, &mut log).await)
+    }
+
+    /// Logs the decision — with the deadline it came due at, when it was the one this turn
+    /// waited for: the policy's own time, which a late wake-up on a busy machine does not
+    /// move — and keeps it on disk, so a restarted agent does not reopen it.
+    fn record_decision(
+        &self,
+        reason: Reason,
+        now: Duration,
+        deadline: Duration,
+        log: &mut DecisionLog,
+    ) {
+        let mut decided = serde_json::json!({"decision": "terminate", "reason": reason, "why": reason.to_string()});
+        if now >= deadline {
+            decided["due"] = serde_json::json!(log_seconds(deadline));
+        }
+        log.write(now, decided);
+        if let Some(dir) = self.paths.ended().parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(
+            self.paths.ended(),
+            serde_json::to_vec(&reason).unwrap_or_default(),
+        );
     }
 
     /// A machine whose health gate failed: says why where the launcher sees it, gives the
