@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lambda_cloud_sim::{Scenario, SecondsRange, Sim};
+use lambda_cloud_sim::{Scenario, Sim};
 
 use crate::{FAKE_GITHUB_URL_FILE, FakeGitHub, FakeInternet};
 
@@ -18,14 +18,7 @@ pub const HOLD: Duration = Duration::from_secs(3);
 
 /// A world whose machines boot in 10 simulated seconds (0.2 s).
 pub fn quick_boot_scenario() -> Scenario {
-    let mut world = Scenario::default();
-    for ty in &mut world.instance_types {
-        ty.boot_seconds = SecondsRange {
-            min: 10.0,
-            max: 10.0,
-        };
-    }
-    world
+    Scenario::default().with_boot_seconds(10.0)
 }
 
 /// What was left: billing machines, runner registrations, SSH keys in the account.

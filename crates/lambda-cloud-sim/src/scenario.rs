@@ -342,6 +342,18 @@ impl Scenario {
         self
     }
 
+    /// Every instance type boots in exactly `seconds` (simulated), so a test's timeline does
+    /// not depend on a random draw.
+    pub fn with_boot_seconds(mut self, seconds: f64) -> Self {
+        for ty in &mut self.instance_types {
+            ty.boot_seconds = SecondsRange {
+                min: seconds,
+                max: seconds,
+            };
+        }
+        self
+    }
+
     /// Adds an SSH key the account starts with (a placeholder public key).
     pub fn with_ssh_key(mut self, name: &str) -> Self {
         self.ssh_keys.push(SshKeySpec {

@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lambda_cloud_sim::{Scenario, SecondsRange, Sim};
+use lambda_cloud_sim::{Scenario, Sim};
 use lambda_gha_tests::FakeGitHub;
 
 const RUNS: usize = 10;
@@ -57,13 +57,11 @@ fn median(mut values: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() {
     let binary = env!("CARGO_BIN_EXE_lambda-gha-action");
-    let mut scenario = Scenario {
+    let scenario = Scenario {
         default_capacity: 1000,
         ..Scenario::default()
-    };
-    for ty in &mut scenario.instance_types {
-        ty.boot_seconds = SecondsRange { min: 0.0, max: 0.0 };
     }
+    .with_boot_seconds(0.0);
     let sim = Sim::builder()
         .scenario(scenario)
         .rate_limits(false)

@@ -26,7 +26,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use lambda_cloud_sim::{FaultSpec, Scenario, SecondsRange};
+use lambda_cloud_sim::{FaultSpec, Scenario};
 use lambda_gha_tests::rig::{Machines, Rig, SCALE, run_program};
 use lambda_gha_tests::{FakeInternet, FakeJob, JobStatus, Program, program};
 
@@ -93,13 +93,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 /// The world of the model: machines boot in 180 s, no `gpu_1x_a10` anywhere.
 fn world(config: Config) -> Scenario {
-    let mut world = Scenario::default();
-    for ty in &mut world.instance_types {
-        ty.boot_seconds = SecondsRange {
-            min: BOOT_SECONDS,
-            max: BOOT_SECONDS,
-        };
-    }
+    let mut world = Scenario::default().with_boot_seconds(BOOT_SECONDS);
     for region in REGIONS.split(',') {
         world = world.with_capacity("gpu_1x_a10", region, &[(0, 0)]);
     }

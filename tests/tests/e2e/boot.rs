@@ -112,13 +112,7 @@ pub(crate) async fn computer(setup: &Boot) -> Computer {
     let internet = FakeInternet::start_slow(&binary, &work, setup.download_delay).await;
 
     // Machines that boot in 10 simulated seconds keep the suite short.
-    let mut scenario = lambda_cloud_sim::Scenario::default();
-    for ty in &mut scenario.instance_types {
-        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
-            min: 10.0,
-            max: 10.0,
-        };
-    }
+    let mut scenario = lambda_cloud_sim::Scenario::default().with_boot_seconds(10.0);
     scenario.faults.clone_from(&setup.faults);
     let sim = lambda_cloud_sim::Sim::builder()
         .scenario(scenario.with_ssh_key("ci"))

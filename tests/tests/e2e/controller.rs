@@ -17,14 +17,7 @@ fn jobs(prefix: &str, count: usize, runs_on: &[&str], seconds: u32) -> Vec<FakeJ
 
 /// A cloud whose machines take `seconds` (simulated) to boot.
 fn booting_for(seconds: f64) -> lambda_cloud_sim::Scenario {
-    let mut scenario = lambda_cloud_sim::Scenario::default();
-    for ty in &mut scenario.instance_types {
-        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
-            min: seconds,
-            max: seconds,
-        };
-    }
-    scenario
+    lambda_cloud_sim::Scenario::default().with_boot_seconds(seconds)
 }
 
 /// What must hold once a run of the controller is over: every job ran, nothing bills,

@@ -254,17 +254,11 @@ async fn on_postgres_one_replica_leads_launches_are_fenced_and_slots_spaced() {
 
 /// A cloud whose machines take `seconds` (simulated) to boot, with room for a burst of 100.
 fn booting_for(seconds: f64) -> lambda_cloud_sim::Scenario {
-    let mut scenario = lambda_cloud_sim::Scenario {
+    lambda_cloud_sim::Scenario {
         default_capacity: 100,
         ..lambda_cloud_sim::Scenario::default()
-    };
-    for ty in &mut scenario.instance_types {
-        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
-            min: seconds,
-            max: seconds,
-        };
     }
-    scenario
+    .with_boot_seconds(seconds)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

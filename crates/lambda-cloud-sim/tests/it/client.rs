@@ -522,13 +522,9 @@ async fn machines_see_their_gpus_and_a_scenario_can_break_them() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_instances_jupyter_answers_once_it_is_active_and_only_with_its_token() {
     use lambda_cloud::JupyterProbe;
-    let mut scenario = Scenario::default().with_ssh_key("me");
-    for ty in &mut scenario.instance_types {
-        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
-            min: 100_000.0,
-            max: 100_000.0,
-        };
-    }
+    let scenario = Scenario::default()
+        .with_ssh_key("me")
+        .with_boot_seconds(100_000.0);
     let sim = Sim::builder()
         .scenario(scenario)
         .api_key("key")

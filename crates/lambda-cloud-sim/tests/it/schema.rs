@@ -20,16 +20,11 @@ async fn instance_status(raw: &mut Raw, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_answers_as_the_spec_declares() {
-    let mut scenario =
-        Scenario::default().with_capacity("gpu_8x_h100_sxm5", "us-east-1", &[(0, 0)]);
     // Booting lasts 1.5 s of real time, so the restart-while-booting conflict below cannot be
     // overtaken by a slow, loaded machine (the default boot is ~0.1 s real at this scale).
-    for ty in &mut scenario.instance_types {
-        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
-            min: 3000.0,
-            max: 3000.0,
-        };
-    }
+    let scenario = Scenario::default()
+        .with_capacity("gpu_8x_h100_sxm5", "us-east-1", &[(0, 0)])
+        .with_boot_seconds(3000.0);
     let sim = Sim::builder()
         .scenario(scenario)
         .time_scale(lambda_cloud::TimeScale::of(2000.0))

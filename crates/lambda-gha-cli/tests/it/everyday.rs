@@ -6,15 +6,9 @@ pub(crate) const SCALE: lambda_cloud::TimeScale = lambda_cloud::TimeScale::of(10
 
 /// A simulator whose machines stay `booting` (no IP yet) for the whole test, so tables are
 /// the same on a fast and a loaded machine.
-async fn sim(mut scenario: Scenario) -> Sim {
-    for ty in &mut scenario.instance_types {
-        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
-            min: 100_000.0,
-            max: 100_000.0,
-        };
-    }
+async fn sim(scenario: Scenario) -> Sim {
     Sim::builder()
-        .scenario(scenario.with_ssh_key("me"))
+        .scenario(scenario.with_boot_seconds(100_000.0).with_ssh_key("me"))
         .time_scale(SCALE)
         .api_key("cli-key")
         .start()
@@ -73,12 +67,12 @@ pub(crate) fn filters() -> insta::Settings {
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_are_renamed_and_restarted_by_name_and_an_ambiguous_name_is_refused() {
     // Machines that are active after 1 simulated second: a restart shows as `booting` again.
-    let mut scenario = Scenario::default().with_ssh_key("me");
-    for ty in &mut scenario.instance_types {
-        ty.boot_seconds = lambda_cloud_sim::SecondsRange { min: 1.0, max: 1.0 };
-    }
     let sim = Sim::builder()
-        .scenario(scenario)
+        .scenario(
+            Scenario::default()
+                .with_ssh_key("me")
+                .with_boot_seconds(1.0),
+        )
         .time_scale(SCALE)
         .api_key("cli-key")
         .start()
@@ -328,12 +322,12 @@ async fn ssh_to_a_booting_instance_says_to_wait() {
 
 /// A simulator whose machines are active after one simulated second.
 async fn quick_sim() -> Sim {
-    let mut scenario = Scenario::default().with_ssh_key("me");
-    for ty in &mut scenario.instance_types {
-        ty.boot_seconds = lambda_cloud_sim::SecondsRange { min: 1.0, max: 1.0 };
-    }
     Sim::builder()
-        .scenario(scenario)
+        .scenario(
+            Scenario::default()
+                .with_ssh_key("me")
+                .with_boot_seconds(1.0),
+        )
         .time_scale(SCALE)
         .api_key("cli-key")
         .start()

@@ -18,12 +18,7 @@ async fn sim() -> Sim {
             scenario = scenario.with_capacity("gpu_1x_a6000", region, &[(0, 0)]);
         }
     }
-    for ty in &mut scenario.instance_types {
-        ty.boot_seconds = lambda_cloud_sim::SecondsRange {
-            min: 100_000.0,
-            max: 100_000.0,
-        };
-    }
+    scenario = scenario.with_boot_seconds(100_000.0);
     let sim = Sim::builder()
         .scenario(scenario)
         .time_scale(SCALE)

@@ -34,12 +34,7 @@ impl Fixture {
             .with_public_ip("127.0.0.1")
             .with_public_key("laptop", &sshd.public_key);
         if let Some(seconds) = boot_seconds {
-            for ty in &mut scenario.instance_types {
-                ty.boot_seconds = lambda_cloud_sim::SecondsRange {
-                    min: seconds,
-                    max: seconds,
-                };
-            }
+            scenario = scenario.with_boot_seconds(seconds);
         }
         let sim = Sim::builder()
             .scenario(scenario)
